@@ -1,0 +1,191 @@
+"""Typed configuration: dataclasses loaded from YAML, overridden from the command line, saved with every run.
+
+Every concern (pretraining, distillation, retrieval, the pipeline) declares a dataclass with defaults, help
+text in ``field(metadata={"help": ...})`` and validation in ``__post_init__``. This module turns YAML plus
+``key=value`` overrides into such a dataclass, with errors that name the file and the key.
+
+Example
+-------
+>>> from dataclasses import dataclass, field
+>>> @dataclass
+... class Opt:
+...     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+...     steps: int = 10
+>>> build_config(Opt, {"lr": 0.01}, overrides=["steps=20"])
+Opt(lr=0.01, steps=20)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from indus.atomic import atomic_write_text
+from indus.errors import IndusError
+
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing file or bad syntax."""
+    path = Path(path)
+    if not path.is_file():
+        raise IndusError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise IndusError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise IndusError(f"{path}: expected a YAML mapping of settings, found {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML scalars) to a nested mapping, in place."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise IndusError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-4")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise IndusError(f"--set {item!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional or tp is Any:
+            return None
+        raise IndusError(f"{where}: a value is required")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise IndusError(f"{where}: expected a section (mapping), found {value!r}")
+        return build_config(tp, value, where=where)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if isinstance(value, str | int | float):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise IndusError(f"{where}: expected a list, found {value!r}")
+        args = typing.get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise IndusError(f"{where}: expected a mapping, found {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise IndusError(f"{where}: expected true or false, found {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise IndusError(f"{where}: expected an integer, found {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise IndusError(f"{where}: expected a number, found {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, dict | list):
+            raise IndusError(f"{where}: expected a string, found {value!r}")
+        return str(value)
+    return value
+
+
+def build_config(cls: type[T], data: dict[str, Any] | None = None, overrides: list[str] | None = None,
+                 where: str = "config") -> T:
+    """Build dataclass ``cls`` from a nested mapping plus ``key=value`` overrides.
+
+    Unknown keys, wrong types and failed ``__post_init__`` checks raise :class:`IndusError` naming the key.
+    """
+    data = apply_overrides(dict(data or {}), overrides)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise IndusError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise IndusError(f"{where}: {exc}") from None
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Load dataclass ``cls`` from a YAML file (optional) and ``key=value`` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    return build_config(cls, data, overrides, where=str(path) if path is not None else "config")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML/JSON-serialisable dict of a (nested) config dataclass."""
+    def convert(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, list | tuple):
+            return [convert(x) for x in v]
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        return v
+
+    return convert(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write the resolved config as YAML, atomically."""
+    return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def config_hash(*parts: Any, length: int = 12) -> str:
+    """A stable short hash of configs and other JSON-serialisable values."""
+    def norm(p: Any) -> Any:
+        return config_to_dict(p) if dataclasses.is_dataclass(p) and not isinstance(p, type) else p
+
+    blob = json.dumps([norm(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def prepare_output_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Create ``path``; refuse a non-empty one unless resuming or explicitly overwriting."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise IndusError(f"{path}: output path exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
+        raise IndusError(f"{path}: output directory is not empty; pass --resume to continue or --overwrite to replace")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""INDUS encoders: model presets, masked-LM pretraining, MiniLMv2 distillation."""
