@@ -1,4 +1,4 @@
-"""``python -m indus``: the same CLI, for launchers that want a module (``torchrun -m indus``, ``accelerate launch -m``)."""
+"""``python -m indus``: the same CLI, for launchers that want a module (``torchrun -m indus``)."""
 
 from indus.cli import main
 
