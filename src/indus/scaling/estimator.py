@@ -151,15 +151,18 @@ class ObservationalScalingLaw(RegressorMixin, BaseEstimator):
 
     def capabilities(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
         """The capability PCs ``S`` of each row, shape (n, n_components)."""
-        return self.pca_.transform(self._scores(X))
+        X = self._scores(X)
+        return self.pca_.transform(X)
 
     def decision_function(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
         """The linear score ``beta . S + alpha`` (before the sigmoid), shape (n,)."""
-        return self.link_.decision_function(self.capabilities(X))
+        S = self.capabilities(X)
+        return self.link_.decision_function(S)
 
     def predict(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
         """Predicted downstream metric for each row of benchmark scores, shape (n,)."""
-        return self.link_.predict(self.capabilities(X))
+        S = self.capabilities(X)
+        return self.link_.predict(S)
 
 
 class ComputeScalingLaw(RegressorMixin, BaseEstimator):

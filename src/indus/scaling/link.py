@@ -130,4 +130,5 @@ class SigmoidLink(RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """``(1 - b) * sigmoid(beta . X + alpha) + b`` for each row of ``X``."""
+        check_is_fitted(self, "coef_")
         return (1.0 - self.floor_) * expit(self.decision_function(X)) + self.floor_
