@@ -42,15 +42,17 @@ def _fmt(v: float | None) -> str:
 @app.command("tasks")
 def tasks_cmd(json_out: Path | None = JSON_OPT) -> None:
     """List the built-in tasks (stable names), their targets, benchmarks and splits."""
-    from indus.scaling.scores import BASE_BENCHMARKS
+    from indus.scaling.scores import BASE_BENCHMARKS, INSTRUCT_SCORES
     from indus.scaling.tasks import TASKS, load_task
 
     rows = []
     for task in TASKS.values():
         data = load_task(task)
-        dropped = [b for b in BASE_BENCHMARKS if b not in task.benchmarks and task.benchmarks[0] == "MMLU"]
-        bench = "instruct (7)" if "Winogrande" in task.benchmarks else (
-            f"base without {', '.join(dropped)}" if dropped else "base (8)")
+        dropped = [b for b in BASE_BENCHMARKS if b not in task.benchmarks]
+        if task.scores_table == INSTRUCT_SCORES:
+            bench = f"instruct ({len(task.benchmarks)})"
+        else:
+            bench = f"base without {', '.join(dropped)}" if dropped else f"base ({len(task.benchmarks)})"
         rows.append({"name": task.name, "group": task.group, "title": task.title, "target": task.target,
                      "benchmarks": bench, "split": task.describe(), "n_train": int(data.train.sum()),
                      "n_test": int(data.test.sum())})
@@ -258,7 +260,7 @@ def predict_cmd(
     import numpy as np
 
     from indus.scaling.bootstrap import bootstrap_intervals
-    from indus.scaling.holdout import fit_holdout
+    from indus.scaling.holdout import TARGET, fit_holdout
     from indus.scaling.scores import MODEL, read_scores
     from indus.scaling.tasks import TASKS, get_task, load_task
 
@@ -282,7 +284,7 @@ def predict_cmd(
         S_new = law.capabilities(frame[data.benchmarks])
         S_train = law.capabilities(data.frame.loc[data.train, data.benchmarks])
         y_new = law.link_.predict(S_new)
-        lo, hi = bootstrap_intervals(law.link_, S_train, data.frame.loc[data.train, "target"].to_numpy(), S_new,
+        lo, hi = bootstrap_intervals(law.link_, S_train, data.frame.loc[data.train, TARGET].to_numpy(), S_new,
                                      n_bootstrap=n_bootstrap, random_state=seed)
         low, high = spec.metric_range
         eff = result.effective(law.link_.decision_function(S_new)) if result.effective else np.full(len(y_new),

@@ -9,7 +9,7 @@ the others), which :attr:`HoldoutResult.pcs_test_mse_known_compute` lets you com
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -88,7 +88,6 @@ class HoldoutResult:
     flops_law: ComputeScalingLaw | None = None
     params_law: ComputeScalingLaw | None = None
     alpha: float = 0.1
-    extra: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         """The ``indus scaling fit --json`` document."""

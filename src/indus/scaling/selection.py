@@ -20,7 +20,7 @@ units can be families or single models:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -79,7 +79,6 @@ class SelectionResult:
     n_models: int
     method: str
     n_evaluated: int
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class _Units:

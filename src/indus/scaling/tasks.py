@@ -117,10 +117,10 @@ class Task:
     metric_range: tuple[float, float] = (0.0, 1.0)
     reference_family: str = "Llama-2"
 
-    def describe(self) -> str:
-        """The split in words."""
+    def describe(self, cutoff: float | None = None) -> str:
+        """The split in words (``cutoff`` overrides the task's, in 1E21 FLOPs)."""
         if self.split == "cutoff":
-            return f"train on FLOPs <= {self.cutoff * 1e21:.2g}"
+            return f"train on FLOPs <= {(self.cutoff if cutoff is None else cutoff) * 1e21:.2g}"
         return f"hold out the top {self.top_fraction:.0%} by the target"
 
 
@@ -238,10 +238,8 @@ def load_task(task: Task | str, *, cutoff: float | None = None) -> ScalingData:
     frame[TARGET] = normalise(frame[task.target].to_numpy(), task.metric_range)
     cut = task.cutoff if cutoff is None else cutoff
     train = split_mask(frame, task.split, cutoff=cut, top_fraction=task.top_fraction)
-    description = (f"train on FLOPs <= {cut * 1e21:.2g}" if task.split == "cutoff"
-                   else f"hold out the top {task.top_fraction:.0%} by the target")
     return ScalingData(task.name, frame, list(task.benchmarks), train, task.reference_family, task.metric_range,
-                       description)
+                       task.describe(cut))
 
 
 def load_user_task(scores: str | Path, target: str, targets: str | Path | None = None, *,
