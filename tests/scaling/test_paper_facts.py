@@ -95,3 +95,12 @@ def test_twelve_chosen_models_forecast_better_than_random_subsets():
     assert p.n_models == 12
     assert p.test_mse < 1.5 * all_mse  # about as good as all 45 training models on naive GSM8K
     assert p.test_mse < np.nanmedian(p.random_test_mse)
+
+
+def test_twelve_single_models_forecast_about_as_well_as_all_training_models():
+    points, all_mse = selection_curve(load_task("gsm8k-cot"), [12], unit="model",
+                                      criterion_benchmarks=BASE_BENCHMARKS, n_random=10, random_state=0)
+    p = points[0]
+    assert p.n_models == 12 and p.method == "greedy-exchange"
+    assert p.test_mse < 1.5 * all_mse
+    assert p.test_mse < 0.5 * np.nanmedian(p.random_test_mse)

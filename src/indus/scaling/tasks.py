@@ -272,10 +272,7 @@ def load_user_task(scores: str | Path, target: str, targets: str | Path | None =
             raise DataFormatError(scores, 1, f"a {col!r} column (schema: {', '.join(ID_COLUMNS)}, benchmarks...)")
     if targets is None:
         require_columns(raw, [target], scores, "target column")
-        exclude = [target]
-    else:
-        exclude = []
-    candidates = benchmark_columns(raw, exclude=exclude)
+    candidates = benchmark_columns(raw, exclude=[target])  # the target never predicts itself
     require_columns(raw[candidates], drop_benchmarks, scores, "benchmark column")
     benchmarks = [c for c in candidates if c not in set(drop_benchmarks)]
     frame, benchmarks = read_scores(scores, benchmarks=benchmarks)
@@ -294,7 +291,8 @@ def load_user_task(scores: str | Path, target: str, targets: str | Path | None =
     frame[TARGET] = normalise(frame[target].to_numpy(), metric_range)
     train = split_mask(frame, "cutoff", cutoff=cutoff)
     if not train.any():
-        raise IndusError(f"no model has {FLOPS} <= {cutoff:g} (the cutoff, in 1E21 FLOPs); raise --cutoff-flops")
+        raise IndusError(f"{scores}: no model with a target has at most {cutoff * 1e21:.2g} training FLOPs, so "
+                         "nothing to fit on; raise --cutoff-flops")
     ref = reference_family if reference_family in set(frame[FAMILY].dropna()) else None
     return ScalingData(target, frame, benchmarks, train, ref, metric_range,
                        f"train on FLOPs <= {cutoff * 1e21:.2g}")
