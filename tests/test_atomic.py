@@ -24,3 +24,14 @@ def test_atomic_directory_swaps_only_when_complete(tmp_path):
         raise RuntimeError("crash mid-write")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.md", "x")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
