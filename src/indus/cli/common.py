@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# Piped output (logs, CI) gets a wide console instead of rich's 80-column default, so tables do not wrap.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def print_table(rows: list[dict[str, Any]], title: str | None = None, columns: list[str] | None = None) -> None:
