@@ -22,7 +22,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/indus data list
+	$(if $(INDUS_DATA),$(BIN)/indus data list,@echo "no data root (../shared/data not found): built-in tables only")
+	$(BIN)/indus scaling report out/scaling
 
 test: install
 	$(BIN)/ruff check src tests benchmarks
