@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from indus.cli.common import console, print_table, write_json
 
 app = typer.Typer(help="Train a domain byte-level BPE tokenizer (INDUSBPE) and compare tokenizers.",
                   no_args_is_help=True)
@@ -11,3 +15,39 @@ app = typer.Typer(help="Train a domain byte-level BPE tokenizer (INDUSBPE) and c
 @app.callback()
 def tokenizer() -> None:
     """Train a domain byte-level BPE tokenizer (INDUSBPE) and compare tokenizers."""
+
+
+@app.command()
+def train(
+    corpus: list[Path] = typer.Option(..., "--corpus", help="Corpus file or folder (JSONL with 'text', or text)."),
+    vocab_size: int = typer.Option(50_265, "--vocab-size", help="Vocabulary size incl. 5 specials (paper: 50,265)."),
+    lowercase: bool = typer.Option(False, "--lowercase/--cased", help="Lower-case first (INDUSBPE is uncased)."),
+    max_docs: int | None = typer.Option(None, "--max-docs", help="Train on the first N documents only."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="Smallest pair count that makes a merge."),
+    out: Path = typer.Option(..., "--out", help="Output folder (loads with AutoTokenizer.from_pretrained)."),
+) -> None:
+    """Train a byte-level BPE with RoBERTa's special tokens (<s> <pad> </s> <unk> <mask> = ids 0..4)."""
+    import time
+
+    from indus.tokenizer.train import train_bpe
+
+    t0 = time.perf_counter()
+    tok = train_bpe(corpus, vocab_size, out_dir=out, lowercase=lowercase, max_docs=max_docs,
+                    min_frequency=min_frequency)
+    console.print(f"wrote {out}: {len(tok):,} tokens, {'uncased' if lowercase else 'cased'}, "
+                  f"{time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def compare(
+    text: Path = typer.Option(..., "--text", help="Corpus file or folder to tokenise."),
+    tokenizers: list[str] = typer.Option(..., "--tokenizer", help="Tokenizer folder or model spec (repeatable)."),
+    max_docs: int | None = typer.Option(None, "--max-docs", help="Use the first N documents only."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """Tokens, tokens per word and % difference against the first tokenizer (the paper's Table 2)."""
+    from indus.tokenizer.fertility import compare_tokenizers
+
+    rows = [r.to_dict() for r in compare_tokenizers(text, tokenizers, max_docs=max_docs)]
+    print_table(rows, title=f"tokenizer fertility on {text}")
+    write_json(json_out, rows)
