@@ -32,7 +32,8 @@ def test_trains_and_loads_with_autotokenizer(corpus, tmp_path):
     train_bpe([corpus], vocab_size=400, lowercase=True, out_dir=out, show_progress=False)
     tok = AutoTokenizer.from_pretrained(str(out))
     assert len(tok) == 400
-    assert [tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id, tok.mask_token_id] == [0, 1, 2, 3, 4]
+    specials = [tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id, tok.mask_token_id]
+    assert specials == [0, 1, 2, 3, 4]
     ids = tok("Solar Wind")["input_ids"]
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
     assert ids == tok("solar wind")["input_ids"], "the uncased tokenizer must lower-case after loading"
