@@ -56,3 +56,32 @@ def test_bad_settings_and_empty_data():
         FinetuneSettings(epochs=0)
     with pytest.raises(ValueError, match="no training features"):
         finetune(Toy(), [], _collate, FinetuneSettings(progress=False))
+
+
+def test_length_grouped_batches_are_homogeneous_and_seeded():
+    lengths = [1, 9, 2, 8, 3, 7, 4, 6] * 8
+    feats = [{"x": torch.tensor([float(n), 0.0]), "labels": torch.tensor(n % 2)} for n in lengths]
+    seen: list[list[int]] = []
+
+    class Spy(Toy):
+        def forward(self, x, labels):
+            seen.append(sorted(int(v) for v in x[:, 0]))
+            return super().forward(x, labels)
+
+    def batches(grouped: bool) -> list[list[int]]:
+        seen.clear()
+        torch.manual_seed(0)
+        finetune(Spy(), feats, _collate, FinetuneSettings(epochs=1, batch_size=4, progress=False), seed=1,
+                 lengths=lengths if grouped else None)
+        return list(seen)
+
+    grouped, again, shuffled = batches(True), batches(True), batches(False)
+    assert grouped == again  # same seed, same batches
+    assert sorted(v for b in grouped for v in b) == sorted(lengths)  # every feature once per epoch
+
+    def spread(bs):
+        return sum(max(b) - min(b) for b in bs) / len(bs)
+
+    assert spread(grouped) < 0.5 * spread(shuffled)
+    with pytest.raises(ValueError, match="lengths"):
+        finetune(Toy(), feats, _collate, FinetuneSettings(progress=False), lengths=[1, 2])

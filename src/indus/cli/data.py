@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from indus.cli.common import console, print_table
+from indus.cli.common import console, print_table, write_json
 
 app = typer.Typer(help="Find, count and validate datasets (CoNLL, SQuAD, BEIR, pairs, corpus, classification).",
                   no_args_is_help=True)
@@ -24,3 +26,23 @@ def list_datasets() -> None:
         rows.append({"name": e.name, "kind": e.kind, "path": str(e.path.relative_to(root)),
                      "counts": ", ".join(f"{k}: {v:,}" for k, v in counts.items())})
     print_table(rows, title=f"{len(entries)} datasets")
+
+
+@app.command("check")
+def check_dataset(
+    path: str = typer.Argument(..., help="A file, a folder, or a dataset name under the data root."),
+    fmt: str | None = typer.Option(None, "--format", "-f", show_default=False,
+                                   help="Force the format: ner, squad, beir, pairs, classification, corpus."),
+    scheme: str = typer.Option("auto", "--scheme",
+                               help="NER tag scheme: auto (detect, repair), or IOB1 / IOB2 / BIOES / BILOU (strict)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the counts as JSON.", show_default=False),
+) -> None:
+    """Validate a dataset (format detected from the path) and print its counts."""
+    from indus.data.check import check, summary_rows
+
+    result = check(path, fmt, scheme=scheme)
+    summary, tables = summary_rows(result)
+    print_table(summary, title=f"{result['format']}: {result['path']}")
+    for name, rows in tables.items():
+        print_table(rows, title=name)
+    write_json(json_out, result)

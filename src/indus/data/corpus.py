@@ -50,3 +50,27 @@ def iter_texts(path: str | Path, limit: int | None = None) -> Iterator[str]:
                         n += 1
                         if limit is not None and n >= limit:
                             return
+
+
+def check(path: str | Path) -> dict:
+    """Validate a corpus file or folder and count it.
+
+    Returns
+    -------
+    dict
+        ``format`` ("corpus"), ``path``, ``texts`` (total) and ``files``: {file: {texts, empty, characters,
+        words}}; a text is a document (JSON lines) or a non-blank line (plain text), ``empty`` counts
+        documents whose text is blank.
+    """
+    files: dict[str, dict[str, int]] = {}
+    for file in corpus_files(path):
+        texts = empty = chars = words = 0
+        for text in iter_texts(file):
+            texts += 1
+            empty += not text.strip()
+            chars += len(text)
+            words += len(text.split())
+        if texts == 0:
+            raise DataFormatError(file, None, "no texts (expected JSON lines with a 'text' field, or lines of text)")
+        files[file.name] = {"texts": texts, "empty": empty, "characters": chars, "words": words}
+    return {"format": "corpus", "path": str(path), "texts": sum(f["texts"] for f in files.values()), "files": files}

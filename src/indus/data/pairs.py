@@ -73,3 +73,22 @@ def read_pairs(path: str | Path, limit: int | None = None) -> list[Pair]:
             if limit is not None and n >= limit:
                 break
     return pairs
+
+
+def check(path: str | Path) -> dict:
+    """Validate a pairs file or folder and count it.
+
+    Returns
+    -------
+    dict
+        ``format`` ("pairs"), ``path``, ``pairs`` (total) and ``files``: {file: {pairs, anchors, positives,
+        negatives, sources}} with distinct anchors and positives, pairs holding a hard negative, and sources.
+    """
+    files: dict[str, dict[str, int]] = {}
+    for file in pair_files(path):
+        pairs = read_pairs(file)
+        files[file.name] = {"pairs": len(pairs), "anchors": len({p.anchor for p in pairs}),
+                            "positives": len({p.positive for p in pairs}),
+                            "negatives": sum(p.negative is not None for p in pairs),
+                            "sources": len({p.source for p in pairs})}
+    return {"format": "pairs", "path": str(path), "pairs": sum(f["pairs"] for f in files.values()), "files": files}

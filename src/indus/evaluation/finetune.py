@@ -96,8 +96,15 @@ def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]], dict[str, Any]],
-             settings: FinetuneSettings, *, seed: int = 0, desc: str = "fine-tune") -> dict[str, float]:
+             settings: FinetuneSettings, *, seed: int = 0, desc: str = "fine-tune",
+             lengths: Sequence[int] | None = None) -> dict[str, float]:
     """Train ``model`` in place on ``features``; the model's forward must return a ``loss``.
+
+    Parameters
+    ----------
+    lengths
+        Token count of each feature. When given, batches group features of similar length (shuffled mega-batches
+        of 50 batches sorted by length, transformers' ``LengthGroupedSampler``), so dynamic padding wastes little.
 
     Returns
     -------
@@ -113,8 +120,16 @@ def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]],
         raise ValueError("no training features to fine-tune on")
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(features, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
-                        generator=generator)
+    if lengths is not None:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        if len(lengths) != len(features):
+            raise ValueError(f"{len(lengths)} lengths for {len(features)} features")
+        sampler = LengthGroupedSampler(settings.batch_size, lengths=list(lengths), generator=generator)
+        loader = DataLoader(features, batch_size=settings.batch_size, sampler=sampler, collate_fn=collate)
+    else:
+        loader = DataLoader(features, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
+                            generator=generator)
     steps = math.ceil(len(loader) * settings.epochs)
     if settings.max_steps is not None:
         steps = min(steps, settings.max_steps)
