@@ -2,20 +2,53 @@
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from indus.errors import IndusError
+import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add the encoder commands to the main app."""
 
     @app.command()
-    def pretrain() -> None:
-        """Masked-LM pretraining of a RoBERTa-style encoder (not built yet)."""
-        raise IndusError("indus pretrain is not built yet")
+    def pretrain(
+        config: Path | None = typer.Option(None, "--config", help="YAML file of PretrainConfig settings."),
+        overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
+        out: Path = typer.Option(..., "--out", help="Output folder (model, tokenizer, metrics.json, checkpoints)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+    ) -> None:
+        """Masked-LM pretraining of a RoBERTa-style encoder (RoBERTa's recipe; many GPUs via accelerate launch)."""
+        from indus.cli.common import console, print_table
+        from indus.config import load_config
+        from indus.encoder.configs import PretrainConfig
+        from indus.encoder.pretrain import pretrain as run
+
+        metrics = run(load_config(PretrainConfig, config, overrides), out, resume=resume)
+        print_table([_summary(metrics)], title=f"pretrained {out}")
+        console.print(f"wrote {out} (loads with AutoModelForMaskedLM.from_pretrained)")
 
     @app.command()
-    def distill() -> None:
-        """MiniLMv2 distillation of a small encoder (not built yet)."""
-        raise IndusError("indus distill is not built yet")
+    def distill(
+        teacher: str | None = typer.Option(None, "--teacher", help="Teacher model folder (overrides the config)."),
+        student_preset: str | None = typer.Option(None, "--student-preset", help="Student shape: small, tiny, nano."),
+        config: Path | None = typer.Option(None, "--config", help="YAML file of DistillConfig settings."),
+        overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
+        out: Path = typer.Option(..., "--out", help="Output folder of the student."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+    ) -> None:
+        """MiniLMv2 distillation (Q-Q, K-K, V-V self-attention relations) of a teacher into a smaller student."""
+        from indus.cli.common import console, print_table
+        from indus.config import load_config
+        from indus.encoder.configs import DistillConfig
+        from indus.encoder.distill import distill as run
+
+        extra = ([f"teacher={teacher}"] if teacher else []) + ([f"preset={student_preset}"] if student_preset else [])
+        metrics = run(load_config(DistillConfig, config, [*extra, *overrides]), out, resume=resume)
+        print_table([_summary(metrics)], title=f"distilled {out}")
+        console.print(f"wrote {out} (loads with AutoModelForMaskedLM.from_pretrained)")
+
+
+def _summary(metrics: dict) -> dict:
+    keys = ("steps", "tokens_seen", "params", "train_flops", "valid_loss", "valid_ppl", "valid_distill_loss",
+            "tokens_per_s", "wall_s")
+    return {k: metrics[k] for k in keys if metrics.get(k) is not None}

@@ -1,0 +1,141 @@
+"""Training checkpoints: safetensors weights plus optimizer, scheduler, RNG and loop state, verified on load.
+
+A checkpoint is a folder ``checkpoints/step-000100/`` built under a temporary name and renamed when complete,
+with a ``manifest.json`` of every file's size and SHA-256 written last. Loading checks the manifest first, so a
+truncated or corrupted checkpoint is refused with an error naming the file instead of resuming from garbage.
+
+Layout: ``model.safetensors`` (the unwrapped model, tied weights stored once), ``optimizer.pt``, ``state.pt``
+(scheduler, step counters, python/numpy/torch RNG states of every rank), ``state.json`` (the same counters,
+readable), ``config.yaml`` (the resolved config).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from indus.atomic import atomic_write_json
+from indus.errors import IndusError
+
+MANIFEST = "manifest.json"
+PREFIX = "step-"
+
+
+class CheckpointError(IndusError):
+    """A checkpoint that is incomplete, truncated or corrupt."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def rng_state() -> dict[str, Any]:
+    """The python, numpy and torch (CPU and CUDA) random states, as plain lists and tensors."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": np_state["state"]["pos"],
+                  "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    npd = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": npd["key"].numpy().astype(np.uint32),
+                                                               "pos": npd["pos"]},
+                         "has_gauss": npd["has_gauss"], "gauss": npd["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and SHA-256 of every file in ``folder`` (written last: its presence means complete)."""
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    atomic_write_json(folder / MANIFEST, {"files": files})
+
+
+def verify(folder: Path) -> None:
+    """Raise :class:`CheckpointError` unless every file listed in the manifest has its recorded size and hash."""
+    manifest = folder / MANIFEST
+    hint = "delete it to resume from an earlier checkpoint, or start again without --resume"
+    if not manifest.is_file():
+        raise CheckpointError(f"{folder}: incomplete checkpoint (no {MANIFEST}); {hint}")
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise CheckpointError(f"{manifest}: unreadable manifest ({exc}); {hint}") from None
+    for name, rec in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from checkpoint; {hint}")
+        size = path.stat().st_size
+        if size != rec["bytes"]:
+            raise CheckpointError(f"{path}: truncated or altered ({size} bytes, manifest says {rec['bytes']}); {hint}")
+        if _sha256(path) != rec["sha256"]:
+            raise CheckpointError(f"{path}: corrupt (SHA-256 does not match the manifest); {hint}")
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """Checkpoint folders under ``root``, oldest first (temporary folders ignored)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+
+
+def save_checkpoint(root: Path, step: int, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict[str, Any], config_yaml: str, rng_states: list[dict[str, Any]], keep: int) -> Path:
+    """Write ``root/step-<step>`` atomically and delete all but the newest ``keep`` checkpoints."""
+    from safetensors.torch import save_model
+
+    final = root / f"{PREFIX}{step:07d}"
+    tmp = root / f".{final.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save({**state, "rng": rng_states}, tmp / "state.pt")
+    (tmp / "state.json").write_text(json.dumps({k: v for k, v in state.items() if k != "scheduler"}, indent=2))
+    (tmp / "config.yaml").write_text(config_yaml)
+    write_manifest(tmp)
+    for f in tmp.iterdir():  # data on disk before the rename makes the checkpoint visible
+        with f.open("rb") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(folder: Path, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Verify ``folder``, load the weights and optimizer in place and return the saved state (with ``rng``)."""
+    from safetensors.torch import load_model
+
+    verify(folder)
+    load_model(model, str(folder / "model.safetensors"))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    return torch.load(folder / "state.pt", weights_only=True)
