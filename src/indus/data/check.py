@@ -67,7 +67,7 @@ def _looks_like_conll(path: Path) -> bool:
                 if total >= _SNIFF_LINES:
                     break
     except (UnicodeDecodeError, OSError, EOFError):
-        return path.suffix in NER_SUFFIXES and path.suffix != ".txt"
+        return False
     return total > 0 and good >= 0.8 * total
 
 
@@ -94,12 +94,10 @@ def _file_format(path: Path) -> str:
         return "squad"
     if name.endswith(_JSONL):
         return _jsonl_format(path)
-    if path.suffix in NER_SUFFIXES or name.endswith(".txt.gz"):
-        if _looks_like_conll(path):
-            return "ner"
-        if name.endswith((".txt", ".txt.gz")):
-            return "corpus"
-        raise IndusError(f"{path}: not recognised (expected CoNLL token/tag columns in a {path.suffix} file)")
+    if name.endswith((".txt", ".txt.gz")):  # plain-text corpus or CoNLL (the SciERC dialect): look inside
+        return "ner" if _looks_like_conll(path) else "corpus"
+    if path.suffix in NER_SUFFIXES:
+        return "ner"
     raise IndusError(f"{path}: unknown file type (expected .json, .jsonl(.gz), .txt(.gz) or CoNLL "
                      f"{', '.join(NER_SUFFIXES)})")
 
@@ -107,12 +105,12 @@ def _file_format(path: Path) -> str:
 def _folder_format(path: Path) -> str:
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     names = {p.name for p in files}
-    if ({"corpus.jsonl", "corpus.jsonl.gz"} & names) or (path / "qrels").is_dir():
-        return "beir"
     if {"ner", "qa", "ir", "classification", "corpus", "pairs"} & {p.name for p in path.iterdir() if p.is_dir()}:
         raise IndusError(f"{path}: looks like a data root; check one dataset in it (`indus data list` names them)")
+    if ({"corpus.jsonl", "corpus.jsonl.gz"} & names) or (path / "qrels").is_dir():
+        return "beir"
     splits = [p for p in files if p.suffix in NER_SUFFIXES and SPLIT_ALIASES.get(p.stem.lower())]
-    if splits and _looks_like_conll(splits[0]):
+    if any(p.suffix != ".txt" for p in splits) or (splits and _looks_like_conll(splits[0])):
         return "ner"
     if any(p.name.endswith(".json") for p in files):
         return "squad"
