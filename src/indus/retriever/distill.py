@@ -1,0 +1,126 @@
+"""DistillCSE retriever distillation: ``indus retriever distill`` and ``distill_retriever``.
+
+INDUS-RETRIEVER-SMALL (arXiv 2405.10725) is distilled from RETRIEVER-BASE with DistillCSE (arXiv 2310.13499): the
+cross-entropy between the teacher's and the student's in-batch similarity rows, both softened by ``tau_KD = 4``,
+plus the contrastive loss (:class:`~indus.retriever.losses.DistillCSELoss` states the objective and where the
+temperature goes). The teacher encodes every distinct text of the pairs once, before training, with its own
+tokenizer; its embeddings ride along in the ``label`` column, so teacher and student may use different tokenizers
+and widths and the teacher costs nothing per step.
+
+Students: a model folder; ``random:<preset>`` (random weights, the teacher's tokenizer unless ``@<tokenizer>`` is
+given); or a layer cut ``layers:N@MODEL`` / ``minilm-layers:N`` (:mod:`indus.retriever.bi_encoder`), e.g. the lower
+layers of the teacher itself.
+
+Example
+-------
+>>> cfg = RetrieverDistillConfig(teacher="runs/teacher", student="layers:3@runs/teacher",
+...                              pairs=["pairs/scifact-train"])
+>>> summary = distill_retriever(cfg, "runs/student")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indus.config import prepare_output_dir
+from indus.retriever.trainer import TrainSettings, fit
+
+
+@dataclass
+class RetrieverDistillConfig(TrainSettings):
+    """``indus retriever distill``: teacher, student and the DistillCSE weights plus the shared training settings."""
+
+    teacher: str = field(default="minilm", metadata={"help": "teacher retriever: minilm | a folder"})
+    student: str = field(default="minilm-layers:3", metadata={
+        "help": "student: a folder | random:<preset>[@<tokenizer>] | layers:N@MODEL | minilm-layers:N"})
+    tau_kd: float = field(default=4.0, metadata={"help": "distillation temperature on the logits cos / tau"})
+    kd_weight: float = field(default=1.0, metadata={"help": "weight of the distillation term"})
+    contrastive_weight: float = field(default=1.0, metadata={"help": "weight of the GTE contrastive term"})
+    scale_kd_by_t2: bool = field(default=True, metadata={"help": "multiply the distillation term by tau_kd^2"})
+    teacher_batch_size: int = field(default=64, metadata={"help": "batch size of the teacher's encoding pass"})
+    teacher_max_seq_length: int | None = field(default=None, metadata={
+        "help": "teacher truncation (default: max_seq_length)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.tau_kd > 0:
+            raise ValueError(f"tau_kd must be positive, got {self.tau_kd}")
+        if self.kd_weight < 0 or self.contrastive_weight < 0:
+            raise ValueError("kd_weight and contrastive_weight must be non-negative")
+        if self.teacher_batch_size < 1:
+            raise ValueError("teacher_batch_size must be at least 1")
+
+
+def teacher_embeddings(teacher: str, texts: list[str], *, max_seq_length: int, batch_size: int = 64) -> Any:
+    """``(N, D_T)`` float32 normalised teacher embeddings of ``texts`` (one pass, progress bar)."""
+    import torch
+
+    from indus.retriever.bi_encoder import load_bi_encoder
+
+    model = load_bi_encoder(teacher, max_seq_length=max_seq_length)
+    model.eval()
+    with torch.inference_mode():
+        emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                           show_progress_bar=True)
+    return emb.astype("float32")
+
+
+def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resume: bool = False,
+                      overwrite: bool = False) -> dict[str, Any]:
+    """Distil ``cfg.teacher`` into ``cfg.student`` with DistillCSE; the output loads with ``SentenceTransformer``.
+
+    Parameters
+    ----------
+    cfg
+        The resolved configuration.
+    out_dir
+        Run folder (layout in :mod:`indus.retriever.trainer`).
+    resume, overwrite
+        As for :func:`indus.retriever.train.train_retriever`. The teacher pass is repeated on resume.
+
+    Returns
+    -------
+    dict
+        The summary written to ``out_dir/summary.json`` (as for training, plus the teacher pass: texts, dim, time).
+    """
+    from transformers import set_seed
+
+    from indus.retriever.bi_encoder import load_bi_encoder
+    from indus.retriever.data import load_pairs, pair_datasets
+    from indus.retriever.losses import DistillCSELoss
+
+    out = prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
+    data = load_pairs(cfg.pairs, max_pairs_per_source=cfg.max_pairs_per_source, hard_negatives=cfg.hard_negatives,
+                      seed=cfg.seed)
+    start = time.perf_counter()
+    texts = data.texts()
+    emb = teacher_embeddings(cfg.teacher, texts, max_seq_length=cfg.teacher_max_seq_length or cfg.max_seq_length,
+                             batch_size=cfg.teacher_batch_size)
+    teacher_s = time.perf_counter() - start
+    row = {t: i for i, t in enumerate(texts)}
+    labels = {}
+    for source, pairs in data.by_source.items():
+        with_neg = data.negatives[source]
+        labels[source] = {"label": [
+            emb[[row[p.anchor], row[p.positive]] + ([row[p.negative]] if with_neg else [])].reshape(-1)
+            for p in pairs]}
+    set_seed(cfg.seed)
+    student = load_bi_encoder(cfg.student, max_seq_length=cfg.max_seq_length, seed=cfg.seed,
+                              tokenizer_of=cfg.teacher)
+    loss = DistillCSELoss(student, tau_kd=cfg.tau_kd, temperature=cfg.temperature, kd_weight=cfg.kd_weight,
+                          contrastive_weight=cfg.contrastive_weight, scale_kd_by_t2=cfg.scale_kd_by_t2,
+                          mini_batch_size=cfg.mini_batch_size, mask_duplicates=cfg.mask_duplicates)
+    if not cfg.one_source_per_batch and len(set(data.negatives.values())) > 1:
+        # pooled sources must agree on the columns (and so on the label width): drop the negatives everywhere
+        data.negatives = dict.fromkeys(data.negatives, False)
+        labels = {s: {"label": [v[: 2 * emb.shape[1]] for v in cols["label"]]} for s, cols in labels.items()}
+    dataset = pair_datasets(data, one_source_per_batch=cfg.one_source_per_batch, extra_columns=labels)
+    extra = {"task": "retriever-distill", "teacher": cfg.teacher, "student": cfg.student, "n_pairs": data.n_pairs,
+             "sources": data.counts, "hard_negative_sources": sorted(s for s, v in data.negatives.items() if v),
+             "teacher_texts": len(texts), "teacher_dim": int(emb.shape[1]), "teacher_s": round(teacher_s, 2),
+             "student_layers": int(student[0].auto_model.config.num_hidden_layers),
+             "student_dim": int(student.get_embedding_dimension())}
+    return fit(student, loss, dataset, cfg, out, resume=resume, extra_summary=extra)

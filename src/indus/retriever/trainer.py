@@ -1,0 +1,218 @@
+"""The training loop shared by retriever training and distillation: ``SentenceTransformerTrainer`` on accelerate.
+
+The trainer runs the loop (AdamW, linear warm-up and decay, progress bar, checkpoints with optimizer, scheduler and
+RNG states) on one CPU or on many GPUs through ``accelerate launch`` / ``torchrun`` with no code change. What is ours:
+one source per batch (:mod:`indus.retriever.data`), the losses, a wall-clock budget, the run folder layout, and the
+summary.
+
+Run folder::
+
+    OUT/                      loads with sentence_transformers.SentenceTransformer(OUT)
+      config.yaml             the resolved config (also written into every checkpoint)
+      summary.json            steps, pairs seen, wall time, final loss, loss curve; written last = run complete
+      checkpoints/checkpoint-N/   resumable trainer state (removed at the end unless keep_checkpoints)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indus.atomic import atomic_write_json
+from indus.config import config_to_dict, save_config
+from indus.errors import IndusError
+
+SOURCE_SAMPLERS = ("proportional", "round_robin")
+
+
+@dataclass
+class TrainSettings:
+    """Batching, optimisation and budget settings shared by ``retriever train`` and ``retriever distill``."""
+
+    pairs: list[str] = field(default_factory=list, metadata={"help": "pair files or folders (JSON lines)"})
+    max_pairs_per_source: int | None = field(default=None, metadata={"help": "random sample per source (seeded)"})
+    max_seq_length: int = field(default=256, metadata={"help": "truncate every text to this many tokens"})
+    batch_size: int = field(default=64, metadata={"help": "pairs per batch (in-batch negatives); paper: 1024"})
+    mini_batch_size: int | None = field(
+        default=None, metadata={"help": "gradient caching: encode this many texts at a time (same gradients)"})
+    temperature: float = field(default=0.02, metadata={"help": "tau of the contrastive logits cos / tau"})
+    hard_negatives: bool = field(default=True, metadata={"help": "use a source's 'negative' column when complete"})
+    mask_duplicates: bool = field(default=True, metadata={"help": "drop duplicated texts from the partition"})
+    no_duplicates: bool = field(default=True, metadata={"help": "batch sampler that keeps repeated texts apart"})
+    one_source_per_batch: bool = field(default=True, metadata={"help": "every batch from a single source"})
+    source_sampling: str = field(default="proportional", metadata={"help": "proportional | round_robin"})
+    lr: float = field(default=2e-5, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup: float = field(default=0.1, metadata={"help": "linear warm-up: a fraction of the steps (<1) or steps"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs (max_steps wins when set)"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    time_budget_s: float | None = field(
+        default=None, metadata={"help": "stop after this many seconds (the schedule still follows epochs/steps)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (CPU with AVX-512 BF16/AMX, or GPU)"})
+    seed: int = field(default=0, metadata={"help": "seed of sampling, initialisation and dropout"})
+    logging_steps: int = field(default=10, metadata={"help": "log the loss every this many steps"})
+    save_steps: int = field(default=500, metadata={"help": "checkpoint every this many steps"})
+    keep_checkpoints: bool = field(default=False, metadata={"help": "keep checkpoints/ after a completed run"})
+
+    def __post_init__(self) -> None:
+        for name in ("max_seq_length", "batch_size", "logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.mini_batch_size is not None and self.mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be at least 1 or null, got {self.mini_batch_size}")
+        if self.max_pairs_per_source is not None and self.max_pairs_per_source < 1:
+            raise ValueError("max_pairs_per_source must be at least 1 or null")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be non-negative, got {self.warmup}")
+        if not self.epochs > 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1 or null, got {self.max_steps}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive or null, got {self.time_budget_s}")
+        if self.source_sampling not in SOURCE_SAMPLERS:
+            raise ValueError(f"source_sampling must be one of {', '.join(SOURCE_SAMPLERS)}, "
+                             f"got {self.source_sampling!r}")
+
+
+def _callbacks(cfg: Any, budget_s: float | None) -> tuple[list[Any], dict[str, Any]]:
+    from transformers import TrainerCallback
+
+    state: dict[str, Any] = {"stopped_by_time": False}
+
+    class TimeBudget(TrainerCallback):
+        """Stop (and save) once the wall-clock budget is spent."""
+
+        def on_train_begin(self, args, st, control, **kwargs):
+            state["start"] = time.monotonic()
+
+        def on_step_end(self, args, st, control, **kwargs):
+            if budget_s is not None and time.monotonic() - state["start"] > budget_s:
+                state["stopped_by_time"] = True
+                control.should_training_stop = True
+
+    class ConfigInCheckpoint(TrainerCallback):
+        """Every checkpoint carries the resolved config next to the trainer state."""
+
+        def on_save(self, args, st, control, **kwargs):
+            ckpt = Path(args.output_dir) / f"checkpoint-{st.global_step}"
+            if ckpt.is_dir() and st.is_world_process_zero:
+                save_config(cfg, ckpt / "config.yaml")
+
+    return [TimeBudget(), ConfigInCheckpoint()], state
+
+
+def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings, checkpoint_dir: Path,
+                  callbacks: list[Any] | None = None) -> Any:
+    """A ``SentenceTransformerTrainer`` for ``cfg`` (counts the pairs it trains on in ``pairs_seen``)."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+
+    class Trainer(SentenceTransformerTrainer):
+        pairs_seen = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                key = next(k for k in inputs if k.endswith("input_ids"))
+                self.pairs_seen += int(inputs[key].shape[0]) * self.args.world_size
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup),
+        lr_scheduler_type="linear",
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=None if cfg.keep_checkpoints else 1,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers(cfg.source_sampling),
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_drop_last=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    return Trainer(model=model, args=args, train_dataset=train_dataset, loss=loss, callbacks=callbacks or [])
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder, if any."""
+    ckpts = [p for p in checkpoint_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+
+
+def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, resume: bool = False,
+        extra_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``model`` with ``loss``, save it to ``out_dir`` with config and summary, and return the summary.
+
+    ``cfg`` is a :class:`TrainSettings` (or a subclass holding the model fields too); it is saved as given.
+    """
+    out_dir = Path(out_dir)
+    checkpoint_dir = out_dir / "checkpoints"
+    resume_from = None
+    if resume:
+        resume_from = last_checkpoint(checkpoint_dir)
+        if resume_from is None:
+            raise IndusError(f"{out_dir}: --resume given but there is no checkpoint in {checkpoint_dir}")
+    save_config(cfg, out_dir / "config.yaml")
+    callbacks, budget = _callbacks(cfg, cfg.time_budget_s)
+    trainer = build_trainer(model, loss, train_dataset, cfg, checkpoint_dir, callbacks)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    wall_s = time.perf_counter() - start
+    state = trainer.state
+    curve = [[h["step"], h["loss"]] for h in state.log_history if "loss" in h]
+    if state.max_steps and state.global_step >= state.max_steps:
+        stop = "max_steps" if cfg.max_steps else "epochs"
+    else:
+        stop = "time_budget" if budget["stopped_by_time"] else "epochs"
+    summary = {
+        "steps": state.global_step,
+        "pairs_seen": trainer.pairs_seen,
+        "epochs_done": round(float(state.epoch or 0.0), 4),
+        "wall_s": round(wall_s, 2),
+        "final_loss": curve[-1][1] if curve else None,
+        "train_loss_mean": output.training_loss,
+        "stop_reason": stop,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "loss_curve": curve,
+        **(extra_summary or {}),
+        "config": config_to_dict(cfg),
+    }
+    if trainer.is_world_process_zero():
+        _save_model(trainer.model, out_dir)
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        atomic_write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _save_model(model: Any, out_dir: Path) -> None:
+    """Save into a hidden sibling folder, then move each entry into place (no half-written model files)."""
+    tmp = out_dir / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp))
+    for entry in tmp.iterdir():
+        target = out_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    tmp.rmdir()
