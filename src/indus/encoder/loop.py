@@ -246,6 +246,8 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     if state is not None:
         scheduler.load_state_dict(state["scheduler"])
+        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr  # building LambdaLR re-applied step 0's factor to the restored optimizer
     n_params, n_non_embedding = count_params(raw.model)
     log = RunLog(out_dir / "log.jsonl", resume_step=step if checkpoints else None, enabled=main)
 
