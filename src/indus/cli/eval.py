@@ -1,8 +1,18 @@
-"""``indus eval``: the science benchmark harness (NER, QA, IR, classification)."""
+"""``indus eval``: the science benchmark harness (NER, QA, IR, classification).
+
+Each command is a thin wrapper over an evaluator of :mod:`indus.evaluation`. The options every command shares are
+the module-level ``Annotated`` aliases below (``ModelOpt``, ``DataOpt``, ``JsonOpt``, ``SeedsOpt``, ...); an option
+left unset keeps the evaluator's default, and ``--set key=value`` reaches any other evaluator setting.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from indus.cli.common import console, print_table, write_json
 
 app = typer.Typer(help="Evaluate a model on scientific NER, extractive QA, retrieval and classification.",
                   no_args_is_help=True)
@@ -11,3 +21,146 @@ app = typer.Typer(help="Evaluate a model on scientific NER, extractive QA, retri
 @app.callback()
 def eval_group() -> None:
     """Evaluate a model on scientific NER, extractive QA, retrieval and classification."""
+
+
+# ----------------------------------------------------------------------------------- shared options
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="minilm, random:<preset>, random:<model> or a local "
+                                                             "Hugging Face folder.")]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="A dataset name under the data root, or a path.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON.", show_default=False)]
+SplitOpt = Annotated[str | None, typer.Option("--split", help="Split to score (default: test).", show_default=False)]
+SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Fine-tuning runs with different seeds; metrics are "
+                                                              "mean and std over them.", show_default=False)]
+EpochsOpt = Annotated[float | None, typer.Option("--epochs", help="Fine-tuning epochs.", show_default=False)]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.", show_default=False)]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.", show_default=False)]
+MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Subword tokens per input.",
+                                                  show_default=False)]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, ... (default: CUDA when available).",
+                                               show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any other evaluator setting, key=value "
+                                                                "(repeatable).", show_default=False)]
+
+
+def run_evaluation(task: str, model: str, data: str, json_out: Path | None, overrides: list[str] | None = None,
+                   **options: Any) -> dict[str, Any]:
+    """Evaluate with the options that were given (``None`` = evaluator default) plus ``--set`` overrides, print
+    nothing, write ``--json``; shared by every ``indus eval`` command."""
+    from indus.config import apply_overrides
+    from indus.evaluation import evaluate
+    from indus.evaluation.suite import validate_settings
+
+    settings = apply_overrides({k: v for k, v in options.items() if v is not None}, overrides)
+    settings = validate_settings(task, settings, where=f"indus eval {task}")
+    result = evaluate(task, model, data, **settings)
+    write_json(json_out, result)
+    return result
+
+
+def _pm(result: dict[str, Any], key: str) -> str:
+    std = result.get(f"{key}_std")
+    return f"{result[key]:.4f}" + (f" ± {std:.4f}" if std else "")
+
+
+# --------------------------------------------------------------------------------------------- ner
+
+
+@app.command("ner")
+def ner(
+    model: ModelOpt,
+    data: DataOpt,
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
+    max_train_sentences: Annotated[int | None, typer.Option(
+        "--max-train-sentences", help="Train on a fixed random subset of this many sentences.",
+        show_default=False)] = None,
+    max_eval_sentences: Annotated[int | None, typer.Option(
+        "--max-eval-sentences", help="Score a fixed random subset of this many sentences.", show_default=False)] = None,
+    split: SplitOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    scheme: Annotated[str | None, typer.Option(
+        "--scheme", help="Tag scheme: auto (detect, repair) or IOB1 / IOB2 / BIOES / BILOU (strict).",
+        show_default=False)] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        "--predictions", help="Write token / gold / predicted CoNLL lines here (one file per seed).",
+        show_default=False)] = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Token-classification fine-tuning; strict entity-level F1 (seqeval, IOB2), mean ± std over seeds."""
+    result = run_evaluation("ner", model, data, json_out, overrides, seeds=seeds, epochs=epochs,
+                            max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences,
+                            split=split, lr=lr, batch_size=batch_size, max_length=max_length, scheme=scheme,
+                            predictions_path=str(predictions) if predictions else None, device=device)
+    print_table([{"model": result["model"], "split": result["split"], "f1": _pm(result, "f1"),
+                  "precision": _pm(result, "precision"), "recall": _pm(result, "recall"), "seeds": result["seeds"],
+                  "train sent": result["train_sentences"], "eval sent": result["eval_sentences"],
+                  "split sent": result["train_sentences_split"] + result["eval_sentences_split"],
+                  "wall_s": round(result["wall_s"], 1)}], title=f"NER (strict, IOB2): {result['data']}")
+    print_table([{"type": t, "f1": _pm(r, "f1"), "precision": r["precision"], "recall": r["recall"],
+                  "support": r["support"]} for t, r in result["per_type"].items()], title="per type")
+
+
+# --------------------------------------------------------------------------------------------- cls
+
+
+@app.command("cls")
+def cls(
+    model: ModelOpt,
+    data: DataOpt,
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
+    max_train_examples: Annotated[int | None, typer.Option(
+        "--max-train-examples", help="Train on a fixed random subset of this many examples.",
+        show_default=False)] = None,
+    max_eval_examples: Annotated[int | None, typer.Option(
+        "--max-eval-examples", help="Score a fixed random subset of this many examples.", show_default=False)] = None,
+    split: SplitOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    primary: Annotated[str | None, typer.Option(
+        "--primary", help="Primary metric: macro_f1 (default), micro_f1 or accuracy.", show_default=False)] = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Sequence-classification fine-tuning; micro and macro F1, mean ± std over seeds."""
+    result = run_evaluation("cls", model, data, json_out, overrides, seeds=seeds, epochs=epochs,
+                            max_train_examples=max_train_examples, max_eval_examples=max_eval_examples, split=split,
+                            lr=lr, batch_size=batch_size, max_length=max_length, primary_metric=primary,
+                            device=device)
+    print_table([{"model": result["model"], "split": result["split"], "macro_f1": _pm(result, "macro_f1"),
+                  "micro_f1": _pm(result, "micro_f1"), "accuracy": _pm(result, "accuracy"),
+                  "seeds": result["seeds"], "train": result["train_examples"], "eval": result["eval_examples"],
+                  "truncated": result["train_truncated"] + result["eval_truncated"],
+                  "wall_s": round(result["wall_s"], 1)}], title=f"classification: {result['data']}")
+    print_table([{"label": k, "f1": v} for k, v in result["per_label"].items()], title="per label")
+
+
+# ------------------------------------------------------------------------------------------- suite
+
+
+@app.command("suite")
+def suite(
+    model: ModelOpt,
+    suite_file: Annotated[str | None, typer.Option(
+        "--suite", help="A suite YAML file or the name of a packaged suite (default: the default suite).",
+        show_default=False)] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Run a suite of tasks (YAML: tasks and budgets) and print one table."""
+    from indus.evaluation.suite import run_suite
+
+    def progress(row: dict[str, Any]) -> None:
+        console.print(f"{row['task']} {row['data']}: {row['metric']} {row['value']} ({row['wall_s'] or 0:.0f} s)")
+
+    result = run_suite(model, suite_file, on_row=progress)
+    columns = ["task", "data", "model", "metric", "value", "std", "also", "wall_s"]
+    print_table([{k: "" if r[k] is None else r[k] for k in columns} for r in result["rows"]],
+                title=f"suite {result['suite']}: {model} ({result['wall_s'] / 60:.1f} min)")
+    write_json(json_out, result)

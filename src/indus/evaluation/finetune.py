@@ -76,6 +76,36 @@ class FinetuneSettings:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
+def fixed_subset(items: Sequence[Any], limit: int | None, seed: int = 0) -> list[Any]:
+    """A random subset of ``limit`` items kept in their original order (all of them when ``limit`` is None).
+
+    Evaluators draw their budgeted train and evaluation subsets with a fixed ``seed`` so that every run and every
+    model sees the same examples; the run's own seed only changes initialisation and data order.
+    """
+    if limit is None or limit >= len(items):
+        return list(items)
+    keep = set(random.Random(seed).sample(range(len(items)), limit))
+    return [x for i, x in enumerate(items) if i in keep]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over runs (0 for a single run)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_value: int) -> tuple[Any, Any]:
+    """Right-pad id lists to the longest one: ``(ids, attention_mask)``, both ``(B, L)`` long tensors."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_value, dtype=torch.long)  # (B, L)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)  # (B, L)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch."""
     import torch
