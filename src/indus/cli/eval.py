@@ -142,6 +142,96 @@ def cls(
     print_table([{"label": k, "f1": v} for k, v in result["per_label"].items()], title="per label")
 
 
+# ---------------------------------------------------------------------------------------------- qa
+
+
+@app.command("qa")
+def qa(
+    model: ModelOpt,
+    data: Annotated[str, typer.Option("--data", "-d", help="A SQuAD file or folder (train/dev/test .json, or one "
+                                                           "file split by article), or a dataset name.")],
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
+    max_train_questions: Annotated[int | None, typer.Option(
+        "--max-train-questions", help="Train on a fixed random subset of this many questions.",
+        show_default=False)] = None,
+    max_eval_questions: Annotated[int | None, typer.Option(
+        "--max-eval-questions", help="Score a fixed random subset of this many questions.", show_default=False)] = None,
+    split: SplitOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per window (default 384).",
+                                                   show_default=False)] = None,
+    doc_stride: Annotated[int | None, typer.Option("--doc-stride", help="Tokens shared by consecutive windows "
+                                                                        "(default 128).", show_default=False)] = None,
+    max_answer_length: Annotated[int | None, typer.Option(
+        "--max-answer-length", help="Longest predicted answer in tokens (default 30).", show_default=False)] = None,
+    negative_windows: Annotated[int | None, typer.Option(
+        "--negative-windows", help="Answer-free training windows sampled per question (default 1).",
+        show_default=False)] = None,
+    null_threshold: Annotated[float | None, typer.Option(
+        "--null-threshold", help="SQuAD v2: answer '' when null minus best span score exceeds this (default 0).",
+        show_default=False)] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        "--predictions", help="Write SQuAD-format predictions {id: answer} here (one file per seed).",
+        show_default=False)] = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Extractive QA fine-tuning over sliding windows; SQuAD exact match and F1 (no-answer aware)."""
+    result = run_evaluation("qa", model, data, json_out, overrides, seeds=seeds, epochs=epochs,
+                            max_train_questions=max_train_questions, max_eval_questions=max_eval_questions,
+                            split=split, lr=lr, batch_size=batch_size, max_length=max_length, doc_stride=doc_stride,
+                            max_answer_length=max_answer_length, negative_windows=negative_windows,
+                            null_threshold=null_threshold, predictions_path=str(predictions) if predictions else None,
+                            device=device)
+    row = {"model": result["model"], "split": result["split"], "exact_match": _pm(result, "exact_match"),
+           "f1": _pm(result, "f1")}
+    for key in ("HasAns_f1", "NoAns_f1", "best_f1"):
+        if key in result:
+            row[key] = result[key]
+    row.update({"seeds": result["seeds"], "train q": result["train_questions_used"],
+                "eval q": result["eval_questions"],
+                "train windows": result["train_windows_positive"] + result["train_windows_negative"],
+                "eval windows": result["eval_windows"], "wall_s": round(result["wall_s"], 1)})
+    print_table([row], title=f"extractive QA (SQuAD EM / F1): {result['data']}")
+
+
+# ---------------------------------------------------------------------------------------------- ir
+
+
+@app.command("ir")
+def ir(
+    model: Annotated[str, typer.Option("--model", "-m", help="bm25, minilm, random:<preset> or a local Hugging Face "
+                                                             "/ SentenceTransformer folder.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="A BEIR folder (corpus.jsonl, queries.jsonl, "
+                                                           "qrels/<split>.tsv) or a dataset name.")],
+    split: SplitOpt = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Texts per encoder batch.",
+                                                   show_default=False)] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Encoder tokens per text (default: the "
+                                                                        "model's own).", show_default=False)] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Documents retrieved per query (default 100).",
+                                          show_default=False)] = None,
+    run: Annotated[Path | None, typer.Option("--run", help="Write the run as a TREC run file.",
+                                             show_default=False)] = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """BM25 or dense retrieval (faiss exact inner product); nDCG@10, Recall@10/100, MRR@10 and speed."""
+    result = run_evaluation("ir", model, data, json_out, overrides, split=split, batch_size=batch_size,
+                            max_length=max_length, k=k, run_path=str(run) if run else None, device=device)
+    latency = result["latency_ms"]
+    print_table([{"model": result["model"], "split": result["split"], "ndcg@10": result["ndcg@10"],
+                  "recall@10": result["recall@10"], "recall@100": result["recall@100"], "mrr@10": result["mrr@10"],
+                  "queries": result["queries"], "docs": result["docs"], "docs/s": round(result["docs_per_s"], 1),
+                  "queries/s": round(result["queries_per_s"], 1),
+                  "ms/query": round(latency, 2) if latency is not None else "",
+                  "wall_s": round(result["wall_s"], 1)}], title=f"retrieval: {result['data']}")
+
+
 # ------------------------------------------------------------------------------------------- suite
 
 

@@ -1,0 +1,229 @@
+"""BEIR retrieval folders: reader and validator.
+
+The layout (Thakur et al. 2021, arXiv 2104.08663)::
+
+    corpus.jsonl          {"_id": "d1", "title": "...", "text": "..."}     (title optional; .jsonl.gz also read)
+    queries.jsonl         {"_id": "q1", "text": "..."}
+    qrels/<split>.tsv     query-id <TAB> corpus-id <TAB> score, after a header line naming those three columns
+
+Ids may be JSON strings or integers and are kept as strings; they must be unique. A qrels row must name a known
+query and a known document and carry an integer score (graded relevance; ``score >= 1`` counts as relevant for
+recall and MRR, as in trec_eval). A row repeated with the same score is ignored; the same pair with two different
+scores is an error. Every error names the file and line.
+
+Example
+-------
+>>> data = load_beir("../shared/data/ir/scifact", split="test")  # doctest: +SKIP
+>>> len(data.corpus), len(data.qrels)  # doctest: +SKIP
+(5183, 300)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indus.data.jsonl import iter_jsonl, open_text
+from indus.errors import DataFormatError, IndusError
+
+QRELS_HEADER = ("query-id", "corpus-id", "score")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A corpus document."""
+
+    title: str
+    text: str
+
+    def full_text(self) -> str:
+        """``title + " " + text`` (the BEIR convention for dense encoders), stripped."""
+        return f"{self.title} {self.text}".strip()
+
+
+@dataclass
+class BeirData:
+    """A BEIR dataset with one split's relevance judgements.
+
+    Attributes
+    ----------
+    path
+        The folder.
+    split
+        The qrels split loaded.
+    corpus
+        Document id to :class:`Document`, in file order.
+    queries
+        Query id to text, in file order (all queries of ``queries.jsonl``).
+    qrels
+        Query id to ``{document id: score}`` for the split.
+    """
+
+    path: Path
+    split: str
+    corpus: dict[str, Document]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    @property
+    def eval_queries(self) -> dict[str, str]:
+        """The queries judged in this split (the ones metrics average over), in ``queries.jsonl`` order."""
+        return {qid: text for qid, text in self.queries.items() if qid in self.qrels}
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (f"{stem}.jsonl", f"{stem}.jsonl.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise IndusError(f"{folder}: not a BEIR folder (no {stem}.jsonl; expected corpus.jsonl, queries.jsonl, "
+                     "qrels/<split>.tsv)")
+
+
+def _id(value: Any, path: Path, line: int, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
+        raise DataFormatError(path, line, f'{what} "_id" must be a non-empty string or integer, found {value!r}')
+    return str(value)
+
+
+def read_corpus(path: str | Path) -> dict[str, Document]:
+    """Read ``corpus.jsonl``: ``_id`` to :class:`Document`."""
+    path = Path(path)
+    corpus: dict[str, Document] = {}
+    lines: dict[str, int] = {}
+    for line, obj in iter_jsonl(path, required=("_id", "text")):
+        doc_id = _id(obj["_id"], path, line, "document")
+        title, text = obj.get("title") or "", obj["text"]
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise DataFormatError(path, line, '"title" and "text" must be strings')
+        if doc_id in corpus:
+            raise DataFormatError(path, line, f"document id {doc_id!r} repeats line {lines[doc_id]}")
+        corpus[doc_id], lines[doc_id] = Document(title, text), line
+    if not corpus:
+        raise DataFormatError(path, None, "no documents")
+    return corpus
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """Read ``queries.jsonl``: ``_id`` to text."""
+    path = Path(path)
+    queries: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for line, obj in iter_jsonl(path, required=("_id", "text")):
+        qid = _id(obj["_id"], path, line, "query")
+        if not isinstance(obj["text"], str) or not obj["text"].strip():
+            raise DataFormatError(path, line, 'a query needs a non-empty "text" string')
+        if qid in queries:
+            raise DataFormatError(path, line, f"query id {qid!r} repeats line {lines[qid]}")
+        queries[qid], lines[qid] = obj["text"], line
+    if not queries:
+        raise DataFormatError(path, None, "no queries")
+    return queries
+
+
+def _score(raw: str, path: Path, line: int) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value.is_integer():
+        return int(value)
+    raise DataFormatError(path, line, f"score must be an integer relevance grade, found {raw!r}")
+
+
+def read_qrels(path: str | Path, *, queries: dict[str, str] | None = None,
+               corpus: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, int]], int]:
+    """Read one ``qrels/<split>.tsv``; ids are checked against ``queries`` and ``corpus`` when given.
+
+    Returns
+    -------
+    qrels, repeated
+        Query id to ``{document id: score}``, and the number of exactly repeated rows that were ignored.
+    """
+    path = Path(path)
+    qrels: dict[str, dict[str, int]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    repeated = 0
+    with open_text(path) as fh:
+        header_seen = False
+        for line, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            fields = raw.rstrip("\r\n").split("\t")
+            if not header_seen:
+                names = tuple(f.strip().lower().replace("_", "-") for f in fields)
+                if names != QRELS_HEADER:
+                    raise DataFormatError(path, line, "expected the header line 'query-id<TAB>corpus-id<TAB>score', "
+                                                      f"found {raw.strip()[:60]!r}")
+                header_seen = True
+                continue
+            if len(fields) != 3:
+                raise DataFormatError(path, line, f"expected 3 tab-separated fields (query-id, corpus-id, score), "
+                                                  f"found {len(fields)}")
+            qid, doc_id, score = fields[0].strip(), fields[1].strip(), _score(fields[2].strip(), path, line)
+            if not qid or not doc_id:
+                raise DataFormatError(path, line, "empty query-id or corpus-id")
+            if queries is not None and qid not in queries:
+                raise DataFormatError(path, line, f"query-id {qid!r} is not in queries.jsonl")
+            if corpus is not None and doc_id not in corpus:
+                raise DataFormatError(path, line, f"corpus-id {doc_id!r} is not in corpus.jsonl")
+            judged = qrels.setdefault(qid, {})
+            if doc_id in judged:
+                if judged[doc_id] != score:
+                    raise DataFormatError(path, line, f"({qid}, {doc_id}) has score {score} here and "
+                                                      f"{judged[doc_id]} at line {first_line[qid, doc_id]}")
+                repeated += 1
+                continue
+            judged[doc_id] = score
+            first_line[qid, doc_id] = line
+    if not header_seen:
+        raise DataFormatError(path, None, "empty qrels file (expected a header line and rows)")
+    return qrels, repeated
+
+
+def qrels_splits(path: str | Path) -> list[str]:
+    """The splits a BEIR folder has qrels for (the ``.tsv`` names under ``qrels/``)."""
+    folder = Path(path) / "qrels"
+    return sorted(p.name[: -len(".tsv")] for p in folder.glob("*.tsv")) if folder.is_dir() else []
+
+
+def load_beir(path: str | Path, split: str = "test") -> BeirData:
+    """Read and validate a BEIR folder with the qrels of ``split``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise IndusError(f"{path}: expected a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    corpus = read_corpus(_find(path, "corpus"))
+    queries = read_queries(_find(path, "queries"))
+    qrels_path = path / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        have = ", ".join(qrels_splits(path)) or "none"
+        raise IndusError(f"{path}: no qrels/{split}.tsv (splits found: {have})")
+    qrels, _ = read_qrels(qrels_path, queries=queries, corpus=corpus)
+    if not qrels:
+        raise DataFormatError(qrels_path, None, "no judgements after the header")
+    return BeirData(path, split, corpus, queries, qrels)
+
+
+def check(path: str | Path) -> dict[str, int]:
+    """Validate a BEIR folder (every qrels split) and count documents, queries and judgements."""
+    path = Path(path)
+    if not path.is_dir():
+        raise IndusError(f"{path}: expected a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    corpus = read_corpus(_find(path, "corpus"))
+    queries = read_queries(_find(path, "queries"))
+    splits = qrels_splits(path)
+    if not splits:
+        raise IndusError(f"{path}: no qrels/<split>.tsv files")
+    counts = {"docs": len(corpus), "queries": len(queries)}
+    for split in splits:
+        qrels, repeated = read_qrels(path / "qrels" / f"{split}.tsv", queries=queries, corpus=corpus)
+        counts[f"{split} queries"] = len(qrels)
+        counts[f"{split} qrels"] = sum(len(v) for v in qrels.values())
+        counts[f"{split} relevant"] = sum(s > 0 for v in qrels.values() for s in v.values())
+        if repeated:
+            counts[f"{split} repeated rows"] = repeated
+    return counts

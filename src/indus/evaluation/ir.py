@@ -1,0 +1,278 @@
+"""Retrieval on BEIR folders: BM25 or a dense bi-encoder; nDCG@10, Recall@10/100, MRR@10 and speed.
+
+The protocol of BEIR (Thakur et al. 2021, arXiv 2104.08663):
+
+- **Dense** (any model other than ``bm25``; a spec for :func:`indus.models.load_sentence_transformer` or a
+  ``SentenceTransformer`` object): documents are encoded as ``title + " " + text`` (BEIR's convention), queries as
+  their text, both L2-normalised, and searched exactly by inner product (cosine) with a faiss ``IndexFlatIP``.
+- **BM25** (``bm25``, with bm25s): Lucene's BM25 (k1 = 1.2, b = 0.75, Elasticsearch's defaults; BEIR used
+  Elasticsearch) over ``title + " " + text``; lower-cased words of two or more characters, Lucene's 33-word
+  English stop list (the one of Elasticsearch's ``english`` analyzer) and the Snowball English stemmer from
+  PyStemmer (``stemmer=None`` turns stemming off). Only documents with a positive score enter the run.
+- The top ``k`` (100) documents per query form the run; a document whose id equals the query id is dropped
+  (BEIR's ``ignore_identical_ids``); metrics come from :func:`indus.evaluation.ir_metrics.score_run`, averaged
+  over the queries judged in the split.
+
+Speed, measured in the same run: ``docs_per_s`` (corpus encoding, or BM25 tokenising + indexing), ``queries_per_s``
+(all evaluation queries encoded in batches and searched), and ``latency_ms``: the median time of one query
+encoded alone (batch size 1) and searched, over ``latency_queries`` queries after one warm-up query; this is the
+per-query latency a distilled retriever is compared on.
+
+Example
+-------
+>>> result = IREvaluator(split="test").evaluate("bm25", "scifact")  # doctest: +SKIP
+>>> round(result["ndcg@10"], 2)  # doctest: +SKIP
+0.68
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indus.data.beir import BeirData, load_beir
+from indus.errors import IndusError
+from indus.evaluation.ir_metrics import score_run, write_trec_run
+
+__all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "score_run", "write_trec_run"]
+
+
+class Bm25Retriever:
+    """BM25 over a corpus with bm25s (settings in the module docstring)."""
+
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75, stemmer: str | None = "english",
+                 stopwords: str | None = "en", progress: bool = False) -> None:
+        self.k1, self.b, self.stemmer_name, self.stopwords, self.progress = k1, b, stemmer, stopwords, progress
+        self._stemmer = None
+        if stemmer is not None:
+            try:
+                import Stemmer
+            except ImportError:
+                raise IndusError("BM25 stemming needs PyStemmer (pip install PyStemmer), or pass stemmer=None") \
+                    from None
+            try:
+                self._stemmer = Stemmer.Stemmer(stemmer)
+            except KeyError:
+                raise IndusError(f"unknown stemmer language {stemmer!r}") from None
+
+    def _tokenize(self, texts: list[str], *, ids: bool, progress: bool = False):
+        import bm25s
+
+        return bm25s.tokenize(texts, stopwords=self.stopwords, stemmer=self._stemmer, return_ids=ids,
+                              show_progress=progress)
+
+    def index(self, doc_ids: list[str], texts: list[str]) -> None:
+        """Tokenise and index the documents."""
+        import bm25s
+
+        self.doc_ids = list(doc_ids)
+        self.retriever = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+        self.retriever.index(self._tokenize(texts, ids=True, progress=self.progress), show_progress=self.progress)
+
+    def search(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]:
+        """The top ``k`` ``(doc_id, score)`` of each query, positive scores only."""
+        tokens = self._tokenize(queries, ids=False)
+        k = min(k, len(self.doc_ids))
+        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)  # (Q, k), (Q, k)
+        return [[(self.doc_ids[d], float(s)) for d, s in zip(row_d, row_s, strict=True) if s > 0]
+                for row_d, row_s in zip(docs, scores, strict=True)]
+
+
+class DenseRetriever:
+    """Exact inner-product search over L2-normalised sentence embeddings (faiss ``IndexFlatIP``)."""
+
+    def __init__(self, model: Any, *, batch_size: int = 64, progress: bool = False) -> None:
+        self.model, self.batch_size, self.progress = model, batch_size, progress
+
+    def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
+        """Normalised float32 embeddings, shape ``(len(texts), dim)``."""
+        emb = self.model.encode(texts, batch_size=batch_size or self.batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True,
+                                show_progress_bar=self.progress if progress is None else progress)
+        return np.ascontiguousarray(emb, dtype=np.float32)  # (N, D)
+
+    def index(self, doc_ids: list[str], texts: list[str]) -> None:
+        """Encode the documents and add them to a flat inner-product index."""
+        import faiss
+
+        self.doc_ids = list(doc_ids)
+        emb = self.encode(texts)  # (N, D)
+        self.faiss_index = faiss.IndexFlatIP(emb.shape[1])
+        self.faiss_index.add(emb)
+
+    def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """The top ``k`` ``(doc_id, score)`` of each query."""
+        q = self.encode(queries, batch_size=batch_size, progress=False)  # (Q, D)
+        scores, idx = self.faiss_index.search(q, min(k, len(self.doc_ids)))  # (Q, k), (Q, k)
+        return [[(self.doc_ids[i], float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
+                for row_i, row_s in zip(idx, scores, strict=True)]
+
+
+def _is_bm25(model: Any) -> bool:
+    return isinstance(model, str) and model.strip().lower() == "bm25"
+
+
+def _model_name(model: Any) -> str:
+    if _is_bm25(model):
+        return "bm25"
+    if isinstance(model, str | Path):
+        from indus.models import resolve_model
+
+        return resolve_model(model).name
+    return type(model).__name__
+
+
+@dataclass(kw_only=True)
+class IREvaluator:
+    """BM25 or dense retrieval on a BEIR folder (see the module docstring).
+
+    Parameters
+    ----------
+    split
+        The qrels split to score (``qrels/<split>.tsv``).
+    k
+        Documents retrieved per query (the run depth; Recall@100 needs ``k >= 100``).
+    batch_size
+        Texts per encoder batch (dense models).
+    max_length
+        Encoder max sequence length in tokens; ``None``: the model's own (256 for minilm).
+    latency_queries
+        Queries timed one by one for ``latency_ms``.
+    ignore_identical_ids
+        Drop retrieved documents whose id equals the query id (BEIR's default).
+    bm25_k1, bm25_b, stemmer, stopwords
+        BM25 settings (``stemmer``: a Snowball language or ``None``; ``stopwords``: ``"en"`` or ``None``).
+    run_path
+        Write the run as a TREC run file here.
+    device
+        Encoder device; ``None``: CUDA when available.
+    progress
+        Show progress bars.
+    """
+
+    task = "ir"
+    primary_metric = "ndcg@10"
+
+    split: str = "test"
+    k: int = 100
+    batch_size: int = 64
+    max_length: int | None = None
+    latency_queries: int = 100
+    ignore_identical_ids: bool = True
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    stemmer: str | None = "english"
+    stopwords: str | None = "en"
+    run_path: str | Path | None = None
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.batch_size < 1 or self.latency_queries < 0:
+            raise IndusError("ir: k and batch_size must be >= 1, latency_queries >= 0")
+        if self.max_length is not None and self.max_length < 1:
+            raise IndusError(f"ir: max_length must be >= 1, got {self.max_length}")
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict."""
+        out = asdict(self)
+        out["run_path"] = str(self.run_path) if self.run_path else None
+        return out
+
+    def retriever(self, model: Any) -> Bm25Retriever | DenseRetriever:
+        """The retriever for ``model`` (``"bm25"``, a model spec, or a ``SentenceTransformer``)."""
+        if _is_bm25(model):
+            return Bm25Retriever(k1=self.bm25_k1, b=self.bm25_b, stemmer=self.stemmer, stopwords=self.stopwords,
+                                 progress=self.progress)
+        if isinstance(model, str | Path):
+            import torch
+
+            from indus.models import load_sentence_transformer
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            model = load_sentence_transformer(model, device=device, max_seq_length=self.max_length)
+        elif self.max_length is not None:
+            model.max_seq_length = self.max_length
+        if not hasattr(model, "encode"):
+            raise IndusError(f"{type(model).__name__}: expected 'bm25', a model spec or a SentenceTransformer")
+        return DenseRetriever(model, batch_size=self.batch_size, progress=self.progress)
+
+    def evaluate(self, model: Any, data: str | Path | BeirData) -> dict[str, Any]:
+        """Index the corpus of ``data``, retrieve for the judged queries of the split, and score.
+
+        Parameters
+        ----------
+        model
+            ``"bm25"``, a model spec (``minilm``, ``random:<preset>``, a local folder) or a ``SentenceTransformer``.
+        data
+            A BEIR folder, an ``ir`` dataset name under the data root, or a loaded :class:`BeirData`.
+        """
+        started = time.perf_counter()
+        if isinstance(data, BeirData):
+            beir = data
+            if beir.split != self.split:
+                raise IndusError(f"{beir.path}: data holds the {beir.split!r} qrels, evaluator asks for {self.split!r}")
+        else:
+            from indus.data.registry import resolve_dataset
+
+            beir = load_beir(resolve_dataset(data, kind="ir"), self.split)
+        retriever = self.retriever(model)
+        doc_ids = list(beir.corpus)
+        texts = [beir.corpus[d].full_text() for d in doc_ids]
+        queries = beir.eval_queries
+        qids, qtexts = list(queries), list(queries.values())
+        depth = self.k + 1 if self.ignore_identical_ids else self.k
+
+        t0 = time.perf_counter()
+        retriever.index(doc_ids, texts)
+        index_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hits = retriever.search(qtexts, depth)
+        search_s = time.perf_counter() - t0
+        run: dict[str, dict[str, float]] = {}
+        for qid, ranked in zip(qids, hits, strict=True):
+            kept = [(d, s) for d, s in ranked if not (self.ignore_identical_ids and d == qid)]
+            run[qid] = dict(kept[: self.k])
+        latencies = self._latency(retriever, qtexts, depth)
+
+        metrics = score_run(run, beir.qrels, ignore_identical_ids=self.ignore_identical_ids)
+        if self.run_path:
+            write_trec_run(self.run_path, run, tag=_model_name(model).replace(" ", "_"))
+        result: dict[str, Any] = {
+            "task": self.task, "primary_metric": self.primary_metric, "model": _model_name(model),
+            "retriever": "bm25" if isinstance(retriever, Bm25Retriever) else "dense",
+            "data": str(beir.path), "split": self.split,
+            **{m: metrics[m] for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")},
+            "queries": metrics["queries"], "docs": len(doc_ids), "k": self.k,
+            "docs_per_s": len(doc_ids) / index_s if index_s > 0 else float("inf"),
+            "queries_per_s": len(qids) / search_s if search_s > 0 else float("inf"),
+            "latency_ms": statistics.median(latencies) if latencies else None,
+            "latency_ms_p90": float(np.percentile(latencies, 90)) if latencies else None,
+            "latency_queries": len(latencies),
+            "index_s": index_s, "search_s": search_s,
+        }
+        if isinstance(retriever, DenseRetriever):
+            result["max_length"] = retriever.model.max_seq_length
+            result["dim"] = int(retriever.faiss_index.d)
+        result["settings"] = self.settings()
+        result["wall_s"] = time.perf_counter() - started
+        return result
+
+    def _latency(self, retriever: Bm25Retriever | DenseRetriever, queries: list[str], depth: int) -> list[float]:
+        n = min(self.latency_queries, len(queries))
+        if n == 0:
+            return []
+        search = (lambda q: retriever.search([q], depth, batch_size=1)) if isinstance(retriever, DenseRetriever) \
+            else (lambda q: retriever.search([q], depth))
+        search(queries[0])  # warm-up
+        times = []
+        for q in queries[:n]:
+            t0 = time.perf_counter()
+            search(q)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        return times

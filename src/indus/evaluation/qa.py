@@ -1,0 +1,504 @@
+"""Extractive QA: fine-tune a span-prediction head with sliding windows over long contexts; SQuAD EM and F1.
+
+The recipe of BERT on SQuAD (Devlin et al. 2019, arXiv 1810.04805; v2.0 no-answer handling as in its v2 recipe):
+each (question, context) pair is tokenised by a fast tokenizer into windows of at most ``max_length`` tokens that
+overlap by ``doc_stride`` tokens (``return_overflowing_tokens``; the question is cut to ``max_question_length``
+tokens). A linear head predicts start and end logits over the tokens; the loss is the mean of the start and end
+cross-entropies. A window that holds the whole gold answer is labelled with the answer's first and last token; a
+window without it is labelled at the CLS token ("not here").
+
+**Training windows.** Long contexts (COVID-QA's are whole papers, thousands of tokens) give dozens of windows per
+question, nearly all without the answer. Every answer window is kept, plus ``negative_windows`` answer-free
+windows sampled per question (``None``: all). An unanswerable question keeps at least one window so the model sees
+the null answer. An answerable question whose answer lies in no single window (longer than the overlap) or could
+not be located in its context is not trained on; the counts are in the result.
+
+**Prediction.** Every window of an evaluation question is scored. Within each window the ``n_best`` start and
+end logits give candidate spans inside the context, with ``end >= start`` and at most ``max_answer_length``
+tokens; the best span over all windows (score = start + end logit) is mapped back to context characters through
+the offset mapping. With unanswerable questions in the data (SQuAD v2 style) the null score is the smallest CLS
+score (start + end logit at CLS) over the windows, and the model answers "" when null minus best span score
+exceeds ``null_threshold``. Metrics follow the official scripts (:mod:`indus.evaluation.qa_metrics`).
+
+Example
+-------
+>>> from indus.evaluation.qa import QAEvaluator
+>>> result = QAEvaluator(epochs=1, max_train_questions=200).evaluate("minilm", "covid-qa")  # doctest: +SKIP
+>>> sorted(k for k in result if k in {"exact_match", "f1"})  # doctest: +SKIP
+['exact_match', 'f1']
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indus.data.squad import QAExample, SquadSet, load_squad_split
+from indus.errors import IndusError
+from indus.evaluation.finetune import FinetuneSettings, finetune, seed_everything
+from indus.evaluation.qa_metrics import best_null_threshold, squad_scores
+
+
+@dataclass
+class Windows:
+    """Tokenised windows of a list of questions.
+
+    Attributes
+    ----------
+    input_ids, token_type_ids
+        One int array per window (``token_type_ids`` empty when the tokenizer has none).
+    offsets
+        One ``(L, 2)`` int array per window: character span of each token in the context, ``-1`` outside it.
+    example
+        Index of each window's question.
+    start, end
+        Token labels of the gold answer in the window; ``cls`` (usually 0) when the window does not hold it.
+    cls
+        Position of the CLS token in each window.
+    """
+
+    input_ids: list[np.ndarray] = field(default_factory=list)
+    token_type_ids: list[np.ndarray] = field(default_factory=list)
+    offsets: list[np.ndarray] = field(default_factory=list)
+    example: list[int] = field(default_factory=list)
+    start: list[int] = field(default_factory=list)
+    end: list[int] = field(default_factory=list)
+    cls: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def holds_answer(self, i: int) -> bool:
+        """Whether window ``i`` is labelled with a span (not at CLS)."""
+        return self.start[i] != self.cls[i]
+
+
+def _strip_span(context: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink ``[start, end)`` past surrounding whitespace, so the label lands on the answer's own tokens."""
+    while start < end and context[start].isspace():
+        start += 1
+    while end > start and context[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _truncate_question(tokenizer: Any, question: str, max_tokens: int) -> str:
+    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= max_tokens:
+        return question
+    return question[: enc["offset_mapping"][max_tokens - 1][1]]
+
+
+def tokenize_windows(tokenizer: Any, examples: list[QAExample], *, max_length: int, doc_stride: int,
+                     max_question_length: int = 64, chunk: int = 32) -> Windows:
+    """Cut every (question, context) pair into overlapping windows and label the first located gold answer.
+
+    Parameters
+    ----------
+    tokenizer
+        A fast tokenizer (offset mappings are required).
+    examples
+        The questions.
+    max_length
+        Tokens per window, special tokens and question included.
+    doc_stride
+        Context tokens shared by consecutive windows.
+    max_question_length
+        Questions are cut to this many tokens.
+    chunk
+        Questions tokenised per call.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise IndusError(f"{type(tokenizer).__name__}: extractive QA needs a fast tokenizer (offset mappings)")
+    out = Windows()
+    has_types = "token_type_ids" in tokenizer.model_input_names
+    for lo in range(0, len(examples), chunk):
+        batch = examples[lo:lo + chunk]
+        enc = tokenizer([_truncate_question(tokenizer, ex.question, max_question_length) for ex in batch],
+                        [ex.context for ex in batch], truncation="only_second", max_length=max_length,
+                        stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+                        padding=False)
+        for w, sample in enumerate(enc["overflow_to_sample_mapping"]):
+            ex = batch[sample]
+            ids = np.asarray(enc["input_ids"][w], dtype=np.int64)
+            seq = enc.sequence_ids(w)
+            offsets = np.asarray(enc["offset_mapping"][w], dtype=np.int64).reshape(-1, 2)
+            in_ctx = np.array([s == 1 for s in seq])
+            offsets[~in_ctx] = -1
+            cls_hits = np.flatnonzero(ids == tokenizer.cls_token_id) if tokenizer.cls_token_id is not None else []
+            cls = int(cls_hits[0]) if len(cls_hits) else 0
+            start = end = cls
+            located = ex.located_answers
+            ctx_idx = np.flatnonzero(in_ctx)
+            if located and len(ctx_idx):
+                s, e = _strip_span(ex.context, located[0].start, located[0].end)
+                first, last = ctx_idx[0], ctx_idx[-1]
+                if offsets[first, 0] <= s and offsets[last, 1] >= e:
+                    # Last context token starting at or before s; first one ending at or after e.
+                    start = int(ctx_idx[offsets[ctx_idx, 0] <= s][-1])
+                    end = int(ctx_idx[offsets[ctx_idx, 1] >= e][0])
+            out.input_ids.append(ids)
+            out.token_type_ids.append(np.asarray(enc["token_type_ids"][w], dtype=np.int64) if has_types
+                                      else np.zeros(0, dtype=np.int64))
+            out.offsets.append(offsets)
+            out.example.append(lo + sample)
+            out.start.append(start)
+            out.end.append(end)
+            out.cls.append(cls)
+    return out
+
+
+def select_training_windows(windows: Windows, examples: list[QAExample], negative_windows: int | None,
+                            rng: random.Random) -> tuple[list[int], dict[str, int]]:
+    """The windows to train on (see the module docstring) and counts of what was kept and skipped."""
+    by_example: dict[int, list[int]] = {}
+    for i, ex_idx in enumerate(windows.example):
+        by_example.setdefault(ex_idx, []).append(i)
+    chosen: list[int] = []
+    stats = {"train_windows_available": len(windows), "train_windows_positive": 0, "train_windows_negative": 0,
+             "train_questions_used": 0, "train_questions_unlocated": 0, "train_questions_no_answer_window": 0}
+    for ex_idx, idx in sorted(by_example.items()):
+        ex = examples[ex_idx]
+        pos = [i for i in idx if windows.holds_answer(i)]
+        neg = [i for i in idx if not windows.holds_answer(i)]
+        if not ex.is_impossible:
+            if not ex.located_answers:
+                stats["train_questions_unlocated"] += 1
+                continue
+            if not pos:
+                stats["train_questions_no_answer_window"] += 1
+                continue
+        want = len(neg) if negative_windows is None else negative_windows
+        if ex.is_impossible:
+            want = max(want, 1)
+        sampled = rng.sample(neg, min(want, len(neg)))
+        chosen.extend(pos + sampled)
+        stats["train_windows_positive"] += len(pos)
+        stats["train_windows_negative"] += len(sampled)
+        stats["train_questions_used"] += 1
+    return chosen, stats
+
+
+def _collate(windows: Windows, pad_id: int, device: Any, labels: bool):
+    import torch
+
+    def collate(indices: list[int]) -> dict[str, Any]:
+        longest = max(len(windows.input_ids[i]) for i in indices)
+        ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)  # (B, L)
+        mask = torch.zeros((len(indices), longest), dtype=torch.long)  # (B, L)
+        types = torch.zeros((len(indices), longest), dtype=torch.long) if len(windows.token_type_ids[indices[0]]) \
+            else None
+        for row, i in enumerate(indices):
+            n = len(windows.input_ids[i])
+            ids[row, :n] = torch.from_numpy(windows.input_ids[i])
+            mask[row, :n] = 1
+            if types is not None:
+                types[row, :n] = torch.from_numpy(windows.token_type_ids[i])
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if types is not None:
+            batch["token_type_ids"] = types
+        if labels:
+            batch["start_positions"] = torch.tensor([windows.start[i] for i in indices])  # (B,)
+            batch["end_positions"] = torch.tensor([windows.end[i] for i in indices])  # (B,)
+        return {k: v.to(device) for k, v in batch.items()}
+
+    return collate
+
+
+def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int, device: Any,
+                   progress: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Start and end logits of every window (arrays of the window's length), batched by length."""
+    import torch
+    from tqdm.auto import tqdm
+
+    collate = _collate(windows, pad_id, device, labels=False)
+    order = sorted(range(len(windows)), key=lambda i: len(windows.input_ids[i]))
+    starts: list[np.ndarray] = [np.empty(0)] * len(windows)
+    ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+    model.eval()
+    with torch.inference_mode():
+        for lo in tqdm(range(0, len(order), batch_size), desc="qa predict", disable=not progress, leave=False):
+            idx = order[lo:lo + batch_size]
+            out = model(**collate(idx))
+            s = out["start_logits"].float().cpu().numpy()  # (B, L)
+            e = out["end_logits"].float().cpu().numpy()  # (B, L)
+            for row, i in enumerate(idx):
+                n = len(windows.input_ids[i])
+                starts[i], ends[i] = s[row, :n], e[row, :n]
+    return starts, ends
+
+
+@dataclass
+class Prediction:
+    """The decoded answer of one question."""
+
+    text: str
+    span_score: float
+    null_score: float
+    start_char: int
+    end_char: int
+
+
+def decode(examples: list[QAExample], windows: Windows, starts: list[np.ndarray], ends: list[np.ndarray], *,
+           n_best: int = 20, max_answer_length: int = 30) -> list[Prediction]:
+    """Best span of each question over all its windows, and its null score (see the module docstring)."""
+    best: list[Prediction] = [Prediction("", -np.inf, np.inf, -1, -1) for _ in examples]
+    for w, ex_idx in enumerate(windows.example):
+        s, e, off = starts[w], ends[w], windows.offsets[w]
+        cls = windows.cls[w]
+        pred = best[ex_idx]
+        pred.null_score = min(pred.null_score, float(s[cls] + e[cls]))
+        ctx = np.flatnonzero(off[:, 0] >= 0)
+        if not len(ctx):
+            continue
+        k = min(n_best, len(ctx))
+        top_s = ctx[np.argsort(s[ctx])[::-1][:k]]  # (k,)
+        top_e = ctx[np.argsort(e[ctx])[::-1][:k]]  # (k,)
+        scores = s[top_s][:, None] + e[top_e][None, :]  # (k, k)
+        length = top_e[None, :] - top_s[:, None] + 1  # (k, k)
+        scores = np.where((length >= 1) & (length <= max_answer_length), scores, -np.inf)
+        flat = int(np.argmax(scores))
+        score = float(scores.flat[flat])
+        if score > pred.span_score:
+            i, j = divmod(flat, k)
+            a, b = int(off[top_s[i], 0]), int(off[top_e[j], 1])
+            pred.span_score, pred.start_char, pred.end_char = score, a, b
+            pred.text = examples[ex_idx].context[a:b]
+    return best
+
+
+def final_answers(examples: list[QAExample], preds: list[Prediction], *, allow_null: bool,
+                  null_threshold: float) -> dict[str, str]:
+    """Question id to answer text: the best span, or "" when null answers are allowed and the null score wins."""
+    out: dict[str, str] = {}
+    for ex, p in zip(examples, preds, strict=True):
+        no_span = not np.isfinite(p.span_score)
+        if allow_null and (no_span or p.null_score - p.span_score > null_threshold):
+            out[ex.id] = ""
+        else:
+            out[ex.id] = "" if no_span else p.text
+    return out
+
+
+def _subsample(squad: SquadSet, limit: int | None, seed: int) -> list[QAExample]:
+    examples = list(squad.examples)
+    if limit is None or limit >= len(examples):
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), limit))
+    return [ex for i, ex in enumerate(examples) if i in keep]
+
+
+@dataclass(kw_only=True)
+class QAEvaluator:
+    """Extractive QA fine-tuning and SQuAD EM / F1 (see the module docstring).
+
+    Parameters
+    ----------
+    seeds
+        Fine-tuning runs (seeds ``seed .. seed + seeds - 1``); metrics are the mean, ``*_std`` the sample std.
+    seed
+        First seed.
+    epochs, batch_size, lr, weight_decay, warmup_ratio, max_steps
+        Optimisation (:class:`~indus.evaluation.finetune.FinetuneSettings`).
+    max_length
+        Tokens per window.
+    doc_stride
+        Tokens of overlap between consecutive windows of one context.
+    max_question_length
+        Questions are cut to this many tokens.
+    max_answer_length
+        Longest predicted span, in tokens.
+    n_best
+        Start and end candidates per window.
+    negative_windows
+        Answer-free windows sampled per training question (``None``: all).
+    null_threshold
+        Answer "" when null score minus best span score exceeds this (only when the data has unanswerable
+        questions, or ``allow_null`` is true).
+    allow_null
+        Whether "" may be predicted; ``None``: when the training or evaluation split has unanswerable questions.
+    max_train_questions, max_eval_questions
+        Use a fixed random subset (drawn with seed 0, the same for every model) of this many questions.
+    split, train_split
+        Evaluation and training splits (see :func:`indus.data.squad.squad_splits`).
+    eval_batch_size
+        Windows per forward pass when predicting.
+    predictions_path
+        Write ``{id: answer}`` (SQuAD's prediction format) here; with several seeds one file per seed
+        (``NAME.seedS.json``).
+    device
+        ``cpu``, ``cuda``, ...; ``None``: CUDA when available.
+    progress
+        Show progress bars.
+    """
+
+    task = "qa"
+    primary_metric = "f1"
+
+    seeds: int = 1
+    seed: int = 0
+    epochs: float = 2.0
+    batch_size: int = 16
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_steps: int | None = None
+    max_length: int = 384
+    doc_stride: int = 128
+    max_question_length: int = 64
+    max_answer_length: int = 30
+    n_best: int = 20
+    negative_windows: int | None = 1
+    null_threshold: float = 0.0
+    allow_null: bool | None = None
+    max_train_questions: int | None = None
+    max_eval_questions: int | None = None
+    split: str = "test"
+    train_split: str = "train"
+    eval_batch_size: int = 64
+    predictions_path: str | Path | None = None
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.seeds < 1:
+            problems.append(f"seeds must be >= 1, got {self.seeds}")
+        if self.epochs <= 0:
+            problems.append(f"epochs must be > 0, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            problems.append("batch sizes must be >= 1")
+        if self.max_question_length < 1 or self.max_answer_length < 1 or self.n_best < 1:
+            problems.append("max_question_length, max_answer_length and n_best must be >= 1")
+        if self.doc_stride < 0 or self.doc_stride + self.max_question_length + 3 >= self.max_length:
+            problems.append(f"need 0 <= doc_stride and doc_stride + max_question_length + 3 < max_length "
+                            f"(got {self.doc_stride} + {self.max_question_length} + 3 vs {self.max_length})")
+        if self.negative_windows is not None and self.negative_windows < 0:
+            problems.append(f"negative_windows must be >= 0 or None, got {self.negative_windows}")
+        for name in ("max_train_questions", "max_eval_questions"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be >= 1, got {value}")
+        if problems:
+            raise IndusError("qa: " + "; ".join(problems))
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict."""
+        out = asdict(self)
+        out["predictions_path"] = str(self.predictions_path) if self.predictions_path else None
+        return out
+
+    def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
+        """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
+
+        Parameters
+        ----------
+        model
+            A model spec (``minilm``, ``random:<preset>``, a local folder) or a :class:`~indus.models.ModelRef`.
+        data
+            A SQuAD file or folder, or a ``qa`` dataset name under the data root.
+        """
+        import torch
+        from transformers import AutoModelForQuestionAnswering
+
+        from indus.data.registry import resolve_dataset
+        from indus.models import load_model, load_tokenizer, resolve_model
+
+        started = time.perf_counter()
+        ref = resolve_model(model)
+        path = resolve_dataset(data, kind="qa")
+        train_set = load_squad_split(path, self.train_split)
+        eval_set = load_squad_split(path, self.split)
+        train_examples = _subsample(train_set, self.max_train_questions, 0)
+        eval_examples = _subsample(eval_set, self.max_eval_questions, 0)
+        if not train_examples or not eval_examples:
+            raise IndusError(f"{path}: empty {self.train_split if not train_examples else self.split} split")
+        allow_null = (train_set.has_unanswerable or eval_set.has_unanswerable) if self.allow_null is None \
+            else self.allow_null
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+        tokenizer = load_tokenizer(ref)
+        window_args = dict(max_length=self.max_length, doc_stride=self.doc_stride,
+                           max_question_length=self.max_question_length)
+        train_windows = tokenize_windows(tokenizer, train_examples, **window_args)
+        eval_windows = tokenize_windows(tokenizer, eval_examples, **window_args)
+        references = {ex.id: [a.text for a in ex.answers] for ex in eval_examples}
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+        runs: list[dict[str, Any]] = []
+        window_stats: dict[str, int] = {}
+        for seed in range(self.seed, self.seed + self.seeds):
+            chosen, window_stats = select_training_windows(train_windows, train_examples, self.negative_windows,
+                                                           random.Random(seed))
+            seed_everything(seed)
+            net = load_model(ref, AutoModelForQuestionAnswering, seed=seed).to(device)
+            settings = FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                        weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
+                                        max_steps=self.max_steps, progress=self.progress)
+            if not chosen:
+                raise IndusError(f"{path}: no training windows (no question of the {self.train_split} split has "
+                                 "its answer inside one window)")
+            stats = finetune(net, chosen, _collate(train_windows, pad_id, device, labels=True), settings,
+                             seed=seed, desc=f"qa fine-tune (seed {seed})")
+            t0 = time.perf_counter()
+            starts, ends = predict_logits(net, eval_windows, batch_size=self.eval_batch_size, pad_id=pad_id,
+                                          device=device, progress=self.progress)
+            preds = decode(eval_examples, eval_windows, starts, ends, n_best=self.n_best,
+                           max_answer_length=self.max_answer_length)
+            answers = final_answers(eval_examples, preds, allow_null=allow_null, null_threshold=self.null_threshold)
+            scores = squad_scores(answers, references)
+            if allow_null:
+                spans = {ex.id: p.text for ex, p in zip(eval_examples, preds, strict=True)}
+                diffs = {ex.id: p.null_score - p.span_score for ex, p in zip(eval_examples, preds, strict=True)}
+                scores.update(best_null_threshold(spans, references, diffs))
+            run = {"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
+                   "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0}
+            runs.append(run)
+            if self.predictions_path:
+                self._write_predictions(answers, seed)
+            del net
+
+        result: dict[str, Any] = {"task": self.task, "primary_metric": self.primary_metric, "model": ref.name,
+                                  "data": str(path), "split": self.split, "train_split": self.train_split}
+        metric_keys = [k for k in runs[0] if k not in {"seed", "total", "train_steps", "final_loss", "train_s",
+                                                       "eval_s"} and not k.endswith("_total")]
+        for key in metric_keys:
+            values = [r[key] for r in runs]
+            result[key] = float(statistics.fmean(values))
+            if key in {"exact_match", "f1"}:
+                result[f"{key}_std"] = float(statistics.stdev(values)) if len(values) > 1 else 0.0
+        for key in [k for k in runs[0] if k.endswith("_total")]:
+            result[key] = runs[0][key]
+        result.update({
+            "no_answer": allow_null,
+            "train_questions": len(train_examples),
+            "eval_questions": len(eval_examples),
+            **window_stats,
+            "eval_windows": len(eval_windows),
+            "answers_repaired": train_set.repairs.repaired + eval_set.repairs.repaired,
+            "answers_unlocated": train_set.repairs.unlocated + eval_set.repairs.unlocated,
+            "per_seed": runs,
+            "settings": self.settings(),
+            "seeds": self.seeds,
+            "epochs": self.epochs,
+            "max_length": self.max_length,
+            "doc_stride": self.doc_stride,
+            "max_answer_length": self.max_answer_length,
+            "device": str(device),
+            "wall_s": time.perf_counter() - started,
+        })
+        return result
+
+    def _write_predictions(self, answers: dict[str, str], seed: int) -> None:
+        from indus.atomic import atomic_write_json
+
+        path = Path(self.predictions_path)
+        if self.seeds > 1:
+            path = path.with_name(f"{path.stem}.seed{seed}{path.suffix or '.json'}")
+        atomic_write_json(path, answers)

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from indus.data.squad import Answer, QAExample, read_squad
+from indus.errors import IndusError
+from indus.evaluation import get_evaluator
+from indus.evaluation.qa import (
+    QAEvaluator,
+    decode,
+    final_answers,
+    select_training_windows,
+    tokenize_windows,
+)
+
+FILLER = "The committee met again and discussed the weather, the budget and other matters at length. "
+
+
+def _long_context(fact: str, position: int, n: int = 12) -> str:
+    parts = [FILLER] * n
+    parts.insert(position, fact + " ")
+    return "".join(parts)
+
+
+def _examples() -> list[QAExample]:
+    ctx1 = _long_context("The capital of Freedonia is Sylvania City and no other.", 7)
+    ctx2 = _long_context("Marmots hibernate for seven months.", 2)
+    a1 = ctx1.index("Sylvania City")
+    a2 = ctx2.index("seven months")
+    return [
+        QAExample("q1", "What is the capital of Freedonia?", ctx1, (Answer("Sylvania City ", a1, a1),), 0),
+        QAExample("q2", "How long do marmots hibernate?", ctx2, (Answer("seven months", a2, a2),), 1),
+        QAExample("q3", "Who chairs the committee?", ctx2, (), 1),
+    ]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from indus.models import load_tokenizer
+
+    return load_tokenizer("minilm")
+
+
+def test_windows_overlap_and_labels_map_back_to_answer_text(tokenizer):
+    examples = _examples()
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    per_example = [windows.example.count(i) for i in range(len(examples))]
+    assert min(per_example) > 3  # long contexts -> several windows each
+    for i in range(len(windows)):
+        ex = examples[windows.example[i]]
+        off = windows.offsets[i]
+        ctx_tokens = np.flatnonzero(off[:, 0] >= 0)
+        assert len(ctx_tokens) and windows.cls[i] == 0
+        if windows.holds_answer(i):
+            s, e = windows.start[i], windows.end[i]
+            # the labelled tokens cover exactly the answer text (surrounding whitespace stripped)
+            assert ex.context[off[s, 0]:off[e, 1]] == ex.answers[0].text.strip()
+    # consecutive windows of one question share doc_stride context tokens
+    first_two = [i for i in range(len(windows)) if windows.example[i] == 0][:2]
+    a, b = (windows.offsets[i][windows.offsets[i][:, 0] >= 0] for i in first_two)
+    assert [tuple(x) for x in a[-16:]] == [tuple(x) for x in b[:16]]
+    # answer windows exist for both answerable questions; none for the unanswerable one
+    held = {windows.example[i] for i in range(len(windows)) if windows.holds_answer(i)}
+    assert held == {0, 1}
+
+
+def test_training_window_selection_counts(tokenizer):
+    examples = _examples()
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    chosen, stats = select_training_windows(windows, examples, 1, random.Random(0))
+    positives = sum(windows.holds_answer(i) for i in range(len(windows)))
+    assert stats["train_windows_positive"] == positives
+    assert stats["train_windows_negative"] == 3  # one per question, the unanswerable one included
+    assert len(chosen) == positives + 3 and stats["train_questions_used"] == 3
+    _, none = select_training_windows(windows, examples, 0, random.Random(0))
+    assert none["train_windows_negative"] == 1  # the unanswerable question keeps one window
+    _, every = select_training_windows(windows, examples, None, random.Random(0))
+    assert every["train_windows_positive"] + every["train_windows_negative"] == len(windows)
+
+
+def _planted_logits(windows, spans):
+    """Logits that are low everywhere except a planted (start, end) per window index in ``spans``."""
+    starts = [np.full(len(ids), -5.0, dtype=np.float32) for ids in windows.input_ids]
+    ends = [np.full(len(ids), -5.0, dtype=np.float32) for ids in windows.input_ids]
+    for w, (s, e, score) in spans.items():
+        starts[w][s] += score
+        ends[w][e] += score
+    return starts, ends
+
+
+def test_decode_picks_best_span_across_windows_and_maps_characters(tokenizer):
+    examples = _examples()[:1]
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    answer_windows = [i for i in range(len(windows)) if windows.holds_answer(i)]
+    other = next(i for i in range(len(windows)) if not windows.holds_answer(i))
+    ctx_other = np.flatnonzero(windows.offsets[other][:, 0] >= 0)
+    w = answer_windows[-1]
+    spans = {w: (windows.start[w], windows.end[w], 8.0), other: (ctx_other[0], ctx_other[2], 6.0)}
+    starts, ends = _planted_logits(windows, spans)
+    pred = decode(examples, windows, starts, ends, n_best=5, max_answer_length=10)[0]
+    assert pred.text == "Sylvania City"
+    assert examples[0].context[pred.start_char:pred.end_char] == "Sylvania City"
+    assert pred.span_score == pytest.approx(16.0 - 10.0)
+    # with max_answer_length=1 neither planted span fits; the best one-token span starts at the planted start
+    s, e = windows.start[w], windows.end[w]
+    assert e > s
+    pred = decode(examples, windows, starts, ends, n_best=48, max_answer_length=1)[0]
+    assert pred.span_score == pytest.approx(3.0 - 5.0)
+    assert (pred.start_char, pred.end_char) == tuple(windows.offsets[w][s])
+    # end before start is never a span: with n_best=1 the reversed plant is rejected, a flat -10 span wins
+    s2, e2 = _planted_logits(windows, {w: (e, s, 8.0)})
+    assert decode(examples, windows, s2, e2, n_best=1, max_answer_length=10)[0].span_score == pytest.approx(-10.0)
+
+
+def test_no_answer_logic(tokenizer):
+    examples = _examples()
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    spans = {}
+    for i in range(len(windows)):
+        if windows.holds_answer(i):
+            spans[i] = (windows.start[i], windows.end[i], 4.0)  # span score -10 + 8 = -2 ... per window
+    starts, ends = _planted_logits(windows, spans)
+    # CLS (index 0) of every window of q3 scores high -> null wins there; q1/q2 CLS stays at -10
+    for i in range(len(windows)):
+        if windows.example[i] == 2:
+            starts[i][0] = ends[i][0] = 3.0
+    preds = decode(examples, windows, starts, ends, n_best=5, max_answer_length=10)
+    assert preds[0].null_score == pytest.approx(-10.0) and preds[2].null_score == pytest.approx(6.0)
+    v2 = final_answers(examples, preds, allow_null=True, null_threshold=0.0)
+    assert v2["q1"] == "Sylvania City" and v2["q2"] == "seven months" and v2["q3"] == ""
+    strict = final_answers(examples, preds, allow_null=True, null_threshold=-100.0)
+    assert set(strict.values()) == {""}  # a very low threshold abstains everywhere
+    v1 = final_answers(examples, preds, allow_null=False, null_threshold=0.0)
+    assert v1["q3"] != ""  # without null answers every question gets a span
+
+
+def _squad_file(path, examples):
+    by_ctx: dict[str, list] = {}
+    for ex in examples:
+        qa = {"id": ex.id, "question": ex.question,
+              "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers]}
+        by_ctx.setdefault(ex.context, []).append(qa)
+    data = [{"paragraphs": [{"context": c, "qas": qas}]} for c, qas in by_ctx.items()]
+    path.write_text(json.dumps({"version": "v2.0", "data": data}))
+    return path
+
+
+def test_evaluator_end_to_end_micro(tmp_path, micro_model_dir):
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    examples = _examples()
+    _squad_file(folder / "train.json", examples)
+    _squad_file(folder / "test.json", examples)
+    preds = tmp_path / "preds.json"
+    evaluator = get_evaluator("qa", epochs=1, batch_size=4, max_length=48, doc_stride=16, max_question_length=16,
+                              max_answer_length=8, seeds=2, progress=False, predictions_path=preds)
+    result = evaluator.evaluate(str(micro_model_dir), folder)
+    assert result["task"] == "qa" and result["primary_metric"] == "f1"
+    for key in ("exact_match", "f1", "f1_std", "exact_match_std", "HasAns_f1", "NoAns_f1", "best_f1", "wall_s"):
+        assert key in result, key
+    assert 0.0 <= result["f1"] <= 1.0 and result["no_answer"] is True
+    assert result["eval_windows"] > 9 and result["train_windows_negative"] == 3
+    assert result["HasAns_total"] == 2 and result["NoAns_total"] == 1 and len(result["per_seed"]) == 2
+    written = json.loads((tmp_path / "preds.seed0.json").read_text())
+    assert set(written) == {"q1", "q2", "q3"} and (tmp_path / "preds.seed1.json").is_file()
+    assert read_squad(folder / "test.json").repairs.exact == 2
+
+
+def test_bad_settings_are_user_errors():
+    with pytest.raises(IndusError, match="doc_stride"):
+        QAEvaluator(max_length=64, doc_stride=60)
+    with pytest.raises(IndusError, match="bad evaluation setting"):
+        get_evaluator("qa", no_such_option=1)
