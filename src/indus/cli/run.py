@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from indus.errors import IndusError
+import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add the pipeline command to the main app."""
 
     @app.command()
-    def run() -> None:
-        """Run the whole pipeline from a config (not built yet)."""
-        raise IndusError("indus run is not built yet")
+    def run(
+        config: Path = typer.Argument(..., help="Pipeline YAML (e.g. configs/demo.yaml).", show_default=False),
+        out: Path | None = typer.Option(None, "--out", help="Run folder (default: runs/<name>).", show_default=False),
+        overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value, e.g. "
+                                            "tokenizer.vocab_size=8000 (repeatable)."),
+        force: list[str] = typer.Option([], "--force", help="Rerun this stage even when cached, e.g. "
+                                        "pretrain/tiny-s; '*' reruns all (repeatable)."),
+    ) -> None:
+        """Run the whole pipeline: tokenizer, pretrain, distill, retriever, retriever distill, eval, forecast,
+        report. Finished stages are reused; a changed setting reruns that stage and those after it."""
+        from indus.cli.common import console, print_table
+        from indus.config import load_config
+        from indus.pipeline import PipelineConfig, run_pipeline
+
+        cfg = load_config(PipelineConfig, config, overrides)
+        out_dir = out or Path("runs") / cfg.name
+        summary = run_pipeline(cfg, out_dir, force=force, log=console.print)
+        rows = [{"benchmark": f"{e['task']}:{e['data']}", "model": e["model"], "kind": e["kind"],
+                 "metric": e["metric"], "value": e["value"],
+                 "std": e["std"] if e["std"] is not None else ""} for e in summary["evals"]]
+        print_table(rows, title="every model against the baselines")
+        ran = sum(not s["cached"] for s in summary["stages"])
+        console.print(f"{len(summary['stages'])} stages ({ran} ran, {len(summary['stages']) - ran} cached) in "
+                      f"{summary['wall_s']:.0f} s; report: {summary['report']} and {out_dir / 'report.html'}")
