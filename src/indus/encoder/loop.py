@@ -216,16 +216,17 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
         batch = raw.make_batch(ids, torch.Generator().manual_seed(mask_seed(cfg.seed, step, micro, rank)))
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
-    def forward_backward(step: int) -> float:
-        total = 0.0
+    def forward_backward(step: int) -> torch.Tensor:
+        total = torch.zeros((), device=device)
         for micro in range(cfg.grad_accum):
             batch = micro_batch(step, micro)
+            # gradients are all-reduced once per optimizer step, on the last micro-step
             sync = contextlib.nullcontext() if micro == cfg.grad_accum - 1 else accelerator.no_sync(model)
             with sync:
                 with autocast:
                     loss, _ = model(**batch)
                 accelerator.backward(loss / cfg.grad_accum)
-            total += float(loss.detach()) / cfg.grad_accum
+            total += loss.detach().float() / cfg.grad_accum  # kept on the device: no sync per micro-step
         return total
 
     # --- resume, or measure the step time for a time budget
@@ -280,13 +281,13 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     bar = tqdm(total=total_steps, initial=step, disable=not main, desc=title or "training", unit="step",
                dynamic_ncols=True)
     model.train()
-    window_start, window_tokens = time.perf_counter(), 0
+    window_s, window_tokens = 0.0, 0  # training time and tokens since the last log record
     while step < total_steps:
         t0 = time.perf_counter()
         loss = forward_backward(step)
         grad_norm = None
         if cfg.grad_clip > 0:
-            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -295,19 +296,21 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
         tokens += tokens_per_step
         window_tokens += tokens_per_step
         train_s += time.perf_counter() - t0
+        window_s += time.perf_counter() - t0
         bar.update(1)
 
         if step % cfg.log_every == 0 or step == total_steps:
-            elapsed = time.perf_counter() - window_start
-            tok_s = window_tokens / max(elapsed, 1e-9)
-            record = {"step": step, "tokens": tokens, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+            loss = float(accelerator.reduce(loss, reduction="mean"))  # the mean over ranks
+            tok_s = window_tokens / max(window_s, 1e-9)
+            record = {"step": step, "tokens": tokens, "loss": loss, "lr": lr,
+                      "grad_norm": None if grad_norm is None else float(grad_norm),
                       "tokens_per_s": tok_s, "train_s": train_s}
             util = mfu(n_non_embedding, tok_s, device, world)
             if util is not None:
                 record["mfu"] = util
             log.write(record)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-            window_start, window_tokens = time.perf_counter(), 0
+            window_s, window_tokens = 0.0, 0
         if step % cfg.eval_every == 0 or step == total_steps:
             valid_loss, valid_ppl = run_eval()
         if step % cfg.checkpoint_every == 0 or step == total_steps:
