@@ -47,11 +47,13 @@ def test_eval_qa_prints_and_writes_json(monkeypatch, capsys, micro_model_dir, sq
     out_json, preds = tmp_path / "qa.json", tmp_path / "preds.json"
     code, out, err = run_cli(monkeypatch, capsys, "eval", "qa", "--data", squad_dir, "--model", micro_model_dir,
                              "--epochs", "1", "--max-length", "48", "--doc-stride", "16", "--json", out_json,
-                             "--predictions", preds, "--set", "max_question_length=16", "--set", "progress=false")
+                             "--predictions", preds, "--set", "max_question_length=16", "--set", "progress=false",
+                             "--set", "bf16=true")
     assert code == 0, err
     assert "exact_match" in out and "eval windows" in out
     result = json.loads(out_json.read_text())
     assert result["eval_windows"] > 1 and result["answers_repaired"] == 2 and result["settings"]["doc_stride"] == 16
+    assert result["settings"]["bf16"] is True
     assert set(json.loads(preds.read_text())) == {"m1"}
 
 

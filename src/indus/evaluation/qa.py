@@ -126,9 +126,9 @@ def tokenize_windows(tokenizer: Any, examples: list[QAExample], *, max_length: i
                         padding=False)
         for w, sample in enumerate(enc["overflow_to_sample_mapping"]):
             ex = batch[sample]
-            ids = np.asarray(enc["input_ids"][w], dtype=np.int64)
+            ids = np.asarray(enc["input_ids"][w], dtype=np.int32)
             seq = enc.sequence_ids(w)
-            offsets = np.asarray(enc["offset_mapping"][w], dtype=np.int64).reshape(-1, 2)
+            offsets = np.asarray(enc["offset_mapping"][w], dtype=np.int32).reshape(-1, 2)
             in_ctx = np.array([s == 1 for s in seq])
             offsets[~in_ctx] = -1
             cls_hits = np.flatnonzero(ids == tokenizer.cls_token_id) if tokenizer.cls_token_id is not None else []
@@ -144,8 +144,8 @@ def tokenize_windows(tokenizer: Any, examples: list[QAExample], *, max_length: i
                     start = int(ctx_idx[offsets[ctx_idx, 0] <= s][-1])
                     end = int(ctx_idx[offsets[ctx_idx, 1] >= e][0])
             out.input_ids.append(ids)
-            out.token_type_ids.append(np.asarray(enc["token_type_ids"][w], dtype=np.int64) if has_types
-                                      else np.zeros(0, dtype=np.int64))
+            out.token_type_ids.append(np.asarray(enc["token_type_ids"][w], dtype=np.int8) if has_types
+                                      else np.zeros(0, dtype=np.int8))
             out.offsets.append(offsets)
             out.example.append(lo + sample)
             out.start.append(start)
@@ -196,10 +196,10 @@ def _collate(windows: Windows, pad_id: int, device: Any, labels: bool):
             else None
         for row, i in enumerate(indices):
             n = len(windows.input_ids[i])
-            ids[row, :n] = torch.from_numpy(windows.input_ids[i])
+            ids[row, :n] = torch.from_numpy(windows.input_ids[i]).long()
             mask[row, :n] = 1
             if types is not None:
-                types[row, :n] = torch.from_numpy(windows.token_type_ids[i])
+                types[row, :n] = torch.from_numpy(windows.token_type_ids[i]).long()
         batch = {"input_ids": ids, "attention_mask": mask}
         if types is not None:
             batch["token_type_ids"] = types
@@ -211,8 +211,30 @@ def _collate(windows: Windows, pad_id: int, device: Any, labels: bool):
     return collate
 
 
+def _autocast(device: Any, enabled: bool):
+    import torch
+
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _bf16_wrapper(model: Any):
+    """``model`` whose forward runs under bf16 autocast (weights and optimiser state stay fp32)."""
+    import torch
+
+    class Bf16Autocast(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **batch: Any) -> Any:
+            with _autocast(next(self.inner.parameters()).device, True):
+                return self.inner(**batch)
+
+    return Bf16Autocast(model)
+
+
 def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int, device: Any,
-                   progress: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                   progress: bool = True, bf16: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits of every window (arrays of the window's length), batched by length."""
     import torch
     from tqdm.auto import tqdm
@@ -222,7 +244,7 @@ def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int
     starts: list[np.ndarray] = [np.empty(0)] * len(windows)
     ends: list[np.ndarray] = [np.empty(0)] * len(windows)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(device, bf16):
         for lo in tqdm(range(0, len(order), batch_size), desc="qa predict", disable=not progress, leave=False):
             idx = order[lo:lo + batch_size]
             out = model(**collate(idx))
@@ -329,6 +351,9 @@ class QAEvaluator:
         Evaluation and training splits (see :func:`indus.data.squad.squad_splits`).
     eval_batch_size
         Windows per forward pass when predicting.
+    bf16
+        Run forward passes (training and prediction) under bfloat16 autocast; about 1.9x faster on CPUs with
+        AVX-512 BF16 / AMX, weights and optimiser state stay fp32.
     predictions_path
         Write ``{id: answer}`` (SQuAD's prediction format) here; with several seeds one file per seed
         (``NAME.seedS.json``).
@@ -362,6 +387,7 @@ class QAEvaluator:
     split: str = "test"
     train_split: str = "train"
     eval_batch_size: int = 64
+    bf16: bool = False
     predictions_path: str | Path | None = None
     device: str | None = None
     progress: bool = True
@@ -444,18 +470,20 @@ class QAEvaluator:
             if not chosen:
                 raise IndusError(f"{path}: no training windows (no question of the {self.train_split} split has "
                                  "its answer inside one window)")
-            stats = finetune(net, chosen, _collate(train_windows, pad_id, device, labels=True), settings,
-                             seed=seed, desc=f"qa fine-tune (seed {seed})")
+            stats = finetune(_bf16_wrapper(net) if self.bf16 else net, chosen,
+                             _collate(train_windows, pad_id, device, labels=True), settings, seed=seed,
+                             desc=f"qa fine-tune (seed {seed})")
             t0 = time.perf_counter()
             starts, ends = predict_logits(net, eval_windows, batch_size=self.eval_batch_size, pad_id=pad_id,
-                                          device=device, progress=self.progress)
+                                          device=device, progress=self.progress, bf16=self.bf16)
             preds = decode(eval_examples, eval_windows, starts, ends, n_best=self.n_best,
                            max_answer_length=self.max_answer_length)
             answers = final_answers(eval_examples, preds, allow_null=allow_null, null_threshold=self.null_threshold)
             scores = squad_scores(answers, references)
             if allow_null:
                 spans = {ex.id: p.text for ex, p in zip(eval_examples, preds, strict=True)}
-                diffs = {ex.id: p.null_score - p.span_score for ex, p in zip(eval_examples, preds, strict=True)}
+                diffs = {ex.id: float(np.clip(p.null_score - p.span_score, -1e9, 1e9))
+                         for ex, p in zip(eval_examples, preds, strict=True)}
                 scores.update(best_null_threshold(spans, references, diffs))
             run = {"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
                    "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0}
@@ -483,6 +511,8 @@ class QAEvaluator:
             "eval_windows": len(eval_windows),
             "answers_repaired": train_set.repairs.repaired + eval_set.repairs.repaired,
             "answers_unlocated": train_set.repairs.unlocated + eval_set.repairs.unlocated,
+            "train_s": float(statistics.fmean(r["train_s"] for r in runs)),
+            "eval_s": float(statistics.fmean(r["eval_s"] for r in runs)),
             "per_seed": runs,
             "settings": self.settings(),
             "seeds": self.seeds,
