@@ -163,3 +163,14 @@ def test_covid_qa_split_and_repairs(shared_data):
     for ex in splits["test"]:
         for ans in ex.answers:
             assert ex.context[ans.start:ans.end] == ans.text
+
+
+def test_integer_id_error_line(tmp_path):
+    doc = {"data": [{"paragraphs": [{"context": CTX, "qas": [
+        {"id": 26, "question": "Q?", "answers": [{"text": "Aspirin", "answer_start": 0}]},
+        {"id": 262, "question": "", "answers": []}]}]}]}
+    path = tmp_path / "ints.json"
+    path.write_text(json.dumps(doc, indent=1))
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if '"id": 262' in t)
+    with pytest.raises(DataFormatError, match=rf"ints\.json:{line}: data\[0\]\.paragraphs\[0\]\.qas\[1\] \(id 262\)"):
+        read_squad(path)
