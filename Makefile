@@ -22,8 +22,13 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 install: $(BIN)/.installed
 
 demo: install
-	$(if $(INDUS_DATA),$(BIN)/indus data list,@echo "no data root (../shared/data not found): built-in tables only")
+ifneq ($(INDUS_DATA),)
+	$(BIN)/indus data list
+	$(BIN)/indus run configs/demo.yaml --out runs/demo
+else
+	@echo "no data root (../shared/data not found; set INDUS_DATA): the observational-scaling report only"
 	$(BIN)/indus scaling report out/scaling
+endif
 
 test: install
 	$(BIN)/ruff check src tests benchmarks

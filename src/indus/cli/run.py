@@ -27,7 +27,10 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_config(PipelineConfig, config, overrides)
         out_dir = out or Path("runs") / cfg.name
-        summary = run_pipeline(cfg, out_dir, force=force, log=console.print)
+        def log(line: str) -> None:
+            console.print(line, markup=False, highlight=False)
+
+        summary = run_pipeline(cfg, out_dir, force=force, log=log)
         rows = [{"benchmark": f"{e['task']}:{e['data']}", "model": e["model"], "kind": e["kind"],
                  "metric": e["metric"], "value": e["value"],
                  "std": e["std"] if e["std"] is not None else ""} for e in summary["evals"]]

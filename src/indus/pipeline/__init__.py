@@ -110,19 +110,27 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
 
     # retrievers: contrastive training, DistillCSE students
     retrievers: dict[str, StageResult] = {}
+    built = {"pretrain": pretrained, "distill": distilled, "retriever": retrievers}
+
+    def ref(spec: str) -> tuple[str, StageResult | None]:
+        """A model spec, or ``<stage kind>:<run>`` resolved to that run's model folder."""
+        kind, _, name = spec.partition(":")
+        source = built.get(kind, {}).get(name)
+        return (str(_model_dir(source)), source) if source else (spec, None)
+
     for r in cfg.retriever:
-        kind, _, ref = r.model.partition(":")
-        source = {"pretrain": pretrained, "distill": distilled}.get(kind, {}).get(ref)
-        spec, key = (str(_model_dir(source)), r.model) if source else (r.model, r.model)
-        res = runner.stage(f"retriever/{r.name}", *stages.retriever_stage(r, spec, key, cfg.seed),
+        spec, source = ref(r.model)
+        res = runner.stage(f"retriever/{r.name}", *stages.retriever_stage(r, spec, r.model, cfg.seed),
                            inputs=[source] if source else [])
         retrievers[r.name] = res
         models.append(ModelEntry(r.name, "retriever", "built", str(_model_dir(res)), res))
     for d in cfg.retriever_distill:
         teacher = retrievers[d.teacher]
         pairs = d.pairs or next(r.pairs for r in cfg.retriever if r.name == d.teacher)
+        student, source = ref(d.student)
         res = runner.stage(f"retriever_distill/{d.name}",
-                           *stages.retriever_distill_stage(d, _model_dir(teacher), pairs, cfg.seed), inputs=[teacher])
+                           *stages.retriever_distill_stage(d, _model_dir(teacher), student, pairs, cfg.seed),
+                           inputs=[teacher, *([source] if source else [])])
         models.append(ModelEntry(d.name, "retriever", "built", str(_model_dir(res)), res, teacher=d.teacher))
 
     # baselines

@@ -81,7 +81,8 @@ class RetrieverRun:
     """One bi-encoder trained with the GTE contrastive loss."""
 
     name: str = field(default="", metadata=_h("the retriever's name in tables"))
-    model: str = field(default="minilm", metadata=_h("start from: a model spec, or pretrain:<run> / distill:<run>"))
+    model: str = field(default="minilm", metadata=_h("start from: a model spec, or pretrain:<run> / distill:<run> / "
+                                                     "retriever:<earlier run> (stage 2 after stage 1)"))
     pairs: list[str] = field(default_factory=list, metadata=_h("pair files or folders (names or paths)"))
     settings: dict[str, Any] = field(default_factory=dict, metadata=_h("RetrieverTrainConfig fields"))
 
@@ -96,7 +97,8 @@ class RetrieverDistillRun:
 
     name: str = field(default="", metadata=_h("the student's name in tables"))
     teacher: str = field(default="", metadata=_h("name of a retriever run"))
-    student: str = field(default="minilm-layers:3", metadata=_h("student spec (folder, preset, minilm-layers:N)"))
+    student: str = field(default="minilm-layers:3", metadata=_h("student: a spec (folder, random:<preset>, "
+                                                                "minilm-layers:N) or distill:<run> / pretrain:<run>"))
     pairs: list[str] = field(default_factory=list, metadata=_h("pairs (default: the teacher's)"))
     settings: dict[str, Any] = field(default_factory=dict, metadata=_h("RetrieverDistillConfig fields"))
 
@@ -199,8 +201,16 @@ class PipelineConfig:
             if d.teacher not in retrievers:
                 raise ValueError(f"retriever_distill {d.name!r}: teacher {d.teacher!r} is not a retriever run "
                                  f"(known: {', '.join(sorted(retrievers)) or 'none'})")
-        distilled = {d.name for d in self.distill}
+        known = {"pretrain": pretrained, "distill": {d.name for d in self.distill}, "retriever": set()}
         for r in self.retriever:
-            kind, _, ref = r.model.partition(":")
-            if kind == "pretrain" and ref not in pretrained or kind == "distill" and ref not in distilled:
-                raise ValueError(f"retriever {r.name!r}: {r.model!r} names no {kind} run of this config")
+            _check_ref(f"retriever {r.name!r}", r.model, known)
+            known["retriever"].add(r.name)
+        for d in self.retriever_distill:
+            _check_ref(f"retriever_distill {d.name!r}", d.student, known)
+
+
+def _check_ref(where: str, spec: str, known: dict[str, set[str]]) -> None:
+    """``pretrain:<run>``, ``distill:<run>`` and ``retriever:<run>`` must name an earlier run of the config."""
+    kind, _, ref = spec.partition(":")
+    if kind in known and ref not in known[kind]:
+        raise ValueError(f"{where}: {spec!r} names no {kind} run of this config (before it)")

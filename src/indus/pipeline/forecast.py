@@ -145,8 +145,9 @@ def forecast_metric(points: Sequence[Point], multipliers: Sequence[float] = (10.
         f = {"multiplier": float(m), "flops": float(10**t), "loss": l_hat, "y": float(np.clip(y_hat, lo_b, hi_b)),
              "lo": None, "hi": None}
         if len(pts) >= 3:
-            l_draws = np.exp(power.sample(np.full(n_draws, t), rng))  # (n_draws,)
-            y_draws = metric_on_loss.sample(l_draws, rng)  # (n_draws,)
+            # a poorly fitted loss law can draw absurd losses; bound them so exp() stays finite
+            log_l = np.clip(power.sample(np.full(n_draws, t), rng), np.log(1e-3), np.log(1e3))  # (n_draws,)
+            y_draws = metric_on_loss.sample(np.exp(log_l), rng)  # (n_draws,)
             q_lo, q_hi = np.quantile(y_draws, [alpha / 2, 1 - alpha / 2])
             f["lo"], f["hi"] = _clip(q_lo, bounds), _clip(q_hi, bounds)
         forecasts.append(f)

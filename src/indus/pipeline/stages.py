@@ -135,16 +135,17 @@ def retriever_stage(run_cfg: RetrieverRun, model: str, model_key: str, seed: int
     return settings, run
 
 
-def retriever_distill_stage(run_cfg: RetrieverDistillRun, teacher_dir: Path, pairs_names: Sequence[str],
-                            seed: int) -> Stage:
-    """DistillCSE: a small retriever from a trained one."""
+def retriever_distill_stage(run_cfg: RetrieverDistillRun, teacher_dir: Path, student: str,
+                            pairs_names: Sequence[str], seed: int) -> Stage:
+    """DistillCSE: a small retriever from a trained one (``student``: a spec, or a folder of an input stage)."""
     from indus.retriever.distill import RetrieverDistillConfig
 
     pairs = resolve_paths(pairs_names)
-    data = {"seed": seed, **run_cfg.settings, "teacher": str(teacher_dir), "student": run_cfg.student,
+    data = {"seed": seed, **run_cfg.settings, "teacher": str(teacher_dir), "student": student,
             "pairs": [str(p) for p in pairs]}
     cfg = build_config(RetrieverDistillConfig, data, where=f"retriever_distill[{run_cfg.name}]")
-    settings = {"config": _without_paths(cfg, "teacher"), "data": fingerprint(pairs)}
+    settings = {"config": _without_paths(cfg, "teacher", "student"), "student": run_cfg.student,
+                "data": fingerprint(pairs)}
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
         from indus.retriever.distill import distill_retriever
