@@ -72,8 +72,11 @@ def test_micro_distill_end_to_end_with_a_layer_cut_student(micro_model_dir, pair
 
     cfg = RetrieverDistillConfig(teacher=str(micro_model_dir), student=f"layers:1@{micro_model_dir}",
                                  pairs=[str(pairs_dir)], batch_size=4, max_seq_length=24, max_steps=3,
-                                 logging_steps=1, save_steps=10)
+                                 logging_steps=1, save_steps=10, teacher_cache=str(tmp_path / "cache"))
     summary = distill_retriever(cfg, tmp_path / "student")
+    assert not summary["teacher_cached"] and len(list((tmp_path / "cache").glob("teacher-*.npy"))) == 1
+    again = distill_retriever(cfg, tmp_path / "student-again")  # same teacher, texts and length: from the cache
+    assert again["teacher_cached"] and again["loss_curve"] == summary["loss_curve"]
     assert summary["steps"] == 3 and summary["student_layers"] == 1 and summary["teacher_dim"] == 32
     assert summary["teacher_texts"] == 70  # 30 anchors + 30 positives + 10 negatives, all distinct
     assert np.isfinite(summary["final_loss"])

@@ -43,6 +43,8 @@ class RetrieverDistillConfig(TrainSettings):
     teacher_batch_size: int = field(default=64, metadata={"help": "batch size of the teacher's encoding pass"})
     teacher_max_seq_length: int | None = field(default=None, metadata={
         "help": "teacher truncation (default: max_seq_length)"})
+    teacher_cache: str | None = field(default=None, metadata={
+        "help": "folder caching teacher embeddings, keyed by teacher, its weights, max length and the texts"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,6 +68,40 @@ def teacher_embeddings(teacher: str, texts: list[str], *, max_seq_length: int, b
         emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                            show_progress_bar=True)
     return emb.astype("float32")
+
+
+def _teacher_key(teacher: str, max_seq_length: int, texts: list[str]) -> str:
+    """A cache key that changes with the teacher's weights, its truncation and the texts."""
+    import hashlib
+
+    from indus.config import config_hash
+
+    path = Path(teacher).expanduser()
+    weights = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in path.rglob("*.safetensors")) if path.is_dir() else []
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+    return config_hash(str(path.resolve()) if path.is_dir() else teacher, weights, max_seq_length, digest, length=16)
+
+
+def cached_teacher_embeddings(cfg: RetrieverDistillConfig, texts: list[str]) -> tuple[Any, bool]:
+    """Teacher embeddings of ``texts``, from ``cfg.teacher_cache`` when it holds them; ``(emb, was_cached)``."""
+    import numpy as np
+
+    from indus.atomic import atomic_path
+
+    max_len = cfg.teacher_max_seq_length or cfg.max_seq_length
+    if cfg.teacher_cache is None:
+        return teacher_embeddings(cfg.teacher, texts, max_seq_length=max_len, batch_size=cfg.teacher_batch_size), False
+    file = Path(cfg.teacher_cache) / f"teacher-{_teacher_key(cfg.teacher, max_len, texts)}.npy"
+    if file.is_file():
+        emb = np.load(file)
+        if emb.shape[0] == len(texts):
+            return emb, True
+    emb = teacher_embeddings(cfg.teacher, texts, max_seq_length=max_len, batch_size=cfg.teacher_batch_size)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(file) as tmp, tmp.open("wb") as fh:
+        np.save(fh, emb)
+    return emb, False
 
 
 def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resume: bool = False,
@@ -97,8 +133,7 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
                       seed=cfg.seed)
     start = time.perf_counter()
     texts = data.texts()
-    emb = teacher_embeddings(cfg.teacher, texts, max_seq_length=cfg.teacher_max_seq_length or cfg.max_seq_length,
-                             batch_size=cfg.teacher_batch_size)
+    emb, was_cached = cached_teacher_embeddings(cfg, texts)  # (N, D_T)
     teacher_s = time.perf_counter() - start
     row = {t: i for i, t in enumerate(texts)}
     labels = {}
@@ -121,6 +156,7 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
     extra = {"task": "retriever-distill", "teacher": cfg.teacher, "student": cfg.student, "n_pairs": data.n_pairs,
              "sources": data.counts, "hard_negative_sources": sorted(s for s, v in data.negatives.items() if v),
              "teacher_texts": len(texts), "teacher_dim": int(emb.shape[1]), "teacher_s": round(teacher_s, 2),
+             "teacher_cached": was_cached,
              "student_layers": int(student[0].auto_model.config.num_hidden_layers),
              "student_dim": int(student.get_embedding_dimension())}
     return fit(student, loss, dataset, cfg, out, resume=resume, extra_summary=extra)

@@ -1,0 +1,167 @@
+"""Retriever quality and speed on SciFact test: BM25, minilm, minilm + GTE fine-tuning, DistillCSE students.
+
+Everything is measured through the IR evaluator (``indus eval ir`` = :class:`indus.evaluation.ir.IREvaluator`,
+split ``test``, run depth 100, every dense model truncated to 256 tokens): nDCG@10, Recall@100 and ``latency_ms``,
+the median time of one query encoded alone and searched (exact faiss inner product over the 5,183 abstracts),
+all models timed in the same process, one after another.
+
+Stages (each a separate heavy job, so run each under the shared CPU lock)::
+
+    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py train     # ~25 min
+    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py distill   # ~2 x 15 min
+    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py eval      # ~15 min, writes results
+
+``train`` fine-tunes minilm with ``configs/retriever-cpu.yaml`` into ``runs/retriever-quality/teacher``;
+``distill`` keeps some of the teacher's layers (``layers:0,3,5@teacher``: first, middle and last; ``layers:0,5``)
+and distils the teacher into them with ``configs/retriever-cpu-distill.yaml``; ``eval`` scores every model (and the
+cuts before distillation, including the plain lower-3-layer cut, to show what the choice of layers and the
+distillation add) and writes ``benchmarks/results/retriever_quality.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from benchmarks.machine import machine_line  # noqa: E402
+from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from indus.config import load_config  # noqa: E402
+
+RUNS = REPO / "runs" / "retriever-quality"
+TEACHER = RUNS / "teacher"
+CONFIGS = REPO / "configs"
+RESULTS = REPO / "benchmarks" / "results"
+#: students kept as layer cuts of the teacher: the first and last layers (and the middle one) survive, because the
+#: pooled embedding lives in the last layer's space; the plain lower-3 cut is scored too, without distillation.
+STUDENTS = ("0,3,5", "0,5")
+LOWER_CUT = "0,1,2"
+MAX_LENGTH = 256
+
+
+def student_dir(layers: str) -> Path:
+    return RUNS / f"student-{len(layers.split(','))}l"
+
+
+def stage_train(args: argparse.Namespace) -> None:
+    from indus.retriever.train import RetrieverTrainConfig, train_retriever
+
+    cfg = load_config(RetrieverTrainConfig, CONFIGS / "retriever-cpu.yaml", overrides=args.set)
+    summary = train_retriever(cfg, TEACHER, overwrite=True)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("loss_curve", "config")}, indent=2))
+
+
+def stage_distill(args: argparse.Namespace) -> None:
+    from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
+
+    for layers in args.students:
+        overrides = [f"teacher={TEACHER}", f"student=layers:{layers}@{TEACHER}",
+                     f"teacher_cache={RUNS / 'teacher-cache'}", *(args.set or [])]
+        cfg = load_config(RetrieverDistillConfig, CONFIGS / "retriever-cpu-distill.yaml", overrides=overrides)
+        summary = distill_retriever(cfg, student_dir(layers), overwrite=True)
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("loss_curve", "config")}, indent=2))
+
+
+def _evaluate(name: str, model: Any, data: Path, layers: int | None) -> dict[str, Any]:
+    from indus.evaluation import evaluate
+
+    start = time.perf_counter()
+    result = evaluate("ir", model, data, split="test", max_length=None if model == "bm25" else MAX_LENGTH,
+                      latency_queries=200, progress=False)
+    keep = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms", "queries_per_s", "docs_per_s")
+    row = {"model": name, "layers": layers, **{k: result.get(k) for k in keep},
+           "eval_s": round(time.perf_counter() - start, 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def stage_eval(args: argparse.Namespace) -> None:
+    from indus.retriever.bi_encoder import load_bi_encoder
+
+    data = Path(args.data_root) / "ir" / "scifact"
+    rows = [_evaluate("BM25 (bm25s, Lucene k1 1.2 b 0.75)", "bm25", data, None),
+            _evaluate("minilm (all-MiniLM-L6-v2)", "minilm", data, 6),
+            _evaluate("minilm + GTE fine-tuning (teacher)", str(TEACHER), data, 6)]
+    for layers in (LOWER_CUT, *args.students):
+        n = len(layers.split(","))
+        cut = load_bi_encoder(f"layers:{layers}@{TEACHER}", max_seq_length=MAX_LENGTH, device="cpu")
+        rows.append(_evaluate(f"teacher's layers {layers}, no distillation", cut, data, n))
+        if layers in args.students and student_dir(layers).is_dir():
+            rows.append(_evaluate(f"{n}-layer DistillCSE student (layers {layers})", str(student_dir(layers)), data,
+                                  n))
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted(RUNS.glob("*/summary.json"))}
+    write_results(rows, summaries)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> None:
+    teacher = next(r for r in rows if r["model"].endswith("(teacher)"))
+    minilm = next(r for r in rows if r["model"].startswith("minilm ("))
+    for r in rows:
+        r["ndcg_vs_teacher"] = r["ndcg@10"] / teacher["ndcg@10"] if r["ndcg@10"] is not None else None
+        r["speedup_vs_teacher"] = teacher["latency_ms"] / r["latency_ms"] if r.get("latency_ms") else None
+    lines = ["# Retriever quality on SciFact test", "", f"Machine: {machine_line()}", "",
+             "Commands (each under `flock /tmp/indus-cpu.lock`): `.venv/bin/python benchmarks/retriever_quality.py "
+             "train`, then `distill`, then `eval` (this table). Every number comes from "
+             "`indus.evaluation.evaluate(\"ir\", model, \"ir/scifact\", split=\"test\", max_length=256)`; "
+             "latency = median of 200 single queries, each encoded alone and searched exactly over 5,183 "
+             "abstracts, all models timed in the same process.", "",
+             "| model | layers | nDCG@10 | Recall@100 | MRR@10 | latency (ms/query) | nDCG vs teacher | "
+             "speed-up vs teacher |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {_fmt(r['layers'])} | {_fmt(r['ndcg@10'])} | {_fmt(r['recall@100'])} | "
+                     f"{_fmt(r['mrr@10'])} | {_fmt(r['latency_ms'], 2)} | {_fmt(r['ndcg_vs_teacher'], 3)} | "
+                     f"{_fmt(r['speedup_vs_teacher'], 2)}x |")
+    lines += ["", "## Targets", ""]
+    lines.append(f"- fine-tuned above minilm: teacher {teacher['ndcg@10']:.4f} vs minilm {minilm['ndcg@10']:.4f} "
+                 f"nDCG@10 -> {'met' if teacher['ndcg@10'] > minilm['ndcg@10'] else 'MISSED'}")
+    for r in rows:
+        if "DistillCSE student" in r["model"]:
+            ok_q, ok_s = r["ndcg_vs_teacher"] >= 0.95, r["speedup_vs_teacher"] >= 3.0
+            lines.append(f"- {r['model']}: {100 * r['ndcg_vs_teacher']:.1f}% of the teacher's nDCG@10 "
+                         f"(target >= 95%: {'met' if ok_q else 'MISSED'}), {r['speedup_vs_teacher']:.2f}x faster "
+                         f"per query (target >= 3x: {'met' if ok_s else 'MISSED'})")
+    lines += ["", "## Training runs", "", "| run | steps | pairs seen | wall (s) | final loss | stop | sources |",
+              "|---|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        lines.append(f"| {name} | {s['steps']} | {s['pairs_seen']} | {s['wall_s']} | {_fmt(s['final_loss'], 3)} | "
+                     f"{s['stop_reason']} | {', '.join(f'{k} {v}' for k, v in s['sources'].items())} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS / "retriever_quality.md", "\n".join(lines) + "\n")
+    atomic_write_json(RESULTS / "retriever_quality.json", {"machine": machine_line(), "rows": rows,
+                                                           "runs": {k: {kk: vv for kk, vv in v.items()
+                                                                        if kk != "loss_curve"}
+                                                                    for k, v in summaries.items()}})
+    print("\n".join(lines))
+
+
+def main() -> None:
+    global RUNS, TEACHER, RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("train", "distill", "eval"))
+    parser.add_argument("--data-root", default=os.environ.get("INDUS_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--students", nargs="+", default=list(STUDENTS),
+                        help="teacher layers kept by each student, e.g. 0,3,5")
+    parser.add_argument("--set", action="append", help="config override for train/distill, key=value")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="folder of the trained models")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
+    args = parser.parse_args()
+    os.environ["INDUS_DATA"] = args.data_root
+    RUNS, TEACHER, RESULTS = args.runs, args.runs / "teacher", args.results
+    {"train": stage_train, "distill": stage_distill, "eval": stage_eval}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
