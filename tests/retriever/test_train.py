@@ -86,9 +86,9 @@ def test_resume_continues_the_same_loss_curve(micro_model_dir, pairs_dir, tmp_pa
         assert tail[step] == pytest.approx(loss, rel=1e-4), step
 
 
-def test_resume_without_checkpoint_is_a_clear_error(micro_model_dir, pairs_dir, tmp_path):
-    with pytest.raises(IndusError, match="no checkpoint"):
-        train_retriever(_cfg(micro_model_dir, pairs_dir), tmp_path / "fresh", resume=True)
+def test_resume_without_checkpoint_starts_from_the_beginning(micro_model_dir, pairs_dir, tmp_path):
+    summary = train_retriever(_cfg(micro_model_dir, pairs_dir, max_steps=1), tmp_path / "fresh", resume=True)
+    assert summary["resumed_from"] is None and summary["steps"] == 1
 
 
 def test_time_budget_stops_training(micro_model_dir, pairs_dir, tmp_path):

@@ -14,6 +14,7 @@ app = typer.Typer(help="Train and distill sentence-embedding retrievers; build a
                   no_args_is_help=True)
 
 CONFIG_HELP = "YAML config (configs/retriever-*.yaml); options given here win over it."
+RESUME_HELP = "Continue from the newest checkpoint in OUT/checkpoints (from the start if there is none)."
 SET_HELP = "Override a setting: key=value (repeatable), e.g. --set batch_size=32."
 PAIRS_HELP = "Pair files or folders (JSON lines: anchor, positive[, source, negative]) or data-root names; " \
              "--pairs A B C or repeat the option."
@@ -45,7 +46,7 @@ def train(
     more_pairs: list[str] | None = typer.Argument(None, help="More pair files (after --pairs).", show_default=False),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     sets: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in OUT/checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty OUT."),
 ) -> None:
     """Train a bi-encoder with the GTE contrastive loss, one source per batch."""
@@ -67,7 +68,7 @@ def distill(
     more_pairs: list[str] | None = typer.Argument(None, help="More pair files (after --pairs).", show_default=False),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     sets: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in OUT/checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty OUT."),
 ) -> None:
     """Distil a retriever into a smaller student with DistillCSE (tau_KD = 4) plus the contrastive loss."""

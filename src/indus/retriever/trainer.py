@@ -15,6 +15,7 @@ Run folder::
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -24,7 +25,8 @@ from typing import Any
 
 from indus.atomic import atomic_write_json
 from indus.config import config_to_dict, save_config
-from indus.errors import IndusError
+
+logger = logging.getLogger(__name__)
 
 SOURCE_SAMPLERS = ("proportional", "round_robin")
 
@@ -167,11 +169,10 @@ def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, r
     """
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / "checkpoints"
-    resume_from = None
-    if resume:
-        resume_from = last_checkpoint(checkpoint_dir)
-        if resume_from is None:
-            raise IndusError(f"{out_dir}: --resume given but there is no checkpoint in {checkpoint_dir}")
+    resume_from = last_checkpoint(checkpoint_dir) if resume else None
+    if resume and resume_from is None:
+        # nothing saved yet (a run stopped before its first checkpoint): the same run, from the start
+        logger.warning("%s: no checkpoint to resume from; training from the start", checkpoint_dir)
     save_config(cfg, out_dir / "config.yaml")
     callbacks, budget = _callbacks(cfg, cfg.time_budget_s)
     trainer = build_trainer(model, loss, train_dataset, cfg, checkpoint_dir, callbacks)
