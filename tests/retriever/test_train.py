@@ -96,8 +96,9 @@ def test_time_budget_stops_training(micro_model_dir, pairs_dir, tmp_path):
     assert summary["stop_reason"] == "time_budget" and summary["steps"] == 1
 
 
-def test_gradient_cached_training_runs(micro_model_dir, pairs_dir, tmp_path):
-    summary = train_retriever(_cfg(micro_model_dir, pairs_dir, mini_batch_size=2, max_steps=2), tmp_path / "c")
+def test_gradient_cached_bf16_training_runs(micro_model_dir, pairs_dir, tmp_path):
+    summary = train_retriever(_cfg(micro_model_dir, pairs_dir, mini_batch_size=2, max_steps=2, bf16=True),
+                              tmp_path / "c")
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
 
 

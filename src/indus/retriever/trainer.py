@@ -140,6 +140,7 @@ def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings,
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=cfg.bf16,
+        use_cpu=not torch.cuda.is_available(),  # bf16 autocast on CPU needs it; accelerate still spreads over GPUs
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
