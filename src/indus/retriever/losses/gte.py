@@ -149,23 +149,26 @@ def gte_logits(queries: Tensor, positives: Tensor, negatives: list[Tensor], temp
     positive : Tensor
         ``(B,)``: ``s(q_i, d_i) / tau``.
     """
-    q = F.normalize(queries, dim=-1)  # (B, D)
-    d = F.normalize(positives, dim=-1)  # (B, D)
-    negs = [F.normalize(n, dim=-1) for n in negatives]  # k x (B, D)
-    neg_inf = torch.finfo(q.dtype).min
-    positive = (q * d).sum(dim=-1) / temperature  # (B,)
-    blocks = [
-        (q @ d.T / temperature).masked_fill(masks["qd"], neg_inf),  # (B, B) [i, j] = s(q_i, d_j)
-        (q @ q.T / temperature).masked_fill(masks["qq"], neg_inf),  # (B, B) [i, j] = s(q_i, q_j)
-        (d @ q.T / temperature).masked_fill(masks["dq"], neg_inf),  # (B, B) [i, j] = s(q_j, d_i)
-        (d @ d.T / temperature).masked_fill(masks["dd"], neg_inf),  # (B, B) [i, j] = s(d_j, d_i)
-    ]
-    for k, n in enumerate(negs):
-        block = q @ n.T / temperature  # (B, B) [i, j] = s(q_i, n_j^k)
-        if masks["negatives"] is not None:
-            block = block.masked_fill(masks["negatives"][k], neg_inf)
-        blocks.append(block)
-    return torch.cat(blocks, dim=1), positive  # (B, (4 + k) B), (B,)
+    # Scores in fp32 at least, also under bf16/fp16 autocast: a softmax over ~4B logits of size 1/tau = 50.
+    dtype = torch.promote_types(queries.dtype, torch.float32)
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        q = F.normalize(queries.to(dtype), dim=-1)  # (B, D)
+        d = F.normalize(positives.to(dtype), dim=-1)  # (B, D)
+        negs = [F.normalize(n.to(dtype), dim=-1) for n in negatives]  # k x (B, D)
+        neg_inf = torch.finfo(q.dtype).min
+        positive = (q * d).sum(dim=-1) / temperature  # (B,)
+        blocks = [
+            (q @ d.T / temperature).masked_fill(masks["qd"], neg_inf),  # (B, B) [i, j] = s(q_i, d_j)
+            (q @ q.T / temperature).masked_fill(masks["qq"], neg_inf),  # (B, B) [i, j] = s(q_i, q_j)
+            (d @ q.T / temperature).masked_fill(masks["dq"], neg_inf),  # (B, B) [i, j] = s(q_j, d_i)
+            (d @ d.T / temperature).masked_fill(masks["dd"], neg_inf),  # (B, B) [i, j] = s(d_j, d_i)
+        ]
+        for k, n in enumerate(negs):
+            block = q @ n.T / temperature  # (B, B) [i, j] = s(q_i, n_j^k)
+            if masks["negatives"] is not None:
+                block = block.masked_fill(masks["negatives"][k], neg_inf)
+            blocks.append(block)
+        return torch.cat(blocks, dim=1), positive  # (B, (4 + k) B), (B,)
 
 
 def gte_loss(queries: Tensor, positives: Tensor, negatives: list[Tensor] | None = None, temperature: float = 0.02,
