@@ -46,7 +46,7 @@ def test_eval_cls(monkeypatch, capsys, micro_model_dir, tmp_path):
     (d / "train.jsonl").write_text(rows)
     (d / "test.jsonl").write_text(rows)
     code, out, err = run_cli(monkeypatch, capsys, "eval", "cls", "--data", d, "--model", micro_model_dir,
-                             "--seeds", "1", "--set", "max_steps=1", "--primary", "micro_f1")
+                             "--seeds", "1", "--set", "max_steps=1", "--primary", "micro_f1", "--bf16")
     assert code == 0, err
     assert "macro_f1" in out and "per label" in out
 

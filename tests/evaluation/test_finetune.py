@@ -85,3 +85,20 @@ def test_length_grouped_batches_are_homogeneous_and_seeded():
     assert spread(grouped) < 0.5 * spread(shuffled)
     with pytest.raises(ValueError, match="lengths"):
         finetune(Toy(), feats, _collate, FinetuneSettings(progress=False), lengths=[1, 2])
+
+
+def test_bf16_autocast_in_forward_only():
+    seen = []
+
+    class Spy(Toy):
+        def forward(self, x, labels):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return super().forward(x, labels)
+
+    model = Spy()
+    finetune(model, _features(), _collate, FinetuneSettings(epochs=1, batch_size=8, bf16=True, progress=False))
+    assert seen == [True, True]
+    assert model.lin.weight.dtype == torch.float32  # weights stay fp32
+    seen.clear()
+    finetune(model, _features(), _collate, FinetuneSettings(epochs=1, batch_size=8, progress=False))
+    assert seen == [False, False]

@@ -226,6 +226,11 @@ def test_bpe_model_end_to_end(bpe_dir, tmp_path):
     assert result["words_without_subwords"] == 0 and result["eval_entities"] == 1
 
 
+def test_bf16_run(micro_model_dir, ner_dir):
+    result = NEREvaluator(seeds=1, max_steps=2, bf16=True, progress=False).evaluate(str(micro_model_dir), ner_dir)
+    assert result["settings"]["bf16"] is True and 0.0 <= result["f1"] <= 1.0
+
+
 def test_budgets_and_subsets_are_fixed(micro_model_dir, ner_dir):
     result = NEREvaluator(seeds=1, epochs=1, max_train_sentences=4, max_eval_sentences=1, progress=False,
                           split="test").evaluate(str(micro_model_dir), ner_dir)

@@ -39,6 +39,8 @@ MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Subword 
                                                   show_default=False)]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, ... (default: CUDA when available).",
                                                show_default=False)]
+Bf16Opt = Annotated[bool, typer.Option("--bf16", help="Forward passes under bfloat16 autocast (about 2x faster on "
+                                                       "CPUs with AVX-512 BF16 / AMX).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any other evaluator setting, key=value "
                                                                 "(repeatable).", show_default=False)]
 
@@ -88,6 +90,7 @@ def ner(
         "--predictions", help="Write token / gold / predicted CoNLL lines here (one file per seed).",
         show_default=False)] = None,
     device: DeviceOpt = None,
+    bf16: Bf16Opt = False,
     json_out: JsonOpt = None,
     overrides: SetOpt = None,
 ) -> None:
@@ -95,7 +98,8 @@ def ner(
     result = run_evaluation("ner", model, data, json_out, overrides, seeds=seeds, epochs=epochs,
                             max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences,
                             split=split, lr=lr, batch_size=batch_size, max_length=max_length, scheme=scheme,
-                            predictions_path=str(predictions) if predictions else None, device=device)
+                            predictions_path=str(predictions) if predictions else None, device=device,
+                            bf16=bf16 or None)
     print_table([{"model": result["model"], "split": result["split"], "f1": _pm(result, "f1"),
                   "precision": _pm(result, "precision"), "recall": _pm(result, "recall"), "seeds": result["seeds"],
                   "train sent": result["train_sentences"], "eval sent": result["eval_sentences"],
@@ -126,6 +130,7 @@ def cls(
     primary: Annotated[str | None, typer.Option(
         "--primary", help="Primary metric: macro_f1 (default), micro_f1 or accuracy.", show_default=False)] = None,
     device: DeviceOpt = None,
+    bf16: Bf16Opt = False,
     json_out: JsonOpt = None,
     overrides: SetOpt = None,
 ) -> None:
@@ -133,7 +138,7 @@ def cls(
     result = run_evaluation("cls", model, data, json_out, overrides, seeds=seeds, epochs=epochs,
                             max_train_examples=max_train_examples, max_eval_examples=max_eval_examples, split=split,
                             lr=lr, batch_size=batch_size, max_length=max_length, primary_metric=primary,
-                            device=device)
+                            device=device, bf16=bf16 or None)
     print_table([{"model": result["model"], "split": result["split"], "macro_f1": _pm(result, "macro_f1"),
                   "micro_f1": _pm(result, "micro_f1"), "accuracy": _pm(result, "accuracy"),
                   "seeds": result["seeds"], "train": result["train_examples"], "eval": result["eval_examples"],

@@ -29,7 +29,15 @@ from typing import Any
 
 from indus.data.classification import Example, load_classification_dataset
 from indus.errors import IndusError
-from indus.evaluation.finetune import FinetuneSettings, finetune, fixed_subset, mean_std, pad_batch, seed_everything
+from indus.evaluation.finetune import (
+    FinetuneSettings,
+    autocast,
+    finetune,
+    fixed_subset,
+    mean_std,
+    pad_batch,
+    seed_everything,
+)
 
 PRIMARY_METRICS = ("macro_f1", "micro_f1", "accuracy")
 
@@ -58,7 +66,7 @@ def _collate(pad_id: int, device: Any, labels: bool):
 
 
 def predict_labels(model: Any, features: Sequence[dict[str, Any]], *, batch_size: int = 64, pad_id: int = 0,
-                   device: Any = "cpu", progress: bool = False) -> list[int]:
+                   device: Any = "cpu", bf16: bool = False, progress: bool = False) -> list[int]:
     """The argmax class of every feature (scored in order of length, under ``torch.inference_mode``)."""
     import torch
     from tqdm.auto import tqdm
@@ -67,7 +75,7 @@ def predict_labels(model: Any, features: Sequence[dict[str, Any]], *, batch_size
     preds = [0] * len(features)
     collate = _collate(pad_id, device, labels=False)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, bf16):
         for start in tqdm(range(0, len(order), batch_size), desc="cls predict", disable=not progress, leave=False):
             idx = order[start:start + batch_size]
             best = model(**collate([features[i] for i in idx])).logits.argmax(-1).cpu().tolist()  # (B,)
@@ -111,6 +119,9 @@ class ClassificationEvaluator:
         ``macro_f1`` (default), ``micro_f1`` or ``accuracy``.
     eval_batch_size
         Texts per forward pass when predicting.
+    bf16
+        Run forward passes (training and prediction) under bfloat16 autocast; about twice as fast on CPUs with
+        AVX-512 BF16 or AMX (weights and optimiser state stay fp32).
     device
         ``cpu``, ``cuda``, ...; ``None``: CUDA when available.
     progress
@@ -134,6 +145,7 @@ class ClassificationEvaluator:
     train_split: str = "train"
     primary_metric: str = "macro_f1"
     eval_batch_size: int = 64
+    bf16: bool = False
     device: str | None = None
     progress: bool = True
 
@@ -208,13 +220,13 @@ class ClassificationEvaluator:
                              id2label=id2label, label2id=label2id, **reinit_head).to(device)
             settings = FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                         weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
-                                        max_steps=self.max_steps, progress=self.progress)
+                                        max_steps=self.max_steps, bf16=self.bf16, progress=self.progress)
             stats = finetune(net, train_features, _collate(pad_id, device, labels=True), settings, seed=seed,
                              desc=f"cls fine-tune (seed {seed})",
                              lengths=[len(f["input_ids"]) for f in train_features])
             t0 = time.perf_counter()
             pred = predict_labels(net, eval_features, batch_size=self.eval_batch_size, pad_id=pad_id,
-                                  device=device, progress=self.progress)
+                                  device=device, bf16=self.bf16, progress=self.progress)
             scores = classification_metrics(gold, [id2label[p] for p in pred])
             runs.append({"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
                          "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0})

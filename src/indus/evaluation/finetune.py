@@ -54,6 +54,9 @@ class FinetuneSettings:
         Gradient clipping threshold.
     max_steps
         Stop after this many steps (``None``: no limit).
+    bf16
+        Run the forward pass under bfloat16 autocast (weights, gradients and optimiser state stay fp32); about
+        twice as fast on CPUs with AVX-512 BF16 or AMX.
     progress
         Show a progress bar.
     """
@@ -65,6 +68,7 @@ class FinetuneSettings:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     max_steps: int | None = None
+    bf16: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -104,6 +108,13 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_value: int) -> tuple[Any, 
         ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
         mask[row, : len(seq)] = 1
     return ids, mask
+
+
+def autocast(device: Any, enabled: bool) -> Any:
+    """A bfloat16 autocast context for ``device`` (a no-op when not ``enabled``)."""
+    import torch
+
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def seed_everything(seed: int) -> None:
@@ -166,6 +177,7 @@ def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]],
     optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * steps), steps)
 
+    device = next(model.parameters()).device
     model.train()
     losses: list[float] = []
     examples = 0
@@ -173,7 +185,8 @@ def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]],
     bar = tqdm(total=steps, desc=desc, disable=not settings.progress, leave=False)
     while len(losses) < steps:
         for batch in loader:
-            loss = model(**batch)["loss"]
+            with autocast(device, settings.bf16):
+                loss = model(**batch)["loss"]
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()

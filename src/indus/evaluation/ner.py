@@ -45,7 +45,15 @@ from typing import Any
 
 from indus.data.conll import Sentence, load_ner_dataset, write_conll
 from indus.errors import IndusError
-from indus.evaluation.finetune import FinetuneSettings, finetune, fixed_subset, mean_std, pad_batch, seed_everything
+from indus.evaluation.finetune import (
+    FinetuneSettings,
+    autocast,
+    finetune,
+    fixed_subset,
+    mean_std,
+    pad_batch,
+    seed_everything,
+)
 
 IGNORE = -100
 
@@ -171,7 +179,8 @@ def _collate(pad_id: int, device: Any, labels: bool):
 
 
 def predict_tags(model: Any, windows: Sequence[Window], lengths: Sequence[int], id2label: dict[int, str], *,
-                 batch_size: int = 64, pad_id: int = 0, device: Any = "cpu", progress: bool = False) -> list[list[str]]:
+                 batch_size: int = 64, pad_id: int = 0, device: Any = "cpu", bf16: bool = False,
+                 progress: bool = False) -> list[list[str]]:
     """The predicted IOB2 tag of every word (its first subword's argmax), sentence by sentence.
 
     Windows are scored in order of length (little padding) under ``torch.inference_mode``; words that no window
@@ -184,7 +193,7 @@ def predict_tags(model: Any, windows: Sequence[Window], lengths: Sequence[int], 
     order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
     collate = _collate(pad_id, device, labels=False)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, bf16):
         for start in tqdm(range(0, len(order), batch_size), desc="ner predict", disable=not progress, leave=False):
             batch = [windows[i] for i in order[start:start + batch_size]]
             best = model(**collate(batch)).logits.argmax(-1).cpu().tolist()  # (B, L)
@@ -240,6 +249,9 @@ class NEREvaluator:
         Tag scheme of the files: ``auto`` (detect, repair) or ``IOB1``/``IOB2``/``BIOES``/``BILOU`` (strict).
     eval_batch_size
         Windows per forward pass when predicting.
+    bf16
+        Run forward passes (training and prediction) under bfloat16 autocast; about twice as fast on CPUs with
+        AVX-512 BF16 or AMX (weights and optimiser state stay fp32).
     predictions_path
         Write ``token gold predicted`` CoNLL lines here; with several seeds one file per seed
         (``NAME.seedS.EXT``).
@@ -267,6 +279,7 @@ class NEREvaluator:
     train_split: str = "train"
     scheme: str = "auto"
     eval_batch_size: int = 64
+    bf16: bool = False
     predictions_path: str | Path | None = None
     device: str | None = None
     progress: bool = True
@@ -341,13 +354,13 @@ class NEREvaluator:
                              id2label=id2label, label2id=label2id, **reinit_head).to(device)
             settings = FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                         weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
-                                        max_steps=self.max_steps, progress=self.progress)
+                                        max_steps=self.max_steps, bf16=self.bf16, progress=self.progress)
             stats = finetune(net, train_windows, _collate(pad_id, device, labels=True), settings, seed=seed,
                              desc=f"ner fine-tune (seed {seed})", lengths=lengths)
             t0 = time.perf_counter()
             pred = predict_tags(net, eval_windows, [len(s) for s in evals], id2label,
                                 batch_size=self.eval_batch_size, pad_id=pad_id, device=device,
-                                progress=self.progress)
+                                bf16=self.bf16, progress=self.progress)
             scores = ner_metrics(gold, pred)
             runs.append({"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
                          "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0})
