@@ -101,3 +101,13 @@ def test_hooks_capture_the_attention_projections():
     cap.outputs.clear()
     model(input_ids=ids)
     assert not cap.outputs
+
+
+def test_relations_are_fp32_inside_bf16_autocast():
+    torch.manual_seed(3)
+    t = [torch.randn(2, 16, 32) for _ in range(3)]
+    s = [x + 0.01 * torch.randn_like(x) for x in t]
+    plain = float(MiniLMv2Loss(4)(t, s))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = float(MiniLMv2Loss(4)(t, s))
+    assert under_autocast == pytest.approx(plain, rel=1e-5)

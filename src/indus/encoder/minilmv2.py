@@ -69,6 +69,13 @@ class MiniLMv2Loss(nn.Module):
 
     def forward(self, teacher_qkv: Sequence[torch.Tensor], student_qkv: Sequence[torch.Tensor],
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        device = student_qkv[0].device
+        # relations in fp32 even inside a bf16 autocast region: bf16 scores would put a noise floor under the KL
+        with torch.autocast(device.type, enabled=False):
+            return self._kl(teacher_qkv, student_qkv, attention_mask)
+
+    def _kl(self, teacher_qkv: Sequence[torch.Tensor], student_qkv: Sequence[torch.Tensor],
+            attention_mask: torch.Tensor | None) -> torch.Tensor:
         total = torch.zeros((), device=student_qkv[0].device)
         for t_states, s_states in zip(teacher_qkv, student_qkv, strict=True):
             log_t = relation_log_probs(t_states.detach(), self.relation_heads, attention_mask)  # (B, R, L, L)
