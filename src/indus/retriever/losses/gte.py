@@ -15,8 +15,8 @@ and the batch loss is the mean over ``i`` (GTE section 3.2, eq. 2; INDUS uses it
 once in the query->passages sum and once in the queries->passage sum; only the two same-type sums exclude
 ``j = i`` (a text is never its own negative). We keep the formula exactly as written, which is also what
 ``sentence_transformers.losses.MultipleNegativesRankingLoss`` computes with all four ``directions`` and
-``partition_mode="joint"``: the loss is bounded below by ``log 2`` instead of 0, and the gradients differ from a
-"positive once" variant only through that constant factor of 2 on the positive's share of ``Z``.
+``partition_mode="joint"``. Since ``log(2 e^p + R) = log 2 + log(e^p + R / 2)``, it equals the "positive once"
+loss with every negative term weighted 1/2, plus ``log 2``: bounded below by ``log 2``, slightly softer on negatives.
 
 **Hard negatives.** Extra columns ``(q_i, d_i, n_i^1, ...)`` add ``sum_j exp(s(q_i, n_j^k) / tau)`` to the
 query->passages sum: every query sees every hard negative of the batch, as in in-batch MNRL.
