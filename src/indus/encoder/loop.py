@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,6 @@ class TrainResult:
     accelerator: Any
     train_data: Any = None
     valid_sequences: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_corpora(cfg: PretrainConfig, tokenizer, accelerator) -> tuple[Any, np.ndarray | None]:
