@@ -36,3 +36,15 @@ def micro_model_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("micro-model")
     return materialize("random:micro", out, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_data_root_env():
+    """`indus --data-root` stores the root in the process environment (for the subprocesses it starts); CLI tests run
+    in-process, so put it back after each test instead of letting it leak into the next."""
+    saved = os.environ.get("INDUS_DATA")
+    yield
+    if saved is None:
+        os.environ.pop("INDUS_DATA", None)
+    else:
+        os.environ["INDUS_DATA"] = saved
