@@ -30,7 +30,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from indus.data.conll import NER_SUFFIXES, SPLIT_ALIASES, _valid_tag
+from indus.data.conll import NER_SUFFIXES, SPLIT_ALIASES, is_tag
 from indus.data.jsonl import open_text
 from indus.errors import DataFormatError, IndusError
 
@@ -63,7 +63,7 @@ def _looks_like_conll(path: Path) -> bool:
                 if fields[0] == "-DOCSTART-":
                     continue
                 total += 1
-                good += len(fields) >= 2 and _valid_tag(fields[-1].strip())
+                good += len(fields) >= 2 and is_tag(fields[-1].strip())
                 if total >= _SNIFF_LINES:
                     break
     except (UnicodeDecodeError, OSError, EOFError):

@@ -118,7 +118,8 @@ def _split_tag(tag: str) -> tuple[str, str]:
     return tag[0], tag[2:]
 
 
-def _valid_tag(tag: str) -> bool:
+def is_tag(tag: str) -> bool:
+    """Whether ``tag`` is ``O`` or ``<B|I|E|S|L|U>-<type>`` (the syntax; the scheme is checked separately)."""
     return tag == "O" or (len(tag) > 2 and tag[0] in "BIESLU" and tag[1] == "-" and not tag[2:].isspace())
 
 
@@ -271,7 +272,7 @@ def _read_raw(path: str | Path) -> _Raw:
             raise DataFormatError(path, lineno, f"expected {columns} columns like line {first_line}, "
                                                 f"found {len(fields)}")
         tag = fields[-1]
-        if not _valid_tag(tag):
+        if not is_tag(tag):
             raise DataFormatError(path, lineno, f"expected {_TAG_HELP}, found {tag!r}")
         if not fields[0]:
             raise DataFormatError(path, lineno, "expected a token in the first column, found an empty field")

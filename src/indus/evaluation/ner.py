@@ -11,9 +11,9 @@ than glued to its left neighbour; WordPiece (BERT, MiniLM) needs nothing.
 A sentence longer than ``max_length`` subwords (special tokens included) is **split** at word boundaries into
 consecutive windows that fit, both for training and for scoring; the predictions of a sentence's windows are
 joined back before scoring, so no word is dropped. Splits are counted (``train_sentences_split``,
-``eval_sentences_split``); a single word longer than a window keeps only its first ``max_length - 2`` subwords
-(``words_truncated``), and a word the tokenizer turns into no subword at all (e.g. a lone zero-width space) is
-predicted ``O`` (``words_without_subwords``).
+``eval_sentences_split``); a single word longer than a window keeps only the subwords that fit beside the special
+tokens (``words_truncated``; its label sits on the first one, so it is still predicted), and a word the tokenizer
+turns into no subword at all (e.g. a lone zero-width space) is predicted ``O`` (``words_without_subwords``).
 
 Scores are seqeval's entity-level precision, recall and F1 in **strict** mode with the IOB2 scheme (an entity
 counts only when its type and both boundaries match, and a predicted ``I-`` without its ``B-`` is not an entity),
