@@ -81,6 +81,7 @@ def test_resume_continues_the_same_loss_curve(micro_model_dir, pairs_dir, tmp_pa
     shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-2", part / "checkpoints" / "checkpoint-2")
     resumed = train_retriever(_cfg(micro_model_dir, pairs_dir), part, resume=True)
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    assert resumed["pairs_seen"] == full["pairs_seen"] == 16  # the count carries over in the checkpoint
     tail = dict(map(tuple, resumed["loss_curve"]))
     for step, loss in full["loss_curve"][2:]:
         assert tail[step] == pytest.approx(loss, rel=1e-4), step

@@ -15,6 +15,7 @@ Run folder::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from indus.config import config_to_dict, save_config
 logger = logging.getLogger(__name__)
 
 SOURCE_SAMPLERS = ("proportional", "round_robin")
+PROGRESS_FILE = "indus_progress.json"
 
 
 @dataclass
@@ -85,7 +87,7 @@ class TrainSettings:
                              f"got {self.source_sampling!r}")
 
 
-def _callbacks(cfg: Any, budget_s: float | None) -> tuple[list[Any], dict[str, Any]]:
+def _callbacks(cfg: Any, budget_s: float | None, counter: dict[str, int]) -> tuple[list[Any], dict[str, Any]]:
     from transformers import TrainerCallback
 
     state: dict[str, Any] = {"stopped_by_time": False}
@@ -102,30 +104,33 @@ def _callbacks(cfg: Any, budget_s: float | None) -> tuple[list[Any], dict[str, A
                 control.should_training_stop = True
 
     class ConfigInCheckpoint(TrainerCallback):
-        """Every checkpoint carries the resolved config next to the trainer state."""
+        """Every checkpoint carries the resolved config and the pairs seen so far next to the trainer state."""
 
         def on_save(self, args, st, control, **kwargs):
             ckpt = Path(args.output_dir) / f"checkpoint-{st.global_step}"
             if ckpt.is_dir() and st.is_world_process_zero:
                 save_config(cfg, ckpt / "config.yaml")
+                atomic_write_json(ckpt / PROGRESS_FILE, dict(counter))
 
     return [TimeBudget(), ConfigInCheckpoint()], state
 
 
 def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings, checkpoint_dir: Path,
-                  callbacks: list[Any] | None = None) -> Any:
-    """A ``SentenceTransformerTrainer`` for ``cfg`` (counts the pairs it trains on in ``pairs_seen``)."""
+                  callbacks: list[Any] | None = None, counter: dict[str, int] | None = None) -> Any:
+    """A ``SentenceTransformerTrainer`` for ``cfg``; it counts the pairs it trains on in ``counter["pairs_seen"]``."""
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
 
+    seen = counter if counter is not None else {"pairs_seen": 0}
+
     class Trainer(SentenceTransformerTrainer):
-        pairs_seen = 0
+        pairs = seen
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
                 key = next(k for k in inputs if k.endswith("input_ids"))
-                self.pairs_seen += int(inputs[key].shape[0]) * self.args.world_size
+                self.pairs["pairs_seen"] += int(inputs[key].shape[0]) * self.args.world_size
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     args = SentenceTransformerTrainingArguments(
@@ -174,9 +179,12 @@ def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, r
     if resume and resume_from is None:
         # nothing saved yet (a run stopped before its first checkpoint): the same run, from the start
         logger.warning("%s: no checkpoint to resume from; training from the start", checkpoint_dir)
+    counter = {"pairs_seen": 0}
+    if resume_from is not None and (resume_from / PROGRESS_FILE).is_file():
+        counter.update(json.loads((resume_from / PROGRESS_FILE).read_text(encoding="utf-8")))
     save_config(cfg, out_dir / "config.yaml")
-    callbacks, budget = _callbacks(cfg, cfg.time_budget_s)
-    trainer = build_trainer(model, loss, train_dataset, cfg, checkpoint_dir, callbacks)
+    callbacks, budget = _callbacks(cfg, cfg.time_budget_s, counter)
+    trainer = build_trainer(model, loss, train_dataset, cfg, checkpoint_dir, callbacks, counter)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall_s = time.perf_counter() - start
@@ -188,7 +196,7 @@ def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, r
         stop = "time_budget" if budget["stopped_by_time"] else "epochs"
     summary = {
         "steps": state.global_step,
-        "pairs_seen": trainer.pairs_seen,
+        "pairs_seen": counter["pairs_seen"],
         "epochs_done": round(float(state.epoch or 0.0), 4),
         "wall_s": round(wall_s, 2),
         "final_loss": curve[-1][1] if curve else None,
