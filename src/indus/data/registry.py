@@ -88,6 +88,8 @@ def resolve_dataset(name_or_path: str | Path, kind: str | None = None, root: str
         return candidate
     name = str(name_or_path)
     base = data_root(root)
+    if candidate.is_absolute() or name.startswith((".", "~")):
+        raise IndusError(f"{name}: no such file or directory")
     if base is None:
         raise IndusError(
             f"{name}: no such file or directory, and no data root to look the name up in "
