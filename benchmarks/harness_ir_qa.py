@@ -14,7 +14,8 @@ Run (one heavy job at a time on shared machines; ~20 min on 2 cores)::
     flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ir_qa.py
 
 Writes ``benchmarks/results/harness_ir_qa.md`` and ``harness_ir_qa.json``; ``--from-json`` re-renders the markdown
-from a saved JSON without running anything.
+from a saved JSON without running anything. ``--skip-ir`` (or ``--skip-qa``) recomputes only the other part and
+keeps the skipped part's saved results, with the command, machine and wall time of the run that made them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from benchmarks.machine import machine_line  # noqa: E402
 from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SCORING_WORDS = {"null_relative": "best span score minus the window's own null (CLS) score",
+                 "span": "raw best span score"}
 PUBLISHED_NDCG = {"bm25": (0.665, "BEIR paper (Elasticsearch BM25)"),
                   "minilm": (0.645, "INDUS paper table (all-MiniLM-L6-v2)")}
 
@@ -56,6 +59,8 @@ def run(args: argparse.Namespace) -> dict:
     from indus.evaluation.qa import QAEvaluator
 
     out: dict = {"machine": machine_line(), "ir": {}, "qa": {}}
+    command = "flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ir_qa.py" + \
+        (" " + " ".join(args.argv) if args.argv else "")
     started = time.perf_counter()
     if not args.skip_ir:
         evaluator = IREvaluator(split="test", progress=False, batch_size=args.ir_batch_size)
@@ -64,27 +69,46 @@ def run(args: argparse.Namespace) -> dict:
             out["ir"][model] = r
             print(f"ir {model}: ndcg@10 {r['ndcg@10']:.4f} recall@100 {r['recall@100']:.4f} "
                   f"{r['latency_ms']:.2f} ms/query ({r['wall_s']:.0f} s)", flush=True)
+        out["ir_run"] = {"command": command, "machine": out["machine"], "wall_s": time.perf_counter() - started}
     if not args.skip_qa:
         p90 = answer_length_p90(args.qa_data, args.qa_model)
         evaluator = QAEvaluator(seeds=args.seeds, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                 max_answer_length=args.max_answer_length, negative_windows=args.negative_windows,
-                                max_train_questions=args.max_train_questions,
+                                window_scoring=args.window_scoring, max_train_questions=args.max_train_questions,
                                 max_eval_questions=args.max_eval_questions, bf16=args.bf16, split="test",
                                 progress=False)
         r = evaluator.evaluate(args.qa_model, args.qa_data)
         r["train_answer_tokens_p90"] = p90
         out["qa"][args.qa_model] = r
         print(f"qa {args.qa_model}: EM {r['exact_match']:.4f} F1 {r['f1']:.4f} ({r['wall_s']:.0f} s)", flush=True)
+        out["qa_run"] = {"command": command, "machine": out["machine"], "wall_s": r["wall_s"]}
     out["wall_s"] = time.perf_counter() - started
-    out["command"] = "flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ir_qa.py" + \
-        (" " + " ".join(args.argv) if args.argv else "")
+    out["command"] = command
     return out
+
+
+def keep_skipped(out: dict, previous: dict) -> dict:
+    """``out`` with the parts it did not compute taken from ``previous`` (a saved JSON), with their run details."""
+    for part in ("ir", "qa"):
+        if out[part] or not previous.get(part):
+            continue
+        out[part] = previous[part]
+        out[f"{part}_run"] = previous.get(f"{part}_run") or {
+            "command": previous["command"], "machine": previous["machine"], "wall_s": previous["wall_s"]}
+    return out
+
+
+def _run_line(out: dict, part: str) -> list[str]:
+    run = out.get(f"{part}_run")
+    if not run or run["command"] == out["command"]:
+        return []
+    return [f"From an earlier run: `{run['command']}` ({run['wall_s'] / 60:.1f} min; {run['machine']}).", ""]
 
 
 def render(out: dict) -> str:
     lines = ["# Retrieval and QA harness: BM25 and minilm on SciFact test, minilm fine-tuned on COVID-QA", "",
              f"Machine: {out['machine']}", "", f"Command: `{out['command']}`", "",
-             f"Total wall time {out['wall_s'] / 60:.1f} min.", ""]
+             f"Total wall time of this command {out['wall_s'] / 60:.1f} min.", ""]
     if out["ir"]:
         first = next(iter(out["ir"].values()))
         base = out["ir"].get("bm25")
@@ -94,6 +118,7 @@ def render(out: dict) -> str:
                   "run: corpus documents per second (BM25: tokenise + index; dense: encode), batched queries per "
                   "second (encode + search all judged queries), and the median latency of one query encoded alone "
                   "and searched, over 100 queries. Ratios are against BM25.", "",
+                  *_run_line(out, "ir"),
                   "| model | nDCG@10 | published nDCG@10 | Recall@10 | Recall@100 | MRR@10 | docs/s | queries/s | "
                   "ms/query (median) | ms/query p90 | ms/query vs BM25 |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -115,21 +140,30 @@ def render(out: dict) -> str:
         per_seed = ", ".join(f"{x['f1']:.4f}" for x in r["per_seed"])
         train_s = sum(x["train_s"] for x in r["per_seed"]) / len(r["per_seed"])
         eval_s = sum(x["eval_s"] for x in r["per_seed"]) / len(r["per_seed"])
+        neg = "all" if s["negative_windows"] is None else s["negative_windows"]
+        scoring = s.get("window_scoring", "span")
+        rate = r.get("answer_window_rate")
         lines += [f"## Extractive QA: {model} fine-tuned on {Path(r['data']).name}, scored on {r['split']}", "",
+                  *_run_line(out, "qa"),
                   f"Budget: {r['train_questions_used']} of {r['train_questions']} train questions, "
                   f"{s['epochs']:g} epoch(s), lr {s['lr']:g}, batch {s['batch_size']}, "
                   f"{'bf16 autocast' if s['bf16'] else 'fp32'}, seeds {r['seeds']}; windows of {s['max_length']} "
                   f"tokens with {s['doc_stride']} tokens of overlap: {r['train_windows_positive']} answer windows + "
-                  f"{r['train_windows_negative']} sampled answer-free windows ({s['negative_windows']} per question) "
+                  f"{r['train_windows_negative']} sampled answer-free windows ({neg} per question) "
                   f"of {r['train_windows_available']} trained on; {r['eval_windows']} windows scored for "
                   f"{r['eval_questions']} test questions. max_answer_length {s['max_answer_length']} tokens (the "
                   f"train split's 90th percentile answer length is {r['train_answer_tokens_p90']} tokens), n-best "
-                  f"{s['n_best']}. Answers re-anchored while reading the train and test splits: "
+                  f"{s['n_best']}; windows ranked by `{scoring}` ({SCORING_WORDS[scoring]}). "
+                  "Answers re-anchored while reading the train and test splits: "
                   f"{r['answers_repaired']} repaired, {r['answers_unlocated']} unlocated. "
                   f"Train {train_s / 60:.1f} min, predict {eval_s / 60:.1f} min per run.", "",
-                  "| model | EM | F1 | F1 per seed | questions | windows |", "|---|---|---|---|---|---|",
+                  "| model | EM | F1 | F1 per seed | answer window | questions | windows |",
+                  "|---|---|---|---|---|---|---|",
                   f"| {model} | {r['exact_match']:.4f} ± {r['exact_match_std']:.4f} | {r['f1']:.4f} ± "
-                  f"{r['f1_std']:.4f} | {per_seed} | {r['eval_questions']} | {r['eval_windows']} |", ""]
+                  f"{r['f1_std']:.4f} | {per_seed} | {'n/a' if rate is None else f'{rate:.3f}'} | "
+                  f"{r['eval_questions']} | {r['eval_windows']} |", "",
+                  "'answer window': share of the questions whose predicted span comes from a window that holds "
+                  "the gold answer.", ""]
     comparison = notes(out)
     if comparison:
         lines += ["## Comparison with published numbers", "", *comparison, ""]
@@ -192,7 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-answer-length", type=int, default=64)
-    parser.add_argument("--negative-windows", type=int, default=1)
+    parser.add_argument("--negative-windows", type=lambda v: None if v == "all" else int(v), default=1,
+                        help="answer-free training windows per question, or 'all'")
+    parser.add_argument("--window-scoring", choices=["null_relative", "span"], default="null_relative")
     parser.add_argument("--max-train-questions", type=int, default=None)
     parser.add_argument("--max-eval-questions", type=int, default=None)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
@@ -208,7 +244,11 @@ def main(argv: list[str] | None = None) -> None:
         out = json.loads(args.from_json.read_text())
         out.pop("notes", None)
     else:
+        previous_path = args.out.with_suffix(".json")
+        previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
         out = run(args)
+        if args.skip_ir or args.skip_qa:
+            out = keep_skipped(out, previous)
     atomic_write_json(args.out.with_suffix(".json"), out)
     atomic_write_text(args.out, render(out))
     print(f"wrote {args.out}")

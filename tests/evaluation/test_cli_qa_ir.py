@@ -48,12 +48,12 @@ def test_eval_qa_prints_and_writes_json(monkeypatch, capsys, micro_model_dir, sq
     code, out, err = run_cli(monkeypatch, capsys, "eval", "qa", "--data", squad_dir, "--model", micro_model_dir,
                              "--epochs", "1", "--max-length", "48", "--doc-stride", "16", "--json", out_json,
                              "--predictions", preds, "--set", "max_question_length=16", "--set", "progress=false",
-                             "--set", "bf16=true")
+                             "--set", "bf16=true", "--window-scoring", "span")
     assert code == 0, err
     assert "exact_match" in out and "eval windows" in out
     result = json.loads(out_json.read_text())
     assert result["eval_windows"] > 1 and result["answers_repaired"] == 2 and result["settings"]["doc_stride"] == 16
-    assert result["settings"]["bf16"] is True
+    assert result["settings"]["bf16"] is True and result["settings"]["window_scoring"] == "span"
     assert set(json.loads(preds.read_text())) == {"m1"}
 
 
@@ -71,6 +71,7 @@ def test_eval_ir_bm25(monkeypatch, capsys, beir_dir, tmp_path):
     (["eval", "qa", "--data", "{bad_json}", "--model", "random:micro"], "bad.json:2: invalid JSON"),
     (["eval", "qa", "--data", "{squad}", "--model", "random:micro", "--split", "dev"], "no 'dev' split"),
     (["eval", "qa", "--data", "{squad}", "--model", "random:micro", "--max-length", "64"], "doc_stride"),
+    (["eval", "qa", "--data", "{squad}", "--model", "random:micro", "--window-scoring", "max"], "window_scoring"),
     (["eval", "ir", "--data", "{beir}", "--model", "bm25", "--split", "dev"], "no qrels/dev.tsv"),
     (["eval", "ir", "--data", "{no_header}", "--model", "bm25"], "test.tsv:1: expected the header line"),
     (["eval", "ir", "--data", "{beir}", "--model", "bm25", "--k", "0"], "k and batch_size must be >= 1"),

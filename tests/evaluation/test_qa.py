@@ -11,6 +11,7 @@ from indus.errors import IndusError
 from indus.evaluation import get_evaluator
 from indus.evaluation.qa import (
     QAEvaluator,
+    answer_window_rate,
     decode,
     final_answers,
     select_training_windows,
@@ -165,6 +166,7 @@ def test_evaluator_end_to_end_micro(tmp_path, micro_model_dir):
     assert 0.0 <= result["f1"] <= 1.0 and result["no_answer"] is True
     assert result["eval_windows"] > 9 and result["train_windows_negative"] == 3
     assert result["HasAns_total"] == 2 and result["NoAns_total"] == 1 and len(result["per_seed"]) == 2
+    assert 0.0 <= result["answer_window_rate"] <= 1.0
     written = json.loads((tmp_path / "preds.seed0.json").read_text())
     assert set(written) == {"q1", "q2", "q3"} and (tmp_path / "preds.seed1.json").is_file()
     assert read_squad(folder / "test.json").repairs.exact == 2
@@ -175,3 +177,72 @@ def test_bad_settings_are_user_errors():
         QAEvaluator(max_length=64, doc_stride=60)
     with pytest.raises(IndusError, match="bad evaluation setting"):
         get_evaluator("qa", no_such_option=1)
+
+
+def test_null_relative_scoring_prefers_the_window_whose_span_beats_its_own_null(tokenizer):
+    # Regression: with sampled answer-free windows the raw span logits are not comparable across windows. A window
+    # whose CLS (null) score is high says "not here" even when its best span has a high raw score.
+    examples = _examples()[:1]
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    w = next(i for i in range(len(windows)) if windows.holds_answer(i))
+    other = next(i for i in range(len(windows)) if not windows.holds_answer(i))
+    ctx_other = np.flatnonzero(windows.offsets[other][:, 0] >= 0)
+    spans = {w: (windows.start[w], windows.end[w], 4.0), other: (ctx_other[0], ctx_other[1], 6.0)}
+    starts, ends = _planted_logits(windows, spans)
+    starts[other][0] = ends[other][0] = 5.0  # the other window is confident that it holds no answer
+    raw = decode(examples, windows, starts, ends, n_best=5, max_answer_length=10, scoring="span")[0]
+    rel = decode(examples, windows, starts, ends, n_best=5, max_answer_length=10, scoring="null_relative")[0]
+    assert raw.window == other and raw.text != "Sylvania City"
+    assert rel.window == w and rel.text == "Sylvania City"
+    # the null score is the chosen window's own (relative) or the smallest over the windows (raw)
+    assert rel.null_score == pytest.approx(-10.0) and rel.span_score == pytest.approx(-2.0)
+    assert raw.null_score == pytest.approx(-10.0) and raw.span_score == pytest.approx(2.0)
+    assert answer_window_rate(windows, [rel]) == 1.0 and answer_window_rate(windows, [raw]) == 0.0
+    with pytest.raises(IndusError, match="window scoring"):
+        decode(examples, windows, starts, ends, scoring="best")
+
+
+def test_answer_labels_in_every_overlapping_window_of_a_long_context(tokenizer):
+    # Regression for answer positions across windows: an answer planted at several depths of a long synthetic
+    # context is labelled in exactly the windows whose context tokens cover all of it, and the labelled tokens
+    # map back through the offsets to the answer text in each of them.
+    fact = "The rare isotope was named zorbium after its discoverer."
+    for position in (0, 5, 11, 20):
+        context = _long_context(fact, position, n=20)
+        start = context.index("zorbium after its discoverer")
+        answer = Answer("zorbium after its discoverer", start, start)
+        ex = QAExample("q", "What was the isotope named?", context, (answer,), 0)
+        windows = tokenize_windows(tokenizer, [ex], max_length=64, doc_stride=24, max_question_length=16)
+        assert len(windows) > 5
+        labelled = []
+        for i in range(len(windows)):
+            off = windows.offsets[i]
+            ctx = off[off[:, 0] >= 0]
+            covers = ctx[0, 0] <= answer.start and ctx[-1, 1] >= answer.end
+            assert windows.holds_answer(i) == covers, (position, i)
+            if covers:
+                labelled.append(i)
+                s, e = windows.start[i], windows.end[i]
+                assert off[s, 0] >= 0 and off[e, 0] >= 0  # labels point at context tokens only
+                assert context[off[s, 0]:off[e, 1]] == answer.text
+        assert labelled, position
+
+
+def test_window_scoring_setting_is_validated():
+    assert QAEvaluator().window_scoring == "null_relative"
+    with pytest.raises(IndusError, match="window_scoring"):
+        QAEvaluator(window_scoring="max")
+
+
+def test_spans_never_come_from_question_or_special_tokens(tokenizer):
+    examples = _examples()[:1]
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    starts, ends = _planted_logits(windows, {})
+    for i in range(len(windows)):
+        outside = np.flatnonzero(windows.offsets[i][:, 0] < 0)  # CLS, question, SEP (sequence id != 1)
+        assert len(outside) > 3
+        starts[i][outside[1:]] = ends[i][outside[1:]] = 50.0
+    for scoring in ("span", "null_relative"):
+        pred = decode(examples, windows, starts, ends, n_best=5, max_answer_length=5, scoring=scoring)[0]
+        assert pred.span_score == pytest.approx(-10.0) and pred.start_char >= 0
+        assert pred.text == examples[0].context[pred.start_char:pred.end_char] != ""

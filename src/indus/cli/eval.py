@@ -174,6 +174,10 @@ def qa(
     negative_windows: Annotated[int | None, typer.Option(
         "--negative-windows", help="Answer-free training windows sampled per question (default 1).",
         show_default=False)] = None,
+    window_scoring: Annotated[str | None, typer.Option(
+        "--window-scoring", help="Rank the windows' best spans by span minus the window's null score "
+                                 "('null_relative', default) or by the raw span score ('span').",
+        show_default=False)] = None,
     null_threshold: Annotated[float | None, typer.Option(
         "--null-threshold", help="SQuAD v2: answer '' when null minus best span score exceeds this (default 0).",
         show_default=False)] = None,
@@ -189,7 +193,8 @@ def qa(
                             max_train_questions=max_train_questions, max_eval_questions=max_eval_questions,
                             split=split, lr=lr, batch_size=batch_size, max_length=max_length, doc_stride=doc_stride,
                             max_answer_length=max_answer_length, negative_windows=negative_windows,
-                            null_threshold=null_threshold, predictions_path=str(predictions) if predictions else None,
+                            window_scoring=window_scoring, null_threshold=null_threshold,
+                            predictions_path=str(predictions) if predictions else None,
                             device=device)
     row = {"model": result["model"], "split": result["split"], "exact_match": _pm(result, "exact_match"),
            "f1": _pm(result, "f1")}

@@ -15,10 +15,18 @@ not be located in its context is not trained on; the counts are in the result.
 
 **Prediction.** Every window of an evaluation question is scored. Within each window the ``n_best`` start and
 end logits give candidate spans inside the context, with ``end >= start`` and at most ``max_answer_length``
-tokens; the best span over all windows (score = start + end logit) is mapped back to context characters through
-the offset mapping. With unanswerable questions in the data (SQuAD v2 style) the null score is the smallest CLS
-score (start + end logit at CLS) over the windows, and the model answers "" when null minus best span score
-exceeds ``null_threshold``. Metrics follow the official scripts (:mod:`indus.evaluation.qa_metrics`).
+tokens; the window's best span has score start + end logit. Across windows (``window_scoring``):
+
+- ``null_relative`` (default): the span whose score beats its own window's null score (CLS start + end logit)
+  by the most wins, as in the BERT baseline for Natural Questions (Alberti et al. 2019, arXiv 1901.08634). Raw
+  span logits are not comparable across windows: training sees only a few answer-free windows per question, so
+  an answer-free window can hold a confident span, but it also puts a high score on CLS ("not here").
+- ``span``: the highest raw span score over all windows wins (the SQuAD v1 recipe, fine for one window).
+
+The span is mapped back to context characters through the offset mapping. With unanswerable questions in the
+data (SQuAD v2 style) the model answers "" when null minus span score exceeds ``null_threshold``; the null score
+is the chosen window's own (``null_relative``) or the smallest over the windows (``span``, the v2 recipe).
+Metrics follow the official scripts (:mod:`indus.evaluation.qa_metrics`).
 
 Example
 -------
@@ -256,42 +264,83 @@ def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int
     return starts, ends
 
 
+WINDOW_SCORINGS = ("null_relative", "span")
+
+
 @dataclass
 class Prediction:
-    """The decoded answer of one question."""
+    """The decoded answer of one question.
+
+    Attributes
+    ----------
+    text
+        The answer span's text ("" when no window had a valid span).
+    span_score
+        Start + end logit of the chosen span.
+    null_score
+        The null (CLS start + end) score the span is compared with: with ``null_relative`` scoring the chosen
+        window's own, with ``span`` scoring the smallest over the question's windows.
+    start_char, end_char
+        The span in context characters.
+    window
+        Index of the window the span comes from (``-1``: none).
+    """
 
     text: str
     span_score: float
     null_score: float
     start_char: int
     end_char: int
+    window: int = -1
+
+
+def window_spans(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, *, n_best: int,
+                 max_answer_length: int) -> tuple[float, int, int]:
+    """The best span of one window: ``(start + end logit, start token, end token)``, ``(-inf, -1, -1)`` when the
+    window has no context token; spans lie inside the context, ``end >= start``, at most ``max_answer_length``
+    tokens, among the ``n_best`` highest start and end logits."""
+    ctx = np.flatnonzero(offsets[:, 0] >= 0)
+    if not len(ctx):
+        return -np.inf, -1, -1
+    k = min(n_best, len(ctx))
+    top_s = ctx[np.argsort(starts[ctx])[::-1][:k]]  # (k,)
+    top_e = ctx[np.argsort(ends[ctx])[::-1][:k]]  # (k,)
+    scores = starts[top_s][:, None] + ends[top_e][None, :]  # (k, k)
+    length = top_e[None, :] - top_s[:, None] + 1  # (k, k)
+    scores = np.where((length >= 1) & (length <= max_answer_length), scores, -np.inf)
+    flat = int(np.argmax(scores))
+    i, j = divmod(flat, k)
+    return float(scores.flat[flat]), int(top_s[i]), int(top_e[j])
 
 
 def decode(examples: list[QAExample], windows: Windows, starts: list[np.ndarray], ends: list[np.ndarray], *,
-           n_best: int = 20, max_answer_length: int = 30) -> list[Prediction]:
-    """Best span of each question over all its windows, and its null score (see the module docstring)."""
+           n_best: int = 20, max_answer_length: int = 30, scoring: str = "null_relative") -> list[Prediction]:
+    """Best span of each question over all its windows, and its null score (see the module docstring).
+
+    ``scoring`` ranks the windows' best spans: ``null_relative`` by span score minus the window's own null
+    (CLS) score, ``span`` by the raw span score (start + end logit).
+    """
+    if scoring not in WINDOW_SCORINGS:
+        raise IndusError(f"qa: window scoring must be one of {', '.join(WINDOW_SCORINGS)}, got {scoring!r}")
+    relative = scoring == "null_relative"
     best: list[Prediction] = [Prediction("", -np.inf, np.inf, -1, -1) for _ in examples]
+    rank = [-np.inf] * len(examples)
+    min_null = [np.inf] * len(examples)
     for w, ex_idx in enumerate(windows.example):
         s, e, off = starts[w], ends[w], windows.offsets[w]
         cls = windows.cls[w]
-        pred = best[ex_idx]
-        pred.null_score = min(pred.null_score, float(s[cls] + e[cls]))
-        ctx = np.flatnonzero(off[:, 0] >= 0)
-        if not len(ctx):
-            continue
-        k = min(n_best, len(ctx))
-        top_s = ctx[np.argsort(s[ctx])[::-1][:k]]  # (k,)
-        top_e = ctx[np.argsort(e[ctx])[::-1][:k]]  # (k,)
-        scores = s[top_s][:, None] + e[top_e][None, :]  # (k, k)
-        length = top_e[None, :] - top_s[:, None] + 1  # (k, k)
-        scores = np.where((length >= 1) & (length <= max_answer_length), scores, -np.inf)
-        flat = int(np.argmax(scores))
-        score = float(scores.flat[flat])
-        if score > pred.span_score:
-            i, j = divmod(flat, k)
-            a, b = int(off[top_s[i], 0]), int(off[top_e[j], 1])
-            pred.span_score, pred.start_char, pred.end_char = score, a, b
-            pred.text = examples[ex_idx].context[a:b]
+        null = float(s[cls] + e[cls])
+        min_null[ex_idx] = min(min_null[ex_idx], null)
+        score, a, b = window_spans(s, e, off, n_best=n_best, max_answer_length=max_answer_length)
+        key = score - null if relative else score
+        if key > rank[ex_idx]:
+            rank[ex_idx] = key
+            start_char, end_char = int(off[a, 0]), int(off[b, 1])
+            best[ex_idx] = Prediction(examples[ex_idx].context[start_char:end_char], score, null, start_char,
+                                      end_char, w)
+    for ex_idx, pred in enumerate(best):
+        if not relative or pred.window < 0:
+            pred.null_score = min_null[ex_idx]
     return best
 
 
@@ -306,6 +355,15 @@ def final_answers(examples: list[QAExample], preds: list[Prediction], *, allow_n
         else:
             out[ex.id] = "" if no_span else p.text
     return out
+
+
+def answer_window_rate(windows: Windows, preds: list[Prediction]) -> float | None:
+    """Share of the questions with an answer window whose predicted span comes from a window holding the (first
+    located) gold answer; ``None`` when no question has an answer window."""
+    holds = {windows.example[i] for i in range(len(windows)) if windows.holds_answer(i)}
+    if not holds:
+        return None
+    return sum(windows.holds_answer(preds[q].window) for q in holds if preds[q].window >= 0) / len(holds)
 
 
 def _subsample(squad: SquadSet, limit: int | None, seed: int) -> list[QAExample]:
@@ -340,6 +398,9 @@ class QAEvaluator:
         Start and end candidates per window.
     negative_windows
         Answer-free windows sampled per training question (``None``: all).
+    window_scoring
+        How the windows' best spans are ranked: ``null_relative`` (span score minus the window's own null score)
+        or ``span`` (raw start + end logit); see the module docstring.
     null_threshold
         Answer "" when null score minus best span score exceeds this (only when the data has unanswerable
         questions, or ``allow_null`` is true).
@@ -380,6 +441,7 @@ class QAEvaluator:
     max_answer_length: int = 30
     n_best: int = 20
     negative_windows: int | None = 1
+    window_scoring: str = "null_relative"
     null_threshold: float = 0.0
     allow_null: bool | None = None
     max_train_questions: int | None = None
@@ -407,6 +469,8 @@ class QAEvaluator:
                             f"(got {self.doc_stride} + {self.max_question_length} + 3 vs {self.max_length})")
         if self.negative_windows is not None and self.negative_windows < 0:
             problems.append(f"negative_windows must be >= 0 or None, got {self.negative_windows}")
+        if self.window_scoring not in WINDOW_SCORINGS:
+            problems.append(f"window_scoring must be one of {', '.join(WINDOW_SCORINGS)}, got {self.window_scoring!r}")
         for name in ("max_train_questions", "max_eval_questions"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -477,7 +541,7 @@ class QAEvaluator:
             starts, ends = predict_logits(net, eval_windows, batch_size=self.eval_batch_size, pad_id=pad_id,
                                           device=device, progress=self.progress, bf16=self.bf16)
             preds = decode(eval_examples, eval_windows, starts, ends, n_best=self.n_best,
-                           max_answer_length=self.max_answer_length)
+                           max_answer_length=self.max_answer_length, scoring=self.window_scoring)
             answers = final_answers(eval_examples, preds, allow_null=allow_null, null_threshold=self.null_threshold)
             scores = squad_scores(answers, references)
             if allow_null:
@@ -485,6 +549,9 @@ class QAEvaluator:
                 diffs = {ex.id: float(np.clip(p.null_score - p.span_score, -1e9, 1e9))
                          for ex, p in zip(eval_examples, preds, strict=True)}
                 scores.update(best_null_threshold(spans, references, diffs))
+            rate = answer_window_rate(eval_windows, preds)
+            if rate is not None:
+                scores["answer_window_rate"] = rate
             run = {"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
                    "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0}
             runs.append(run)
