@@ -138,8 +138,14 @@ def materialize(spec: str | Path | ModelRef, out_dir: str | Path | None = None, 
     ref = resolve_model(spec)
     if not ref.random_init and ref.path is not None and ref.path == ref.tokenizer_path:
         return ref.path
+    from safetensors.torch import save_model
+
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="indus-model-"))
-    load_model(ref, seed=seed).save_pretrained(out)
+    model = load_model(ref, seed=seed)
+    # written by hand: under torch.distributed, save_pretrained writes nothing on ranks other than 0, and every
+    # process of a multi-process launch needs its own copy of a random model
+    model.config.save_pretrained(out)
+    save_model(model, str(out / "model.safetensors"))
     load_tokenizer(ref).save_pretrained(out)
     return out
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
+from indus.errors import IndusError
 from indus.pipeline.runner import StageError, StageRunner
 
 
@@ -62,3 +66,76 @@ def test_force_reruns(tmp_path):
     StageRunner(tmp_path, log=lambda _: None).stage("a", {}, _writer(calls, "a", 1))
     StageRunner(tmp_path, force=["a"], log=lambda _: None).stage("a", {}, _writer(calls, "a", 1))
     assert calls == ["a", "a"]
+
+
+def _in_thread(fn):
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, box
+
+
+def test_non_main_process_waits_for_the_main_result_and_never_runs_the_stage(tmp_path):
+    calls = []
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None)
+    thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: calls.append(1) or {}))
+    time.sleep(0.1)
+    assert thread.is_alive()  # still waiting: the main process has not finished
+    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None)
+    done = main.stage("eval/x", {"n": 1}, lambda out, resume: {"value": 7})
+    thread.join(5)
+    assert not thread.is_alive() and "error" not in box
+    assert box["result"].summary == {"value": 7} and box["result"].key == done.key and calls == []
+
+
+def test_collective_stage_runs_on_every_process_and_only_main_writes(tmp_path):
+    seen = []
+
+    def fn(rank):
+        def run(out, resume):
+            seen.append((rank, out.name))
+            return {"rank": rank}
+        return run
+
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None)
+    thread, box = _in_thread(lambda: worker.stage("pretrain/a", {"n": 1}, fn(1), collective=True))
+    thread.join(0.5)
+    assert thread.is_alive()  # ran its part, now waits for the main process's stage.json
+    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None)
+    result = main.stage("pretrain/a", {"n": 1}, fn(0), collective=True)
+    thread.join(5)
+    assert sorted(r for r, _ in seen) == [0, 1] and len({name for _, name in seen}) == 1
+    assert result.summary == {"rank": 0} and box["result"].summary == {"rank": 0}
+
+
+def test_a_failure_on_the_main_process_reaches_the_waiting_ones(tmp_path):
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None)
+    thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: {}))
+    time.sleep(0.05)
+    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None)
+
+    def boom(out, resume):
+        raise ValueError("bad column")
+
+    with pytest.raises(StageError, match="bad column"):
+        main.stage("eval/x", {"n": 1}, boom)
+    thread.join(5)
+    assert isinstance(box.get("error"), IndusError) and "failed on the main process: ValueError: bad column" in str(
+        box["error"])
+
+
+def test_rank_and_world_come_from_the_launcher_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    runner = StageRunner(tmp_path)
+    assert (runner.rank, runner.world, runner.is_main) == (3, 8, False)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert StageRunner(tmp_path).is_main

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,8 +181,10 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     from tqdm.auto import tqdm
 
     wall_start = time.perf_counter()
-    # --- setup: one process per device; bf16 by autocast (no grad scaler is needed for bf16)
-    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(
+    # --- setup: one process per device; bf16 by autocast (no grad scaler is needed for bf16). Several processes
+    # on a machine without CUDA (torchrun on CPUs) train together over gloo: accelerate needs cpu=True for that.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=multi_cpu, kwargs_handlers=[DistributedDataParallelKwargs(
         find_unused_parameters=find_unused_parameters)])
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     use_bf16 = cfg.bf16 and bf16_supported(device)

@@ -76,8 +76,9 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
     runner = StageRunner(out, force=force, log=log)
+    if runner.is_main:
+        save_config(cfg, out / "config.yaml")
     train, valid = resolve_dataset(cfg.corpus.train), resolve_dataset(cfg.corpus.valid)
     eval_stages = {t.label: t for t in cfg.eval.tasks}
     if len(eval_stages) != len(cfg.eval.tasks):
@@ -96,7 +97,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
     for r in cfg.pretrain.runs:
         res = runner.stage(f"pretrain/{r.name}",
                            *stages.pretrain_stage(r, cfg.pretrain.defaults, tokenizer, train, valid, cfg.seed),
-                           inputs=[tok] if tok else [])
+                           inputs=[tok] if tok else [], collective=True)
         pretrained[r.name] = res
         models.append(ModelEntry(r.name, "encoder", "built", str(_model_dir(res)), res, r.preset))
     distilled: dict[str, StageResult] = {}
@@ -104,7 +105,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
         teacher = pretrained[d.teacher]
         res = runner.stage(f"distill/{d.name}",
                            *stages.distill_stage(d, cfg.pretrain.defaults, _model_dir(teacher), train, valid,
-                                                 cfg.seed), inputs=[teacher])
+                                                 cfg.seed), inputs=[teacher], collective=True)
         distilled[d.name] = res
         models.append(ModelEntry(d.name, "encoder", "built", str(_model_dir(res)), res, d.student_preset, d.teacher))
 
@@ -121,7 +122,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
     for r in cfg.retriever:
         spec, source = ref(r.model)
         res = runner.stage(f"retriever/{r.name}", *stages.retriever_stage(r, spec, r.model, cfg.seed),
-                           inputs=[source] if source else [])
+                           inputs=[source] if source else [], collective=True)
         retrievers[r.name] = res
         models.append(ModelEntry(r.name, "retriever", "built", str(_model_dir(res)), res))
     for d in cfg.retriever_distill:
@@ -130,7 +131,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
         student, source = ref(d.student)
         res = runner.stage(f"retriever_distill/{d.name}",
                            *stages.retriever_distill_stage(d, _model_dir(teacher), student, pairs, cfg.seed),
-                           inputs=[teacher, *([source] if source else [])])
+                           inputs=[teacher, *([source] if source else [])], collective=True)
         models.append(ModelEntry(d.name, "retriever", "built", str(_model_dir(res)), res, teacher=d.teacher))
 
     # baselines
@@ -193,8 +194,10 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
         "evals": evals, "latency": latency, "forecast": forecasts, "scaling": scaling,
     }
     summary["wall_s"] = time.perf_counter() - start
-    summary["report"] = str(write_run_report(summary, out))
-    atomic_write_json(out / "summary.json", summary)
+    summary["report"] = str(out / "report.md")
+    if runner.is_main:
+        summary["report"] = str(write_run_report(summary, out))
+        atomic_write_json(out / "summary.json", summary)
     return summary
 
 

@@ -9,6 +9,13 @@ output into a folder. Its key is a hash of the settings, the keys of its inputs 
   a failure or Ctrl-C never leaves a half-written stage that a later run would take as finished. The partial
   folder is kept: a stage that can resume (pretraining from its last checkpoint) continues from it next time.
 
+**Many processes** (``accelerate launch -m indus run ...`` or ``torchrun ... -m indus run ...``, on a shared file
+system). Every process runs the pipeline; the rank and world size come from the launcher's ``RANK`` and
+``WORLD_SIZE``. A *collective* stage (the training stages, whose loops go through accelerate) runs on every
+process; any other stage (tokenizer, evaluations, report) runs on the main process only, while the others wait for
+its ``stage.json`` (or its failure marker) on the file system, so no collective timeout limits how long it may
+take. Only the main process writes ``stage.json`` and renames the partial folder into place.
+
 Example
 -------
 >>> import tempfile
@@ -32,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from indus import __version__
-from indus.atomic import atomic_write_json
-from indus.config import config_hash
+from indus.atomic import atomic_write_json, atomic_write_text
+from indus.config import config_hash, launcher_rank
 from indus.errors import IndusError
 
 StageFn = Callable[[Path, bool], dict[str, Any]]
@@ -77,31 +84,70 @@ class StageRunner:
         Names of stages to rerun even when finished (``"*"`` for all).
     log
         Called with one line per stage event (default: print).
+    rank, world
+        This process's rank and the number of processes (default: the launcher's ``RANK`` and ``WORLD_SIZE``).
+    poll_s
+        How often a waiting process looks for the main process's result.
     """
 
     def __init__(self, out_dir: str | Path, *, force: Sequence[str] = (),
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, rank: int | None = None, world: int | None = None,
+                 poll_s: float = 5.0) -> None:
         self.out_dir = Path(out_dir)
         self.force = set(force)
         self.log = log or print
         self.results: dict[str, StageResult] = {}
+        env_rank, env_world = launcher_rank()
+        self.rank = env_rank if rank is None else rank
+        self.world = env_world if world is None else world
+        self.poll_s = poll_s
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes stage results (rank 0)."""
+        return self.rank == 0
 
     def key(self, name: str, settings: Any, inputs: Sequence[StageResult] = ()) -> str:
         """The cache key of a stage: its settings, its inputs' keys and the indus version."""
         return config_hash(name, settings, sorted(f"{r.name}={r.key}" for r in inputs), __version__)
 
-    def stage(self, name: str, settings: Any, fn: StageFn, inputs: Sequence[StageResult] = ()) -> StageResult:
-        """Run (or reuse) stage ``name``; ``fn(out_dir, resume)`` writes into ``out_dir`` and returns a summary."""
+    def _read(self, name: str, key: str, final: Path, cached: bool) -> StageResult:
+        record = json.loads((final / "stage.json").read_text(encoding="utf-8"))
+        result = StageResult(name, key, final, record["summary"], cached, record["wall_s"], record["inputs"])
+        self.results[name] = result
+        return result
+
+    def _wait(self, name: str, key: str, final: Path, failed: Path, since: float, fresh: bool) -> StageResult:
+        """A non-main process: wait until the main process has finished (or failed) stage ``name``; ``fresh``:
+        a ``stage.json`` written before ``since`` (a forced stage's old result) does not count."""
+        done = final / "stage.json"
+        while not (done.is_file() and (not fresh or done.stat().st_mtime >= since)):
+            if failed.is_file() and failed.stat().st_mtime >= since:
+                raise IndusError(f"stage '{name}' failed on the main process: "
+                                 f"{failed.read_text(encoding='utf-8').strip()}")
+            time.sleep(self.poll_s)
+        return self._read(name, key, final, False)
+
+    def stage(self, name: str, settings: Any, fn: StageFn, inputs: Sequence[StageResult] = (), *,
+              collective: bool = False) -> StageResult:
+        """Run (or reuse) stage ``name``; ``fn(out_dir, resume)`` writes into ``out_dir`` and returns a summary.
+
+        ``collective``: with several processes, every process calls ``fn`` (a training loop that goes through
+        accelerate); otherwise only the main process does and the others wait for its result.
+        """
         key = self.key(name, settings, inputs)
         folder = self.out_dir / "stages" / _folder(name)
         final = folder / key
         done = final / "stage.json"
-        if done.is_file() and not ({name, "*"} & self.force):
-            record = json.loads(done.read_text(encoding="utf-8"))
-            result = StageResult(name, key, final, record["summary"], True, record["wall_s"], record["inputs"])
+        failed = folder / f".{key}.failed"
+        forced = bool({name, "*"} & self.force)
+        if done.is_file() and not forced:
             self.log(f"[cached] {name} ({key})")
-            self.results[name] = result
-            return result
+            return self._read(name, key, final, True)
+        since = time.time() - 1.0
+        if not self.is_main and not collective:
+            self.log(f"[wait]   {name} ({key}) on the main process")
+            return self._wait(name, key, final, failed, since, forced)
         partial = folder / f".{key}.partial"
         resume = partial.is_dir() and any(partial.iterdir())
         partial.mkdir(parents=True, exist_ok=True)
@@ -110,12 +156,16 @@ class StageRunner:
         try:
             summary = fn(partial, resume)
         except BaseException as exc:
-            log_path = self.out_dir / "logs" / f"{_folder(name)}.log"
+            log_path = self.out_dir / "logs" / f"{_folder(name)}{'' if self.is_main else f'.rank{self.rank}'}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+            if self.is_main and self.world > 1:
+                atomic_write_text(failed, f"{type(exc).__name__}: {exc} (details: {log_path})\n")
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             raise StageError(name, log_path, exc) from exc
+        if not self.is_main:
+            return self._wait(name, key, final, failed, since, forced)
         wall = time.perf_counter() - start
         inputs_record = [f"{r.name}={r.key}" for r in inputs]
         atomic_write_json(partial / "stage.json", {"name": name, "key": key, "settings": settings,
@@ -123,6 +173,7 @@ class StageRunner:
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)
+        failed.unlink(missing_ok=True)
         self.log(f"[done]   {name} in {wall:.1f} s")
         result = StageResult(name, key, final, summary, False, wall, inputs_record)
         self.results[name] = result
