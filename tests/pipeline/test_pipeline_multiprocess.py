@@ -27,7 +27,9 @@ def _torchrun(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Com
 
 def test_pipeline_on_two_processes_trains_together_and_writes_once(tmp_path):
     data = _data_root(tmp_path / "data")
-    cfg = {**MICRO,
+    # the retriever stops on its time budget: the stop decision is shared by the two processes
+    retriever = [{**MICRO["retriever"][0], "settings": {**MICRO["retriever"][0]["settings"], "time_budget_s": 0.01}}]
+    cfg = {**MICRO, "retriever": retriever,
            "eval": {**MICRO["eval"], "baselines": ["random"], "tasks": MICRO["eval"]["tasks"][:1]}}
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "INDUS_DATA": str(data), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -40,6 +42,8 @@ def test_pipeline_on_two_processes_trains_together_and_writes_once(tmp_path):
         metrics = json.loads(next((out / "stages").glob(f"pretrain--{run['name']}/*/stage.json")).read_text())
         assert metrics["summary"]["metrics"]["world_size"] == 2
         assert run["tokens_seen"] == 2 * 4 * 32 * metrics["summary"]["metrics"]["steps"]
+    ret = json.loads(next((out / "stages").glob("retriever--ret/*/stage.json")).read_text())["summary"]["summary"]
+    assert ret["stop_reason"] == "time_budget" and ret["steps"] == 1
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     assert not list((out / "stages").rglob("*.partial")) and not list((out / "stages").rglob("*.failed"))
     # a second launch finds every stage cached on both processes

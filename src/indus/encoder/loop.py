@@ -243,6 +243,8 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
             tqdm.write(f"resumed from {checkpoints[-1]} (step {step:,} of {total_steps:,})")
     else:
         step_s = measure_step_seconds(forward_backward, model) if cfg.max_minutes is not None else None
+        if step_s is not None and world > 1:  # every process must plan the same number of steps: the slowest's
+            step_s = float(accelerator.gather(torch.tensor([step_s], device=device)).max())
         total_steps = resolve_total_steps(cfg, tokens_per_step, step_s)
         warmup = warmup_for(cfg, total_steps)
     schedule = LinearSchedule(warmup, total_steps)

@@ -93,13 +93,24 @@ def _callbacks(cfg: Any, budget_s: float | None, counter: dict[str, int]) -> tup
     state: dict[str, Any] = {"stopped_by_time": False}
 
     class TimeBudget(TrainerCallback):
-        """Stop (and save) once the wall-clock budget is spent."""
+        """Stop once the wall-clock budget is spent; with several processes, all stop at the same step (the
+        decision is shared, else one process would wait forever for the others' gradients)."""
 
         def on_train_begin(self, args, st, control, **kwargs):
             state["start"] = time.monotonic()
 
         def on_step_end(self, args, st, control, **kwargs):
-            if budget_s is not None and time.monotonic() - state["start"] > budget_s:
+            if budget_s is None:
+                return
+            spent = time.monotonic() - state["start"] > budget_s
+            if args.world_size > 1:
+                import torch
+                import torch.distributed as dist
+
+                flag = torch.tensor([float(spent)], device=args.device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                spent = bool(flag.item())
+            if spent:
                 state["stopped_by_time"] = True
                 control.should_training_stop = True
 
