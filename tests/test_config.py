@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from indus.config import build_config, config_hash, load_config, prepare_output_dir, save_config
+from indus.config import apply_overrides, build_config, config_hash, load_config, prepare_output_dir, save_config
 from indus.errors import IndusError
 
 
@@ -66,3 +66,13 @@ def test_output_dir_is_never_silently_overwritten(tmp_path):
     with pytest.raises(IndusError, match="not empty"):
         prepare_output_dir(out)
     prepare_output_dir(out, resume=True)
+
+
+def test_overrides_index_lists_and_name_a_bad_index():
+    data = {"eval": {"tasks": [{"task": "ner", "settings": {"epochs": 1}}, {"task": "ir"}]}}
+    apply_overrides(data, ["eval.tasks.0.settings.epochs=2", "eval.tasks.1.data=scifact"])
+    assert data["eval"]["tasks"][0]["settings"]["epochs"] == 2 and data["eval"]["tasks"][1]["data"] == "scifact"
+    with pytest.raises(IndusError, match=r"eval.tasks is a list of 2; expected an index 0..1, got '5'"):
+        apply_overrides(data, ["eval.tasks.5.data=x"])
+    with pytest.raises(IndusError, match="'task' is not a section"):
+        apply_overrides(data, ["eval.tasks.0.task.name=x"])

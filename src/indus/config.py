@@ -53,19 +53,32 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``a.b=value`` overrides (values parsed as YAML scalars) to a nested mapping, in place."""
+    """Apply ``a.b=value`` overrides (values parsed as YAML scalars) to a nested mapping, in place; a number
+    indexes a list (``eval.tasks.0.settings.epochs=2``)."""
     for item in overrides or []:
         if "=" not in item:
             raise IndusError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
         value = yaml.safe_load(raw) if raw.strip() else ""
-        node = data
+        node: Any = data
         parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise IndusError(f"--set {item!r}: {part!r} is not a section")
-        node[parts[-1]] = value
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise IndusError(f"--set {item!r}: {'.'.join(parts[:i])} is a list of {len(node)}; "
+                                     f"expected an index 0..{len(node) - 1}, got {part!r}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise IndusError(f"--set {item!r}: {parts[i - 1]!r} is not a section")
     return data
 
 

@@ -41,7 +41,8 @@ def _summary_table(summary: dict[str, Any], out: Path, keys: tuple[str, ...]) ->
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder; it loads with SentenceTransformer(DIR)."),
     model: str | None = typer.Option(None, "--model",
-                                     help="minilm | a model folder | random:<preset> | layers:N@MODEL"),
+                                     help="minilm | a model folder | random:<preset>[@<tokenizer>] | layers:N@MODEL | "
+                                          "minilm-layers:N"),
     pairs: list[str] | None = typer.Option(None, "--pairs", help=PAIRS_HELP),
     more_pairs: list[str] | None = typer.Argument(None, help="More pair files (after --pairs).", show_default=False),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
@@ -60,7 +61,8 @@ def train(
 @app.command()
 def distill(
     out: Path = typer.Option(..., "--out", help="Run folder of the student."),
-    teacher: str | None = typer.Option(None, "--teacher", help="Teacher retriever: minilm | a folder."),
+    teacher: str | None = typer.Option(None, "--teacher",
+                                       help="Teacher retriever: minilm | a folder | any model spec."),
     student: str | None = typer.Option(None, "--student",
                                        help="A folder | random:<preset>[@<tokenizer>] | layers:N@MODEL | "
                                             "minilm-layers:N"),
@@ -83,7 +85,8 @@ def distill(
 
 @app.command()
 def index(
-    model: str = typer.Option(..., "--model", help="The bi-encoder: minilm | a folder | layers:N@MODEL."),
+    model: str = typer.Option(..., "--model", help="The bi-encoder: minilm | a folder | layers:N@MODEL | "
+                                                         "minilm-layers:N | random:<preset>."),
     corpus: str = typer.Option(..., "--corpus", help="BEIR folder or corpus.jsonl, JSONL with id/text, or text "
                                                      "lines (id = line number); or a data-root name."),
     out: Path = typer.Option(..., "--out", help="Index directory (written atomically)."),

@@ -4,7 +4,7 @@
   (arXiv 2310.13499);
 - :mod:`indus.retriever.train`: ``train_retriever(cfg, out_dir)``, one source per batch;
 - :mod:`indus.retriever.distill`: ``distill_retriever(cfg, out_dir)``, teacher embeddings precomputed;
-- :mod:`indus.retriever.student`: students cut from a model's lower layers or built from a preset;
+- :mod:`indus.retriever.bi_encoder`: the bi-encoder; students cut from a model's layers or built from a preset;
 - :mod:`indus.retriever.index`: ``build_index`` / ``load_index`` / ``search`` (faiss, exact or HNSW).
 
 Submodules are imported on use, so ``import indus.retriever`` stays cheap.
