@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from indus.data.classification import Example, load_classification_dataset
 from indus.errors import IndusError
 from indus.evaluation.finetune import (
-    FinetuneSettings,
+    FinetuneEvaluator,
     autocast,
     finetune,
     fixed_subset,
@@ -97,7 +97,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
 
 
 @dataclass(kw_only=True)
-class ClassificationEvaluator:
+class ClassificationEvaluator(FinetuneEvaluator):
     """Sequence-classification fine-tuning and micro / macro F1 (see the module docstring).
 
     Parameters
@@ -129,50 +129,20 @@ class ClassificationEvaluator:
     """
 
     task = "cls"
+    limits = ("max_train_examples", "max_eval_examples")
 
-    seeds: int = 3
-    seed: int = 0
-    epochs: float = 3.0
-    batch_size: int = 16
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_steps: int | None = None
     max_length: int = 128
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
-    split: str = "test"
-    train_split: str = "train"
     primary_metric: str = "macro_f1"
-    eval_batch_size: int = 64
-    bf16: bool = False
-    device: str | None = None
-    progress: bool = True
 
     def __post_init__(self) -> None:
         problems = []
-        if self.seeds < 1:
-            problems.append(f"seeds must be >= 1, got {self.seeds}")
-        if self.epochs <= 0:
-            problems.append(f"epochs must be > 0, got {self.epochs}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            problems.append("batch sizes must be >= 1")
-        if self.lr <= 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
         if self.max_length < 4:
             problems.append(f"max_length must be >= 4, got {self.max_length}")
         if self.primary_metric not in PRIMARY_METRICS:
             problems.append(f"primary_metric must be one of {', '.join(PRIMARY_METRICS)}, got {self.primary_metric!r}")
-        for name in ("max_train_examples", "max_eval_examples", "max_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name} must be >= 1, got {value}")
-        if problems:
-            raise IndusError("cls: " + "; ".join(problems))
-
-    def settings(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict."""
-        return asdict(self)
+        self.check(problems)
 
     def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
         """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
@@ -185,7 +155,6 @@ class ClassificationEvaluator:
         data
             A classification folder (train/dev/test JSON lines) or a ``classification`` dataset name.
         """
-        import torch
         from transformers import AutoModelForSequenceClassification
 
         from indus.data.registry import resolve_dataset
@@ -203,7 +172,7 @@ class ClassificationEvaluator:
             raise IndusError(f"{path}: classification needs at least 2 labels, found {labels}")
         label2id = {label: i for i, label in enumerate(labels)}
         id2label = dict(enumerate(labels))
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = self.torch_device()
 
         tokenizer = load_tokenizer(ref)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -218,10 +187,8 @@ class ClassificationEvaluator:
             seed_everything(seed)
             net = load_model(ref, AutoModelForSequenceClassification, seed=seed, num_labels=len(labels),
                              id2label=id2label, label2id=label2id, **reinit_head).to(device)
-            settings = FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                        weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
-                                        max_steps=self.max_steps, bf16=self.bf16, progress=self.progress)
-            stats = finetune(net, train_features, _collate(pad_id, device, labels=True), settings, seed=seed,
+            stats = finetune(net, train_features, _collate(pad_id, device, labels=True), self.finetune_settings(),
+                             seed=seed,
                              desc=f"cls fine-tune (seed {seed})",
                              lengths=[len(f["input_ids"]) for f in train_features])
             t0 = time.perf_counter()

@@ -28,10 +28,80 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
+
+from indus.errors import IndusError
+
+
+@dataclass(kw_only=True)
+class FinetuneEvaluator:
+    """The settings every fine-tuning evaluator shares (NER, QA, classification), their checks and helpers.
+
+    A subclass adds its own fields (lengths, subset sizes, ...), may redeclare a field to change its default,
+    and calls :meth:`check` from ``__post_init__`` with its own problems. The shared fields are documented in the
+    subclasses' docstrings, next to their own.
+    """
+
+    task: ClassVar[str] = "finetune"
+    #: the subclass's optional settings that must be >= 1 when set (subset sizes)
+    limits: ClassVar[tuple[str, ...]] = ()
+
+    seeds: int = 3
+    seed: int = 0
+    epochs: float = 3.0
+    batch_size: int = 16
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_steps: int | None = None
+    split: str = "test"
+    train_split: str = "train"
+    eval_batch_size: int = 64
+    bf16: bool = False
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.check([])
+
+    def check(self, problems: list[str]) -> None:
+        """Raise one :class:`~indus.errors.IndusError` naming every problem: ``problems`` (the subclass's) and
+        those of the shared settings."""
+        shared = []
+        if self.seeds < 1:
+            shared.append(f"seeds must be >= 1, got {self.seeds}")
+        if self.epochs <= 0:
+            shared.append(f"epochs must be > 0, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            shared.append("batch sizes must be >= 1")
+        if self.lr <= 0:
+            shared.append(f"lr must be > 0, got {self.lr}")
+        for name in (*self.limits, "max_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                shared.append(f"{name} must be >= 1, got {value}")
+        if shared or problems:
+            raise IndusError(f"{self.task}: " + "; ".join(shared + problems))
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    def finetune_settings(self) -> FinetuneSettings:
+        """The optimisation part, for :func:`finetune`."""
+        return FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
+                                max_steps=self.max_steps, bf16=self.bf16, progress=self.progress)
+
+    def torch_device(self):
+        """``device``, or CUDA when available, else the CPU."""
+        import torch
+
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @dataclass

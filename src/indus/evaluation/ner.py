@@ -39,14 +39,14 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from indus.data.conll import Sentence, load_ner_dataset, write_conll
 from indus.errors import IndusError
 from indus.evaluation.finetune import (
-    FinetuneSettings,
+    FinetuneEvaluator,
     autocast,
     finetune,
     fixed_subset,
@@ -227,7 +227,7 @@ def ner_metrics(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]
 
 
 @dataclass(kw_only=True)
-class NEREvaluator:
+class NEREvaluator(FinetuneEvaluator):
     """Token-classification fine-tuning and strict entity-level F1 (see the module docstring).
 
     Parameters
@@ -263,51 +263,16 @@ class NEREvaluator:
 
     task = "ner"
     primary_metric = "f1"
+    limits = ("max_train_sentences", "max_eval_sentences")
 
-    seeds: int = 3
-    seed: int = 0
-    epochs: float = 3.0
-    batch_size: int = 16
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_steps: int | None = None
     max_length: int = 256
     max_train_sentences: int | None = None
     max_eval_sentences: int | None = None
-    split: str = "test"
-    train_split: str = "train"
     scheme: str = "auto"
-    eval_batch_size: int = 64
-    bf16: bool = False
     predictions_path: str | Path | None = None
-    device: str | None = None
-    progress: bool = True
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.seeds < 1:
-            problems.append(f"seeds must be >= 1, got {self.seeds}")
-        if self.epochs <= 0:
-            problems.append(f"epochs must be > 0, got {self.epochs}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            problems.append("batch sizes must be >= 1")
-        if self.lr <= 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if self.max_length < 8:
-            problems.append(f"max_length must be >= 8, got {self.max_length}")
-        for name in ("max_train_sentences", "max_eval_sentences", "max_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name} must be >= 1, got {value}")
-        if problems:
-            raise IndusError("ner: " + "; ".join(problems))
-
-    def settings(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict."""
-        out = asdict(self)
-        out["predictions_path"] = str(self.predictions_path) if self.predictions_path else None
-        return out
+        self.check([f"max_length must be >= 8, got {self.max_length}"] if self.max_length < 8 else [])
 
     def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
         """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
@@ -320,7 +285,6 @@ class NEREvaluator:
         data
             A NER folder (CoNLL split files) or a ``ner`` dataset name under the data root.
         """
-        import torch
         from transformers import AutoModelForTokenClassification
 
         from indus.data.registry import resolve_dataset
@@ -336,7 +300,7 @@ class NEREvaluator:
         labels = dataset.labels
         label2id = {label: i for i, label in enumerate(labels)}
         id2label = dict(enumerate(labels))
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = self.torch_device()
 
         tokenizer = word_tokenizer(load_tokenizer(ref))
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -352,11 +316,8 @@ class NEREvaluator:
             seed_everything(seed)
             net = load_model(ref, AutoModelForTokenClassification, seed=seed, num_labels=len(labels),
                              id2label=id2label, label2id=label2id, **reinit_head).to(device)
-            settings = FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                        weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
-                                        max_steps=self.max_steps, bf16=self.bf16, progress=self.progress)
-            stats = finetune(net, train_windows, _collate(pad_id, device, labels=True), settings, seed=seed,
-                             desc=f"ner fine-tune (seed {seed})", lengths=lengths)
+            stats = finetune(net, train_windows, _collate(pad_id, device, labels=True), self.finetune_settings(),
+                             seed=seed, desc=f"ner fine-tune (seed {seed})", lengths=lengths)
             t0 = time.perf_counter()
             pred = predict_tags(net, eval_windows, [len(s) for s in evals], id2label,
                                 batch_size=self.eval_batch_size, pad_id=pad_id, device=device,

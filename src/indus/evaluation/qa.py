@@ -41,7 +41,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ import numpy as np
 
 from indus.data.squad import QAExample, SquadSet, load_squad_split
 from indus.errors import IndusError
-from indus.evaluation.finetune import FinetuneSettings, finetune, seed_everything
+from indus.evaluation.finetune import FinetuneEvaluator, autocast, finetune, seed_everything
 from indus.evaluation.qa_metrics import best_null_threshold, squad_scores
 
 
@@ -219,28 +219,6 @@ def _collate(windows: Windows, pad_id: int, device: Any, labels: bool):
     return collate
 
 
-def _autocast(device: Any, enabled: bool):
-    import torch
-
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def _bf16_wrapper(model: Any):
-    """``model`` whose forward runs under bf16 autocast (weights and optimiser state stay fp32)."""
-    import torch
-
-    class Bf16Autocast(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, **batch: Any) -> Any:
-            with _autocast(next(self.inner.parameters()).device, True):
-                return self.inner(**batch)
-
-    return Bf16Autocast(model)
-
-
 def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int, device: Any,
                    progress: bool = True, bf16: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits of every window (arrays of the window's length), batched by length."""
@@ -252,7 +230,7 @@ def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int
     starts: list[np.ndarray] = [np.empty(0)] * len(windows)
     ends: list[np.ndarray] = [np.empty(0)] * len(windows)
     model.eval()
-    with torch.inference_mode(), _autocast(device, bf16):
+    with torch.inference_mode(), autocast(device, bf16):
         for lo in tqdm(range(0, len(order), batch_size), desc="qa predict", disable=not progress, leave=False):
             idx = order[lo:lo + batch_size]
             out = model(**collate(idx))
@@ -375,7 +353,7 @@ def _subsample(squad: SquadSet, limit: int | None, seed: int) -> list[QAExample]
 
 
 @dataclass(kw_only=True)
-class QAEvaluator:
+class QAEvaluator(FinetuneEvaluator):
     """Extractive QA fine-tuning and SQuAD EM / F1 (see the module docstring).
 
     Parameters
@@ -426,15 +404,10 @@ class QAEvaluator:
 
     task = "qa"
     primary_metric = "f1"
+    limits = ("max_train_questions", "max_eval_questions")
 
     seeds: int = 1
-    seed: int = 0
     epochs: float = 2.0
-    batch_size: int = 16
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_steps: int | None = None
     max_length: int = 384
     doc_stride: int = 128
     max_question_length: int = 64
@@ -446,22 +419,10 @@ class QAEvaluator:
     allow_null: bool | None = None
     max_train_questions: int | None = None
     max_eval_questions: int | None = None
-    split: str = "test"
-    train_split: str = "train"
-    eval_batch_size: int = 64
-    bf16: bool = False
     predictions_path: str | Path | None = None
-    device: str | None = None
-    progress: bool = True
 
     def __post_init__(self) -> None:
         problems = []
-        if self.seeds < 1:
-            problems.append(f"seeds must be >= 1, got {self.seeds}")
-        if self.epochs <= 0:
-            problems.append(f"epochs must be > 0, got {self.epochs}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            problems.append("batch sizes must be >= 1")
         if self.max_question_length < 1 or self.max_answer_length < 1 or self.n_best < 1:
             problems.append("max_question_length, max_answer_length and n_best must be >= 1")
         if self.doc_stride < 0 or self.doc_stride + self.max_question_length + 3 >= self.max_length:
@@ -471,18 +432,7 @@ class QAEvaluator:
             problems.append(f"negative_windows must be >= 0 or None, got {self.negative_windows}")
         if self.window_scoring not in WINDOW_SCORINGS:
             problems.append(f"window_scoring must be one of {', '.join(WINDOW_SCORINGS)}, got {self.window_scoring!r}")
-        for name in ("max_train_questions", "max_eval_questions"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name} must be >= 1, got {value}")
-        if problems:
-            raise IndusError("qa: " + "; ".join(problems))
-
-    def settings(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict."""
-        out = asdict(self)
-        out["predictions_path"] = str(self.predictions_path) if self.predictions_path else None
-        return out
+        self.check(problems)
 
     def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
         """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
@@ -494,7 +444,6 @@ class QAEvaluator:
         data
             A SQuAD file or folder, or a ``qa`` dataset name under the data root.
         """
-        import torch
         from transformers import AutoModelForQuestionAnswering
 
         from indus.data.registry import resolve_dataset
@@ -511,7 +460,7 @@ class QAEvaluator:
             raise IndusError(f"{path}: empty {self.train_split if not train_examples else self.split} split")
         allow_null = (train_set.has_unanswerable or eval_set.has_unanswerable) if self.allow_null is None \
             else self.allow_null
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = self.torch_device()
 
         tokenizer = load_tokenizer(ref)
         window_args = dict(max_length=self.max_length, doc_stride=self.doc_stride,
@@ -528,14 +477,11 @@ class QAEvaluator:
                                                            random.Random(seed))
             seed_everything(seed)
             net = load_model(ref, AutoModelForQuestionAnswering, seed=seed).to(device)
-            settings = FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                        weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
-                                        max_steps=self.max_steps, progress=self.progress)
             if not chosen:
                 raise IndusError(f"{path}: no training windows (no question of the {self.train_split} split has "
                                  "its answer inside one window)")
-            stats = finetune(_bf16_wrapper(net) if self.bf16 else net, chosen,
-                             _collate(train_windows, pad_id, device, labels=True), settings, seed=seed,
+            stats = finetune(net, chosen, _collate(train_windows, pad_id, device, labels=True),
+                             self.finetune_settings(), seed=seed,
                              desc=f"qa fine-tune (seed {seed})")
             t0 = time.perf_counter()
             starts, ends = predict_logits(net, eval_windows, batch_size=self.eval_batch_size, pad_id=pad_id,
