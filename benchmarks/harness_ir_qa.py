@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -200,17 +201,19 @@ def notes(out: dict) -> list[str]:
         lines.append(
             f"- QA: there is no published {model} number for COVID-QA with this split. For scale only: the INDUS "
             "paper reports MiniLM at 59.2 F1 on NASA-QA, a different data set with paragraph-sized contexts.")
+        seed0 = r["per_seed"][0]
+        per_question = r["eval_windows"] / r["eval_questions"]
+        rate = r.get("answer_window_rate")
+        window = (f" The reader takes its span from a window that holds the answer for {rate:.0%} of the test "
+                  f"questions (chance: {1 / per_question:.0%}, {per_question:.0f} windows per question)."
+                  if rate is not None else "")
         lines.append(
-            f"- QA: F1 {r['f1']:.3f} / EM {r['exact_match']:.3f} is far below a useful reader; this budget does not "
-            "give one. Likely causes, not yet separated by an ablation: (1) cross-window calibration: training saw "
-            f"{r['train_windows_positive']:,} answer windows and only {r['train_windows_negative']:,} answer-free "
-            f"windows ({r['settings']['negative_windows']} per question), while prediction compares spans over "
-            f"{r['eval_windows']:,} windows ({r['eval_windows'] / r['eval_questions']:.0f} per question) and the "
-            "best span anywhere wins, so a confident span in a wrong window beats the right one; (2) one epoch "
-            f"({r['per_seed'][0]['train_steps']} steps) ends at a training loss of "
-            f"{r['per_seed'][0]['final_loss']:.2f} (mean of the start and end cross-entropies), far from converged; "
-            "(3) the checkpoint is a sentence-embedding model with no QA training and COVID-QA answers are long "
-            "(median 16 word pieces, often a whole sentence), which makes exact match hard.")
+            f"- QA: F1 {r['f1']:.3f} / EM {r['exact_match']:.3f} after {seed0['train_steps']} fine-tuning steps "
+            f"(final training loss {seed0['final_loss']:.2f}, the mean of the start and end cross-entropies; a "
+            f"uniform guess over a {r['max_length']}-token window is {math.log(r['max_length']):.2f}).{window} "
+            "COVID-QA answers are long (the train split's 90th percentile is "
+            f"{r['train_answer_tokens_p90']} word pieces), which makes exact match hard, and the checkpoint is a "
+            "sentence-embedding model with no QA training before this.")
     return lines
 
 
