@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from indus.config import load_config
+from indus.errors import IndusError
 from indus.pipeline import PipelineConfig, run_pipeline
 
 WORDS = ("protein cell gene enzyme receptor solar plasma magnetic orbit comet climate aerosol ocean ice sheet "
@@ -110,3 +111,12 @@ def test_micro_pipeline_end_to_end_then_cached_then_one_change(micro_run):
          MICRO["pretrain"]["runs"][2]])]), out, log=logs.append)
     ran = {s["name"] for s in changed["stages"] if not s["cached"]}
     assert ran == {"pretrain/micro-m", "eval/ner-toy/micro-m", "latency/micro-m"}
+
+    # a per-model setting reruns that model's evaluation only
+    tuned = run_pipeline(load_config(PipelineConfig, config, ["eval.tasks.0.per_model={minilm: {lr: 1.0e-4}}"]), out,
+                         log=logs.append)
+    assert {s["name"] for s in tuned["stages"] if not s["cached"]} == {"eval/ner-toy/minilm"}
+    minilm = next(e for e in tuned["evals"] if e["model"] == "minilm" and e["task"] == "ner")
+    assert minilm["result"]["settings"]["lr"] == pytest.approx(1e-4)
+    with pytest.raises(IndusError, match="per_model: no model named 'mini-lm'"):
+        run_pipeline(load_config(PipelineConfig, config, ["eval.tasks.0.per_model={mini-lm: {lr: 1.0e-4}}"]), out)

@@ -85,6 +85,15 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
         from indus.errors import IndusError
 
         raise IndusError("eval.tasks: each task:data pair may appear once")
+    names = {"minilm", "bm25", *(r.name for r in cfg.pretrain.runs), *(d.name for d in cfg.distill),
+             *(r.name for r in cfg.retriever), *(d.name for d in cfg.retriever_distill)}
+    for task in cfg.eval.tasks:
+        unknown = sorted(n for n in task.per_model if n not in names and not n.startswith("random:"))
+        if unknown:
+            from indus.errors import IndusError
+
+            raise IndusError(f"eval.tasks[{task.label}].per_model: no model named {unknown[0]!r} in this run "
+                             f"(models: {', '.join(sorted(names))}, random:<shape>)")
 
     # encoders: tokenizer, pretraining ladder, distilled students
     tok = None
@@ -154,7 +163,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
         role = "retriever" if task.group == "retrievers" else "encoder"
         for m in (e for e in everyone if e.role == role):
             res = runner.stage(f"eval/{task.task}-{Path(task.data).name}/{m.name}",
-                               *stages.eval_stage(task, m.spec, m.key), inputs=[m.stage] if m.stage else [])
+                               *stages.eval_stage(task, m.spec, m.key, m.name), inputs=[m.stage] if m.stage else [])
             result = res.summary["result"]
             metric = result["primary_metric"]
             evals.append({"task": task.task, "data": task.data, "model": m.name, "kind": m.kind, "role": role,

@@ -114,10 +114,19 @@ class EvalTask:
     task: str = field(default="ner", metadata=_h("ner | qa | cls (encoders) or ir (retrievers)"))
     data: str = field(default="", metadata=_h("dataset name or path"))
     settings: dict[str, Any] = field(default_factory=dict, metadata=_h("the evaluator's options (budgets)"))
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=_h(
+        "settings that differ for some models, by model name, e.g. {minilm: {lr: 2.0e-4}}"))
 
     def __post_init__(self) -> None:
         if not self.data:
             raise ValueError(f"eval task {self.task!r} needs data")
+        bad = [name for name, value in self.per_model.items() if not isinstance(value, dict)]
+        if bad:
+            raise ValueError(f"eval task {self.task!r}: per_model.{bad[0]} must be a mapping of settings")
+
+    def settings_for(self, model: str) -> dict[str, Any]:
+        """The settings used for ``model``: ``settings`` with its ``per_model`` entry on top."""
+        return {**self.settings, **self.per_model.get(model, {})}
 
     @property
     def group(self) -> str:

@@ -157,15 +157,16 @@ def retriever_distill_stage(run_cfg: RetrieverDistillRun, teacher_dir: Path, stu
     return settings, run
 
 
-def eval_stage(task: EvalTask, model_spec: str, model_key: str) -> Stage:
+def eval_stage(task: EvalTask, model_spec: str, model_key: str, model_name: str | None = None) -> Stage:
     """One benchmark on one model, through the harness's evaluator contract.
 
     ``model_key`` stands for the model in the cache key: its spec for a baseline, its name for a model built by the
-    run (whose folder is an input stage, already part of the key).
+    run (whose folder is an input stage, already part of the key). ``model_name`` picks the task's ``per_model``
+    settings.
     """
     from indus.evaluation.suite import validate_settings
 
-    options = validate_settings(task.task, dict(task.settings), f"eval.tasks[{task.label}]")
+    options = validate_settings(task.task, task.settings_for(model_name or model_key), f"eval.tasks[{task.label}]")
     data_path = resolve_dataset(task.data, kind=_DATA_KIND.get(task.task))
     settings = {"task": task.task, "data": fingerprint([data_path]), "settings": _jsonable(options),
                 "model": model_key}
