@@ -15,7 +15,8 @@ Stages (each a separate heavy job, so run each under the shared CPU lock)::
 ``distill`` keeps some of the teacher's layers (``layers:0,3,5@teacher``: first, middle and last; ``layers:0,5``)
 and distils the teacher into them with ``configs/retriever-cpu-distill.yaml``; ``eval`` scores every model (and the
 cuts before distillation, including the plain lower-3-layer cut, to show what the choice of layers and the
-distillation add) and writes ``benchmarks/results/retriever_quality.{md,json}``.
+distillation add) and writes ``benchmarks/results/retriever_quality.{md,json}``; ``render`` rebuilds the markdown
+from that JSON without running anything.
 """
 
 from __future__ import annotations
@@ -102,17 +103,25 @@ def stage_eval(args: argparse.Namespace) -> None:
     write_results(rows, summaries)
 
 
+def stage_render(args: argparse.Namespace) -> None:
+    """Re-render the markdown from the saved JSON (no model is run)."""
+    saved = json.loads((RESULTS / "retriever_quality.json").read_text())
+    write_results(saved["rows"], saved["runs"], machine=saved["machine"])
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> None:
+def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]],
+                  machine: str | None = None) -> None:
+    machine = machine or machine_line()
     teacher = next(r for r in rows if r["model"].endswith("(teacher)"))
     minilm = next(r for r in rows if r["model"].startswith("minilm ("))
     for r in rows:
         r["ndcg_vs_teacher"] = r["ndcg@10"] / teacher["ndcg@10"] if r["ndcg@10"] is not None else None
         r["speedup_vs_teacher"] = teacher["latency_ms"] / r["latency_ms"] if r.get("latency_ms") else None
-    lines = ["# Retriever quality on SciFact test", "", f"Machine: {machine_line()}", "",
+    lines = ["# Retriever quality on SciFact test", "", f"Machine: {machine}", "",
              "Commands (each under `flock /tmp/indus-cpu.lock`): `.venv/bin/python benchmarks/retriever_quality.py "
              "train`, then `distill`, then `eval` (this table). Every number comes from "
              "`indus.evaluation.evaluate(\"ir\", model, \"ir/scifact\", split=\"test\", max_length=256)`; "
@@ -133,6 +142,15 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
             lines.append(f"- {r['model']}: {100 * r['ndcg_vs_teacher']:.1f}% of the teacher's nDCG@10 "
                          f"(target >= 95%: {'met' if ok_q else 'MISSED'}), {r['speedup_vs_teacher']:.2f}x faster "
                          f"per query (target >= 3x: {'met' if ok_s else 'MISSED'})")
+    dense = [r for r in rows if r["layers"] and r.get("latency_ms")]
+    if len({r["layers"] for r in dense}) >= 2:
+        import numpy as np
+
+        per_layer, fixed = np.polyfit([r["layers"] for r in dense], [r["latency_ms"] for r in dense], 1)
+        lines.append(f"- latency against depth (least squares over the {len(dense)} dense rows): {per_layer:.2f} ms "
+                     f"per layer + {fixed:.2f} ms per query that does not shrink with depth, so a cut of k of the "
+                     f"teacher's {teacher['layers']} layers is at most "
+                     f"{(per_layer * teacher['layers'] + fixed) / (per_layer + fixed):.1f}x faster even at k = 1")
     lines += ["", "## Training runs", "", "| run | steps | pairs seen | wall (s) | final loss | stop | sources |",
               "|---|---|---|---|---|---|---|"]
     for name, s in summaries.items():
@@ -140,7 +158,7 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
                      f"{s['stop_reason']} | {', '.join(f'{k} {v}' for k, v in s['sources'].items())} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / "retriever_quality.md", "\n".join(lines) + "\n")
-    atomic_write_json(RESULTS / "retriever_quality.json", {"machine": machine_line(), "rows": rows,
+    atomic_write_json(RESULTS / "retriever_quality.json", {"machine": machine, "rows": rows,
                                                            "runs": {k: {kk: vv for kk, vv in v.items()
                                                                         if kk != "loss_curve"}
                                                                     for k, v in summaries.items()}})
@@ -150,7 +168,7 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
 def main() -> None:
     global RUNS, TEACHER, RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("train", "distill", "eval"))
+    parser.add_argument("stage", choices=("train", "distill", "eval", "render"))
     parser.add_argument("--data-root", default=os.environ.get("INDUS_DATA", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--students", nargs="+", default=list(STUDENTS),
                         help="teacher layers kept by each student, e.g. 0,3,5")
@@ -160,7 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["INDUS_DATA"] = args.data_root
     RUNS, TEACHER, RESULTS = args.runs, args.runs / "teacher", args.results
-    {"train": stage_train, "distill": stage_distill, "eval": stage_eval}[args.stage](args)
+    {"train": stage_train, "distill": stage_distill, "eval": stage_eval, "render": stage_render}[args.stage](args)
 
 
 if __name__ == "__main__":

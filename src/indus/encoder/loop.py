@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from indus.config import config_to_dict, read_yaml, save_config
+from indus.config import config_to_dict, launcher_rank, read_yaml, save_config
 from indus.encoder.checkpoint import checkpoint_dirs, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from indus.encoder.configs import PretrainConfig
 from indus.encoder.data import PackedCorpus, StreamingCorpus, build_packed_dataset
@@ -183,7 +182,7 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     wall_start = time.perf_counter()
     # --- setup: one process per device; bf16 by autocast (no grad scaler is needed for bf16). Several processes
     # on a machine without CUDA (torchrun on CPUs) train together over gloo: accelerate needs cpu=True for that.
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    multi_cpu = launcher_rank()[1] > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(cpu=multi_cpu, kwargs_handlers=[DistributedDataParallelKwargs(
         find_unused_parameters=find_unused_parameters)])
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes

@@ -25,6 +25,7 @@ from typing import Any
 from indus.atomic import atomic_write_json
 from indus.config import save_config
 from indus.data.registry import resolve_dataset
+from indus.errors import IndusError
 from indus.pipeline.config import PipelineConfig
 from indus.pipeline.runner import StageResult, StageRunner
 
@@ -82,16 +83,12 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
     train, valid = resolve_dataset(cfg.corpus.train), resolve_dataset(cfg.corpus.valid)
     eval_stages = {t.label: t for t in cfg.eval.tasks}
     if len(eval_stages) != len(cfg.eval.tasks):
-        from indus.errors import IndusError
-
         raise IndusError("eval.tasks: each task:data pair may appear once")
     names = {"minilm", "bm25", *(r.name for r in cfg.pretrain.runs), *(d.name for d in cfg.distill),
              *(r.name for r in cfg.retriever), *(d.name for d in cfg.retriever_distill)}
     for task in cfg.eval.tasks:
         unknown = sorted(n for n in task.per_model if n not in names and not n.startswith("random:"))
         if unknown:
-            from indus.errors import IndusError
-
             raise IndusError(f"eval.tasks[{task.label}].per_model: no model named {unknown[0]!r} in this run "
                              f"(models: {', '.join(sorted(names))}, random:<shape>)")
 
