@@ -51,6 +51,25 @@ def test_short_run_lowers_loss_and_loads_in_transformers(micro_cfg, tmp_path):
         pretrain(build_config(PretrainConfig, micro_cfg), out)
 
 
+def test_pretraining_dropout_is_used_in_training_and_the_saved_model_keeps_0_1(micro_cfg, tmp_path):
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from indus.encoder.pretrain import build_model, load_pretrain_tokenizer
+
+    cfg = build_config(PretrainConfig, {**micro_cfg, "dropout": 0.0, "max_steps": 3})
+    model = build_model(cfg, load_pretrain_tokenizer(cfg.tokenizer))
+    drops = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and set(drops) == {0.0}
+    out = tmp_path / "run"
+    pretrain(cfg, out)
+    saved = AutoModelForMaskedLM.from_pretrained(str(out))
+    assert saved.config.hidden_dropout_prob == saved.config.attention_probs_dropout_prob == 0.1
+    assert {m.p for m in saved.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    with pytest.raises(IndusError, match="dropout must be in"):
+        build_config(PretrainConfig, {**micro_cfg, "dropout": 1.5})
+
+
 def test_weight_decay_skips_biases_and_layernorm():
     from transformers import AutoModelForMaskedLM
 

@@ -40,6 +40,9 @@ class PretrainConfig:
     cache_dir: str | None = field(default=None, metadata=_h("tokenised-corpus cache (default $INDUS_CACHE or "
                                                                "~/.cache/indus)"))
     seq_len: int = field(default=128, metadata=_h("tokens per packed sequence (paper: 512)"))
+    dropout: float | None = field(default=None, metadata=_h("hidden and attention dropout while pretraining "
+                                                             "(default: the preset's 0.1); the saved model keeps "
+                                                             "0.1 for fine-tuning"))
     # optimisation
     batch_size: int = field(default=32, metadata=_h("sequences per device per micro-step"))
     grad_accum: int = field(default=1, metadata=_h("micro-steps per optimizer step"))
@@ -82,6 +85,8 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seq_len < 8:
             raise ValueError(f"seq_len must be >= 8, got {self.seq_len}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         replace, rand = self.mask_replace_prob, self.mask_random_prob

@@ -141,7 +141,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) ->
 
     from indus.encoder.loop import save_final, train_loop
     from indus.encoder.masking import MaskingSpec
-    from indus.encoder.presets import config_for_tokenizer
+    from indus.encoder.presets import FINETUNE_DROPOUT, config_for_tokenizer, set_dropout
 
     out_dir = Path(out_dir)
     if resume and (out_dir / "metrics.json").is_file():
@@ -166,6 +166,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) ->
     torch.manual_seed(cfg.seed)
     student = AutoModelForMaskedLM.from_config(
         config_for_tokenizer(cfg.preset, tokenizer, max_length=max(512, cfg.seq_len)), attn_implementation="sdpa")
+    if cfg.dropout is not None:
+        set_dropout(student, cfg.dropout)
     heads = cfg.relation_heads or teacher.config.num_attention_heads
     check_relation_heads(heads, teacher.config.hidden_size, student.config.hidden_size)
     objective = MiniLMv2Objective(student, teacher, layer, heads)
@@ -186,5 +188,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) ->
     metrics.update({"valid_loss": valid_loss, "valid_ppl": valid_ppl, "valid_loss_note":
                     f"MLM loss with the head fitted for {cfg.head_fit_steps} steps, encoder frozen",
                     "head_fit_steps": cfg.head_fit_steps, "head_fit_s": head_s})
+    if cfg.dropout is not None:
+        set_dropout(student, FINETUNE_DROPOUT)
     save_final(out_dir, student, tokenizer, metrics, result.accelerator)
     return metrics

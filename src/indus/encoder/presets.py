@@ -32,6 +32,19 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+FINETUNE_DROPOUT = 0.1  # RoBERTa's; what a saved model is fine-tuned with, whatever it was pretrained with
+
+
+def set_dropout(model, p: float) -> None:
+    """Set hidden and attention dropout to ``p`` in ``model``'s modules and in its config (what gets saved)."""
+    import torch
+
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = p
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):  # attention reads its probability from its Dropout module too
+            module.p = p
+
+
 def get_preset(name: str) -> Preset:
     """The preset called ``name``, or a clear error listing the known ones."""
     try:
