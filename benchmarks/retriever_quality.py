@@ -44,13 +44,32 @@ CONFIGS = REPO / "configs"
 RESULTS = REPO / "benchmarks" / "results"
 #: students kept as layer cuts of the teacher: the first and last layers (and the middle one) survive, because the
 #: pooled embedding lives in the last layer's space; the plain lower-3 cut is scored too, without distillation.
-STUDENTS = ("0,3,5", "0,5")
+#: ``/ffn=N`` also narrows every kept feed-forward block to its N most active neurons (of the teacher's 1,536).
+STUDENTS = ("0,3,5", "0,3,5/ffn=384", "0,5")
 LOWER_CUT = "0,1,2"
 MAX_LENGTH = 256
 
 
+def n_layers(layers: str) -> int:
+    return len(layers.partition("/")[0].split(","))
+
+
+def ffn_width(layers: str) -> int | None:
+    width = layers.partition("/ffn=")[2]
+    return int(width) if width else None
+
+
 def student_dir(layers: str) -> Path:
-    return RUNS / f"student-{len(layers.split(','))}l"
+    ffn = ffn_width(layers)
+    return RUNS / f"student-{n_layers(layers)}l{f'-ffn{ffn}' if ffn else ''}"
+
+
+def distill_config(layers: str, extra: list[str] | None = None):
+    from indus.retriever.distill import RetrieverDistillConfig
+
+    overrides = [f"teacher={TEACHER}", f"student=layers:{layers}@{TEACHER}",
+                 f"teacher_cache={RUNS / 'teacher-cache'}", *(extra or [])]
+    return load_config(RetrieverDistillConfig, CONFIGS / "retriever-cpu-distill.yaml", overrides=overrides)
 
 
 def stage_train(args: argparse.Namespace) -> None:
@@ -62,43 +81,49 @@ def stage_train(args: argparse.Namespace) -> None:
 
 
 def stage_distill(args: argparse.Namespace) -> None:
-    from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
+    from indus.retriever.distill import distill_retriever
 
     for layers in args.students:
-        overrides = [f"teacher={TEACHER}", f"student=layers:{layers}@{TEACHER}",
-                     f"teacher_cache={RUNS / 'teacher-cache'}", *(args.set or [])]
-        cfg = load_config(RetrieverDistillConfig, CONFIGS / "retriever-cpu-distill.yaml", overrides=overrides)
+        cfg = distill_config(layers, args.set)
         summary = distill_retriever(cfg, student_dir(layers), overwrite=True)
         print(json.dumps({k: v for k, v in summary.items() if k not in ("loss_curve", "config")}, indent=2))
 
 
-def _evaluate(name: str, model: Any, data: Path, layers: int | None) -> dict[str, Any]:
+def _evaluate(name: str, model: Any, data: Path, layers: int | None, ffn: int | None = None) -> dict[str, Any]:
     from indus.evaluation import evaluate
 
     start = time.perf_counter()
     result = evaluate("ir", model, data, split="test", max_length=None if model == "bm25" else MAX_LENGTH,
                       latency_queries=200, progress=False)
     keep = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms", "queries_per_s", "docs_per_s")
-    row = {"model": name, "layers": layers, **{k: result.get(k) for k in keep},
+    row = {"model": name, "layers": layers, "ffn": ffn, **{k: result.get(k) for k in keep},
            "eval_s": round(time.perf_counter() - start, 1)}
     print(json.dumps(row), flush=True)
     return row
 
 
 def stage_eval(args: argparse.Namespace) -> None:
-    from indus.retriever.bi_encoder import load_bi_encoder
+    from indus.retriever.bi_encoder import calibration_sample, load_bi_encoder
+    from indus.retriever.data import load_pairs
 
     data = Path(args.data_root) / "ir" / "scifact"
     rows = [_evaluate("BM25 (bm25s, Lucene k1 1.2 b 0.75)", "bm25", data, None),
             _evaluate("minilm (all-MiniLM-L6-v2)", "minilm", data, 6),
             _evaluate("minilm + GTE fine-tuning (teacher)", str(TEACHER), data, 6)]
     for layers in (LOWER_CUT, *args.students):
-        n = len(layers.split(","))
-        cut = load_bi_encoder(f"layers:{layers}@{TEACHER}", max_seq_length=MAX_LENGTH, device="cpu")
-        rows.append(_evaluate(f"teacher's layers {layers}, no distillation", cut, data, n))
+        n, ffn = n_layers(layers), ffn_width(layers)
+        calibration = None
+        if ffn:  # the neurons the distillation run started from: ranked on the same sample of its training texts
+            cfg = distill_config(layers)
+            texts = load_pairs(cfg.pairs, max_pairs_per_source=cfg.max_pairs_per_source,
+                               hard_negatives=cfg.hard_negatives, seed=cfg.seed).texts()
+            calibration = calibration_sample(texts, cfg.seed)
+        cut = load_bi_encoder(f"layers:{layers}@{TEACHER}", max_seq_length=MAX_LENGTH, device="cpu",
+                              calibration_texts=calibration)
+        rows.append(_evaluate(f"teacher's layers {layers}, no distillation", cut, data, n, ffn))
         if layers in args.students and student_dir(layers).is_dir():
-            rows.append(_evaluate(f"{n}-layer DistillCSE student (layers {layers})", str(student_dir(layers)), data,
-                                  n))
+            what = f"layers {layers.partition('/')[0]}" + (f", FFN {ffn}" if ffn else "")
+            rows.append(_evaluate(f"{n}-layer DistillCSE student ({what})", str(student_dir(layers)), data, n, ffn))
     summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted(RUNS.glob("*/summary.json"))}
     write_results(rows, summaries)
 
@@ -127,10 +152,12 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
              "`indus.evaluation.evaluate(\"ir\", model, \"ir/scifact\", split=\"test\", max_length=256)`; "
              "latency = median of 200 single queries, each encoded alone and searched exactly over 5,183 "
              "abstracts, all models timed in the same process.", "",
-             "| model | layers | nDCG@10 | Recall@100 | MRR@10 | latency (ms/query) | nDCG vs teacher | "
-             "speed-up vs teacher |", "|---|---|---|---|---|---|---|---|"]
+             "| model | layers | FFN width | nDCG@10 | Recall@100 | MRR@10 | latency (ms/query) | nDCG vs teacher | "
+             "speed-up vs teacher |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {_fmt(r['layers'])} | {_fmt(r['ndcg@10'])} | {_fmt(r['recall@100'])} | "
+        width = r.get("ffn") or ("full" if r["layers"] else None)
+        lines.append(f"| {r['model']} | {_fmt(r['layers'])} | {_fmt(width)} | {_fmt(r['ndcg@10'])} | "
+                     f"{_fmt(r['recall@100'])} | "
                      f"{_fmt(r['mrr@10'])} | {_fmt(r['latency_ms'], 2)} | {_fmt(r['ndcg_vs_teacher'], 3)} | "
                      f"{_fmt(r['speedup_vs_teacher'], 2)}x |")
     lines += ["", "## Targets", ""]
@@ -142,7 +169,7 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
             lines.append(f"- {r['model']}: {100 * r['ndcg_vs_teacher']:.1f}% of the teacher's nDCG@10 "
                          f"(target >= 95%: {'met' if ok_q else 'MISSED'}), {r['speedup_vs_teacher']:.2f}x faster "
                          f"per query (target >= 3x: {'met' if ok_s else 'MISSED'})")
-    dense = [r for r in rows if r["layers"] and r.get("latency_ms")]
+    dense = [r for r in rows if r["layers"] and r.get("latency_ms") and not r.get("ffn")]  # full-width layers
     if len({r["layers"] for r in dense}) >= 2:
         import numpy as np
 

@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from indus.errors import IndusError
-from indus.retriever.bi_encoder import keep_layers, load_bi_encoder, parse_layer_spec
+from indus.retriever.bi_encoder import (
+    encode,
+    ffn_importance,
+    keep_layers,
+    load_bi_encoder,
+    parse_layer_spec,
+    parse_student_spec,
+    prune_ffn,
+)
 from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
 
 
@@ -22,10 +30,84 @@ def test_parse_layer_spec(spec, expected):
     assert parse_layer_spec(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["layers:3", "layers:x@minilm", "layers:0@minilm", "layers:1,1@minilm"])
+@pytest.mark.parametrize("spec", ["layers:3", "layers:x@minilm", "layers:0@minilm", "layers:1,1@minilm",
+                                  "layers:2/ffn=0@minilm", "layers:2/width=8@minilm", "layers:2/ffn=@minilm"])
 def test_bad_layer_specs_are_clear(spec):
-    with pytest.raises(IndusError):
+    with pytest.raises(IndusError, match="layers:|ffn|integers|distinct|at least"):
         parse_layer_spec(spec)
+
+
+def test_student_spec_with_a_narrower_feed_forward_block():
+    assert parse_student_spec("layers:0,3,5/ffn=384@runs/t") == ("runs/t", [0, 3, 5], 384)
+    assert parse_student_spec("minilm-layers:2/ffn=64") == ("minilm", [0, 1], 64)
+    assert parse_student_spec("layers:2@minilm") == ("minilm", [0, 1], None)
+    assert parse_layer_spec("layers:0,3,5/ffn=384@runs/t") == ("runs/t", [0, 3, 5])
+
+
+def test_pruning_drops_the_neurons_that_contribute_nothing_first(micro_model_dir, tmp_path):
+    """Silence half the feed-forward neurons (zero output weights): narrowing to the other half must keep the
+    embeddings exactly, by activation and by weight importance; a saved pruned model reloads the same."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["comet dust trails", "protein folding in cells", "sea ice extent declines"]
+    for calibration in (texts, None):
+        model = load_bi_encoder(str(micro_model_dir), device="cpu")
+        width = model[0].auto_model.config.intermediate_size  # 64
+        silent = torch.randperm(width, generator=torch.Generator().manual_seed(0))[: width // 2]
+        for layer in model[0].auto_model.encoder.layer:
+            with torch.no_grad():
+                layer.output.dense.weight[:, silent] = 0.0
+        before = encode(model, texts)
+        scores = ffn_importance(model, calibration)
+        assert all(float(s[silent].max()) == 0.0 < float(s.max()) for s in scores)
+        prune_ffn(model, width // 2, calibration)
+        layer = model[0].auto_model.encoder.layer[0]
+        assert layer.intermediate.dense.out_features == layer.output.dense.in_features == width // 2
+        assert model[0].auto_model.config.intermediate_size == width // 2
+        assert np.allclose(encode(model, texts), before, atol=1e-5)
+    model.save(str(tmp_path / "pruned"))
+    again = SentenceTransformer(str(tmp_path / "pruned"), device="cpu")
+    assert np.allclose(encode(again, texts), before, atol=1e-5)
+    with pytest.raises(IndusError, match="ask for fewer"):
+        prune_ffn(again, width, None)
+
+
+def test_other_module_stacks_take_the_generic_path(micro_model_dir):
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from indus.retriever.bi_encoder import _direct_encoder
+
+    model = load_bi_encoder(str(micro_model_dir), device="cpu")
+    model[1] = Pooling(model[1].embedding_dimension, pooling_mode="cls")  # CLS pooling: not the direct path
+    assert _direct_encoder(model) is None
+    texts = ["a short query", "sea ice"]
+    assert np.allclose(encode(model, texts), model.encode(texts, normalize_embeddings=True), atol=1e-5)
+
+
+def test_a_pruned_layer_cut_loads_from_its_spec(micro_model_dir):
+    model = load_bi_encoder(f"layers:1/ffn=16@{micro_model_dir}", calibration_texts=["solar wind", "dark matter"])
+    config = model[0].auto_model.config
+    assert config.num_hidden_layers == 1 and config.intermediate_size == 16
+    assert encode(model, ["solar wind"]).shape == (1, 32)
+
+
+def test_lean_encode_of_a_few_texts_equals_sentence_transformers_encode(micro_model_dir):
+    from indus.retriever.bi_encoder import _direct_encoder
+
+    model = load_bi_encoder(str(micro_model_dir), device="cpu")
+    assert _direct_encoder(model) is not None  # Transformer + mean Pooling + Normalize: the direct path
+    texts = ["a short query", "a much longer query about the upper ocean heat content and sea ice", "x"]
+    reference = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    for chunk in ([texts[0]], texts):  # the lean path (one text, a padded batch of three)
+        got = encode(model, chunk)
+        assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
+        assert np.allclose(got, reference[: len(chunk)], atol=1e-5)
+    model.max_seq_length = 4  # truncation follows the model's length, as in SentenceTransformer.encode
+    assert np.allclose(encode(model, texts), model.encode(texts, normalize_embeddings=True), atol=1e-5)
+    model.max_seq_length = 512
+    many = encode(model, texts * 4, batch_size=5)  # 12 texts: through SentenceTransformer.encode
+    assert np.allclose(many, np.tile(reference, (4, 1)), atol=1e-5)
+    assert np.allclose(np.linalg.norm(many, axis=1), 1.0, atol=1e-5)
 
 
 def test_layer_cut_keeps_the_lower_layers_weights(micro_model_dir, tmp_path):

@@ -91,10 +91,10 @@ class DenseRetriever:
 
     def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
         """Normalised float32 embeddings, shape ``(len(texts), dim)``."""
-        emb = self.model.encode(texts, batch_size=batch_size or self.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True,
-                                show_progress_bar=self.progress if progress is None else progress)
-        return np.ascontiguousarray(emb, dtype=np.float32)  # (N, D)
+        from indus.retriever.bi_encoder import encode
+
+        return encode(self.model, texts, batch_size=batch_size or self.batch_size,
+                      progress=self.progress if progress is None else progress)  # (N, D)
 
     def index(self, doc_ids: list[str], texts: list[str]) -> None:
         """Encode the documents and add them to a flat inner-product index."""

@@ -115,16 +115,6 @@ def _model_record(spec: str) -> str:
     return spec
 
 
-def _encode(model: Any, texts: list[str], batch_size: int, progress: bool) -> Any:
-    import numpy as np
-    import torch
-
-    with torch.inference_mode():
-        emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=progress)
-    return np.ascontiguousarray(emb, dtype="float32")
-
-
 def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, approximate: bool = False,
                 batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
                 ef_construction: int = 200, ef_search: int = 128, progress: bool = True) -> dict[str, Any]:
@@ -150,7 +140,7 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
     """
     import faiss
 
-    from indus.retriever.bi_encoder import load_bi_encoder
+    from indus.retriever.bi_encoder import encode, load_bi_encoder
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").is_file())):
@@ -160,7 +150,7 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
     spec = str(model)
     encoder = load_bi_encoder(spec, max_seq_length=max_seq_length)
     start = time.perf_counter()
-    emb = _encode(encoder, [text for _, text in docs], batch_size, progress)  # (N, D)
+    emb = encode(encoder, [text for _, text in docs], batch_size=batch_size, progress=progress)  # (N, D)
     encode_s = time.perf_counter() - start
     dim = int(emb.shape[1])
     if approximate:
@@ -207,7 +197,9 @@ class RetrieverIndex:
 
     def encode(self, queries: list[str], batch_size: int = 64, progress: bool = False) -> Any:
         """``(Q, D)`` normalised query embeddings."""
-        emb = _encode(self.model(), queries, batch_size, progress)
+        from indus.retriever.bi_encoder import encode
+
+        emb = encode(self.model(), queries, batch_size=batch_size, progress=progress)
         if emb.shape[1] != self.index.d:
             raise IndusError(f"{self.path}: the model embeds in {emb.shape[1]} dimensions, the index holds "
                              f"{self.index.d}")

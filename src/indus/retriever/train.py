@@ -57,7 +57,7 @@ def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: b
     """
     from transformers import set_seed
 
-    from indus.retriever.bi_encoder import load_bi_encoder
+    from indus.retriever.bi_encoder import calibration_sample, load_bi_encoder
     from indus.retriever.data import load_pairs, pair_datasets
     from indus.retriever.losses import GTELoss
 
@@ -66,7 +66,8 @@ def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: b
     data = load_pairs(cfg.pairs, max_pairs_per_source=cfg.max_pairs_per_source, hard_negatives=cfg.hard_negatives,
                       seed=cfg.seed)
     set_seed(cfg.seed)
-    model = load_bi_encoder(cfg.model, max_seq_length=cfg.max_seq_length, seed=cfg.seed)
+    model = load_bi_encoder(cfg.model, max_seq_length=cfg.max_seq_length, seed=cfg.seed,
+                            calibration_texts=calibration_sample(data.texts(), cfg.seed))
     loss = GTELoss(model, temperature=cfg.temperature, mini_batch_size=cfg.mini_batch_size,
                    mask_duplicates=cfg.mask_duplicates)
     dataset = pair_datasets(data, one_source_per_batch=cfg.one_source_per_batch)
