@@ -45,7 +45,7 @@ RESULTS = REPO / "benchmarks" / "results"
 #: students kept as layer cuts of the teacher: the first and last layers (and the middle one) survive, because the
 #: pooled embedding lives in the last layer's space; the plain lower-3 cut is scored too, without distillation.
 #: ``/ffn=N`` also narrows every kept feed-forward block to its N most active neurons (of the teacher's 1,536).
-STUDENTS = ("0,3,5", "0,3,5/ffn=384", "0,5")
+STUDENTS = ("0,3,5", "0,3,5/ffn=320", "0,5")
 LOWER_CUT = "0,1,2"
 MAX_LENGTH = 256
 

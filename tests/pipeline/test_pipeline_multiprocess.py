@@ -46,7 +46,8 @@ def test_pipeline_on_two_processes_trains_together_and_writes_once(tmp_path):
     assert ret["stop_reason"] == "time_budget" and ret["steps"] == 1
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     assert not list((out / "stages").rglob("*.partial")) and not list((out / "stages").rglob("*.failed"))
-    # a second launch finds every stage cached on both processes
+    # a second launch finds every stage cached; only the main process reports (its log and the table, once)
     again = _torchrun(["run", str(tmp_path / "micro.yaml"), "--out", str(out)], env, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "[run]" not in again.stdout and again.stdout.count("[cached] pretrain/micro-s") == 2
+    assert "[run]" not in again.stdout and again.stdout.count("[cached] pretrain/micro-s") == 1
+    assert again.stdout.count("every model against the baselines") == 1

@@ -22,15 +22,20 @@ def register(app: typer.Typer) -> None:
         """Run the whole pipeline: tokenizer, pretrain, distill, retriever, retriever distill, eval, forecast,
         report. Finished stages are reused; a changed setting reruns that stage and those after it."""
         from indus.cli.common import console, print_table
-        from indus.config import load_config
+        from indus.config import launcher_rank, load_config
         from indus.pipeline import PipelineConfig, run_pipeline
 
         cfg = load_config(PipelineConfig, config, overrides)
         out_dir = out or Path("runs") / cfg.name
+        main_process = launcher_rank()[0] == 0  # under torchrun every rank runs this; one of them reports
+
         def log(line: str) -> None:
-            console.print(line, markup=False, highlight=False)
+            if main_process:
+                console.print(line, markup=False, highlight=False)
 
         summary = run_pipeline(cfg, out_dir, force=force, log=log)
+        if not main_process:
+            return
         rows = [{"benchmark": f"{e['task']}:{e['data']}", "model": e["model"], "kind": e["kind"],
                  "metric": e["metric"], "value": e["value"],
                  "std": e["std"] if e["std"] is not None else ""} for e in summary["evals"]]

@@ -9,8 +9,9 @@ A bi-encoder is given by a model spec (:mod:`indus.models`) or by a layer cut of
 - ``layers:0,2,4/ffn=384@MODEL``: the same cut with every kept feed-forward block narrowed to its 384 most
   important neurons (:func:`prune_ffn`), for a student that is narrower as well as shallower.
 
-:func:`encode` embeds texts with any of these; a few texts (one query) skip ``SentenceTransformer.encode``'s
-per-call bookkeeping and run the module stack directly, which is what per-query latency measures.
+:func:`encode` embeds texts with any of these. A few texts (one query at search time) skip
+``SentenceTransformer.encode``'s per-call bookkeeping: for the standard stack they go straight through the tokenizer,
+the Hugging Face model and mean pooling. That is the path whose per-query latency the IR evaluator measures.
 
 Example
 -------
@@ -135,6 +136,8 @@ def ffn_importance(model: Any, texts: list[str] | None = None, *, batch_size: in
         def hook(_module, _inputs, output, i=i):
             sums[i] += (output.detach().abs().float() * mask[0][..., None]).sum(dim=(0, 1))
         hooks.append(act.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()  # no dropout in the statistics
     try:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
@@ -145,6 +148,7 @@ def ffn_importance(model: Any, texts: list[str] | None = None, *, batch_size: in
     finally:
         for h in hooks:
             h.remove()
+        model.train(was_training)
     return [s / max(counts[0], 1) * norm for s, norm in zip(sums, out_norm, strict=True)]
 
 
