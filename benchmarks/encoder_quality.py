@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.machine import machine_line  # noqa: E402
-from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from indus.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 from indus.config import read_yaml  # noqa: E402
 
 RUNS = ROOT / "runs" / "quality-v3"
@@ -178,7 +178,11 @@ def main() -> None:
               f"Its training time includes the teacher's forward passes (teacher layer {d['teacher_layer']}, "
               f"{d['relation_heads']} relation heads). Training minutes are the measured step time of this run "
               "(evaluation and checkpoints excluded)."]
-    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
+    results_dir = ROOT / "benchmarks" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    curve = results_dir / "encoder_quality_teacher_loss.png"
+    atomic_write_bytes(curve, (teacher / "loss_curve.png").read_bytes())
+    lines += ["", f"The teacher's loss curve: [{curve.name}]({curve.name})."]
     atomic_write_text(ROOT / "benchmarks" / "results" / "encoder_quality.md", "\n".join(lines) + "\n")
     atomic_write_json(ROOT / "benchmarks" / "results" / "encoder_quality.json",
                       {"machine": machine_line(), "vocab": VOCAB, "teacher_minutes": TEACHER_MINUTES,
