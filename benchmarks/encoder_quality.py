@@ -97,6 +97,24 @@ def initial_valid_loss(run_dir: Path) -> float:
     return first["valid_loss"]
 
 
+def unigram_entropy(tokenizer_dir: Path, files: list[str]) -> float:
+    """Entropy (nats) of the token frequencies of ``files`` under the tokenizer: the MLM loss of a model that ignores
+    context, the level of the early plateau."""
+    import math
+    from collections import Counter
+
+    from indus.data.corpus import iter_texts
+    from indus.tokenizer.resolve import resolve_tokenizer
+
+    backend = resolve_tokenizer(str(tokenizer_dir)).backend_tokenizer
+    counts: Counter[int] = Counter()
+    for f in files:
+        for enc in backend.encode_batch(list(iter_texts(ROOT / f)), add_special_tokens=False):
+            counts.update(enc.ids)
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values())
+
+
 def gap(a: dict, b: dict) -> str:
     """``a - b`` of mean test F1, with the two standard errors combined."""
     diff = a["test_f1"] - b["test_f1"]
@@ -143,7 +161,9 @@ def main() -> None:
              f"of the run, dropout {pretrain_dropout:g} while pretraining and 0.1 in every fine-tuning), "
              f"the teacher for a {TEACHER_MINUTES}-minute budget, each student for {STUDENT_MINUTES} "
              "minutes. Held-out MLM loss on 256 packed sequences "
-             "of `corpus/valid.jsonl.gz` with fixed masks.", "",
+             f"of `corpus/valid.jsonl.gz` with fixed masks; the unigram entropy of that file's tokens (the loss of a "
+             f"model that ignores context) is {unigram_entropy(args.tokenizer, teacher_cfg['valid_files']):.3f} nats.",
+             "",
              f"NER: `indus eval ner --data bc5cdr {' '.join(NER_COMMON[2:])}` at two budgets ({budgets}; the same "
              "fixed training subset for every model). For each model and budget the learning rate is chosen on the "
              f"dev split (1,000 sentences, seed 0) from {', '.join(f'{lr:g}' for lr in LR_GRID)}; test F1 is strict "

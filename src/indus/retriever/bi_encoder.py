@@ -105,7 +105,8 @@ def keep_layers(model: Any, keep: list[int]) -> Any:
 
 def _ffn_blocks(layer: Any) -> tuple[Any, Any]:
     """``(up, down)`` linear maps of a BERT/RoBERTa layer's feed-forward block."""
-    up, down = getattr(getattr(layer, "intermediate", None), "dense", None), getattr(layer.output, "dense", None)
+    up = getattr(getattr(layer, "intermediate", None), "dense", None)
+    down = getattr(getattr(layer, "output", None), "dense", None)
     if up is None or down is None:
         raise IndusError(f"cannot narrow the feed-forward block of a {type(layer).__name__} (expected "
                          "intermediate.dense and output.dense)")

@@ -124,13 +124,12 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
     """
     from transformers import set_seed
 
-    from indus.retriever.bi_encoder import calibration_sample, load_bi_encoder
-    from indus.retriever.data import load_pairs, pair_datasets
+    from indus.retriever.bi_encoder import load_bi_encoder
+    from indus.retriever.data import pair_datasets
     from indus.retriever.losses import DistillCSELoss
 
     out = prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
-    data = load_pairs(cfg.pairs, max_pairs_per_source=cfg.max_pairs_per_source, hard_negatives=cfg.hard_negatives,
-                      seed=cfg.seed)
+    data = cfg.load_training_pairs()
     start = time.perf_counter()
     texts = data.texts()
     emb, was_cached = cached_teacher_embeddings(cfg, texts)  # (N, D_T)
@@ -144,7 +143,7 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
             for p in pairs]}
     set_seed(cfg.seed)
     student = load_bi_encoder(cfg.student, max_seq_length=cfg.max_seq_length, seed=cfg.seed,
-                              tokenizer_of=cfg.teacher, calibration_texts=calibration_sample(texts, cfg.seed))
+                              tokenizer_of=cfg.teacher, calibration_texts=cfg.calibration_texts(texts))
     loss = DistillCSELoss(student, tau_kd=cfg.tau_kd, temperature=cfg.temperature, kd_weight=cfg.kd_weight,
                           contrastive_weight=cfg.contrastive_weight, scale_kd_by_t2=cfg.scale_kd_by_t2,
                           mini_batch_size=cfg.mini_batch_size, mask_duplicates=cfg.mask_duplicates)

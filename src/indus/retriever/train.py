@@ -57,17 +57,16 @@ def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: b
     """
     from transformers import set_seed
 
-    from indus.retriever.bi_encoder import calibration_sample, load_bi_encoder
-    from indus.retriever.data import load_pairs, pair_datasets
+    from indus.retriever.bi_encoder import load_bi_encoder
+    from indus.retriever.data import pair_datasets
     from indus.retriever.losses import GTELoss
 
     out = prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
     start = time.perf_counter()
-    data = load_pairs(cfg.pairs, max_pairs_per_source=cfg.max_pairs_per_source, hard_negatives=cfg.hard_negatives,
-                      seed=cfg.seed)
+    data = cfg.load_training_pairs()
     set_seed(cfg.seed)
     model = load_bi_encoder(cfg.model, max_seq_length=cfg.max_seq_length, seed=cfg.seed,
-                            calibration_texts=calibration_sample(data.texts(), cfg.seed))
+                            calibration_texts=cfg.calibration_texts(data.texts()))
     loss = GTELoss(model, temperature=cfg.temperature, mini_batch_size=cfg.mini_batch_size,
                    mask_duplicates=cfg.mask_duplicates)
     dataset = pair_datasets(data, one_source_per_batch=cfg.one_source_per_batch)

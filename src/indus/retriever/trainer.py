@@ -86,6 +86,20 @@ class TrainSettings:
             raise ValueError(f"source_sampling must be one of {', '.join(SOURCE_SAMPLERS)}, "
                              f"got {self.source_sampling!r}")
 
+    def load_training_pairs(self) -> Any:
+        """The pairs this run trains on (:func:`indus.retriever.data.load_pairs` with these settings)."""
+        from indus.retriever.data import load_pairs
+
+        return load_pairs(self.pairs, max_pairs_per_source=self.max_pairs_per_source,
+                          hard_negatives=self.hard_negatives, seed=self.seed)
+
+    def calibration_texts(self, texts: list[str] | None = None) -> list[str]:
+        """The fixed sample of the training texts (``texts``, or read from ``pairs``) that ranks feed-forward
+        neurons for ``/ffn=N`` students."""
+        from indus.retriever.bi_encoder import calibration_sample
+
+        return calibration_sample(texts if texts is not None else self.load_training_pairs().texts(), self.seed)
+
 
 def _callbacks(cfg: Any, budget_s: float | None, counter: dict[str, int]) -> tuple[list[Any], dict[str, Any]]:
     from transformers import TrainerCallback
