@@ -48,30 +48,45 @@ RESULTS = REPO / "benchmarks" / "results"
 #: students kept as layer cuts of the teacher: the first and last layers (and the middle one) survive, because the
 #: pooled embedding lives in the last layer's space; the plain lower-3 cut is scored too, without distillation.
 #: ``/ffn=N`` also narrows every kept feed-forward block to its N most active neurons (of the teacher's 1,536).
-STUDENTS = ("0,3,5", "0,3,5/ffn=320", "0,5")
+#: A student is ``LAYERS[+TAG]``: ``TAG`` names a recipe of extra distillation settings (``RECIPES``); the plain
+#: ones use ``configs/retriever-cpu-distill.yaml`` as it is (DistillCSE, 300 steps).
+STUDENTS = ("0,3,5", "0,3,5/ffn=320", "0,5", "0,3,5/ffn=320+emb", "0,5/ffn=320+emb")
+#: ``emb``: DistillCSE plus the embedding term (``1 - cos`` to the teacher's vector of every text, weight 100,
+#: :class:`~indus.retriever.losses.DistillCSELoss`), 900 steps. Its students are also scored as query encoders
+#: over the teacher's index (``doc_model``): the same per-query cost, the teacher's document vectors.
+RECIPES = {"emb": ["embedding_weight=100", "max_steps=900", "time_budget_s=6000"]}
 LOWER_CUT = "0,1,2"
-LATENCY_ROUNDS, LATENCY_QUERIES = 5, 100  # the interleaved re-timing of ``latency``
+LATENCY_ROUNDS, LATENCY_QUERIES = 10, 100  # the interleaved re-timing of ``latency``
 MAX_LENGTH = 256
 
 
+def split_student(student: str) -> tuple[str, str | None]:
+    """``"0,3,5/ffn=320+emb"`` -> ``("0,3,5/ffn=320", "emb")``."""
+    layers, _, tag = student.partition("+")
+    if tag and tag not in RECIPES:
+        raise SystemExit(f"unknown student recipe {tag!r}; known: {', '.join(RECIPES)}")
+    return layers, tag or None
+
+
 def n_layers(layers: str) -> int:
-    return len(parse_student_spec(f"layers:{layers}@teacher")[1])
+    return len(parse_student_spec(f"layers:{split_student(layers)[0]}@teacher")[1])
 
 
 def ffn_width(layers: str) -> int | None:
-    return parse_student_spec(f"layers:{layers}@teacher")[2]
+    return parse_student_spec(f"layers:{split_student(layers)[0]}@teacher")[2]
 
 
-def student_dir(layers: str) -> Path:
-    ffn = ffn_width(layers)
-    return RUNS / f"student-{n_layers(layers)}l{f'-ffn{ffn}' if ffn else ''}"
+def student_dir(student: str) -> Path:
+    ffn, tag = ffn_width(student), split_student(student)[1]
+    return RUNS / f"student-{n_layers(student)}l{f'-ffn{ffn}' if ffn else ''}{f'-{tag}' if tag else ''}"
 
 
-def distill_config(layers: str, extra: list[str] | None = None):
+def distill_config(student: str, extra: list[str] | None = None):
     from indus.retriever.distill import RetrieverDistillConfig
 
+    layers, tag = split_student(student)
     overrides = [f"teacher={TEACHER}", f"student=layers:{layers}@{TEACHER}",
-                 f"teacher_cache={RUNS / 'teacher-cache'}", *(extra or [])]
+                 f"teacher_cache={RUNS / 'teacher-cache'}", *RECIPES.get(tag, []), *(extra or [])]
     return load_config(RetrieverDistillConfig, CONFIGS / "retriever-cpu-distill.yaml", overrides=overrides)
 
 
@@ -92,42 +107,54 @@ def stage_distill(args: argparse.Namespace) -> None:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("loss_curve", "config")}, indent=2))
 
 
-def _evaluate(name: str, model: Any, data: Path, layers: int | None, ffn: int | None = None) -> dict[str, Any]:
+def _evaluate(name: str, model: Any, data: Path, layers: int | None, ffn: int | None = None,
+              doc_model: str | None = None) -> dict[str, Any]:
     from indus.evaluation import evaluate
 
     start = time.perf_counter()
     result = evaluate("ir", model, data, split="test", max_length=None if model == "bm25" else MAX_LENGTH,
-                      latency_queries=200, progress=False)
+                      latency_queries=200, progress=False, doc_model=doc_model)
     keep = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms", "queries_per_s", "docs_per_s")
-    row = {"model": name, "layers": layers, "ffn": ffn, **{k: result.get(k) for k in keep},
-           "eval_s": round(time.perf_counter() - start, 1)}
+    row = {"model": name, "layers": layers, "ffn": ffn, "doc_model": doc_model,
+           **{k: result.get(k) for k in keep}, "eval_s": round(time.perf_counter() - start, 1)}
     print(json.dumps(row), flush=True)
     return row
 
 
-def dense_models(args: argparse.Namespace) -> list[tuple[str, Any, int, int | None]]:
-    """``(row name, model spec or loaded model, layers, FFN width)`` of every dense model the table scores."""
+def dense_models(args: argparse.Namespace) -> list[tuple[str, Any, int, int | None, str | None]]:
+    """``(row name, model spec or loaded model, layers, FFN width, doc model)`` of every dense row of the table
+    (the doc model, the teacher, encodes the corpus of the rows that score a student as a query encoder only)."""
     from indus.retriever.bi_encoder import load_bi_encoder
 
-    models: list[tuple[str, Any, int, int | None]] = [("minilm (all-MiniLM-L6-v2)", "minilm", 6, None),
-                                                      ("minilm + GTE fine-tuning (teacher)", str(TEACHER), 6, None)]
-    for layers in (LOWER_CUT, *args.students):
+    models: list[tuple[str, Any, int, int | None, str | None]] = [
+        ("minilm (all-MiniLM-L6-v2)", "minilm", 6, None, None),
+        ("minilm + GTE fine-tuning (teacher)", str(TEACHER), 6, None, None)]
+    cuts = list(dict.fromkeys(split_student(s)[0] for s in (LOWER_CUT, *args.students)))
+    for layers in cuts:
         n, ffn = n_layers(layers), ffn_width(layers)
-        # the neurons the distillation run started from: ranked on the same sample of its training texts
+        # the neurons the distillation runs started from: ranked on the same sample of their training texts
         calibration = distill_config(layers).calibration_texts() if ffn else None
         cut = load_bi_encoder(f"layers:{layers}@{TEACHER}", max_seq_length=MAX_LENGTH, device="cpu",
                               calibration_texts=calibration)
-        models.append((f"teacher's layers {layers}, no distillation", cut, n, ffn))
-        if layers in args.students and student_dir(layers).is_dir():
-            what = f"layers {layers.partition('/')[0]}" + (f", FFN {ffn}" if ffn else "")
-            models.append((f"{n}-layer DistillCSE student ({what})", str(student_dir(layers)), n, ffn))
+        models.append((f"teacher's layers {layers}, no distillation", cut, n, ffn, None))
+        for student in args.students:
+            if split_student(student)[0] != layers or not student_dir(student).is_dir():
+                continue
+            tag = split_student(student)[1]
+            steps = distill_config(student).max_steps
+            what = (f"layers {layers.partition('/')[0]}" + (f", FFN {ffn}" if ffn else "")
+                    + (" + embedding term" if tag == "emb" else "") + f", {steps} steps")
+            models.append((f"{n}-layer DistillCSE student ({what})", str(student_dir(student)), n, ffn, None))
+            if tag:
+                models.append((f"{n}-layer DistillCSE student ({what}), queries over the teacher's index",
+                               str(student_dir(student)), n, ffn, str(TEACHER)))
     return models
 
 
 def stage_eval(args: argparse.Namespace) -> None:
     data = Path(args.data_root) / "ir" / "scifact"
     rows = [_evaluate("BM25 (bm25s, Lucene k1 1.2 b 0.75)", "bm25", data, None)]
-    rows += [_evaluate(name, model, data, n, ffn) for name, model, n, ffn in dense_models(args)]
+    rows += [_evaluate(name, model, data, n, ffn, doc) for name, model, n, ffn, doc in dense_models(args)]
     summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted(RUNS.glob("*/summary.json"))}
     write_results(rows, summaries)
 
@@ -150,9 +177,13 @@ def stage_latency(args: argparse.Namespace) -> None:
     beir = load_beir(Path(args.data_root) / "ir" / "scifact", "test")
     queries = list(beir.eval_queries.values())[:LATENCY_QUERIES]
     rng = np.random.default_rng(0)
-    timed = []
-    for name, model, _, _ in dense_models(args):
+    timed, row_of, twins = [], {}, {}
+    for name, model, _, _, doc_model in dense_models(args):
+        if doc_model is not None:  # a student as a query encoder: the query path of its own row, timed there
+            twins[name] = row_of[model]
+            continue
         if isinstance(model, str):
+            row_of[model] = name
             model = load_sentence_transformer(model, device="cpu", max_seq_length=MAX_LENGTH)
         dim = encode(model, queries[:1]).shape[1]
         vectors = rng.standard_normal((len(beir.corpus), dim)).astype(np.float32)
@@ -168,6 +199,7 @@ def stage_latency(args: argparse.Namespace) -> None:
                 index.search(encode(model, [q]), 100)
                 times.append((time.perf_counter() - t0) * 1000.0)
     latency = {name: statistics.median(times) for name, _, _, times in timed}
+    latency.update({name: latency[twin] for name, twin in twins.items()})
     saved = json.loads((RESULTS / "retriever_quality.json").read_text())
     for row in saved["rows"]:
         if row["model"] in latency:
@@ -205,11 +237,12 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
                 "the evaluator (200 single queries)." if any(r.get("latency_method") for r in rows) else
                 "latency = median of 200 single queries, each encoded alone and searched exactly over 5,183 "
                 "abstracts, all models timed in the same process, one after another."), "",
-             "| model | layers | FFN width | nDCG@10 | Recall@100 | MRR@10 | latency (ms/query) | nDCG vs teacher | "
-             "speed-up vs teacher |", "|---|---|---|---|---|---|---|---|---|"]
+             "| model | layers | FFN width | documents encoded by | nDCG@10 | Recall@100 | MRR@10 | latency (ms/query) "
+             "| nDCG vs teacher | speed-up vs teacher |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         width = r.get("ffn") or ("full" if r["layers"] else None)
-        lines.append(f"| {r['model']} | {_fmt(r['layers'])} | {_fmt(width)} | {_fmt(r['ndcg@10'])} | "
+        docs = "n/a" if not r["layers"] else "teacher" if r.get("doc_model") else "itself"
+        lines.append(f"| {r['model']} | {_fmt(r['layers'])} | {_fmt(width)} | {docs} | {_fmt(r['ndcg@10'])} | "
                      f"{_fmt(r['recall@100'])} | "
                      f"{_fmt(r['mrr@10'])} | {_fmt(r['latency_ms'], 2)} | {_fmt(r['ndcg_vs_teacher'], 3)} | "
                      f"{_fmt(r['speedup_vs_teacher'], 2)}x |")
@@ -222,7 +255,8 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
             lines.append(f"- {r['model']}: {100 * r['ndcg_vs_teacher']:.1f}% of the teacher's nDCG@10 "
                          f"(target >= 95%: {'met' if ok_q else 'MISSED'}), {r['speedup_vs_teacher']:.2f}x faster "
                          f"per query (target >= 3x: {'met' if ok_s else 'MISSED'})")
-    dense = [r for r in rows if r["layers"] and r.get("latency_ms") and not r.get("ffn")]  # full-width layers
+    dense = [r for r in rows if r["layers"] and r.get("latency_ms") and not r.get("ffn")  # full-width layers
+             and not r.get("doc_model")]
     if len({r["layers"] for r in dense}) >= 2:
         import numpy as np
 

@@ -75,6 +75,7 @@ def test_eval_ir_bm25(monkeypatch, capsys, beir_dir, tmp_path):
     (["eval", "ir", "--data", "{beir}", "--model", "bm25", "--split", "dev"], "no qrels/dev.tsv"),
     (["eval", "ir", "--data", "{no_header}", "--model", "bm25"], "test.tsv:1: expected the header line"),
     (["eval", "ir", "--data", "{beir}", "--model", "bm25", "--k", "0"], "k and batch_size must be >= 1"),
+    (["eval", "ir", "--data", "{beir}", "--model", "random:micro", "--doc-model", "bm25"], "must be a dense model"),
 ])
 def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, squad_dir, beir_dir, tmp_path, args, expected):
     bad_json = tmp_path / "bad.json"

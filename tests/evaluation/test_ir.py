@@ -91,3 +91,37 @@ def test_loaded_data_and_bad_settings(toy):
 def test_unknown_stemmer_language(toy):
     with pytest.raises(IndusError, match="unknown stemmer"):
         IREvaluator(stemmer="klingon", progress=False).evaluate("bm25", toy)
+
+
+def test_asymmetric_doc_model(tmp_path, micro_model_dir):
+    import numpy as np
+
+    from indus.evaluation.ir import DenseRetriever
+    from indus.models import load_sentence_transformer, materialize
+    from indus.retriever.bi_encoder import encode
+
+    root = make_beir(tmp_path / "asym", DOCS, QUERIES, QRELS)
+    model = str(micro_model_dir)
+    plain = IREvaluator(progress=False, latency_queries=0).evaluate(model, root)
+    same = IREvaluator(progress=False, latency_queries=0, doc_model=model).evaluate(model, root)
+    assert same["ndcg@10"] == pytest.approx(plain["ndcg@10"]) and same["doc_model"] == plain["model"]
+    assert plain["doc_model"] is None and same["settings"]["doc_model"] == model
+
+    other = str(materialize("random:micro", tmp_path / "other", seed=1))
+    retriever = IREvaluator(progress=False, doc_model=model).retriever(other)
+    assert isinstance(retriever, DenseRetriever)
+    texts = [f"{t} {x}".strip() for t, x in DOCS.values()]
+    retriever.index(list(DOCS), texts)
+    doc_model = load_sentence_transformer(model, device="cpu")
+    stored = retriever.faiss_index.reconstruct_n(0, len(texts))
+    assert np.allclose(stored, encode(doc_model, texts), atol=1e-5)  # the index holds the doc model's vectors
+    scores = dict(retriever.search([QUERIES["q1"]], 5)[0])  # ... and the query goes through the query model
+    query_model = load_sentence_transformer(other, device="cpu")
+    expected = stored @ encode(query_model, [QUERIES["q1"]])[0]
+    assert [scores[d] for d in DOCS] == pytest.approx(expected.tolist(), abs=1e-5)
+
+    wide = str(materialize("random:nano", tmp_path / "wide", seed=0))
+    with pytest.raises(IndusError, match="one space"):
+        IREvaluator(progress=False, latency_queries=0, doc_model=model).evaluate(wide, root)
+    with pytest.raises(IndusError, match="not bm25"):
+        IREvaluator(progress=False, doc_model="bm25").evaluate(model, root)

@@ -159,6 +159,9 @@ def test_micro_distill_end_to_end_with_a_layer_cut_student(micro_model_dir, pair
     assert not summary["teacher_cached"] and len(list((tmp_path / "cache").glob("teacher-*.npy"))) == 1
     again = distill_retriever(cfg, tmp_path / "student-again")  # same teacher, texts and length: from the cache
     assert again["teacher_cached"] and again["loss_curve"] == summary["loss_curve"]
+    cfg.embedding_weight = 5.0  # the optional embedding term: same start, a larger loss (1 - cos > 0 for a cut)
+    with_emb = distill_retriever(cfg, tmp_path / "student-emb")
+    assert with_emb["loss_curve"][0][1] > summary["loss_curve"][0][1]
     assert summary["steps"] == 3 and summary["student_layers"] == 1 and summary["teacher_dim"] == 32
     assert summary["teacher_texts"] == 70  # 30 anchors + 30 positives + 10 negatives, all distinct
     assert np.isfinite(summary["final_loss"])
@@ -187,7 +190,8 @@ def test_random_preset_student_takes_the_teachers_tokenizer(micro_model_dir):
     assert len(student.tokenizer) == len(load_bi_encoder(str(micro_model_dir)).tokenizer)
 
 
-@pytest.mark.parametrize("bad", [{"tau_kd": 0.0}, {"kd_weight": -1.0}, {"teacher_batch_size": 0}])
+@pytest.mark.parametrize("bad", [{"tau_kd": 0.0}, {"kd_weight": -1.0}, {"embedding_weight": -1.0},
+                                 {"teacher_batch_size": 0}])
 def test_distill_config_validation(bad):
     with pytest.raises(ValueError):
         RetrieverDistillConfig(**bad)

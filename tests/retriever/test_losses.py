@@ -224,6 +224,23 @@ def test_distillcse_equals_hand_written_reference(embeddings, micro_st):
     assert value == pytest.approx(expected, rel=1e-6)
 
 
+def test_embedding_term_equals_hand_written_reference(embeddings, micro_st):
+    q, d, _ = embeddings
+    g = torch.Generator().manual_seed(5)
+    tq, td = torch.randn(*q.shape, generator=g, dtype=torch.float64), torch.randn(*d.shape, generator=g,
+                                                                                    dtype=torch.float64)
+    labels = torch.cat([tq, td], dim=1)
+    plain = DistillCSELoss(micro_st, mask_duplicates=False)
+    with_emb = DistillCSELoss(micro_st, mask_duplicates=False, embedding_weight=3.0)
+    gap = float(with_emb.calculate_loss([[q], [d]], labels)) - float(plain.calculate_loss([[q], [d]], labels))
+    texts = [(q[i], tq[i]) for i in range(len(q))] + [(d[i], td[i]) for i in range(len(d))]
+    assert gap == pytest.approx(3.0 * sum(1 - _cos(s, t) for s, t in texts) / len(texts), rel=1e-6)
+    assert float(DistillCSELoss(micro_st, kd_weight=0.0, contrastive_weight=0.0, embedding_weight=1.0)
+                 .calculate_loss([[q], [d]], torch.cat([2 * q, d], dim=1))) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="as wide as the teacher"):
+        with_emb.calculate_loss([[q], [d]], torch.cat([tq[:, :-1], td[:, :-1]], dim=1))
+
+
 def test_distilling_a_model_into_itself_has_no_kd_gradient(micro_st):
     micro_st.eval()
     with torch.no_grad():

@@ -226,15 +226,20 @@ def ir(
                                           show_default=False)] = None,
     run: Annotated[Path | None, typer.Option("--run", help="Write the run as a TREC run file.",
                                              show_default=False)] = None,
+    doc_model: Annotated[str | None, typer.Option(
+        "--doc-model", help="Encode the documents with this model and only the queries with --model (a small "
+                            "query encoder distilled into a big model's space).", show_default=False)] = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """BM25 or dense retrieval (faiss exact inner product); nDCG@10, Recall@10/100, MRR@10 and speed."""
     result = run_evaluation("ir", model, data, json_out, overrides, split=split, batch_size=batch_size,
-                            max_length=max_length, k=k, run_path=str(run) if run else None, device=device)
+                            max_length=max_length, k=k, run_path=str(run) if run else None, device=device,
+                            doc_model=doc_model)
     latency = result["latency_ms"]
-    print_table([{"model": result["model"], "split": result["split"], "ndcg@10": result["ndcg@10"],
+    print_table([{"model": result["model"] + (f" (documents: {result['doc_model']})" if result.get("doc_model")
+                                              else ""), "split": result["split"], "ndcg@10": result["ndcg@10"],
                   "recall@10": result["recall@10"], "recall@100": result["recall@100"], "mrr@10": result["mrr@10"],
                   "queries": result["queries"], "docs": result["docs"], "docs/s": round(result["docs_per_s"], 1),
                   "queries/s": round(result["queries_per_s"], 1),

@@ -18,6 +18,10 @@ Speed, measured in the same run: ``docs_per_s`` (corpus encoding, or BM25 tokeni
 encoded alone (batch size 1) and searched, over ``latency_queries`` queries after one warm-up query; this is the
 per-query latency a distilled retriever is compared on.
 
+**Asymmetric retrieval** (``doc_model``): the corpus is encoded by another model (a big one, once, offline) and
+only the queries by ``model`` (a small one, online), as a distilled query encoder that shares its teacher's
+embedding space is deployed: the latency is then the small model's alone, the index the big one's.
+
 Example
 -------
 >>> result = IREvaluator(split="test").evaluate("bm25", "scifact")  # doctest: +SKIP
@@ -86,28 +90,33 @@ class Bm25Retriever:
 class DenseRetriever:
     """Exact inner-product search over L2-normalised sentence embeddings (faiss ``IndexFlatIP``)."""
 
-    def __init__(self, model: Any, *, batch_size: int = 64, progress: bool = False) -> None:
+    def __init__(self, model: Any, *, batch_size: int = 64, progress: bool = False, doc_model: Any = None) -> None:
         self.model, self.batch_size, self.progress = model, batch_size, progress
+        self.doc_model = doc_model  # encodes the documents when set (asymmetric retrieval); else ``model`` does
 
-    def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
-        """Normalised float32 embeddings, shape ``(len(texts), dim)``."""
+    def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *,
+               model: Any = None) -> np.ndarray:
+        """Normalised float32 embeddings, shape ``(len(texts), dim)``, by ``model`` (default: the query model)."""
         from indus.retriever.bi_encoder import encode
 
-        return encode(self.model, texts, batch_size=batch_size or self.batch_size,
+        return encode(model if model is not None else self.model, texts, batch_size=batch_size or self.batch_size,
                       progress=self.progress if progress is None else progress)  # (N, D)
 
     def index(self, doc_ids: list[str], texts: list[str]) -> None:
-        """Encode the documents and add them to a flat inner-product index."""
+        """Encode the documents (with ``doc_model`` when set) and add them to a flat inner-product index."""
         import faiss
 
         self.doc_ids = list(doc_ids)
-        emb = self.encode(texts)  # (N, D)
+        emb = self.encode(texts, model=self.doc_model)  # (N, D)
         self.faiss_index = faiss.IndexFlatIP(emb.shape[1])
         self.faiss_index.add(emb)
 
     def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(doc_id, score)`` of each query."""
         q = self.encode(queries, batch_size=batch_size, progress=False)  # (Q, D)
+        if q.shape[1] != self.faiss_index.d:
+            raise IndusError(f"query model embeds in {q.shape[1]} dimensions, the document index in "
+                             f"{self.faiss_index.d}: an asymmetric retriever needs one space")
         scores, idx = self.faiss_index.search(q, min(k, len(self.doc_ids)))  # (Q, k), (Q, k)
         return [[(self.doc_ids[i], float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(idx, scores, strict=True)]
@@ -151,6 +160,9 @@ class IREvaluator:
         Write the run as a TREC run file here.
     device
         Encoder device; ``None``: CUDA when available.
+    doc_model
+        Encode the corpus with this model spec and only the queries with the evaluated model (asymmetric
+        retrieval, see the module docstring); ``None``: the evaluated model encodes both.
     progress
         Show progress bars.
     """
@@ -170,6 +182,7 @@ class IREvaluator:
     stopwords: str | None = "en"
     run_path: str | Path | None = None
     device: str | None = None
+    doc_model: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -182,6 +195,7 @@ class IREvaluator:
         """The settings as a JSON-able dict."""
         out = asdict(self)
         out["run_path"] = str(self.run_path) if self.run_path else None
+        out["doc_model"] = str(self.doc_model) if self.doc_model is not None else None
         return out
 
     def retriever(self, model: Any) -> Bm25Retriever | DenseRetriever:
@@ -189,6 +203,12 @@ class IREvaluator:
         if _is_bm25(model):
             return Bm25Retriever(k1=self.bm25_k1, b=self.bm25_b, stemmer=self.stemmer, stopwords=self.stopwords,
                                  progress=self.progress)
+        if self.doc_model is not None and _is_bm25(self.doc_model):
+            raise IndusError("ir: doc_model must be a dense model, not bm25")
+        return DenseRetriever(self._dense(model), batch_size=self.batch_size, progress=self.progress,
+                              doc_model=None if self.doc_model is None else self._dense(self.doc_model))
+
+    def _dense(self, model: Any) -> Any:
         if isinstance(model, str | Path):
             import torch
 
@@ -200,7 +220,7 @@ class IREvaluator:
             model.max_seq_length = self.max_length
         if not hasattr(model, "encode"):
             raise IndusError(f"{type(model).__name__}: expected 'bm25', a model spec or a SentenceTransformer")
-        return DenseRetriever(model, batch_size=self.batch_size, progress=self.progress)
+        return model
 
     def evaluate(self, model: Any, data: str | Path | BeirData) -> dict[str, Any]:
         """Index the corpus of ``data``, retrieve for the judged queries of the split, and score.
@@ -257,6 +277,7 @@ class IREvaluator:
             "index_s": index_s, "search_s": search_s,
         }
         if isinstance(retriever, DenseRetriever):
+            result["doc_model"] = None if self.doc_model is None else _model_name(self.doc_model)
             result["max_length"] = retriever.model.max_seq_length
             result["dim"] = int(retriever.faiss_index.d)
         result["settings"] = self.settings()

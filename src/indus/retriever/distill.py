@@ -39,6 +39,8 @@ class RetrieverDistillConfig(TrainSettings):
     tau_kd: float = field(default=4.0, metadata={"help": "distillation temperature on the logits cos / tau"})
     kd_weight: float = field(default=1.0, metadata={"help": "weight of the distillation term"})
     contrastive_weight: float = field(default=1.0, metadata={"help": "weight of the GTE contrastive term"})
+    embedding_weight: float = field(default=0.0, metadata={
+        "help": "weight of 1 - cos(student, teacher) per text (not in DistillCSE; needs equal widths); 0: off"})
     scale_kd_by_t2: bool = field(default=True, metadata={"help": "multiply the distillation term by tau_kd^2"})
     teacher_batch_size: int = field(default=64, metadata={"help": "batch size of the teacher's encoding pass"})
     teacher_max_seq_length: int | None = field(default=None, metadata={
@@ -50,8 +52,8 @@ class RetrieverDistillConfig(TrainSettings):
         super().__post_init__()
         if not self.tau_kd > 0:
             raise ValueError(f"tau_kd must be positive, got {self.tau_kd}")
-        if self.kd_weight < 0 or self.contrastive_weight < 0:
-            raise ValueError("kd_weight and contrastive_weight must be non-negative")
+        if self.kd_weight < 0 or self.contrastive_weight < 0 or self.embedding_weight < 0:
+            raise ValueError("kd_weight, contrastive_weight and embedding_weight must be non-negative")
         if self.teacher_batch_size < 1:
             raise ValueError("teacher_batch_size must be at least 1")
 
@@ -146,7 +148,8 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
                               tokenizer_of=cfg.teacher, calibration_texts=cfg.calibration_texts(texts))
     loss = DistillCSELoss(student, tau_kd=cfg.tau_kd, temperature=cfg.temperature, kd_weight=cfg.kd_weight,
                           contrastive_weight=cfg.contrastive_weight, scale_kd_by_t2=cfg.scale_kd_by_t2,
-                          mini_batch_size=cfg.mini_batch_size, mask_duplicates=cfg.mask_duplicates)
+                          mini_batch_size=cfg.mini_batch_size, mask_duplicates=cfg.mask_duplicates,
+                          embedding_weight=cfg.embedding_weight)
     if not cfg.one_source_per_batch and len(set(data.negatives.values())) > 1:
         # pooled sources must agree on the columns (and so on the label width): drop the negatives everywhere
         data.negatives = dict.fromkeys(data.negatives, False)

@@ -8,7 +8,13 @@ batch (plus any hard negatives). Row ``i`` of each becomes a distribution over t
     p^T_i  = softmax_j( z^T_ij / tau_KD )           teacher row (fixed)
     p^S_i  = softmax_j( z^S_ij / tau_KD )           student row
     L_KD   = tau_KD^2 * mean_i  -sum_j p^T_ij log p^S_ij
-    L      = contrastive_weight * L_GTE(student) + kd_weight * L_KD
+    L      = contrastive_weight * L_GTE(student) + kd_weight * L_KD  [+ embedding_weight * L_EMB]
+
+**Optional embedding term** (``embedding_weight > 0``; not in DistillCSE or INDUS, off by default): ``L_EMB`` = the
+mean over every text of the batch of ``1 - cos(student, teacher)``, the embedding-level distillation of Reimers &
+Gurevych (2020) up to a factor 2 (for unit vectors ``|s - t|^2 = 2 (1 - cos)``). It needs a student as wide as its
+teacher and pays off when the student starts in the teacher's space (a layer cut of it, pruned or not): every text
+then gives a full target vector instead of one row of batch similarities.
 
 **Where the temperature goes.** ``tau_KD = 4`` divides the *logits* ``cos / tau`` (Hinton et al.'s knowledge
 distillation temperature on the logits of the contrastive classifier), so a row is ``softmax(cos / (tau * tau_KD))``
@@ -74,6 +80,8 @@ class DistillCSELoss(GTELoss):
         ``tau`` of the contrastive logits, shared by teacher and student rows (0.02).
     kd_weight, contrastive_weight
         Weights of the two terms.
+    embedding_weight
+        Weight of the optional embedding term (module docstring); needs student width = teacher width.
     scale_kd_by_t2
         Multiply the distillation term by ``tau_kd ** 2`` (Hinton et al. 2015).
     mini_batch_size, mask_duplicates, show_progress_bar
@@ -98,14 +106,15 @@ class DistillCSELoss(GTELoss):
 
     def __init__(self, model: Any, tau_kd: float = 4.0, temperature: float = 0.02, kd_weight: float = 1.0,
                  contrastive_weight: float = 1.0, scale_kd_by_t2: bool = True, mini_batch_size: int | None = None,
-                 mask_duplicates: bool = True, show_progress_bar: bool = False) -> None:
+                 mask_duplicates: bool = True, show_progress_bar: bool = False, embedding_weight: float = 0.0) -> None:
         super().__init__(model, temperature=temperature, mini_batch_size=mini_batch_size,
                          mask_duplicates=mask_duplicates, show_progress_bar=show_progress_bar)
         if not tau_kd > 0:
             raise ValueError(f"tau_kd must be positive, got {tau_kd}")
-        if kd_weight < 0 or contrastive_weight < 0:
-            raise ValueError("kd_weight and contrastive_weight must be non-negative")
+        if kd_weight < 0 or contrastive_weight < 0 or embedding_weight < 0:
+            raise ValueError("kd_weight, contrastive_weight and embedding_weight must be non-negative")
         self.tau_kd = tau_kd
+        self.embedding_weight = embedding_weight
         self.kd_weight = kd_weight
         self.contrastive_weight = contrastive_weight
         self.scale_kd_by_t2 = scale_kd_by_t2
@@ -130,6 +139,12 @@ class DistillCSELoss(GTELoss):
         if self.scale_kd_by_t2:
             kd = kd * self.tau_kd**2
         loss = self.kd_weight * kd
+        if self.embedding_weight > 0:
+            if queries.size(1) != teacher[0].size(1):
+                raise ValueError(f"embedding_weight > 0 needs the student as wide as the teacher: student "
+                                 f"{queries.size(1)}, teacher {teacher[0].size(1)}")
+            cos = torch.nn.functional.cosine_similarity(torch.cat(columns).float(), torch.cat(teacher), dim=-1)
+            loss = loss + self.embedding_weight * (1 - cos).mean()  # over the C * B texts
         if self.contrastive_weight > 0:
             contrastive = (torch.logsumexp(student_logits, dim=1) - positive).mean()  # the GTE loss, as gte_loss
             loss = loss + self.contrastive_weight * contrastive
@@ -141,7 +156,8 @@ class DistillCSELoss(GTELoss):
     def get_config_dict(self) -> dict[str, Any]:
         """Settings written into the model card by sentence-transformers."""
         return {**super().get_config_dict(), "tau_kd": self.tau_kd, "kd_weight": self.kd_weight,
-                "contrastive_weight": self.contrastive_weight, "scale_kd_by_t2": self.scale_kd_by_t2}
+                "contrastive_weight": self.contrastive_weight, "scale_kd_by_t2": self.scale_kd_by_t2,
+                "embedding_weight": self.embedding_weight}
 
     @property
     def citation(self) -> str:
