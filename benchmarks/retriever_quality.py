@@ -8,13 +8,15 @@ all models timed in the same process, one after another.
 Stages (each a separate heavy job, so run each under the shared CPU lock)::
 
     flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py train     # ~25 min
-    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py distill   # ~2 x 15 min
-    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py eval      # ~15 min, writes results
-    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py latency   # ~2 min, re-times them
+    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py distill   # ~5-25 min per student
+    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py eval      # ~25 min, writes results
+    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py latency   # ~3 min, re-times them
 
 ``train`` fine-tunes minilm with ``configs/retriever-cpu.yaml`` into ``runs/retriever-quality/teacher``;
-``distill`` keeps some of the teacher's layers (``layers:0,3,5@teacher``: first, middle and last; ``layers:0,5``)
-and distils the teacher into them with ``configs/retriever-cpu-distill.yaml``; ``eval`` scores every model (and the
+``distill`` keeps some of the teacher's layers (``layers:0,3,5@teacher``: first, middle and last; ``layers:0,5``),
+optionally narrowing their feed-forward blocks (``/ffn=320``), and distils the teacher into them with
+``configs/retriever-cpu-distill.yaml`` (plain DistillCSE, 300 steps) or that plus a recipe (``+emb``: the embedding
+term, 900 steps; ``--students 0,5/ffn=320+emb`` picks one); ``eval`` scores every model (and the
 cuts before distillation, including the plain lower-3-layer cut, to show what the choice of layers and the
 distillation add) and writes ``benchmarks/results/retriever_quality.{md,json}``; ``latency`` re-times every dense
 model with all of them interleaved (see :func:`stage_latency`) and rewrites the results; ``render`` rebuilds the
@@ -50,11 +52,12 @@ RESULTS = REPO / "benchmarks" / "results"
 #: ``/ffn=N`` also narrows every kept feed-forward block to its N most active neurons (of the teacher's 1,536).
 #: A student is ``LAYERS[+TAG]``: ``TAG`` names a recipe of extra distillation settings (``RECIPES``); the plain
 #: ones use ``configs/retriever-cpu-distill.yaml`` as it is (DistillCSE, 300 steps).
-STUDENTS = ("0,3,5", "0,3,5/ffn=320", "0,5", "0,3,5/ffn=320+emb", "0,5/ffn=320+emb")
+STUDENTS = ("0,3,5", "0,3,5/ffn=320", "0,3,5/ffn=320+long", "0,3,5/ffn=320+emb", "0,5", "0,5/ffn=320+emb")
 #: ``emb``: DistillCSE plus the embedding term (``1 - cos`` to the teacher's vector of every text, weight 100,
 #: :class:`~indus.retriever.losses.DistillCSELoss`), 900 steps. Its students are also scored as query encoders
 #: over the teacher's index (``doc_model``): the same per-query cost, the teacher's document vectors.
-RECIPES = {"emb": ["embedding_weight=100", "max_steps=900", "time_budget_s=6000"]}
+RECIPES = {"emb": ["embedding_weight=100", "max_steps=900", "time_budget_s=6000"],
+           "long": ["max_steps=900", "time_budget_s=6000"]}  # the control: as long, without the embedding term
 LOWER_CUT = "0,1,2"
 LATENCY_ROUNDS, LATENCY_QUERIES = 10, 100  # the interleaved re-timing of ``latency``
 MAX_LENGTH = 256
@@ -145,7 +148,7 @@ def dense_models(args: argparse.Namespace) -> list[tuple[str, Any, int, int | No
             what = (f"layers {layers.partition('/')[0]}" + (f", FFN {ffn}" if ffn else "")
                     + (" + embedding term" if tag == "emb" else "") + f", {steps} steps")
             models.append((f"{n}-layer DistillCSE student ({what})", str(student_dir(student)), n, ffn, None))
-            if tag:
+            if tag == "emb":  # trained towards the teacher's vectors: also a query encoder for the teacher's index
                 models.append((f"{n}-layer DistillCSE student ({what}), queries over the teacher's index",
                                str(student_dir(student)), n, ffn, str(TEACHER)))
     return models
@@ -153,8 +156,16 @@ def dense_models(args: argparse.Namespace) -> list[tuple[str, Any, int, int | No
 
 def stage_eval(args: argparse.Namespace) -> None:
     data = Path(args.data_root) / "ir" / "scifact"
-    rows = [_evaluate("BM25 (bm25s, Lucene k1 1.2 b 0.75)", "bm25", data, None)]
-    rows += [_evaluate(name, model, data, n, ffn, doc) for name, model, n, ffn, doc in dense_models(args)]
+    if args.add:  # score only the rows of --students missing from the saved results, keep the rest
+        saved = json.loads((RESULTS / "retriever_quality.json").read_text())
+        rows, known = saved["rows"], {r["model"] for r in saved["rows"]}
+        for name, model, n, ffn, doc in dense_models(args):
+            if name not in known:
+                group = [i for i, r in enumerate(rows) if (r["layers"], r["ffn"]) == (n, ffn)]
+                rows.insert(group[-1] + 1 if group else len(rows), _evaluate(name, model, data, n, ffn, doc))
+    else:
+        rows = [_evaluate("BM25 (bm25s, Lucene k1 1.2 b 0.75)", "bm25", data, None)]
+        rows += [_evaluate(name, model, data, n, ffn, doc) for name, model, n, ffn, doc in dense_models(args)]
     summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted(RUNS.glob("*/summary.json"))}
     write_results(rows, summaries)
 
@@ -293,6 +304,8 @@ def main() -> None:
     parser.add_argument("--students", nargs="+", default=list(STUDENTS),
                         help="teacher layers kept by each student, e.g. 0,3,5")
     parser.add_argument("--set", action="append", help="config override for train/distill, key=value")
+    parser.add_argument("--add", action="store_true",
+                        help="eval: score only the --students rows the saved results lack, keep the others")
     parser.add_argument("--runs", type=Path, default=RUNS, help="folder of the trained models")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
     args = parser.parse_args()
