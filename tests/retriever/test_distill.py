@@ -170,6 +170,13 @@ def test_micro_distill_end_to_end_with_a_layer_cut_student(micro_model_dir, pair
     assert model.encode(["sea ice"]).shape == (1, 32)
 
 
+def test_embedding_term_needs_a_student_as_wide_as_the_teacher(micro_model_dir, pairs_dir, tmp_path):
+    cfg = RetrieverDistillConfig(teacher=str(micro_model_dir), student="random:nano", pairs=[str(pairs_dir)],
+                                 batch_size=4, max_seq_length=24, max_steps=1, embedding_weight=1.0)
+    with pytest.raises(IndusError, match="as wide as its teacher"):
+        distill_retriever(cfg, tmp_path / "student")
+
+
 def test_distill_into_a_student_with_another_tokenizer(micro_model_dir, pairs_dir, tmp_path):
     from sentence_transformers import SentenceTransformer
 

@@ -252,13 +252,16 @@ def test_distilling_a_model_into_itself_has_no_kd_gradient(micro_st):
     assert max(float(g.abs().max()) for g in grads.values()) > 1e-3
 
 
-def test_distillcse_cached_matches_uncached(micro_st):
+@pytest.mark.parametrize("embedding_weight", [0.0, 3.0])
+def test_distillcse_cached_matches_uncached(micro_st, embedding_weight):
     micro_st.eval()
     g = torch.Generator().manual_seed(4)
-    teacher = torch.randn(len(ANCHORS), 3 * 16, generator=g, dtype=torch.float64)
+    width = micro_st.get_embedding_dimension() if embedding_weight else 16  # the embedding term needs equal widths
+    teacher = torch.randn(len(ANCHORS), 3 * width, generator=g, dtype=torch.float64)
     columns = [ANCHORS, POSITIVES, NEGATIVES]
-    v1, plain = _grads(micro_st, DistillCSELoss(micro_st), columns, teacher)
-    v2, cached = _grads(micro_st, DistillCSELoss(micro_st, mini_batch_size=2), columns, teacher)
+    v1, plain = _grads(micro_st, DistillCSELoss(micro_st, embedding_weight=embedding_weight), columns, teacher)
+    v2, cached = _grads(micro_st, DistillCSELoss(micro_st, mini_batch_size=2, embedding_weight=embedding_weight),
+                        columns, teacher)
     assert v2 == pytest.approx(v1, rel=1e-10)
     for name in plain:
         assert torch.allclose(cached[name], plain[name], rtol=1e-8, atol=1e-10), name

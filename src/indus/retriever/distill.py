@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from indus.config import prepare_output_dir
+from indus.errors import IndusError
 from indus.retriever.trainer import TrainSettings, fit
 
 
@@ -146,6 +147,9 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
     set_seed(cfg.seed)
     student = load_bi_encoder(cfg.student, max_seq_length=cfg.max_seq_length, seed=cfg.seed,
                               tokenizer_of=cfg.teacher, calibration_texts=cfg.calibration_texts(texts))
+    if cfg.embedding_weight > 0 and student.get_embedding_dimension() != emb.shape[1]:
+        raise IndusError(f"embedding_weight > 0 needs a student as wide as its teacher: {cfg.student} embeds in "
+                         f"{student.get_embedding_dimension()} dimensions, {cfg.teacher} in {emb.shape[1]}")
     loss = DistillCSELoss(student, tau_kd=cfg.tau_kd, temperature=cfg.temperature, kd_weight=cfg.kd_weight,
                           contrastive_weight=cfg.contrastive_weight, scale_kd_by_t2=cfg.scale_kd_by_t2,
                           mini_batch_size=cfg.mini_batch_size, mask_duplicates=cfg.mask_duplicates,
