@@ -174,9 +174,9 @@ def stage_eval(args: argparse.Namespace) -> None:
 def stage_latency(args: argparse.Namespace) -> None:
     """Re-time every dense row of the saved results with the models interleaved: ``LATENCY_ROUNDS`` rounds, each
     timing every model on the same queries one after another, so that a slow spell of the machine hits all models
-    alike (timing each model once, in turn, let two copies of one architecture differ by 16%). A query is encoded
-    alone and searched exactly over a flat index of the collection's size and the model's width (random unit
-    vectors: a flat search costs the same whatever the vectors hold)."""
+    alike (timed once each, in turn, one query model differed by 23% between two indexes of the same size). A
+    query is encoded alone and searched exactly over a flat index of the collection's size and the model's width
+    (random unit vectors: a flat search costs the same whatever the vectors hold)."""
     import statistics
 
     import faiss
