@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,17 +73,15 @@ def split_student(student: str) -> tuple[str, str | None]:
     return layers, tag or None
 
 
-def n_layers(layers: str) -> int:
-    return len(parse_student_spec(f"layers:{split_student(layers)[0]}@teacher")[1])
-
-
-def ffn_width(layers: str) -> int | None:
-    return parse_student_spec(f"layers:{split_student(layers)[0]}@teacher")[2]
+def shape(student: str) -> tuple[int, int | None]:
+    """``(layers kept, FFN width or None)`` of a student or cut, e.g. ``"0,5/ffn=320+emb"`` -> ``(2, 320)``."""
+    _, keep, ffn = parse_student_spec(f"layers:{split_student(student)[0]}@teacher")
+    return len(keep), ffn
 
 
 def student_dir(student: str) -> Path:
-    ffn, tag = ffn_width(student), split_student(student)[1]
-    return RUNS / f"student-{n_layers(student)}l{f'-ffn{ffn}' if ffn else ''}{f'-{tag}' if tag else ''}"
+    (n, ffn), tag = shape(student), split_student(student)[1]
+    return RUNS / f"student-{n}l{f'-ffn{ffn}' if ffn else ''}{f'-{tag}' if tag else ''}"
 
 
 def distill_config(student: str, extra: list[str] | None = None):
@@ -125,34 +124,49 @@ def _evaluate(name: str, model: Any, data: Path, layers: int | None, ffn: int | 
     return row
 
 
-def dense_models(args: argparse.Namespace) -> list[tuple[str, Any, int, int | None, str | None]]:
-    """``(row name, model spec or loaded model, layers, FFN width, doc model)`` of every dense row of the table
-    (the doc model, the teacher, encodes the corpus of the rows that score a student as a query encoder only)."""
-    from indus.retriever.bi_encoder import load_bi_encoder
+@dataclass(frozen=True)
+class DenseRow:
+    """One dense row of the table: ``spec`` is a model spec or folder; ``cut`` (a layers string) marks a cut of the
+    teacher before distillation, loaded here because its FFN pruning ranks neurons on the distillation's texts;
+    ``doc_model`` (the teacher) encodes the corpus of a row that scores a student as a query encoder only."""
 
-    models: list[tuple[str, Any, int, int | None, str | None]] = [
-        ("minilm (all-MiniLM-L6-v2)", "minilm", 6, None, None),
-        ("minilm + GTE fine-tuning (teacher)", str(TEACHER), 6, None, None)]
-    cuts = list(dict.fromkeys(split_student(s)[0] for s in (LOWER_CUT, *args.students)))
-    for layers in cuts:
-        n, ffn = n_layers(layers), ffn_width(layers)
+    name: str
+    spec: str
+    layers: int
+    ffn: int | None
+    doc_model: str | None = None
+    cut: str | None = None
+
+    def model(self) -> Any:
+        """The spec, or for a cut the loaded model (so that only the rows that run pay for loading)."""
+        if self.cut is None:
+            return self.spec
+        from indus.retriever.bi_encoder import load_bi_encoder
+
         # the neurons the distillation runs started from: ranked on the same sample of their training texts
-        calibration = distill_config(layers).calibration_texts() if ffn else None
-        cut = load_bi_encoder(f"layers:{layers}@{TEACHER}", max_seq_length=MAX_LENGTH, device="cpu",
-                              calibration_texts=calibration)
-        models.append((f"teacher's layers {layers}, no distillation", cut, n, ffn, None))
+        calibration = distill_config(self.cut).calibration_texts() if self.ffn else None
+        return load_bi_encoder(self.spec, max_seq_length=MAX_LENGTH, device="cpu", calibration_texts=calibration)
+
+
+def dense_models(args: argparse.Namespace) -> list[DenseRow]:
+    """Every dense row of the table: minilm, the teacher, each cut before distillation and its students."""
+    rows = [DenseRow("minilm (all-MiniLM-L6-v2)", "minilm", 6, None),
+            DenseRow("minilm + GTE fine-tuning (teacher)", str(TEACHER), 6, None)]
+    for layers in dict.fromkeys(split_student(s)[0] for s in (LOWER_CUT, *args.students)):
+        n, ffn = shape(layers)
+        rows.append(DenseRow(f"teacher's layers {layers}, no distillation", f"layers:{layers}@{TEACHER}", n, ffn,
+                             cut=layers))
         for student in args.students:
             if split_student(student)[0] != layers or not student_dir(student).is_dir():
                 continue
             tag = split_student(student)[1]
-            steps = distill_config(student).max_steps
             what = (f"layers {layers.partition('/')[0]}" + (f", FFN {ffn}" if ffn else "")
-                    + (" + embedding term" if tag == "emb" else "") + f", {steps} steps")
-            models.append((f"{n}-layer DistillCSE student ({what})", str(student_dir(student)), n, ffn, None))
+                    + (" + embedding term" if tag == "emb" else "") + f", {distill_config(student).max_steps} steps")
+            rows.append(DenseRow(f"{n}-layer DistillCSE student ({what})", str(student_dir(student)), n, ffn))
             if tag:  # also as a query encoder over the teacher's index (+long: the control without the term)
-                models.append((f"{n}-layer DistillCSE student ({what}), queries over the teacher's index",
-                               str(student_dir(student)), n, ffn, str(TEACHER)))
-    return models
+                rows.append(DenseRow(f"{n}-layer DistillCSE student ({what}), queries over the teacher's index",
+                                     str(student_dir(student)), n, ffn, doc_model=str(TEACHER)))
+    return rows
 
 
 def stage_eval(args: argparse.Namespace) -> None:
@@ -160,13 +174,14 @@ def stage_eval(args: argparse.Namespace) -> None:
     if args.add:  # score only the rows of --students missing from the saved results, keep the rest
         saved = json.loads((RESULTS / "retriever_quality.json").read_text())
         rows, known = saved["rows"], {r["model"] for r in saved["rows"]}
-        for name, model, n, ffn, doc in dense_models(args):
-            if name not in known:
-                group = [i for i, r in enumerate(rows) if (r["layers"], r["ffn"]) == (n, ffn)]
-                rows.insert(group[-1] + 1 if group else len(rows), _evaluate(name, model, data, n, ffn, doc))
+        for d in dense_models(args):
+            if d.name not in known:
+                group = [i for i, r in enumerate(rows) if (r["layers"], r["ffn"]) == (d.layers, d.ffn)]
+                rows.insert(group[-1] + 1 if group else len(rows),
+                            _evaluate(d.name, d.model(), data, d.layers, d.ffn, d.doc_model))
     else:
         rows = [_evaluate("BM25 (bm25s, Lucene k1 1.2 b 0.75)", "bm25", data, None)]
-        rows += [_evaluate(name, model, data, n, ffn, doc) for name, model, n, ffn, doc in dense_models(args)]
+        rows += [_evaluate(d.name, d.model(), data, d.layers, d.ffn, d.doc_model) for d in dense_models(args)]
     summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted(RUNS.glob("*/summary.json"))}
     write_results(rows, summaries)
 
@@ -190,19 +205,20 @@ def stage_latency(args: argparse.Namespace) -> None:
     queries = list(beir.eval_queries.values())[:LATENCY_QUERIES]
     rng = np.random.default_rng(0)
     timed, row_of, twins = [], {}, {}
-    for name, model, _, _, doc_model in dense_models(args):
-        if doc_model is not None:  # a student as a query encoder: the query path of its own row, timed there
-            twins[name] = row_of[model]
+    for d in dense_models(args):
+        if d.doc_model is not None:  # a student as a query encoder: the query path of its own row, timed there
+            twins[d.name] = row_of[d.spec]
             continue
+        row_of[d.spec] = d.name
+        model = d.model()
         if isinstance(model, str):
-            row_of[model] = name
             model = load_sentence_transformer(model, device="cpu", max_seq_length=MAX_LENGTH)
         dim = encode(model, queries[:1]).shape[1]
         vectors = rng.standard_normal((len(beir.corpus), dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
-        timed.append((name, model, index, []))
+        timed.append((d.name, model, index, []))
     for _ in range(LATENCY_ROUNDS):
         for _name, model, index, times in timed:
             index.search(encode(model, queries[:1]), 100)  # warm-up
@@ -279,10 +295,10 @@ def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any
                      f"{(per_layer * teacher['layers'] + fixed) / (per_layer + fixed):.1f}x faster even at k = 1")
     if teacher.get("latency_ms_sequential") and minilm.get("latency_ms_sequential"):
         seq_t, seq_m = teacher["latency_ms_sequential"], minilm["latency_ms_sequential"]
-        same = [(r, next(t for t in rows if t["model"] == r["model"].split(", queries over")[0]))
-                for r in rows if r.get("doc_model") and r.get("latency_ms_sequential")]
-        gaps = [max(a, b) / min(a, b) - 1 for r, t in same
-                for a, b in [(r["latency_ms_sequential"], t.get("latency_ms_sequential") or t["latency_ms"])]]
+        sequential = {r["model"]: r.get("latency_ms_sequential") for r in rows}
+        pairs = [(sequential[r["model"]], sequential[r["model"].split(", queries over")[0]])
+                 for r in rows if r.get("doc_model")]  # one query model, on its own index and on the teacher's
+        gaps = [max(a, b) / min(a, b) - 1 for a, b in pairs if a and b]
         lines.append(f"- why the latencies are re-timed interleaved: timed by the evaluator one model after another, "
                      f"minilm and the teacher (the same 6 x 384 architecture) took {seq_m:.2f} and {seq_t:.2f} ms "
                      f"({100 * (max(seq_t, seq_m) / min(seq_t, seq_m) - 1):.0f}% apart; interleaved "
