@@ -33,5 +33,5 @@ def test_errors_name_file_and_line(tmp_path, content, line, words):
 def test_corrupt_gzip(tmp_path):
     path = tmp_path / "c.jsonl.gz"
     path.write_bytes(b"not gzip at all")
-    with pytest.raises(DataFormatError, match="could not read"):
+    with pytest.raises(DataFormatError, match="gzip stream is corrupt"):
         list(iter_jsonl(path))

@@ -37,7 +37,7 @@ def test_corpus_jsonl_and_text(tmp_path):
     (tmp_path / "b.txt").write_text("line a\n\nline b\n")
     assert list(iter_texts(tmp_path)) == ["doc one", "doc two", "line a", "line b"]
     assert list(iter_texts(tmp_path, limit=3)) == ["doc one", "doc two", "line a"]
-    with pytest.raises(IndusError, match="not found"):
+    with pytest.raises(IndusError, match="no such file"):
         list(iter_texts(tmp_path / "nope.txt"))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import types
 import typing
@@ -29,22 +30,48 @@ from typing import Any, TypeVar
 import yaml
 
 from indus.atomic import atomic_write_text
+from indus.data.text import line_at, read_text
 from indus.errors import IndusError
 
 T = TypeVar("T")
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with a clear error for a missing file or bad syntax."""
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
+    """The line (counted at ``\\n`` only, as editors do: PyYAML also breaks lines at U+2028) and a one-line
+    description of a YAML error."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = line_at(text, mark.index) if mark is not None else None
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = line_at(text, exc.position)
+        problem = f"character {exc.character!r} is not allowed in YAML"
+    else:
+        problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+    return line, " ".join((problem or str(exc)).split())
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML text; a syntax error is an :class:`IndusError` naming ``where`` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        line, problem = _yaml_problem(exc, text)
+        raise IndusError(f"{where}{f':{line}' if line else ''}: invalid YAML ({problem})") from None
+    except RecursionError:
+        raise IndusError(f"{where}: invalid YAML (nested too deeply)") from None
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """Read a YAML file (UTF-8, a byte-order mark allowed), with clear errors for a missing file, bytes that are
+    not UTF-8 and bad syntax."""
     path = Path(path)
     if not path.is_file():
         raise IndusError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise IndusError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_yaml(read_text(path), str(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing file, bad bytes or bad syntax."""
+    data = load_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -59,7 +86,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         if "=" not in item:
             raise IndusError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        if not key.strip() or any(not part.strip() for part in key.split(".")):
+            raise IndusError(f"--set {item!r}: expected a setting name before '=', e.g. train.lr=3e-4")
+        value = parse_yaml(raw, f"--set {item!r}") if raw.strip() else ""
         node: Any = data
         parts = key.strip().split(".")
         for i, part in enumerate(parts):
@@ -126,14 +155,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise IndusError(f"{where}: expected an integer, found {value!r}")
         return int(value)
     if tp is float:
+        number: Any = value
         if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(number, bool) or not isinstance(number, int | float):
             raise IndusError(f"{where}: expected a number, found {value!r}")
-        return float(value)
+        # NaN and infinity pass every `x <= 0` check in __post_init__ and then poison a run
+        if not math.isfinite(number):
+            raise IndusError(f"{where}: expected a finite number, found {value!r}")
+        return float(number)
     if tp is str:
         if isinstance(value, dict | list):
             raise IndusError(f"{where}: expected a string, found {value!r}")

@@ -65,7 +65,7 @@ def test_check_counts_per_format(formats):
     pairs = check(formats["pairs"])
     assert pairs["pairs"] == 2 and pairs["files"]["pairs.jsonl.gz"]["anchors"] == 1
     corpus = check(formats["corpus"])
-    assert corpus["files"]["corpus.jsonl"] == {"texts": 2, "empty": 1, "characters": 7, "words": 2}
+    assert corpus["files"]["corpus.jsonl"] == {"split": "train", "texts": 2, "empty": 1, "characters": 7, "words": 2}
     assert check(formats["plain"])["texts"] == 2
 
 

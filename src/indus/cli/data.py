@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from indus.cli.common import console, print_table, write_json
+from indus.cli.common import console, err_console, print_table, write_json
 
 app = typer.Typer(help="Find, count and validate datasets (CoNLL, SQuAD, BEIR, pairs, corpus, classification).",
                   no_args_is_help=True)
@@ -14,17 +14,32 @@ app = typer.Typer(help="Find, count and validate datasets (CoNLL, SQuAD, BEIR, p
 
 @app.command("list")
 def list_datasets() -> None:
-    """Show the named datasets under the data root, with counts."""
+    """Show the named datasets under the data root, with counts; a file that cannot be read is marked, not fatal."""
     from indus.data.registry import count, discover, require_data_root
 
     root = require_data_root()
-    entries = discover(root)
+    try:
+        entries = discover(root)
+    except OSError as exc:
+        from indus.errors import IndusError
+
+        raise IndusError(f"{root}: cannot list the data root ({exc.strerror or exc})") from None
     console.print(f"data root: {root}")
     rows = []
     for e in entries:
-        counts = count(e)
+        try:
+            counts = count(e)
+        except OSError as exc:  # an unreadable folder: mark the dataset, list the others
+            counts = {"folder": f"unreadable ({exc.strerror or exc})"}
+        bad = {k: v for k, v in counts.items() if isinstance(v, str)}
+        for key, problem in bad.items():
+            err_console.print(f"warning: {e.kind}/{e.name} ({key}): {problem}", markup=False, highlight=False)
         rows.append({"name": e.name, "kind": e.kind, "path": str(e.path.relative_to(root)),
-                     "counts": ", ".join(f"{k}: {v:,}" for k, v in counts.items())})
+                     "counts": ", ".join(f"{k}: {v:,}" for k, v in counts.items() if k not in bad),
+                     "problems": "; ".join(f"{k}: {v}" for k, v in bad.items())})
+    if not any(r["problems"] for r in rows):
+        for r in rows:
+            del r["problems"]
     print_table(rows, title=f"{len(entries)} datasets")
 
 
@@ -41,7 +56,9 @@ def check_dataset(
     from indus.data.check import check, summary_rows
 
     result = check(path, fmt, scheme=scheme)
-    summary, tables = summary_rows(result)
+    for warning in result.get("warnings", []):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    summary, tables = summary_rows({k: v for k, v in result.items() if k != "warnings"})
     print_table(summary, title=f"{result['format']}: {result['path']}")
     for name, rows in tables.items():
         print_table(rows, title=name)

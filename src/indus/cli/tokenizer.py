@@ -19,7 +19,9 @@ def tokenizer() -> None:
 
 @app.command()
 def train(
-    corpus: list[Path] = typer.Option(..., "--corpus", help="Corpus file or folder (JSONL with 'text', or text)."),
+    corpus: list[str] = typer.Option(..., "--corpus",
+                                     help="Corpus file, folder or dataset name such as 'corpus' (JSONL with 'text', "
+                                          "or text); a folder gives its training files, never valid/dev/test ones."),
     vocab_size: int = typer.Option(50_265, "--vocab-size", help="Vocabulary size incl. 5 specials (paper: 50,265)."),
     lowercase: bool = typer.Option(False, "--lowercase/--cased", help="Lower-case first (INDUSBPE is uncased)."),
     max_docs: int | None = typer.Option(None, "--max-docs", help="Train on the first N documents only."),
@@ -40,7 +42,8 @@ def train(
 
 @app.command()
 def compare(
-    text: Path = typer.Option(..., "--text", help="Corpus file or folder to tokenise."),
+    text: str = typer.Option(..., "--text", help="Corpus file, folder or dataset name to tokenise; a folder "
+                                                 "gives its held-out files when it has some (corpus: valid)."),
     tokenizers: list[str] = typer.Option(..., "--tokenizer", help="Tokenizer folder or model spec (repeatable)."),
     max_docs: int | None = typer.Option(None, "--max-docs", help="Use the first N documents only."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),

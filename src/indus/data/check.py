@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from indus.data.conll import NER_SUFFIXES, SPLIT_ALIASES, is_tag
-from indus.data.jsonl import open_text
+from indus.data.text import open_text
 from indus.errors import DataFormatError, IndusError
 
 VALIDATORS: dict[str, str] = {
@@ -66,7 +66,7 @@ def _looks_like_conll(path: Path) -> bool:
                 good += len(fields) >= 2 and is_tag(fields[-1].strip())
                 if total >= _SNIFF_LINES:
                     break
-    except (UnicodeDecodeError, OSError, EOFError):
+    except (IndusError, OSError):  # an unreadable file: the validator names the problem
         return False
     return total > 0 and good >= 0.8 * total
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indus.data.text import iter_lines
 from indus.errors import DataFormatError, IndusError
 
 DOCSTART = "-DOCSTART-"
@@ -228,21 +229,9 @@ def _canonical_scheme(scheme: str) -> str:
 # --------------------------------------------------------------------------------------------------- files
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise IndusError(f"{path}: file not found")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataFormatError(path, line, f"expected UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def _read_raw(path: str | Path) -> _Raw:
     """Parse a file into sentences of original tags, validating columns and tag syntax."""
     path = Path(path)
-    text = _read_text(path)
     sentences: list[tuple[list[str], list[str], list[int]]] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -254,7 +243,9 @@ def _read_raw(path: str | Path) -> _Raw:
             sentences.append((tokens.copy(), tags.copy(), lines.copy()))
             tokens.clear(), tags.clear(), lines.clear()
 
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # the one reader: UTF-8 errors and corrupt gzip name the line, a byte-order mark is dropped, and lines break at
+    # "\n" only (str.splitlines would also break at U+2028 and put every later line number off)
+    for lineno, line in iter_lines(path):
         stripped = line.strip()
         if not stripped:
             flush()

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indus.data.text import line_at, read_text
 from indus.errors import DataFormatError, IndusError
 
 SPLITS = ("train", "dev", "test")
@@ -225,17 +226,18 @@ class _ParsedFile:
 def _parse(path: Path, *, window: int, strict: bool) -> _ParsedFile:
     if not path.is_file():
         raise IndusError(f"{path}: file not found")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, None, f"not UTF-8 text ({exc.reason})") from None
+    raw = read_text(path)  # UTF-8 errors name the line; a byte-order mark is dropped
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, exc.lineno, f"invalid JSON ({exc.msg}, column {exc.colno}); "
                                                 "expected a SQuAD file {\"data\": [...]}") from None
+    except RecursionError:
+        raise DataFormatError(path, None, "invalid JSON (nested too deeply)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataFormatError(path, None, 'expected a SQuAD JSON object with a "data" list of articles')
+    if not doc["data"]:
+        raise DataFormatError(path, line_at(raw, raw.find('"data"')), 'no articles: the "data" list is empty')
     version = doc.get("version")
     examples: list[QAExample] = []
     seen: dict[str, str] = {}
@@ -298,6 +300,9 @@ def _parse(path: Path, *, window: int, strict: bool) -> _ParsedFile:
                                                    f"characters of answer_start {start}")
                     answers.append(Answer(text, found, start))
                 examples.append(QAExample(sid, question, context, tuple(answers), a, where))
+    if not examples:
+        raise DataFormatError(path, None, f"no questions in its {len(doc['data'])} article(s) (expected "
+                                          '"qas" lists of {id, question, answers})')
     squad = SquadSet(path, str(version) if version is not None else None, examples, len(doc["data"]))
     return _ParsedFile(squad, keys)
 
@@ -383,12 +388,28 @@ def load_squad_split(path: str | Path, split: str, **kwargs: Any) -> SquadSet:
     return splits[name]
 
 
-def check(path: str | Path) -> dict[str, int]:
-    """Validate a SQuAD file or folder and count questions, answers, repairs and split sizes."""
+def _ids(examples: list[QAExample], shown: int = 10) -> str:
+    ids = ", ".join(ex.id for ex in examples[:shown])
+    return ids + (f", ... ({len(examples) - shown} more)" if len(examples) > shown else "")
+
+
+def check(path: str | Path) -> dict[str, Any]:
+    """Validate a SQuAD file or folder and count questions, answers, repairs and split sizes.
+
+    Answers whose text cannot be found near their ``answer_start`` give a ``warnings`` entry naming the question
+    ids; a file in which no answer can be located at all is an error (it could train and score nothing).
+    """
     path = Path(path)
     splits = squad_splits(path)
-    total = RepairReport.of([ex for s in splits.values() for ex in s.examples])
-    counts: dict[str, int] = {}
+    examples = [ex for s in splits.values() for ex in s.examples]
+    total = RepairReport.of(examples)
+    answerable = [ex for ex in examples if ex.answers]
+    unlocated = [ex for ex in answerable if any(a.start is None for a in ex.answers)]
+    if answerable and not any(ex.located_answers for ex in answerable):
+        raise DataFormatError(path, None, f"none of the {sum(len(ex.answers) for ex in answerable)} answers can be "
+                                          f"located in its context (within {REPAIR_WINDOW} characters of "
+                                          f"answer_start); question ids: {_ids(answerable)}")
+    counts: dict[str, Any] = {}
     for key in ("articles", "contexts", "questions", "answerable", "unanswerable", "answers"):
         counts[key] = sum(s.counts()[key] for s in splits.values())
     counts["answers exact"] = total.exact
@@ -398,4 +419,8 @@ def check(path: str | Path) -> dict[str, int]:
         counts[f"repaired shift {shift:+d}"] = total.shifts[shift]
     for name, s in splits.items():
         counts[f"{name} questions"] = len(s)
+    if unlocated:
+        counts["warnings"] = [f"{path}: {total.unlocated} answer(s) of {len(unlocated)} question(s) not found in "
+                              f"their context near answer_start (kept for scoring, not trained on); question ids: "
+                              f"{_ids(unlocated)}"]
     return counts

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indus.data.corpus import corpus_files, iter_texts
+from indus.data.corpus import corpus_files, iter_texts, split_corpus
 from indus.errors import IndusError
 
 CACHE_VERSION = "packed-v1"
@@ -96,10 +96,18 @@ def sequence_ids(tokenizer) -> tuple[int, int]:
     return bos, eos
 
 
+def corpus_split(train_files: Sequence[str | Path], valid_files: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """The training and held-out files of a pretraining config (names resolved inside the data root); a file on
+    both sides is refused (:func:`indus.data.corpus.split_corpus`)."""
+    if not train_files:
+        raise IndusError("no training corpus: set train_files")
+    return split_corpus(train_files, valid_files, from_config=True)
+
+
 def _iter_docs(files: Sequence[Path], max_docs: int | None) -> Iterator[str]:
     n = 0
     for f in files:
-        for text in iter_texts(f):
+        for text in iter_texts(f, split="all"):
             if max_docs is not None and n >= max_docs:
                 return
             n += 1
@@ -107,17 +115,19 @@ def _iter_docs(files: Sequence[Path], max_docs: int | None) -> Iterator[str]:
 
 
 def build_packed_dataset(paths: Sequence[str | Path], tokenizer, seq_len: int, *, max_docs: int | None = None,
-                         cache_dir: str | Path | None = None, progress: bool = True):
+                         cache_dir: str | Path | None = None, progress: bool = True, split: str = "train"):
     """The packed sequences of ``paths`` as a memory-mapped ``datasets.Dataset`` (column ``input_ids``, (N, L)).
 
-    Built once per cache key; the Arrow file is written under a temporary name and renamed when complete.
+    ``paths`` are files, folders or dataset names as a config gives them; a folder contributes its ``split``
+    files (``"train"``, or ``"heldout"`` for the held-out set; see :mod:`indus.data.corpus`). Built once per cache
+    key; the Arrow file is written under a temporary name and renamed when complete.
     """
     from datasets import Dataset, Features, Value
     from datasets import Sequence as HFSequence
     from datasets.arrow_writer import ArrowWriter
     from tqdm.auto import tqdm
 
-    files = [f for p in paths for f in corpus_files(p)]
+    files = [f for p in paths for f in corpus_files(p, split, from_config=True)]
     if not files:
         raise IndusError("no corpus files given")
     key = cache_key(tokenizer, files, seq_len, max_docs)
@@ -203,7 +213,7 @@ class StreamingCorpus:
 
     def __init__(self, paths: Sequence[str | Path], tokenizer, seq_len: int, seed: int,
                  shuffle_buffer: int = 10_000, max_docs: int | None = None) -> None:
-        self.files = [f for p in paths for f in corpus_files(p)]
+        self.files = [f for p in paths for f in corpus_files(p, "train", from_config=True)]
         self.tokenizer = tokenizer
         self.seq_len = seq_len
         self.seed = seed

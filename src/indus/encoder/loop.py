@@ -26,7 +26,7 @@ from torch import nn
 from indus.config import config_to_dict, launcher_rank, read_yaml, save_config
 from indus.encoder.checkpoint import checkpoint_dirs, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from indus.encoder.configs import PretrainConfig
-from indus.encoder.data import PackedCorpus, StreamingCorpus, build_packed_dataset
+from indus.encoder.data import PackedCorpus, StreamingCorpus, build_packed_dataset, corpus_split
 from indus.encoder.hardware import bf16_supported, device_name, mfu
 from indus.encoder.runlog import RunLog, plot_loss_curve
 from indus.errors import IndusError
@@ -142,20 +142,19 @@ class TrainResult:
 
 def load_corpora(cfg: PretrainConfig, tokenizer, accelerator) -> tuple[Any, np.ndarray | None]:
     """The training corpus (packed, or streaming) and the fixed held-out sequences (N, L) or ``None``."""
-    if not cfg.train_files:
-        raise IndusError("no training corpus: set train_files")
+    train_files, valid_files = corpus_split(cfg.train_files, cfg.valid_files)  # held-out text never trains
     with accelerator.main_process_first():  # the main process tokenises; the others then read its cache
         if cfg.streaming:
-            train = StreamingCorpus(cfg.train_files, tokenizer, cfg.seq_len, cfg.seed, cfg.shuffle_buffer,
+            train = StreamingCorpus(train_files, tokenizer, cfg.seq_len, cfg.seed, cfg.shuffle_buffer,
                                     cfg.max_docs)
         else:
-            train = PackedCorpus(build_packed_dataset(cfg.train_files, tokenizer, cfg.seq_len, max_docs=cfg.max_docs,
+            train = PackedCorpus(build_packed_dataset(train_files, tokenizer, cfg.seq_len, max_docs=cfg.max_docs,
                                                       cache_dir=cfg.cache_dir,
                                                       progress=accelerator.is_main_process), cfg.seed)
         valid = None
-        if cfg.valid_files:
-            valid_ds = build_packed_dataset(cfg.valid_files, tokenizer, cfg.seq_len, cache_dir=cfg.cache_dir,
-                                            progress=False)
+        if valid_files:
+            valid_ds = build_packed_dataset(valid_files, tokenizer, cfg.seq_len, cache_dir=cfg.cache_dir,
+                                            progress=False, split="heldout")
             valid = PackedCorpus(valid_ds, cfg.seed).head(cfg.valid_max_seqs)
     return train, valid
 

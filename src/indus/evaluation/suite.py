@@ -151,15 +151,10 @@ def parse_suite(data: Any, where: str = "suite") -> tuple[str | None, tuple[Suit
 
 def load_suite(suite: str | Path | None = None) -> Suite:
     """Read and validate a suite file (``None``: the default suite)."""
-    import yaml
+    from indus.config import load_yaml_file
 
     path = suite_path(suite)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise IndusError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = load_yaml_file(path)
     name, tasks = parse_suite(data, where=str(path))
     return Suite(name or path.stem, path, tasks)
 
@@ -202,7 +197,8 @@ def run_suite(model: str | Path, suite: str | Path | None = None, data_root: str
     paths = []
     for i, entry in enumerate(loaded.tasks):
         try:
-            paths.append(resolve_dataset(entry.data, kind=TASK_KINDS.get(entry.task), root=data_root))
+            paths.append(resolve_dataset(entry.data, kind=TASK_KINDS.get(entry.task), root=data_root,
+                                         from_config=True))
         except IndusError as exc:
             raise IndusError(f"{loaded.path}: tasks[{i}] ({entry.task} {entry.data}): {exc}") from None
     started = time.perf_counter()

@@ -24,6 +24,7 @@ from typing import Any
 
 from indus.atomic import atomic_write_json
 from indus.config import save_config
+from indus.data.corpus import split_corpus
 from indus.data.registry import resolve_dataset
 from indus.errors import IndusError
 from indus.pipeline.config import PipelineConfig
@@ -59,7 +60,7 @@ def _latency_texts(valid: Path, n: int) -> list[str]:
     from indus.data.corpus import iter_texts
 
     texts: list[str] = []
-    for doc in iter_texts(valid):
+    for doc in iter_texts(valid, split="heldout" if valid.is_dir() else "all"):
         for sent in doc.replace("\n", " ").split(". "):
             if len(sent.split()) >= 8:
                 texts.append(sent.strip())
@@ -80,7 +81,9 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
     runner = StageRunner(out, force=force, log=log)
     if runner.is_main:
         save_config(cfg, out / "config.yaml")
-    train, valid = resolve_dataset(cfg.corpus.train), resolve_dataset(cfg.corpus.valid)
+    train, valid = (resolve_dataset(n, kind="corpus", from_config=True)
+                    for n in (cfg.corpus.train, cfg.corpus.valid))
+    split_corpus([train], [valid])  # refuses held-out text among the training files, before any stage runs
     eval_stages = {t.label: t for t in cfg.eval.tasks}
     if len(eval_stages) != len(cfg.eval.tasks):
         raise IndusError("eval.tasks: each task:data pair may appear once")

@@ -3,7 +3,8 @@
 Stage sections hold a few pipeline-level fields (names, which model feeds which) and a ``settings`` mapping that is
 passed to the stage's own typed config (:class:`indus.encoder.configs.PretrainConfig`,
 :class:`indus.retriever.train.RetrieverTrainConfig`, the evaluators' options, ...), which validates it. Data are
-names under the data root (``corpus/train.jsonl.gz``, ``bc5cdr``, ``pairs/scifact-train.jsonl.gz``) or paths.
+names under the data root (``corpus``, ``bc5cdr``, ``pairs/scifact-train.jsonl.gz``), which never resolve outside it,
+or paths spelled as paths (``/data/x``, ``./x``, ``../x``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ def _h(text: str) -> dict[str, str]:
 class CorpusSection:
     """The pretraining corpus."""
 
-    train: str = field(default="corpus/train.jsonl.gz", metadata=_h("training documents (name or path)"))
-    valid: str = field(default="corpus/valid.jsonl.gz", metadata=_h("held-out documents (name or path)"))
+    train: str = field(default="corpus", metadata=_h("training documents: a name or path; a folder gives its "
+                                                     "training files (corpus: train.jsonl.gz)"))
+    valid: str = field(default="corpus", metadata=_h("held-out documents: a name or path; a folder gives its "
+                                                     "held-out files (corpus: valid.jsonl.gz)"))
 
 
 @dataclass

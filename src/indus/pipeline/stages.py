@@ -53,7 +53,7 @@ def _without_paths(cfg: Any, *keys: str) -> dict[str, Any]:
 
 def resolve_paths(names: Sequence[str], kind: str | None = None) -> list[Path]:
     """Dataset names (under the data root) or paths, resolved."""
-    return [resolve_dataset(n, kind=kind) for n in names]
+    return [resolve_dataset(n, kind=kind, from_config=True) for n in names]
 
 
 def tokenizer_stage(section: TokenizerSection, train: Path, valid: Path) -> Stage:
@@ -167,7 +167,7 @@ def eval_stage(task: EvalTask, model_spec: str, model_key: str, model_name: str 
     from indus.evaluation.suite import validate_settings
 
     options = validate_settings(task.task, task.settings_for(model_name or model_key), f"eval.tasks[{task.label}]")
-    data_path = resolve_dataset(task.data, kind=_DATA_KIND.get(task.task))
+    data_path = resolve_dataset(task.data, kind=_DATA_KIND.get(task.task), from_config=True)
     settings = {"task": task.task, "data": fingerprint([data_path]), "settings": _jsonable(options),
                 "model": model_key}
 

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from indus.data.corpus import iter_texts
+from indus.data.corpus import has_held_out, iter_texts
+from indus.errors import IndusError
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ def compare_tokenizers(text: str | Path, tokenizers: Sequence[str | Path], max_d
     Parameters
     ----------
     text
-        A corpus file or folder (JSON lines with ``text``, or plain text).
+        A corpus file, folder or dataset name (JSON lines with ``text``, or plain text). Fertility is a held-out
+        measurement: a folder with held-out files (``corpus``: ``valid.jsonl.gz``) gives those, any other folder
+        all its files.
     tokenizers
         Tokenizer folders, model folders or model specs such as ``minilm``.
     max_docs
@@ -65,7 +68,9 @@ def compare_tokenizers(text: str | Path, tokenizers: Sequence[str | Path], max_d
     """
     from indus.tokenizer.resolve import resolve_tokenizer
 
-    texts = list(iter_texts(text, limit=max_docs))
+    texts = list(iter_texts(text, limit=max_docs, split="heldout" if has_held_out(text) else "all"))
+    if not any(t.strip() for t in texts):
+        raise IndusError(f"{text}: no text to tokenise (the corpus is empty or blank)")
     words = sum(len(t.split()) for t in texts)
     rows: list[FertilityRow] = []
     for i, spec in enumerate(tokenizers):

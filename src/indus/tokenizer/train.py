@@ -25,14 +25,23 @@ from indus.errors import IndusError
 ROBERTA_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
-def _texts(corpus: Sequence[str | Path], max_docs: int | None) -> Iterator[str]:
-    n = 0
-    for path in corpus:
-        for text in iter_texts(path, limit=None if max_docs is None else max_docs - n):
-            yield text
-            n += 1
-        if max_docs is not None and n >= max_docs:
-            return
+class _Texts:
+    """The training texts of corpus files, folders or names (a folder's training files only: held-out text must
+    stay unseen), counting the non-blank ones as the trainer reads them."""
+
+    def __init__(self, corpus: Sequence[str | Path], max_docs: int | None) -> None:
+        self.corpus = corpus
+        self.max_docs = max_docs
+        self.read = self.non_blank = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for path in self.corpus:
+            for text in iter_texts(path, limit=None if self.max_docs is None else self.max_docs - self.read):
+                self.read += 1
+                self.non_blank += bool(text.strip())
+                yield text
+            if self.max_docs is not None and self.read >= self.max_docs:
+                return
 
 
 def build_bpe_tokenizer(texts: Iterator[str], vocab_size: int, *, lowercase: bool = True, min_frequency: int = 2,
@@ -75,7 +84,8 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
     Parameters
     ----------
     corpus
-        Corpus files or folders (JSON lines with ``text``, or plain text; ``.gz`` allowed).
+        Corpus files, folders or dataset names (JSON lines with ``text``, or plain text; ``.gz`` allowed); a
+        folder gives its training files only (``corpus``: ``train.jsonl.gz``, never ``valid.jsonl.gz``).
     vocab_size
         Vocabulary size including the 5 special tokens (the paper: 50,265).
     lowercase
@@ -93,8 +103,15 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
         raise IndusError(f"--vocab-size {vocab_size}: a byte-level BPE needs at least 261 (256 bytes + 5 specials)")
     if not corpus:
         raise IndusError("no corpus given (--corpus PATH)")
-    tok = build_bpe_tokenizer(_texts(corpus, max_docs), vocab_size, lowercase=lowercase,
-                              min_frequency=min_frequency, show_progress=show_progress)
+    if max_docs is not None and max_docs < 1:
+        raise IndusError(f"--max-docs {max_docs}: expected at least 1")
+    texts = _Texts(corpus, max_docs)
+    tok = build_bpe_tokenizer(iter(texts), vocab_size, lowercase=lowercase, min_frequency=min_frequency,
+                              show_progress=show_progress)
+    if texts.non_blank == 0:
+        what = f"{texts.read} texts, all blank" if texts.read else "no texts"
+        raise IndusError(f"{', '.join(map(str, corpus))}: nothing to train a tokenizer on ({what}); expected JSON "
+                         "lines with a non-empty 'text' field, or lines of text")
     with atomic_directory(out_dir) as tmp:
         hf = wrap_tokenizer(tok, model_max_length)
         hf.save_pretrained(tmp)

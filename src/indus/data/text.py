@@ -1,0 +1,179 @@
+"""The one reader of text files: UTF-8 (plain or gzip), errors as :class:`~indus.errors.DataFormatError`.
+
+Every reader of user files in indus (JSON lines, CoNLL, SQuAD, BEIR qrels, corpora, score tables, YAML configs)
+goes through here, so each failure class has one handling:
+
+- bytes that are not UTF-8: ``file:line: expected UTF-8 text (invalid start byte at column 7)``;
+- a gzip stream that is truncated or corrupt anywhere (header, middle, CRC): ``file:line: the gzip stream is
+  corrupt or truncated here ...``, naming the line being read when it broke;
+- a gzip file without ``.gz`` (or the reverse), said in words;
+- a UTF-8 byte-order mark at the start is dropped (Windows editors write one; it would otherwise end up inside the
+  first token or key).
+
+Lines are counted the way editors count them: only ``\\n`` (with an optional ``\\r`` before it) ends a line.
+``str.splitlines`` would also break at U+2028, U+0085 and form feeds, and put every later line number off.
+
+Example
+-------
+>>> import pathlib, tempfile
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+>>> _ = p.write_bytes(b"\\xef\\xbb\\xbfone\\r\\ntwo\\xe2\\x80\\xa8still two\\nthree")
+>>> [(n, line) for n, line in iter_lines(p)]
+[(1, 'one'), (2, 'two\\u2028still two'), (3, 'three')]
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from indus.errors import DataFormatError, IndusError
+
+BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
+_READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    if not path.is_file():
+        raise IndusError(f"{path}: file not found")
+    try:
+        return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    except OSError as exc:
+        raise IndusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read_problem(path: Path, exc: BaseException) -> str:
+    """Words for an exception raised while reading (decompressing) ``path``."""
+    if path.suffix == ".gz":
+        return f"the gzip stream is corrupt or truncated here ({exc or type(exc).__name__}); re-create the file"
+    return f"cannot read the file ({exc})"
+
+
+def _decode_problem(path: Path, raw: bytes, exc: UnicodeDecodeError) -> str:
+    if raw.startswith(GZIP_MAGIC) and path.suffix != ".gz":
+        return "expected UTF-8 text, found gzip-compressed data (name the file *.gz)"
+    if b"\x00" in raw[:64] and raw.count(b"\x00") * 4 > len(raw[:64]):
+        return "expected UTF-8 text, found binary data (or UTF-16 text: re-save it as UTF-8)"
+    return f"expected UTF-8 text ({exc.reason} at column {exc.start + 1})"
+
+
+def _strip_eol(text: str) -> str:
+    if text.endswith("\n"):
+        text = text[:-1]
+        if text.endswith("\r"):
+            text = text[:-1]
+    return text
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` for every line of a UTF-8 text file (``.gz`` decompressed), without the
+    line ending; a leading byte-order mark is dropped.
+
+    Raises
+    ------
+    DataFormatError
+        Bytes that are not UTF-8, or a corrupt gzip stream, naming the file and the line.
+    """
+    path = Path(path)
+    lineno = 0
+    with _open_binary(path) as fh:
+        while True:
+            try:
+                raw = fh.readline()
+            except _READ_ERRORS as exc:
+                raise DataFormatError(path, lineno + 1, _read_problem(path, exc)) from None
+            if not raw:
+                return
+            lineno += 1
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(path, lineno, _decode_problem(path, raw, exc)) from None
+            yield lineno, _strip_eol(text)
+
+
+class TextLines:
+    """A file-like view of :func:`iter_lines` for code written against ``open()``: iterating yields lines ending
+    in ``"\\n"``; ``line`` is the number of the last line read."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.line = 0
+        self._it = iter_lines(self.path)
+
+    def __enter__(self) -> TextLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        for self.line, text in self._it:
+            yield text + "\n"
+
+    def close(self) -> None:
+        """Close the underlying file."""
+        self._it.close()
+
+
+def open_text(path: str | Path) -> TextLines:
+    """Open a UTF-8 text file (``.gz`` decompressed) for line iteration with :func:`iter_lines`'s errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise IndusError(f"{path}: file not found")
+    return TextLines(path)
+
+
+def read_text(path: str | Path) -> str:
+    """The whole text of a UTF-8 file (``.gz`` decompressed), byte-order mark dropped, line endings as they are.
+
+    Raises
+    ------
+    DataFormatError
+        Bytes that are not UTF-8, or a corrupt gzip stream, naming the file and the line.
+    """
+    path = Path(path)
+    chunks: list[bytes] = []
+    newlines = 0
+    with _open_binary(path) as fh:
+        while True:
+            try:
+                chunk = fh.read(1 << 20)
+            except _READ_ERRORS as exc:
+                raise DataFormatError(path, newlines + 1, _read_problem(path, exc)) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            newlines += chunk.count(b"\n")
+    data = b"".join(chunks)
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_end = data.find(b"\n", exc.start)
+        raw = data[line_start: line_end if line_end != -1 else len(data)]
+        shifted = UnicodeDecodeError(exc.encoding, exc.object, exc.start - line_start, exc.end - line_start,
+                                     exc.reason)
+        raise DataFormatError(path, line, _decode_problem(path, raw if line > 1 else data[:64], shifted)) from None
+
+
+def line_at(text: str, index: int) -> int:
+    """The 1-based line (counted at ``\\n`` only) of character ``index`` in ``text``."""
+    return text.count("\n", 0, max(0, index)) + 1
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut at ``\\n`` (a ``\\r`` before it dropped): the lines an editor shows, unlike ``str.splitlines``."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
