@@ -19,6 +19,7 @@ Example
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -67,7 +68,57 @@ def _local_model(spec: str) -> Path:
         )
     if not (path / "config.json").is_file():
         raise IndusError(f"{path}: not a Hugging Face model folder (no config.json)")
+    check_weight_files(path)
     return path
+
+
+def _safetensors_problem(path: Path, size: int) -> str | None:
+    """Why a ``.safetensors`` file cannot be whole (its header names every tensor's byte range), or ``None``."""
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "empty or truncated weights file (no safetensors header); re-save or re-download the model"
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, 100 << 20):
+            return f"truncated weights file (its header alone needs {n:,} bytes; the file has {size:,})"
+        try:
+            header = json.loads(fh.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "not a safetensors file (unreadable header)"
+    if 8 + n + end > size:
+        return f"truncated weights file ({size:,} bytes; its header needs {8 + n + end:,}); re-save or re-download it"
+    return None
+
+
+def _torch_bin_problem(path: Path, size: int) -> str | None:
+    """Why a ``pytorch_model.bin`` cannot be whole, or ``None`` (a zip archive must have its central directory)."""
+    import zipfile
+
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic.startswith(b"PK"):
+        return None if zipfile.is_zipfile(path) else f"truncated weights file ({size:,} bytes; the zip archive " \
+                                                      "torch.save writes has no end record); re-save it"
+    if magic[:1] == b"\x80":  # the legacy (pre-zip) torch.save format: a pickle, checked when loaded
+        return None
+    return "not a PyTorch weights file (expected a torch.save zip archive)"
+
+
+def check_weight_files(folder: Path) -> None:
+    """Refuse a model folder whose weights files (``*.safetensors``, ``pytorch_model*.bin``) are empty or truncated,
+    with one line naming the file, before any library tries to load it."""
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin"))
+    for f in files:
+        if not f.is_file():
+            continue
+        size = f.stat().st_size
+        if size == 0:
+            problem: str | None = "empty weights file (0 bytes); re-save or re-download the model"
+        else:
+            problem = _safetensors_problem(f, size) if f.suffix == ".safetensors" else _torch_bin_problem(f, size)
+        if problem:
+            raise IndusError(f"{f}: {problem}")
 
 
 def resolve_model(spec: str | Path | ModelRef) -> ModelRef:

@@ -174,7 +174,13 @@ def pca_cmd(
         if FLOPS not in frame:
             raise IndusError(f"--train-only needs a {FLOPS!r} column")
         rows = np.nan_to_num(frame[FLOPS].to_numpy(dtype=float), nan=np.inf) <= _cutoff(cutoff_flops)
-    analysis = pca_analysis(frame, benchmarks, n_components=n_pcs, fit_rows=rows)
+    n_fit = len(frame) if rows is None else int(rows.sum())
+    if n_pcs > n_fit:
+        raise IndusError(f"{source}: --n-pcs {n_pcs} is more than the {n_fit} models the PCs are fitted on")
+    try:
+        analysis = pca_analysis(frame, benchmarks, n_components=n_pcs, fit_rows=rows)
+    except ValueError as exc:  # e.g. a benchmark with no score among the fitted models
+        raise IndusError(f"{source}: {exc}") from None
     evr = analysis.explained_variance_ratio
     console.print(f"[bold]Capability PCs[/bold] of {source}: {len(analysis.models)} models "
                   f"(fitted on {analysis.n_fit}), {len(benchmarks)} benchmarks")

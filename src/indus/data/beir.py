@@ -221,6 +221,8 @@ def check(path: str | Path) -> dict[str, int]:
     counts = {"docs": len(corpus), "queries": len(queries)}
     for split in splits:
         qrels, repeated = read_qrels(path / "qrels" / f"{split}.tsv", queries=queries, corpus=corpus)
+        if not qrels:
+            raise DataFormatError(path / "qrels" / f"{split}.tsv", None, "no judgements after the header")
         counts[f"{split} queries"] = len(qrels)
         counts[f"{split} qrels"] = sum(len(v) for v in qrels.values())
         counts[f"{split} relevant"] = sum(s > 0 for v in qrels.values() for s in v.values())

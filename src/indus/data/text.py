@@ -61,6 +61,10 @@ def _decode_problem(path: Path, raw: bytes, exc: UnicodeDecodeError) -> str:
     return f"expected UTF-8 text ({exc.reason} at column {exc.start + 1})"
 
 
+def _nul_problem(text: str) -> str:
+    return f"expected text, found a NUL byte at column {text.index(chr(0)) + 1} (binary data or UTF-16 text)"
+
+
 def _strip_eol(text: str) -> str:
     if text.endswith("\n"):
         text = text[:-1]
@@ -95,6 +99,8 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataFormatError(path, lineno, _decode_problem(path, raw, exc)) from None
+            if "\x00" in text:
+                raise DataFormatError(path, lineno, _nul_problem(text))
             yield lineno, _strip_eol(text)
 
 
@@ -155,7 +161,7 @@ def read_text(path: str | Path) -> str:
     if data.startswith(BOM):
         data = data[len(BOM):]
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         line = data.count(b"\n", 0, exc.start) + 1
@@ -164,6 +170,11 @@ def read_text(path: str | Path) -> str:
         shifted = UnicodeDecodeError(exc.encoding, exc.object, exc.start - line_start, exc.end - line_start,
                                      exc.reason)
         raise DataFormatError(path, line, _decode_problem(path, raw if line > 1 else data[:64], shifted)) from None
+    nul = text.find("\x00")
+    if nul != -1:  # NUL is no character of any text format indus reads: binary data, or UTF-16 saved as bytes
+        start = text.rfind("\n", 0, nul) + 1
+        raise DataFormatError(path, line_at(text, nul), _nul_problem(text[start:]))
+    return text
 
 
 def line_at(text: str, index: int) -> int:

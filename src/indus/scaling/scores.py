@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import math
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from indus.data.text import read_text
 from indus.errors import DataFormatError, IndusError
 
 MODEL = "Model"
@@ -80,10 +82,7 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = TEXT_COLUMNS) 
     path = Path(path)
     if not path.is_file():
         raise IndusError(f"no such file: {path}")
-    try:
-        fh = path.open(encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise IndusError(f"cannot read {path}: {exc}") from exc
+    fh = io.StringIO(read_text(path), newline="")  # UTF-8 and NUL errors name the line; a BOM is dropped
     with fh:
         reader = csv.reader(fh)
         try:
@@ -190,6 +189,8 @@ def read_scores(path: str | Path, *, benchmarks: Iterable[str] | None = None,
         raise DataFormatError(path, 1, "at least one benchmark column besides the id columns "
                                        f"({', '.join(ID_COLUMNS)})")
     for name in names:
+        if frame[name].isna().all():
+            raise DataFormatError(path, 1, f"scores in benchmark column {name!r}; it is empty in every row")
         bad = np.flatnonzero(((frame[name] < 0) | (frame[name] > 1)).to_numpy())
         if len(bad):
             at = int(bad[0])
