@@ -49,13 +49,13 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
     return line, " ".join((problem or str(exc)).split())
 
 
-def parse_yaml(text: str, where: str) -> Any:
-    """Parse YAML text; a syntax error is an :class:`IndusError` naming ``where`` and the line."""
+def parse_yaml(text: str, where: str, *, lines: bool = True) -> Any:
+    """Parse YAML text; a syntax error is an :class:`IndusError` naming ``where`` and (``lines``) the line."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         line, problem = _yaml_problem(exc, text)
-        raise IndusError(f"{where}{f':{line}' if line else ''}: invalid YAML ({problem})") from None
+        raise IndusError(f"{where}{f':{line}' if line and lines else ''}: invalid YAML ({problem})") from None
     except RecursionError:
         raise IndusError(f"{where}: invalid YAML (nested too deeply)") from None
 
@@ -88,7 +88,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         key, raw = item.split("=", 1)
         if not key.strip() or any(not part.strip() for part in key.split(".")):
             raise IndusError(f"--set {item!r}: expected a setting name before '=', e.g. train.lr=3e-4")
-        value = parse_yaml(raw, f"--set {item!r}") if raw.strip() else ""
+        value = parse_yaml(raw, f"--set {item!r}", lines=False) if raw.strip() else ""
         node: Any = data
         parts = key.strip().split(".")
         for i, part in enumerate(parts):
