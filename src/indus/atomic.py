@@ -63,11 +63,13 @@ def atomic_directory(path: str | Path, overwrite: bool = True) -> Iterator[Path]
     """Yield a temporary directory that replaces ``path`` when the block succeeds.
 
     The old directory (if any and ``overwrite``) is moved aside first and deleted after the swap, so at
-    every moment ``path`` is either the complete old directory or the complete new one.
+    every moment ``path`` is either the complete old directory or the complete new one. Commands that write a
+    user's ``--out`` folder use :mod:`indus.outdir` instead, which never deletes files it did not write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; outputs should be readable like any other
     try:
         yield tmp
         if path.exists():
