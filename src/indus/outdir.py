@@ -154,7 +154,7 @@ def _clear_run_state(path: Path, command: str, same_command: bool) -> None:
 
 
 def prepare_output_dir(path: str | Path, *, command: str, resume: bool = False, overwrite: bool = False,
-                       resumable: bool = False) -> OutputDir:
+                       resumable: bool = False, completion_file: str | None = None) -> OutputDir:
     """Check ``path`` against the convention (module docstring), create it and record the run in it.
 
     Parameters
@@ -169,6 +169,9 @@ def prepare_output_dir(path: str | Path, *, command: str, resume: bool = False, 
         ``--overwrite`` was given: write into a non-empty folder.
     resumable
         Whether the command has ``--resume`` (the error then offers it).
+    completion_file
+        A file whose presence also means the run finished (for writers that do not call
+        :meth:`OutputDir.complete`, e.g. an index whose ``meta.json`` lands last).
 
     Returns
     -------
@@ -203,15 +206,17 @@ def prepare_output_dir(path: str | Path, *, command: str, resume: bool = False, 
         raise IndusError(f"{path}: output folder is not empty (it holds an `indus {record.get('command')}` run, "
                          f"not `indus {command}`); choose {flag}")
     if entries and not (resume or overwrite):
-        unfinished = same and record.get("status") != "complete"
+        unfinished = (same and record.get("status") != "complete"
+                      and not (completion_file and (path / completion_file).is_file()))
         if unfinished and not has_checkpoints(path):
             _clear_run_state(path, command, same_command=True)  # a failed run's leftovers: the retry replaces them
         elif unfinished:
             raise IndusError(f"{path}: output folder is not empty (an unfinished `indus {command}` run with "
                              "checkpoints); pass --resume to continue it or --overwrite to start again")
         elif same:
+            also = " or --resume to continue it (a finished run is returned as it is)" if resumable else ""
             raise IndusError(f"{path}: output folder is not empty (a finished `indus {command}` run); pass "
-                             "--overwrite to replace it" + (" or --resume to return it" if resumable else ""))
+                             f"--overwrite to replace it{also}")
         else:
             raise IndusError(f"{path}: output folder is not empty ({len(entries)} entries indus did not write); "
                              "pass --overwrite to write into it (files of the same names are replaced, the others "
