@@ -129,3 +129,22 @@ def test_encoder_and_student_folders_carry_a_model_card(micro_cfg, corpus_dir, t
     assert "distilled-encoder" in head["tags"]
     assert f"Base model: `{teacher}`" in _card_text(student) and "valid_distill_loss" in _card_text(student)
     assert os.stat(student / "README.md").st_mode & 0o044 == 0o044
+
+
+def test_cli_pretrain_has_overwrite_and_refuses_it_with_resume(micro_cfg, tmp_path):
+    from typer.testing import CliRunner
+
+    from indus.cli import app
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({**micro_cfg, "max_steps": 1}))
+    out = tmp_path / "run"
+    base = ["pretrain", "--config", str(cfg), "--out", str(out)]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    res = CliRunner().invoke(app, base)
+    assert isinstance(res.exception, IndusError) and "--overwrite" in str(res.exception)
+    res = CliRunner().invoke(app, [*base, "--resume", "--overwrite"])
+    assert isinstance(res.exception, IndusError) and "exclude each other" in str(res.exception)
+    res = CliRunner().invoke(app, [*base, "--overwrite", "--set", "max_steps=2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
