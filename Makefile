@@ -27,7 +27,7 @@ ifneq ($(INDUS_DATA),)
 	$(BIN)/indus run configs/demo.yaml --out runs/demo
 else
 	@echo "no data root (../shared/data not found; set INDUS_DATA): the observational-scaling report only"
-	$(BIN)/indus scaling report out/scaling
+	$(BIN)/indus scaling report out/scaling --overwrite
 endif
 
 test: install

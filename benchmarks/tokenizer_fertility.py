@@ -40,7 +40,8 @@ def main() -> None:
     train_s: dict[int, float] = {}
     for v in VOCABS:
         start = time.perf_counter()
-        train_bpe([train], v, out_dir=args.tokenizers / f"indusbpe-{v}", lowercase=True, show_progress=False)
+        train_bpe([train], v, out_dir=args.tokenizers / f"indusbpe-{v}", lowercase=True, show_progress=False,
+                  overwrite=True)
         train_s[v] = time.perf_counter() - start
     specs = [str(args.tokenizers / f"indusbpe-{v}") for v in VOCABS] + ["minilm"]
     names = [f"INDUSBPE {v:,} (ours, uncased)" for v in VOCABS] + ["minilm WordPiece 30,522 (uncased, general)"]

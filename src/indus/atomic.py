@@ -60,26 +60,30 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``path`` when the block succeeds.
+    """Yield a temporary directory whose contents land in ``path`` only when the block succeeds.
 
-    The old directory (if any and ``overwrite``) is moved aside first and deleted after the swap, so at
-    every moment ``path`` is either the complete old directory or the complete new one.
+    A new or empty ``path`` is replaced in one rename (all or nothing). A non-empty one (only with ``overwrite``)
+    gets the new entries moved in one by one: an entry of the same name is replaced, every other file in it is
+    left alone, because a command never deletes a file it did not write. Commands that write a user's ``--out``
+    folder check it first with :mod:`indus.outdir`, whose run record tells a crash mid-move from a finished run.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; outputs should be readable like any other
     try:
         yield tmp
-        if path.exists():
+        if path.is_dir() and any(path.iterdir()):
             if not overwrite:
-                raise FileExistsError(f"{path} already exists")
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+                raise FileExistsError(f"{path} already exists and is not empty")
+            for entry in sorted(tmp.iterdir()):
+                target = path / entry.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(entry, target)
         else:
+            if path.is_dir():
+                path.rmdir()
             os.replace(tmp, path)
     finally:
         if tmp.exists():

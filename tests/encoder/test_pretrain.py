@@ -127,9 +127,9 @@ def test_damaged_checkpoint_is_refused(micro_cfg, ten_step_run):
     (ckpt / "optimizer.pt").unlink()
     with pytest.raises(CheckpointError, match="missing"):
         pretrain(cfg, ten_step_run, resume=True)
-    (ckpt / "manifest.json").unlink()
-    with pytest.raises(CheckpointError, match="incomplete"):
-        pretrain(cfg, ten_step_run, resume=True)
+    (ckpt / "manifest.json").unlink()  # a save cut short: skipped, and with no other checkpoint, a fresh start
+    metrics = pretrain(cfg, ten_step_run, resume=True)
+    assert metrics["steps"] == 10 and min(_losses(ten_step_run)) == 1
 
 
 def test_resume_refuses_changed_settings(micro_cfg, ten_step_run):

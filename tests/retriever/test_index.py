@@ -43,7 +43,8 @@ def test_index_then_search_returns_the_planted_document(micro_model_dir, corpus,
 def test_index_directory_loads_and_its_ids_match(micro_model_dir, corpus, tmp_path):
     out = tmp_path / "index"
     build_index(str(micro_model_dir), corpus, out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["ids.json", "index.faiss", "meta.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["ids.json", "index.faiss",
+                                                                                   "meta.json"]
     assert json.loads((out / "ids.json").read_text()) == [d["_id"] for d in DOCS]
     raw = faiss.read_index(str(out / "index.faiss"))  # a plain faiss index with the embeddings in it
     assert raw.ntotal == 6 and raw.d == 32
@@ -105,6 +106,10 @@ def test_broken_index_directories_are_clear_errors(micro_model_dir, corpus, tmp_
         load_index(out)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(IndusError, match="not an index directory"):
+    with pytest.raises(IndusError, match="not empty .*--overwrite"):
         build_index(str(micro_model_dir), corpus, tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    build_index(str(micro_model_dir), corpus, tmp_path / "mine", progress=False, overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me" and load_index(tmp_path / "mine").meta["count"]
+    with pytest.raises(IndusError, match="finished .*--overwrite"):  # a built index is not replaced silently
+        build_index(str(micro_model_dir), corpus, tmp_path / "mine", progress=False)

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import typer
 
+RESUME_HELP = ("Continue from the newest complete checkpoint in --out (from the start if there is none); the "
+               "settings that change the loss curve must match.")
+OVERWRITE_HELP = "Start again in a non-empty --out (its earlier run's checkpoints go; files indus did not write stay)."
+
 
 def register(app: typer.Typer) -> None:
     """Add the encoder commands to the main app."""
@@ -15,15 +19,18 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="YAML file of PretrainConfig settings."),
         overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         out: Path = typer.Option(..., "--out", help="Output folder (model, tokenizer, metrics.json, checkpoints)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+        resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Masked-LM pretraining of a RoBERTa-style encoder (RoBERTa's recipe; many GPUs via accelerate launch)."""
         from indus.cli.common import console, print_table
         from indus.config import load_config
         from indus.encoder.configs import PretrainConfig
         from indus.encoder.pretrain import pretrain as run
+        from indus.outdir import check_flags
 
-        metrics = run(load_config(PretrainConfig, config, overrides), out, resume=resume)
+        check_flags(resume, overwrite)
+        metrics = run(load_config(PretrainConfig, config, overrides), out, resume=resume, overwrite=overwrite)
         print_table([_summary(metrics)], title=f"pretrained {out}")
         console.print(f"wrote {out} (loads with AutoModelForMaskedLM.from_pretrained)")
 
@@ -34,7 +41,8 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="YAML file of DistillConfig settings."),
         overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         out: Path = typer.Option(..., "--out", help="Output folder of the student."),
-        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+        resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """MiniLMv2 distillation (Q-Q, K-K, V-V self-attention relations) of a teacher into a smaller student."""
         from indus.cli.common import console, print_table
@@ -43,7 +51,11 @@ def register(app: typer.Typer) -> None:
         from indus.encoder.distill import distill as run
 
         extra = ([f"teacher={teacher}"] if teacher else []) + ([f"preset={student_preset}"] if student_preset else [])
-        metrics = run(load_config(DistillConfig, config, [*extra, *overrides]), out, resume=resume)
+        from indus.outdir import check_flags
+
+        check_flags(resume, overwrite)
+        metrics = run(load_config(DistillConfig, config, [*extra, *overrides]), out, resume=resume,
+                      overwrite=overwrite)
         print_table([_summary(metrics)], title=f"distilled {out}")
         console.print(f"wrote {out} (loads with AutoModelForMaskedLM.from_pretrained)")
 

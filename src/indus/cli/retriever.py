@@ -14,7 +14,9 @@ app = typer.Typer(help="Train and distill sentence-embedding retrievers; build a
                   no_args_is_help=True)
 
 CONFIG_HELP = "YAML config (configs/retriever-*.yaml); options given here win over it."
-RESUME_HELP = "Continue from the newest checkpoint in OUT/checkpoints (from the start if there is none)."
+RESUME_HELP = ("Continue from the newest complete checkpoint in OUT/checkpoints (from the start if there is none), "
+               "also a run its time budget stopped; the settings that change the loss curve must match.")
+OVERWRITE_HELP = "Start again in a non-empty OUT (its earlier run's checkpoints go; files indus did not write stay)."
 SET_HELP = "Override a setting: key=value (repeatable), e.g. --set batch_size=32."
 PAIRS_HELP = "Pair files or folders (JSON lines: anchor, positive[, source, negative]) or data-root names; " \
              "--pairs A B C or repeat the option."
@@ -48,11 +50,13 @@ def train(
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     sets: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty OUT."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train a bi-encoder with the GTE contrastive loss, one source per batch."""
+    from indus.outdir import check_flags
     from indus.retriever.train import RetrieverTrainConfig, train_retriever
 
+    check_flags(resume, overwrite)
     cfg = _config(RetrieverTrainConfig, config, sets, model=model, pairs=(pairs or []) + (more_pairs or []))
     summary = train_retriever(cfg, out, resume=resume, overwrite=overwrite)
     _summary_table(summary, out, ("steps", "pairs_seen", "epochs_done", "final_loss", "wall_s", "stop_reason"))
@@ -71,11 +75,13 @@ def distill(
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     sets: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty OUT."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Distil a retriever into a smaller student with DistillCSE (tau_KD = 4) plus the contrastive loss."""
+    from indus.outdir import check_flags
     from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
 
+    check_flags(resume, overwrite)
     cfg = _config(RetrieverDistillConfig, config, sets, teacher=teacher, student=student,
                   pairs=(pairs or []) + (more_pairs or []))
     summary = distill_retriever(cfg, out, resume=resume, overwrite=overwrite)
@@ -89,7 +95,9 @@ def index(
                                                          "minilm-layers:N | random:<preset>."),
     corpus: str = typer.Option(..., "--corpus", help="BEIR folder or corpus.jsonl, JSONL with id/text, or text "
                                                      "lines (id = line number); or a data-root name."),
-    out: Path = typer.Option(..., "--out", help="Index directory (written atomically)."),
+    out: Path = typer.Option(..., "--out", help="Index directory (a new or empty one, unless --overwrite)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty OUT (index files replaced, "
+                                   "other files kept)."),
     approximate: bool = typer.Option(False, "--approximate", help="HNSW instead of exact inner-product search."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Truncate documents to this length."),
@@ -100,7 +108,7 @@ def index(
     from indus.retriever.index import build_index
 
     meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
-                       max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search)
+                       max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite)
     print_table([{k: meta[k] for k in ("count", "dim", "index_type", "encode_s", "docs_per_s")}],
                 title=f"index -> {out}")
 

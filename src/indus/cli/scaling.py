@@ -322,14 +322,18 @@ def report_cmd(
     n_bootstrap: int = typer.Option(100, "--n-bootstrap", min=0, help="Bootstrap rounds per task."),
     n_random: int = typer.Option(10, "--n-random", min=0, help="Random subsets per budget in the selection curve."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the random subsets."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder (the report's files "
+                                   "replaced, other files kept)."),
 ) -> None:
     """Every built-in task in one markdown table (PC vs FLOPs vs params test MSE) plus the paper's figures."""
     from rich.progress import Progress
 
+    from indus.outdir import prepare_output_dir
     from indus.scaling.report import write_report
     from indus.scaling.tasks import TASKS, get_task
 
     names = [get_task(t).name for t in task] or list(TASKS)
+    folder = prepare_output_dir(out_dir, command="scaling report", overwrite=overwrite)
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task("scaling report", total=len(names) + 2)
 
@@ -338,6 +342,7 @@ def report_cmd(
 
         summary = write_report(out_dir, tasks=names, n_bootstrap=n_bootstrap, n_random=n_random, random_state=seed,
                                progress=step)
+    folder.complete()
     print_table([{"task": r["task"], "train/test": f"{r['n_train']}/{r['n_test']}", "PC": _fmt(r["pcs_test_mse"]),
                   "FLOPs": _fmt(r["flops_test_mse"]), "params": _fmt(r["params_test_mse"])}
                  for r in summary["tasks"]], title="Held-out test MSE")

@@ -27,6 +27,8 @@ def train(
     max_docs: int | None = typer.Option(None, "--max-docs", help="Train on the first N documents only."),
     min_frequency: int = typer.Option(2, "--min-frequency", help="Smallest pair count that makes a merge."),
     out: Path = typer.Option(..., "--out", help="Output folder (loads with AutoTokenizer.from_pretrained)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out (files of the same "
+                                   "names are replaced, other files kept)."),
 ) -> None:
     """Train a byte-level BPE with RoBERTa's special tokens (<s> <pad> </s> <unk> <mask> = ids 0..4)."""
     import time
@@ -35,7 +37,7 @@ def train(
 
     t0 = time.perf_counter()
     tok = train_bpe(corpus, vocab_size, out_dir=out, lowercase=lowercase, max_docs=max_docs,
-                    min_frequency=min_frequency)
+                    min_frequency=min_frequency, overwrite=overwrite)
     console.print(f"wrote {out}: {len(tok):,} tokens, {'uncased' if lowercase else 'cased'}, "
                   f"{time.perf_counter() - t0:.1f} s")
 

@@ -1,12 +1,14 @@
 """Training checkpoints: safetensors weights plus optimizer, scheduler, RNG and loop state, verified on load.
 
 A checkpoint is a folder ``checkpoints/step-000100/`` built under a temporary name and renamed when complete,
-with a ``manifest.json`` of every file's size and SHA-256 written last. Loading checks the manifest first, so a
-truncated or corrupted checkpoint is refused with an error naming the file instead of resuming from garbage.
+with a ``manifest.json`` of every file's size and SHA-256 written last. Resuming takes the newest checkpoint
+whose manifest is present and matches (:func:`newest_complete_checkpoint`): a save cut short is skipped, and a
+checkpoint damaged afterwards is refused with an error naming the file unless an older intact one exists. The
+retriever's trainer checkpoints get the same manifest (:mod:`indus.retriever.trainer`).
 
 Layout: ``model.safetensors`` (the unwrapped model, tied weights stored once), ``optimizer.pt``, ``state.pt``
-(scheduler, step counters, python/numpy/torch RNG states of every rank), ``state.json`` (the same counters,
-readable), ``config.yaml`` (the resolved config).
+(scheduler, step counters, the world size, python/numpy/torch RNG states of every rank), ``state.json`` (the same
+counters, readable), ``config.yaml`` (the resolved config).
 """
 
 from __future__ import annotations
@@ -68,17 +70,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def write_manifest(folder: Path) -> None:
-    """Record the size and SHA-256 of every file in ``folder`` (written last: its presence means complete)."""
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
-    atomic_write_json(folder / MANIFEST, {"files": files})
+def write_manifest(folder: Path, fsync: bool = False, **extra: Any) -> None:
+    """Record the size and SHA-256 of every file under ``folder`` (written last: its presence means complete).
+
+    ``fsync`` flushes every file to disk first (for folders written by someone else, e.g. the Trainer), so the
+    manifest never describes data still only in the page cache. ``extra`` entries are stored beside ``files``.
+    """
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp"))
+    if fsync:
+        for p in paths:
+            with p.open("rb") as fh:
+                os.fsync(fh.fileno())
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in paths}
+    atomic_write_json(folder / MANIFEST, {"files": files, **extra})
 
 
 def verify(folder: Path) -> None:
     """Raise :class:`CheckpointError` unless every file listed in the manifest has its recorded size and hash."""
     manifest = folder / MANIFEST
-    hint = "delete it to resume from an earlier checkpoint, or start again without --resume"
+    hint = "delete it to resume from an earlier checkpoint, or pass --overwrite to start again"
     if not manifest.is_file():
         raise CheckpointError(f"{folder}: incomplete checkpoint (no {MANIFEST}); {hint}")
     try:
@@ -94,6 +104,34 @@ def verify(folder: Path) -> None:
             raise CheckpointError(f"{path}: truncated or altered ({size} bytes, manifest says {rec['bytes']}); {hint}")
         if _sha256(path) != rec["sha256"]:
             raise CheckpointError(f"{path}: corrupt (SHA-256 does not match the manifest); {hint}")
+
+
+def newest_complete_checkpoint(root: Path, dirs: list[Path] | None = None) -> Path | None:
+    """The newest checkpoint under ``root`` that is complete and intact, or ``None`` when there is none.
+
+    A folder without a manifest is a write that never finished (a crash or SIGKILL mid-save): it is skipped.
+    A folder whose files do not match its manifest (damage after the fact) is skipped for an older intact one,
+    with a warning; if every checkpoint is damaged, the first error is raised rather than silently starting over.
+    ``dirs`` (oldest first) defaults to :func:`checkpoint_dirs`.
+    """
+    import logging
+
+    log = logging.getLogger(__name__)
+    damaged: list[CheckpointError] = []
+    for folder in reversed(checkpoint_dirs(root) if dirs is None else dirs):
+        if not (folder / MANIFEST).is_file():
+            log.warning("%s: incomplete checkpoint (a save that never finished); skipped", folder)
+            continue
+        try:
+            verify(folder)
+        except CheckpointError as exc:
+            log.warning("%s; trying an older checkpoint", exc)
+            damaged.append(exc)
+            continue
+        return folder
+    if damaged:
+        raise damaged[0]
+    return None
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:

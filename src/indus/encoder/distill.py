@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from indus.config import prepare_output_dir
 from indus.encoder.configs import DistillConfig
 from indus.encoder.minilmv2 import MiniLMv2Loss, QKVCapture
 from indus.errors import IndusError
+from indus.outdir import is_complete, prepare_output_dir
 
 
 def default_teacher_layer(num_layers: int) -> int:
@@ -130,21 +130,24 @@ def fit_mlm_head(student: nn.Module, masking, train_data, valid, cfg: DistillCon
     return loss, math.exp(min(loss, 50.0)), time.perf_counter() - start
 
 
-def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
+            overwrite: bool = False) -> dict[str, Any]:
     """Distil ``cfg.teacher`` into a ``cfg.preset`` student with MiniLMv2; returns (and writes) ``metrics.json``.
 
     The student takes the teacher's tokenizer. Metrics are those of pretraining plus ``teacher``,
     ``teacher_layer``, ``relation_heads``, ``valid_distill_loss`` and ``head_fit_steps`` (see the module
-    docstring for what ``valid_loss`` means here).
+    docstring for what ``valid_loss`` means here). ``resume`` and ``overwrite`` as for
+    :func:`indus.encoder.pretrain.pretrain`.
     """
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
+    from indus.cards import encoder_card
     from indus.encoder.loop import save_final, train_loop
     from indus.encoder.masking import MaskingSpec
     from indus.encoder.presets import FINETUNE_DROPOUT, config_for_tokenizer, set_dropout
 
     out_dir = Path(out_dir)
-    if resume and (out_dir / "metrics.json").is_file():
+    if resume and is_complete(out_dir, "metrics.json"):
         return json.loads((out_dir / "metrics.json").read_text())
     if not cfg.teacher:
         raise IndusError("no teacher: pass --teacher DIR (a model folder, e.g. from indus pretrain)")
@@ -162,7 +165,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) ->
     layer = cfg.teacher_layer or default_teacher_layer(n_layers)
     if not 1 <= layer <= n_layers:
         raise IndusError(f"teacher_layer={layer}: the teacher has layers 1..{n_layers}")
-    prepare_output_dir(out_dir, resume=resume)
+    out = prepare_output_dir(out_dir, command="distill", resume=resume, overwrite=overwrite, resumable=True)
     torch.manual_seed(cfg.seed)
     student = AutoModelForMaskedLM.from_config(
         config_for_tokenizer(cfg.preset, tokenizer, max_length=max(512, cfg.seq_len)), attn_implementation="sdpa")
@@ -190,5 +193,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) ->
                     "head_fit_steps": cfg.head_fit_steps, "head_fit_s": head_s})
     if cfg.dropout is not None:
         set_dropout(student, FINETUNE_DROPOUT)
-    save_final(out_dir, student, tokenizer, metrics, result.accelerator)
+    save_final(out_dir, student, tokenizer, metrics, result.accelerator,
+               card=lambda folder: encoder_card(folder, cfg, metrics, kind="distilled-encoder", location=out_dir))
+    out.complete()
     return metrics

@@ -13,6 +13,7 @@ per device, each rank reads its own slice of the seeded order, gradients are ave
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +25,13 @@ import torch
 from torch import nn
 
 from indus.config import config_to_dict, launcher_rank, read_yaml, save_config
-from indus.encoder.checkpoint import checkpoint_dirs, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from indus.encoder.checkpoint import (
+    load_checkpoint,
+    newest_complete_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from indus.encoder.configs import PretrainConfig
 from indus.encoder.data import PackedCorpus, StreamingCorpus, build_packed_dataset, corpus_split
 from indus.encoder.hardware import bf16_supported, device_name, mfu
@@ -159,17 +166,31 @@ def load_corpora(cfg: PretrainConfig, tokenizer, accelerator) -> tuple[Any, np.n
     return train, valid
 
 
-def check_resume_config(out_dir: Path, cfg: PretrainConfig) -> None:
-    """Refuse to resume with settings that would change the loss curve."""
-    saved_path = out_dir / "config.yaml"
+def check_resume_config(saved_path: Path, cfg: PretrainConfig, free: frozenset[str] = RESUMABLE_KEYS) -> None:
+    """Refuse to resume with settings that would change the loss curve (all but ``free``), naming them.
+
+    ``saved_path`` is the config saved with the checkpoint being resumed.
+    """
     if not saved_path.is_file():
         return
     saved, now = read_yaml(saved_path), config_to_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
+    diff = sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k) != now.get(k))
     if diff:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
-        raise IndusError(f"{saved_path}: --resume with different settings ({details}); use the saved config "
-                         f"or a new output folder")
+        raise IndusError(f"{saved_path}: --resume with settings that change the loss curve ({details}); use the "
+                         f"saved config, or --overwrite to start again")
+
+
+def check_world_size(checkpoint: Path, saved: int | None, world: int) -> None:
+    """Refuse to resume a checkpoint written by ``saved`` processes on ``world`` processes.
+
+    The data order, masks and RNG streams are per process (rank), so another number of processes would not
+    continue the same loss curve.
+    """
+    if saved is not None and saved != world:
+        raise IndusError(f"{checkpoint}: written by a run on {saved} process{'es' if saved != 1 else ''}, this "
+                         f"launch has {world}; resume with {saved} (the data order and RNG streams are per "
+                         "process), or --overwrite to start again")
 
 
 def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokenizer, *, resume: bool = False,
@@ -189,8 +210,13 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     main = accelerator.is_main_process
     ckpt_root = out_dir / "checkpoints"
-    if resume:
-        check_resume_config(out_dir, cfg)
+    resume_from = newest_complete_checkpoint(ckpt_root) if resume else None
+    if resume_from is not None:
+        check_resume_config(resume_from / "config.yaml", cfg)
+        saved_state = json.loads((resume_from / "state.json").read_text(encoding="utf-8"))
+        check_world_size(resume_from, saved_state.get("world_size"), world)
+    elif resume and main:
+        tqdm.write(f"{ckpt_root}: no complete checkpoint to resume from; training from the start")
     if main:
         save_config(cfg, out_dir / "config.yaml")
     config_yaml = (out_dir / "config.yaml").read_text() if main else ""
@@ -231,14 +257,14 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
 
     # --- resume, or measure the step time for a time budget
     step, tokens, train_s, state = 0, 0, 0.0, None
-    checkpoints = checkpoint_dirs(ckpt_root) if resume else []
-    if checkpoints:
-        state = load_checkpoint(checkpoints[-1], model=raw.model, optimizer=optimizer)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model=raw.model, optimizer=optimizer)
+        check_world_size(resume_from, state.get("world_size", len(state["rng"])), world)
         step, tokens, train_s, total_steps = state["step"], state["tokens"], state["train_s"], state["total_steps"]
         warmup = state["warmup_steps"]
-        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        set_rng_state(state["rng"][rank])
         if main:
-            tqdm.write(f"resumed from {checkpoints[-1]} (step {step:,} of {total_steps:,})")
+            tqdm.write(f"resumed from {resume_from} (step {step:,} of {total_steps:,})")
     else:
         step_s = measure_step_seconds(forward_backward, model) if cfg.max_minutes is not None else None
         if step_s is not None and world > 1:  # every process must plan the same number of steps: the slowest's
@@ -252,7 +278,7 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
         for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
             group["lr"] = lr  # building LambdaLR re-applied step 0's factor to the restored optimizer
     n_params, n_non_embedding = count_params(raw.model)
-    log = RunLog(out_dir / "log.jsonl", resume_step=step if checkpoints else None, enabled=main)
+    log = RunLog(out_dir / "log.jsonl", resume_step=step if resume_from is not None else None, enabled=main)
 
     def run_eval() -> tuple[float, float] | tuple[None, None]:
         if valid is None:
@@ -271,7 +297,7 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
             rngs = gather_object(rngs)
         if main:
             state = {"step": step, "tokens": tokens, "train_s": train_s, "total_steps": total_steps,
-                     "warmup_steps": schedule.warmup, "scheduler": scheduler.state_dict()}
+                     "warmup_steps": schedule.warmup, "world_size": world, "scheduler": scheduler.state_dict()}
             save_checkpoint(ckpt_root, step, model=raw.model, optimizer=optimizer, state=state,
                             config_yaml=config_yaml, rng_states=rngs, keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
@@ -353,8 +379,10 @@ def measure_step_seconds(forward_backward, model: nn.Module, repeats: int = 3) -
     return 1.05 * float(np.median(times))  # + ~5% for the optimizer step
 
 
-def save_final(out_dir: Path, model: nn.Module, tokenizer, metrics: dict[str, Any], accelerator) -> None:
-    """Write the trained model (safetensors) and tokenizer into ``out_dir``, then ``metrics.json`` last."""
+def save_final(out_dir: Path, model: nn.Module, tokenizer, metrics: dict[str, Any], accelerator,
+               card: Any = None) -> None:
+    """Write the trained model (safetensors), tokenizer and model card into ``out_dir``, then ``metrics.json``
+    last; ``card(folder)`` writes the card into the folder being built."""
     import os
     import shutil
 
@@ -366,6 +394,8 @@ def save_final(out_dir: Path, model: nn.Module, tokenizer, metrics: dict[str, An
             shutil.rmtree(tmp)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if card is not None:
+            card(tmp)
         for f in tmp.iterdir():
             os.replace(f, out_dir / f.name)
         tmp.rmdir()

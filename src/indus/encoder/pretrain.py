@@ -18,11 +18,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from indus.config import prepare_output_dir
 from indus.encoder.configs import PretrainConfig
 from indus.encoder.masking import MaskingSpec
 from indus.encoder.presets import FINETUNE_DROPOUT, set_dropout
 from indus.errors import IndusError
+from indus.outdir import is_complete, prepare_output_dir
 
 
 def build_model(cfg: PretrainConfig, tokenizer):
@@ -65,23 +65,26 @@ def load_pretrain_tokenizer(spec: str):
     return tok
 
 
-def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False,
+             overwrite: bool = False) -> dict[str, Any]:
     """Pretrain with masked LM; returns the metrics also written to ``out_dir/metrics.json``.
 
     Keys include ``steps``, ``tokens_seen``, ``train_flops`` (6 x non-embedding params x tokens),
     ``train_flops_with_embeddings``, ``valid_loss``, ``valid_ppl``, ``tokens_per_s``, ``wall_s``, ``params``.
-    With ``resume``, training continues from the newest checkpoint in ``out_dir`` (a finished run is returned
-    as it is).
+    With ``resume``, training continues from the newest complete checkpoint in ``out_dir`` (from the start when
+    there is none; a finished run is returned as it is). ``out_dir`` follows :mod:`indus.outdir`: a non-empty
+    folder needs ``resume`` or ``overwrite``, except the leftovers of a failed run without checkpoints.
     """
+    from indus.cards import encoder_card
     from indus.encoder.loop import save_final, train_loop
     from indus.encoder.mlm import MaskedLM
 
     out_dir = Path(out_dir)
-    if resume and (out_dir / "metrics.json").is_file():
+    if resume and is_complete(out_dir, "metrics.json"):
         return json.loads((out_dir / "metrics.json").read_text())
     if not cfg.budget_set:
         raise IndusError("no run length: set one of max_steps, max_tokens or max_minutes")
-    prepare_output_dir(out_dir, resume=resume)
+    out = prepare_output_dir(out_dir, command="pretrain", resume=resume, overwrite=overwrite, resumable=True)
     tokenizer = load_pretrain_tokenizer(cfg.tokenizer)
     model = build_model(cfg, tokenizer)
     masking = MaskingSpec.from_tokenizer(tokenizer, cfg.mask_prob, cfg.mask_replace_prob, cfg.mask_random_prob)
@@ -90,5 +93,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) 
     metrics = {"kind": "pretrain", "preset": cfg.preset, **result.metrics}
     if cfg.dropout is not None:
         set_dropout(model, FINETUNE_DROPOUT)
-    save_final(out_dir, model, tokenizer, metrics, result.accelerator)
+    save_final(out_dir, model, tokenizer, metrics, result.accelerator,
+               card=lambda folder: encoder_card(folder, cfg, metrics, kind="encoder", location=out_dir))
+    out.complete()
     return metrics

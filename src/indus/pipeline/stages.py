@@ -66,7 +66,7 @@ def tokenizer_stage(section: TokenizerSection, train: Path, valid: Path) -> Stag
 
         tok_dir = out / "tokenizer"
         train_bpe([train], section.vocab_size, out_dir=tok_dir, lowercase=section.lowercase,
-                  max_docs=section.max_docs, show_progress=False)
+                  max_docs=section.max_docs, show_progress=False, overwrite=True)  # a resumed stage retrains
         names = ["indusbpe (this run)", *section.compare_with]
         rows = compare_tokenizers(valid, [tok_dir, *section.compare_with], max_docs=section.compare_max_docs,
                                   names=names)

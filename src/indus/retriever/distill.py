@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indus.config import prepare_output_dir
 from indus.errors import IndusError
-from indus.retriever.trainer import TrainSettings, fit
+from indus.outdir import prepare_output_dir
+from indus.retriever.trainer import TrainSettings, finished_summary, fit
 
 
 @dataclass
@@ -131,7 +131,11 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
     from indus.retriever.data import pair_datasets
     from indus.retriever.losses import DistillCSELoss
 
-    out = prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
+    done = finished_summary(out_dir) if resume else None
+    if done is not None:
+        return done
+    out = prepare_output_dir(out_dir, command="retriever distill", resume=resume, overwrite=overwrite,
+                             resumable=True)
     data = cfg.load_training_pairs()
     start = time.perf_counter()
     texts = data.texts()
@@ -165,4 +169,6 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
              "teacher_cached": was_cached,
              "student_layers": int(student[0].auto_model.config.num_hidden_layers),
              "student_dim": int(student.get_embedding_dimension())}
-    return fit(student, loss, dataset, cfg, out, resume=resume, extra_summary=extra)
+    summary = fit(student, loss, dataset, cfg, out.path, resume=resume, extra_summary=extra)
+    out.complete(stop_reason=summary["stop_reason"])
+    return summary

@@ -117,7 +117,8 @@ def _model_record(spec: str) -> str:
 
 def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, approximate: bool = False,
                 batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
-                ef_construction: int = 200, ef_search: int = 128, progress: bool = True) -> dict[str, Any]:
+                ef_construction: int = 200, ef_search: int = 128, progress: bool = True,
+                overwrite: bool = False) -> dict[str, Any]:
     """Embed a collection and write the index directory ``out`` atomically.
 
     Parameters
@@ -127,7 +128,7 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
     corpus
         Collection (see the module docstring).
     out
-        Index directory (replaced if it exists).
+        Index directory: new or empty, unless ``overwrite`` (index files replaced, other files kept).
     approximate
         HNSW (``hnsw_m`` links per node, ``ef_construction``, default ``ef_search``) instead of exact search.
     batch_size, max_seq_length
@@ -140,11 +141,10 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
     """
     import faiss
 
+    from indus.outdir import prepare_output_dir
     from indus.retriever.bi_encoder import encode, load_bi_encoder
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").is_file())):
-        raise IndusError(f"{out}: exists and is not an index directory; choose a new --out (it would be replaced)")
+    out = prepare_output_dir(out, command="retriever index", overwrite=overwrite, completion_file="meta.json").path
     corpus_path = resolve_collection(corpus, "documents")
     docs = read_texts(corpus_path, kind="documents")
     spec = str(model)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indus.config import prepare_output_dir
-from indus.retriever.trainer import TrainSettings, fit
+from indus.outdir import prepare_output_dir
+from indus.retriever.trainer import TrainSettings, finished_summary, fit
 
 
 @dataclass
@@ -42,12 +42,14 @@ def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: b
     cfg
         The resolved configuration (pairs, model, batching, schedule, budget).
     out_dir
-        Run folder (see :mod:`indus.retriever.trainer` for its layout); refused when non-empty unless resuming or
-        overwriting.
+        Run folder (see :mod:`indus.retriever.trainer` for its layout); a non-empty one follows
+        :mod:`indus.outdir` (``resume`` or ``overwrite`` needed, except a failed run's leftovers).
     resume
-        Continue from the newest checkpoint in ``out_dir/checkpoints``.
+        Continue from the newest complete checkpoint in ``out_dir/checkpoints`` (also a run its time budget
+        stopped); a finished run is returned as it is.
     overwrite
-        Allow a non-empty ``out_dir`` (files of the new run replace the old ones).
+        Start again in a non-empty ``out_dir`` (the earlier run's checkpoints and summary go; files indus did not
+        write stay).
 
     Returns
     -------
@@ -61,7 +63,11 @@ def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: b
     from indus.retriever.data import pair_datasets
     from indus.retriever.losses import GTELoss
 
-    out = prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
+    done = finished_summary(out_dir) if resume else None
+    if done is not None:
+        return done
+    out = prepare_output_dir(out_dir, command="retriever train", resume=resume, overwrite=overwrite,
+                             resumable=True)
     start = time.perf_counter()
     data = cfg.load_training_pairs()
     set_seed(cfg.seed)
@@ -73,4 +79,6 @@ def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: b
     extra = {"task": "retriever-train", "model": cfg.model, "n_pairs": data.n_pairs, "sources": data.counts,
              "hard_negative_sources": sorted(s for s, v in data.negatives.items() if v),
              "setup_s": round(time.perf_counter() - start, 2)}
-    return fit(model, loss, dataset, cfg, out, resume=resume, extra_summary=extra)
+    summary = fit(model, loss, dataset, cfg, out.path, resume=resume, extra_summary=extra)
+    out.complete(stop_reason=summary["stop_reason"])
+    return summary

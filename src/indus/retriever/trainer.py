@@ -8,9 +8,17 @@ summary.
 Run folder::
 
     OUT/                      loads with sentence_transformers.SentenceTransformer(OUT)
+      README.md               the model card (indus.cards; no training text in it)
       config.yaml             the resolved config (also written into every checkpoint)
       summary.json            steps, pairs seen, wall time, final loss, loss curve; written last = run complete
-      checkpoints/checkpoint-N/   resumable trainer state (removed at the end unless keep_checkpoints)
+      checkpoints/checkpoint-N/   resumable trainer state (removed at the end unless keep_checkpoints, or unless
+                                  the time budget stopped the run: then --resume continues it)
+
+Every checkpoint gets a ``manifest.json`` (each file's size and SHA-256, the world size) written after the Trainer
+has written everything else; older checkpoints are rotated away only after that. ``--resume`` takes the newest
+checkpoint whose manifest matches, so a SIGKILL in the middle of a save costs the steps since the previous one,
+never the run. Resuming refuses another number of processes and settings that change the loss curve
+(everything but :data:`RESUMABLE_KEYS`), naming them.
 """
 
 from __future__ import annotations
@@ -26,11 +34,15 @@ from typing import Any
 
 from indus.atomic import atomic_write_json
 from indus.config import config_to_dict, save_config
+from indus.encoder.checkpoint import MANIFEST, newest_complete_checkpoint, write_manifest
 
 logger = logging.getLogger(__name__)
 
 SOURCE_SAMPLERS = ("proportional", "round_robin")
 PROGRESS_FILE = "indus_progress.json"
+#: settings that may change between a run and its resume (they do not change the loss curve)
+RESUMABLE_KEYS = frozenset({"logging_steps", "save_steps", "keep_checkpoints", "time_budget_s", "teacher_cache",
+                            "teacher_batch_size"})
 
 
 @dataclass
@@ -127,17 +139,26 @@ def _callbacks(cfg: Any, budget_s: float | None, counter: dict[str, int]) -> tup
             if spent:
                 state["stopped_by_time"] = True
                 control.should_training_stop = True
+                control.should_save = True  # a checkpoint at the stopping step: --resume continues from it
 
-    class ConfigInCheckpoint(TrainerCallback):
-        """Every checkpoint carries the resolved config and the pairs seen so far next to the trainer state."""
+    class CompleteCheckpoint(TrainerCallback):
+        """Every checkpoint carries the resolved config, the pairs seen so far and the world size next to the
+        trainer state, then its manifest (last: its presence means complete); older ones are rotated away only
+        after that, so a kill mid-save always leaves a complete checkpoint behind."""
 
         def on_save(self, args, st, control, **kwargs):
-            ckpt = Path(args.output_dir) / f"checkpoint-{st.global_step}"
+            root = Path(args.output_dir)
+            ckpt = root / f"checkpoint-{st.global_step}"
             if ckpt.is_dir() and st.is_world_process_zero:
                 save_config(cfg, ckpt / "config.yaml")
-                atomic_write_json(ckpt / PROGRESS_FILE, dict(counter))
+                atomic_write_json(ckpt / PROGRESS_FILE, {**counter, "world_size": args.world_size})
+                write_manifest(ckpt, fsync=True, world_size=args.world_size)
+                if not cfg.keep_checkpoints:
+                    for old in checkpoint_folders(root):
+                        if old != ckpt:
+                            shutil.rmtree(old, ignore_errors=True)
 
-    return [TimeBudget(), ConfigInCheckpoint()], state
+    return [TimeBudget(), CompleteCheckpoint()], state
 
 
 def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings, checkpoint_dir: Path,
@@ -151,6 +172,21 @@ def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings,
 
     class Trainer(SentenceTransformerTrainer):
         pairs = seen
+
+        def add_model_card_callback(self, default_args_dict):
+            """No sentence-transformers card data: it collects training pairs verbatim (indus writes its own)."""
+
+        def _save(self, output_dir=None, state_dict=None):
+            import os
+
+            from transformers.trainer import TRAINING_ARGS_NAME
+
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            os.makedirs(output_dir, exist_ok=True)
+            self.model.save_pretrained(output_dir, create_model_card=False)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
@@ -175,7 +211,7 @@ def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings,
         logging_first_step=True,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=None if cfg.keep_checkpoints else 1,
+        save_total_limit=None,  # rotation happens after the manifest is written (CompleteCheckpoint)
         batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.no_duplicates else BatchSamplers.BATCH_SAMPLER,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers(cfg.source_sampling),
         report_to="none",
@@ -186,10 +222,50 @@ def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings,
     return Trainer(model=model, args=args, train_dataset=train_dataset, loss=loss, callbacks=callbacks or [])
 
 
-def last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The newest ``checkpoint-N`` folder, if any."""
+def finished_summary(out_dir: str | Path) -> dict[str, Any] | None:
+    """The summary of a finished run in ``out_dir`` that ``--resume`` returns as it is; ``None`` when the run is
+    unfinished or its time budget stopped it (then it resumes from its checkpoint)."""
+    from indus.outdir import is_complete
+
+    out_dir = Path(out_dir)
+    if not is_complete(out_dir, "summary.json"):
+        return None
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    if summary.get("stop_reason") == "time_budget" and last_checkpoint(out_dir / "checkpoints") is not None:
+        return None
+    return summary
+
+
+def checkpoint_folders(checkpoint_dir: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders, oldest (smallest N) first, complete or not."""
     ckpts = [p for p in checkpoint_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+    return sorted(ckpts, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` folder (manifest present and matching), if any."""
+    return newest_complete_checkpoint(checkpoint_dir, checkpoint_folders(checkpoint_dir))
+
+
+def check_resume(resume_from: Path, cfg: Any, world_size: int) -> None:
+    """Refuse to resume ``resume_from`` on another number of processes or with settings that change the curve."""
+    from indus.config import read_yaml
+    from indus.errors import IndusError
+
+    saved_world = json.loads((resume_from / MANIFEST).read_text(encoding="utf-8")).get("world_size")
+    if saved_world is not None and saved_world != world_size:
+        raise IndusError(f"{resume_from}: written by a run on {saved_world} process"
+                         f"{'es' if saved_world != 1 else ''}, this launch has {world_size}; resume with "
+                         f"{saved_world} (the batches and RNG streams are per process), or --overwrite to start again")
+    saved_path = resume_from / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved, now = read_yaml(saved_path), config_to_dict(cfg)
+    diff = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise IndusError(f"{saved_path}: --resume with settings that change the loss curve ({details}); use the "
+                         "saved config, or --overwrite to start again")
 
 
 def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, resume: bool = False,
@@ -197,19 +273,28 @@ def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, r
     """Train ``model`` with ``loss``, save it to ``out_dir`` with config and summary, and return the summary.
 
     ``cfg`` is a :class:`TrainSettings` (or a subclass holding the model fields too); it is saved as given.
+    With ``resume``, training continues from the newest complete checkpoint (see the module docstring).
     """
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / "checkpoints"
     resume_from = last_checkpoint(checkpoint_dir) if resume else None
     if resume and resume_from is None:
         # nothing saved yet (a run stopped before its first checkpoint): the same run, from the start
-        logger.warning("%s: no checkpoint to resume from; training from the start", checkpoint_dir)
+        logger.warning("%s: no complete checkpoint to resume from; training from the start", checkpoint_dir)
     counter = {"pairs_seen": 0}
     if resume_from is not None and (resume_from / PROGRESS_FILE).is_file():
-        counter.update(json.loads((resume_from / PROGRESS_FILE).read_text(encoding="utf-8")))
-    save_config(cfg, out_dir / "config.yaml")
+        progress = json.loads((resume_from / PROGRESS_FILE).read_text(encoding="utf-8"))
+        counter["pairs_seen"] = int(progress.get("pairs_seen", 0))
     callbacks, budget = _callbacks(cfg, cfg.time_budget_s, counter)
     trainer = build_trainer(model, loss, train_dataset, cfg, checkpoint_dir, callbacks, counter)
+    if resume_from is not None:
+        check_resume(resume_from, cfg, trainer.args.world_size)
+    if trainer.is_world_process_zero():
+        save_config(cfg, out_dir / "config.yaml")
+        # saves cut short (no manifest) are removed: the Trainer would write the same step into them again
+        for folder in checkpoint_folders(checkpoint_dir):
+            if not (folder / MANIFEST).is_file():
+                shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall_s = time.perf_counter() - start
@@ -233,18 +318,22 @@ def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, r
         "config": config_to_dict(cfg),
     }
     if trainer.is_world_process_zero():
-        _save_model(trainer.model, out_dir)
-        if not cfg.keep_checkpoints:
+        _save_model(trainer.model, out_dir, cfg, summary)
+        if not cfg.keep_checkpoints and stop != "time_budget":  # a budget-stopped run keeps what resumes it
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
         atomic_write_json(out_dir / "summary.json", summary)
     return summary
 
 
-def _save_model(model: Any, out_dir: Path) -> None:
-    """Save into a hidden sibling folder, then move each entry into place (no half-written model files)."""
+def _save_model(model: Any, out_dir: Path, cfg: Any, summary: dict[str, Any]) -> None:
+    """Save into a hidden folder with indus's model card, then move each entry into place (no half-written model
+    files)."""
+    from indus.cards import retriever_card
+
     tmp = out_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp))
+    model.save(str(tmp), create_model_card=False)
+    retriever_card(tmp, cfg, summary, location=out_dir)
     for entry in tmp.iterdir():
         target = out_dir / entry.name
         if target.is_dir() and not target.is_symlink():

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from indus.atomic import atomic_directory
 from indus.data.corpus import iter_texts
 from indus.errors import IndusError
+from indus.outdir import prepare_output_dir, publish_directory, staging_dir
 
 #: RoBERTa's special tokens, in id order 0..4.
 ROBERTA_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
@@ -78,8 +78,11 @@ def wrap_tokenizer(tok, model_max_length: int = 512):
 
 def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir: str | Path,
               lowercase: bool = True, max_docs: int | None = None, min_frequency: int = 2,
-              model_max_length: int = 512, show_progress: bool = True):
-    """Train INDUSBPE on ``corpus`` files or folders and save it to ``out_dir`` (atomically).
+              model_max_length: int = 512, show_progress: bool = True, overwrite: bool = False):
+    """Train INDUSBPE on ``corpus`` files or folders and save it to ``out_dir`` with a model card.
+
+    ``out_dir`` follows the output-folder convention of :mod:`indus.outdir`: a non-empty folder needs
+    ``overwrite`` (files of the same names are replaced, other files are kept).
 
     Parameters
     ----------
@@ -92,6 +95,8 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
         Lower-case before tokenising (INDUSBPE is uncased).
     max_docs
         Train on the first ``max_docs`` documents only.
+    overwrite
+        Write into a non-empty ``out_dir``.
 
     Returns
     -------
@@ -105,6 +110,9 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
         raise IndusError("no corpus given (--corpus PATH)")
     if max_docs is not None and max_docs < 1:
         raise IndusError(f"--max-docs {max_docs}: expected at least 1")
+    from indus.cards import tokenizer_card
+
+    out = prepare_output_dir(out_dir, command="tokenizer train", overwrite=overwrite)
     texts = _Texts(corpus, max_docs)
     tok = build_bpe_tokenizer(iter(texts), vocab_size, lowercase=lowercase, min_frequency=min_frequency,
                               show_progress=show_progress)
@@ -112,12 +120,23 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
         what = f"{texts.read} texts, all blank" if texts.read else "no texts"
         raise IndusError(f"{', '.join(map(str, corpus))}: nothing to train a tokenizer on ({what}); expected JSON "
                          "lines with a non-empty 'text' field, or lines of text")
-    with atomic_directory(out_dir) as tmp:
+    tmp = staging_dir(out.path)
+    try:
         hf = wrap_tokenizer(tok, model_max_length)
         hf.save_pretrained(tmp)
-    loaded = AutoTokenizer.from_pretrained(str(out_dir))
-    check_roberta_tokenizer(loaded, tok.get_vocab_size(), where=str(out_dir))
-    return loaded
+        loaded = AutoTokenizer.from_pretrained(str(tmp))
+        check_roberta_tokenizer(loaded, tok.get_vocab_size(), where=str(out_dir))
+        settings = {"vocab_size": vocab_size, "lowercase": lowercase, "max_docs": max_docs,
+                    "min_frequency": min_frequency, "model_max_length": model_max_length}
+        tokenizer_card(tmp, corpus=list(corpus), settings=settings, vocab_size=len(loaded), location=out.path)
+        publish_directory(tmp, out.path)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    out.complete()
+    return AutoTokenizer.from_pretrained(str(out.path))
 
 
 def check_roberta_tokenizer(tok, vocab_size: int, where: str = "tokenizer") -> None:
