@@ -109,3 +109,31 @@ def test_report_writes_markdown_json_and_figures(tmp_path):
         assert (rep / png).stat().st_size > 10_000
     summary = json.loads((rep / "report.json").read_text())
     assert [r["task"] for r in summary["tasks"]] == ["gsm8k-naive", "arith-2dm"]
+
+
+def test_tasks_say_which_link_each_task_fits(tmp_path):
+    out = tmp_path / "tasks.json"
+    _ok(["tasks", "--json", str(out)])
+    link = {r["name"]: r["link"] for r in json.loads(out.read_text())}
+    assert link["gpqa"] == link["bbh-v2"] == "sigmoid"
+    assert link["gsm8k-cot"] == "sigmoid, floor in [0, 0.2]"
+    assert "agentboard-progress" in link
+
+
+def test_floor_max_sets_the_link_of_law_and_baselines(tmp_path):
+    plain, floored = tmp_path / "plain.json", tmp_path / "floored.json"
+    common = ["fit", "--scores", str(builtin_table_path("base_llm_benchmark_eval")), "--targets",
+              str(builtin_table_path("base_llm_post_training_eval")), "--target",
+              "bbh_cot_fewshot_overall_3_exact_match,flexible-extract", "--drop-benchmark", "GSM8K",
+              "--n-bootstrap", "0"]
+    _ok([*common, "--floor-max", "0", "--json", str(plain)])
+    _ok([*common, "--json", str(floored)])
+    p, f = json.loads(plain.read_text()), json.loads(floored.read_text())
+    assert p["pcs"]["floor"] == 0 and f["pcs"]["floor"] > 0.1  # BBH's floor sits at its bound when free
+    assert p["flops"]["test_mse"] != f["flops"]["test_mse"]
+    default, free = tmp_path / "default.json", tmp_path / "free.json"
+    _ok(["fit", "--task", "gpqa", "--n-bootstrap", "0", "--json", str(default)])
+    _ok(["fit", "--task", "gpqa", "--floor-max", "0.2", "--n-bootstrap", "0", "--json", str(free)])
+    d, f = json.loads(default.read_text()), json.loads(free.read_text())
+    assert d["pcs"]["floor"] == 0 < f["pcs"]["floor"]  # the task's plain sigmoid, overridden
+    assert f["pcs"]["train_mse"] <= d["pcs"]["train_mse"]

@@ -12,7 +12,8 @@ from indus.scaling.selection import candidate_pool, select_subset, selection_cur
 from indus.scaling.tasks import TASKS, default_models, load_task
 
 STABLE_NAMES = ["gsm8k-naive", "gsm8k-cot", "gsm8k-cot-sc", "bbh", "word-unscramble", "persian-qa", "arith-2da",
-                "arith-2dm", "arith-3da", "arith-3ds", "agentbench", "agentboard", "gpqa", "math-lvl5", "bbh-v2"]
+                "arith-2dm", "arith-3da", "arith-3ds", "agentbench", "agentboard", "agentboard-progress", "gpqa",
+                "math-lvl5", "bbh-v2"]
 
 
 @pytest.fixture(scope="module")

@@ -53,11 +53,13 @@ def tasks_cmd(json_out: Path | None = JSON_OPT) -> None:
             bench = f"instruct ({len(task.benchmarks)})"
         else:
             bench = f"base without {', '.join(dropped)}" if dropped else f"base ({len(task.benchmarks)})"
+        lo, hi = task.floor_bounds
+        link = "sigmoid" if hi <= lo else f"sigmoid, floor in [{lo:g}, {hi:g}]"
         rows.append({"name": task.name, "group": task.group, "title": task.title, "target": task.target,
-                     "benchmarks": bench, "split": task.describe(), "n_train": int(data.train.sum()),
+                     "benchmarks": bench, "split": task.describe(), "link": link, "n_train": int(data.train.sum()),
                      "n_test": int(data.test.sum())})
     print_table(rows, title="Built-in scaling tasks", columns=["name", "group", "title", "benchmarks", "split",
-                                                              "n_train", "n_test"])
+                                                              "link", "n_train", "n_test"])
     write_json(json_out, rows)
 
 
@@ -82,6 +84,10 @@ def fit_cmd(
                                                      "perfect score)."),
     ref_family: str = typer.Option("Llama-2", "--ref-family", help="Family defining effective compute "
                                    "(with --scores)."),
+    floor_max: float | None = typer.Option(None, "--floor-max", min=0.0, max=0.99, help="Upper bound of the "
+                                           "sigmoid's floor b, for the law and its FLOPs/params baselines (0: a "
+                                           "plain sigmoid; default: the task's, 0.2 for --scores).",
+                                           show_default=False),
     n_bootstrap: int = typer.Option(200, "--n-bootstrap", min=0, help="Bootstrap rounds for the 90% prediction "
                                     "intervals (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
@@ -112,12 +118,15 @@ def fit_cmd(
             raise IndusError(f"task {task!r}: unknown benchmark {', '.join(map(repr, unknown))}; its benchmarks: "
                              f"{', '.join(data.benchmarks)}")
         data.benchmarks = [b for b in data.benchmarks if b not in set(drop_benchmark)]
+        if floor_max is not None:
+            data.floor_bounds = (0.0, floor_max)
     else:
         if target is None:
             raise IndusError("--scores needs --target COLUMN (the metric to forecast)")
         cut = _cutoff(cutoff_flops)
         data = load_user_task(scores, target, targets, cutoff=84.0 if cut is None else cut,
-                              drop_benchmarks=drop_benchmark, metric_range=metric_range, reference_family=ref_family)
+                              drop_benchmarks=drop_benchmark, metric_range=metric_range, reference_family=ref_family,
+                              floor_bounds=(0.0, 0.2 if floor_max is None else floor_max))
     result = fit_holdout(data, n_components=n_pcs, n_bootstrap=n_bootstrap, random_state=seed)
     doc = result.to_json()
     console.print(f"[bold]{data.name}[/bold]: {data.description}; {doc['n_train']} train / {doc['n_test']} test "

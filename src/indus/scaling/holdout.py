@@ -44,6 +44,8 @@ class ScalingData:
         ``(low, high)`` mapped to ``(0, 1)``: ``target = (raw - low) / (high - low)``.
     description
         How the split was made, in words.
+    floor_bounds
+        Bounds of the link's floor ``b`` for the law and its compute baselines (``(0, 0)``: a plain sigmoid).
     """
 
     name: str
@@ -53,6 +55,7 @@ class ScalingData:
     reference_family: str | None = "Llama-2"
     metric_range: tuple[float, float] = (0.0, 1.0)
     description: str = ""
+    floor_bounds: tuple[float, float] = (0.0, 0.2)
 
     @property
     def test(self) -> np.ndarray:
@@ -64,7 +67,7 @@ class ScalingData:
         keep = self.frame[MODEL].isin(set(train_models)).to_numpy() & self.train
         rows = keep | self.test
         return ScalingData(self.name, self.frame.loc[rows].reset_index(drop=True), list(self.benchmarks),
-                           keep[rows], self.reference_family, self.metric_range, self.description)
+                           keep[rows], self.reference_family, self.metric_range, self.description, self.floor_bounds)
 
 
 @dataclass
@@ -160,7 +163,8 @@ def fit_holdout(data: ScalingData, *, n_components: int = 3, n_bootstrap: int = 
     X = frame[data.benchmarks]
     y = frame[TARGET].to_numpy(dtype=float)
     try:
-        law = ObservationalScalingLaw(n_components=n_components).fit(X.loc[train], y[train])
+        law = ObservationalScalingLaw(n_components=n_components, floor_bounds=data.floor_bounds).fit(X.loc[train],
+                                                                                                     y[train])
     except ValueError as exc:
         raise IndusError(f"{data.name}: {exc}") from exc
     S = law.capabilities(X)  # (n, K)
@@ -183,8 +187,8 @@ def fit_holdout(data: ScalingData, *, n_components: int = 3, n_bootstrap: int = 
     flops_law = params_law = None
     n_known = 0
     if baselines:
-        flops_law, flops_mse, known = _compute_baseline(frame, FLOPS, train, test, y)
-        params_law, params_mse, _ = _compute_baseline(frame, SIZE, train, test, y)
+        flops_law, flops_mse, known = _compute_baseline(frame, FLOPS, train, test, y, data.floor_bounds)
+        params_law, params_mse, _ = _compute_baseline(frame, SIZE, train, test, y, data.floor_bounds)
         n_known = int(known.sum())
         pcs_known = _mse(pred[known], y[known])
     return HoldoutResult(
@@ -193,9 +197,9 @@ def fit_holdout(data: ScalingData, *, n_components: int = 3, n_bootstrap: int = 
         n_test_known_compute=n_known, effective=effective, flops_law=flops_law, params_law=params_law, alpha=alpha)
 
 
-def _compute_baseline(frame: pd.DataFrame, column: str, train: np.ndarray, test: np.ndarray,
-                      y: np.ndarray) -> tuple[ComputeScalingLaw | None, float | None, np.ndarray]:
-    """Sigmoid on log ``column``; test MSE over the test models where the column is known."""
+def _compute_baseline(frame: pd.DataFrame, column: str, train: np.ndarray, test: np.ndarray, y: np.ndarray,
+                      floor_bounds: tuple[float, float]) -> tuple[ComputeScalingLaw | None, float | None, np.ndarray]:
+    """The task's link on log ``column``; test MSE over the test models where the column is known."""
     if column not in frame:
         return None, None, np.zeros(len(frame), dtype=bool)
     x = frame[column].to_numpy(dtype=float)
@@ -203,6 +207,6 @@ def _compute_baseline(frame: pd.DataFrame, column: str, train: np.ndarray, test:
     fit_rows = train & known
     if fit_rows.sum() < 3:
         return None, None, test & known
-    law = ComputeScalingLaw().fit(x[fit_rows], y[fit_rows])
+    law = ComputeScalingLaw(floor_bounds=floor_bounds).fit(x[fit_rows], y[fit_rows])
     rows = test & known
     return law, (_mse(law.predict(x[rows]), y[rows]) if rows.any() else None), rows

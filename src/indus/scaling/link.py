@@ -26,7 +26,8 @@ class SigmoidLink(RegressorMixin, BaseEstimator):
     max_nfev
         Most function evaluations per start.
     n_starts
-        1 uses only the paper's start (``alpha = 0``, ``beta = 0.01``, ``b = 0``); 2 also starts from a linear fit
+        1 uses only the authors' start (``alpha = 0``, ``beta = 0.03``, ``b = 0``; ``init_val`` in their
+        ``fit_multivariate_regression_model``); 2 also starts from a linear fit
         of the logit of the clipped targets, and the fit with the lower training loss is kept.
     tol
         ``ftol``, ``xtol`` and ``gtol`` of the solver.
@@ -113,7 +114,7 @@ class SigmoidLink(RegressorMixin, BaseEstimator):
 
     def _starts(self, X: np.ndarray, y: np.ndarray, free_floor: bool, lo: float) -> list[np.ndarray]:
         k = X.shape[1]
-        paper = np.concatenate([[0.0], np.full(k, 1e-2), [lo] if free_floor else []])
+        paper = np.concatenate([[0.0], np.full(k, 3e-2), [lo] if free_floor else []])
         starts = [paper]
         if self.n_starts >= 2:
             # a linear fit of the logit: lands in the right basin when the targets span the sigmoid's bend

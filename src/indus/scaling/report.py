@@ -164,9 +164,11 @@ def write_report(out_dir: str | Path, *, tasks: Sequence[str] | None = None, n_b
     all_mse = None
     if selection_task:
         say(f"selection curve on {selection_task}")
-        points, all_mse = selection_curve(load_task(selection_task), budgets, criterion_benchmarks=BASE_BENCHMARKS,
+        sel_data = load_task(selection_task)
+        points, all_mse = selection_curve(sel_data, budgets, criterion_benchmarks=BASE_BENCHMARKS,
                                           n_random=n_random, random_state=random_state)
-        plot_selection(points, all_mse, out / "selection.png", title=f"Model subset selection: {selection_task}")
+        plot_selection(points, all_mse, out / "selection.png", title=f"Model subset selection: {selection_task}",
+                       n_all=int(sel_data.train.sum()))
         files["selection.png"] = "held-out test MSE against the model budget, V-optimal vs random subsets"
 
     summary: dict[str, object] = {

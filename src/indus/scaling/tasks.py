@@ -1,21 +1,25 @@
 """The paper's experiments as built-in tasks with stable names (arXiv 2405.10938, Sec. 4 and App. C).
 
 Every task names a target column of one of the packaged tables, the benchmarks its capabilities are built from, the
-models it covers and how they are split. The settings follow the authors' released notebooks
-(``ryoungj/ObsScaling``):
+models it covers, how they are split and the link's floor. The settings follow the authors' released notebooks
+(``ryoungj/ObsScaling``); ``tests/scaling/test_reference_agreement.py`` checks splits and fits against the authors'
+code (``benchmarks/osl_reference.py``):
 
-- **Default base-model set**: the 21 model families the authors evaluated, minus the models they pre-registered
-  after the paper (released after May 2024): 77 models. Train on models with at most 8.4E22 training FLOPs
-  (Llama-2-7B); everything else, including models without published FLOPs, is a test model: 47 / 30.
+- **Default base-model set**: the model families the authors evaluated, minus the models they pre-registered after
+  the paper (released after May 2024): 77 models. Train on models with at most 8.4E22 training FLOPs (Llama-2-7B);
+  everything else, including models without published FLOPs, is a test model: 47 / 30.
 - **Post-training** (GSM8K naive / CoT / CoT + self-consistency, BBH with CoT): capabilities from the seven benchmarks
-  without GSM8K (a GSM8K score must not predict GSM8K).
+  without GSM8K (a GSM8K score must not predict GSM8K); floored sigmoid (``model_subset_selection_eval.ipynb``).
 - **Emergent** (BIG-bench): the default set minus Mistral/Mixtral (no published FLOPs); word unscrambling and Persian
-  QA use all eight benchmarks; arithmetic drops GSM8K and trains only below 2.2E22 FLOPs (the authors' notebook value,
-  about a quarter of Llama-2-7B). Persian QA is 4-way multiple choice: its metric range starts at 0.25.
-- **Agents** (instruction-tuned models; AgentBench overall score on a 0-10 scale, AgentBoard progress rate in
-  percent): the top 10% of models by the target are held out; effective compute is relative to Llama-2-Chat.
-- **Open LLM Leaderboard v2** (GPQA, MATH Lvl 5, BBH): every base model in the table, pre-registered ones included,
-  with the authors' per-task cutoffs (Qwen1.5-7B, Gemma-7B and Llama-2-7B compute) and random-guess floors.
+  QA use all eight benchmarks; arithmetic drops GSM8K and trains only below 2.2E22 FLOPs (about a quarter of
+  Llama-2-7B). Persian QA is 4-way multiple choice: its metric range starts at 0.25.
+- **Agents** (instruction-tuned models): AgentBench overall score on a 0-10 scale, and AgentBoard's average success
+  rate in percent (``agentboard``, the notebook's target) or its progress rate (``agentboard-progress``, beyond the
+  notebook); the top 10% of models by the target are held out; effective compute is relative to Llama-2-Chat.
+- **Open LLM Leaderboard v2** (GPQA, MATH Lvl 5, BBH; ``base_llm_leaderboard_v2.ipynb``): the base models of the
+  families with published FLOPs (``EVAL_BASE_MODEL_WITH_FLOPS_FAMILIES``: no Mistral, Mixtral or Qwen2), pre-registered
+  models included (47), with the authors' per-task cutoffs (Qwen1.5-7B, Gemma-7B and Llama-2-7B compute) and
+  random-guess ranges, and a plain sigmoid (no floor) for the law and its compute baselines.
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ PAPER_FAMILIES: tuple[str, ...] = (
     "Llama-2", "Llama", "Llama-3", "Qwen1.5", "Qwen", "Mistral", "Mixtral", "Yi", "Gemma", "Falcon", "Phi", "Pythia",
     "BLOOM", "GPT-Neo/J", "OPT", "MPT", "XGLM", "CodeLlama", "StarCoder", "StarCoder2", "DeepSeek-Coder",
 )
+# Families added to ``EVAL_BASE_MODEL_FAMILIES`` with the pre-registered models (all their models are pre-registered).
+PREREGISTERED_FAMILIES: tuple[str, ...] = (
+    "Llama-3.1", "Qwen2", "Yi-1.5", "Gemma-2", "DeepSeek-V2", "DeepSeek-Coder-V2", "Jamba",
+)
 # Models released after the paper (May 2024) whose scores the authors pre-registered and added later.
 PREREGISTERED_MODELS: tuple[str, ...] = (
     "meta-llama/Meta-Llama-3.1-405B-FP8", "meta-llama/Meta-Llama-3.1-70B", "meta-llama/Meta-Llama-3.1-8B",
@@ -60,14 +68,17 @@ PREREGISTERED_MODELS: tuple[str, ...] = (
     "google/gemma-2-9b", "google/gemma-2-2b", "mistralai/Mixtral-8x22B-v0.1", "mistralai/Mistral-Nemo-Base-2407",
     "01-ai/Yi-1.5-34B", "01-ai/Yi-1.5-9B", "01-ai/Yi-1.5-6B", "ai21labs/Jamba-v0.1",
 )
-NO_FLOPS_FAMILIES: tuple[str, ...] = ("Mistral", "Mixtral")
+# Evaluated families without published training FLOPs (removed from ``EVAL_BASE_MODEL_WITH_FLOPS_FAMILIES``).
+NO_FLOPS_FAMILIES: tuple[str, ...] = ("Mistral", "Mixtral", "Qwen2")
 LLAMA2_7B_FLOPS = 84.0  # 8.4E22 FLOPs in the tables' unit of 1E21
 # Random-guess accuracy of each BIG-Bench Hard subtask (the authors' constants); their mean is BBH's floor.
 _BBH_RANDOM = (1 / 2, 1 / 2, 1 / 6, 1 / 3, 0, 1 / 2, 1 / 9, 1 / 2, 1 / 5, 1 / 7, 1 / 3, 1 / 5, 0, 1 / 2, 0, 1 / 5,
                1 / 18, 1 / 4, 1 / 6, 1 / 2, 1 / 2, 1 / 4, 1 / 5, 1 / 7, 1 / 3, 1 / 2, 0)
 BBH_RANDOM = sum(_BBH_RANDOM) / len(_BBH_RANDOM)
 
-MODEL_SETS = ("default", "default-with-flops", "all")
+MODEL_SETS = ("default", "default-with-flops", "with-flops-and-preregistered", "all")
+PAPER_FLOOR = (0.0, 0.2)  # the floor b of Y = (1 - b) sigmoid(.) + b, as the authors' "sigmoid-parametric" bounds it
+NO_FLOOR = (0.0, 0.0)  # a plain sigmoid (the authors' "sigmoid")
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,9 @@ class Task:
     benchmarks
         Columns of ``scores_table`` the capabilities are built from.
     model_set
-        ``default`` (the paper's 77 base models), ``default-with-flops`` (without Mistral/Mixtral), or ``all``.
+        ``default`` (the paper's 77 base models), ``default-with-flops`` (without Mistral/Mixtral),
+        ``with-flops-and-preregistered`` (every model of the evaluated families with published FLOPs, pre-registered
+        ones included), or ``all``; see :func:`default_models`.
     split
         ``cutoff`` (train on models with FLOPs <= ``cutoff``) or ``top-fraction`` (hold out the best
         ``top_fraction`` by the target).
@@ -101,6 +114,9 @@ class Task:
         Raw metric values mapped to 0 and 1 (random-guess floor, perfect score).
     reference_family
         Family whose compute defines effective compute.
+    floor_bounds
+        Bounds of the link's floor ``b``, for the capability law and its compute baselines alike: ``(0, 0.2)`` (the
+        authors' ``sigmoid-parametric``) or ``(0, 0)`` (a plain sigmoid, their ``sigmoid``).
     """
 
     name: str
@@ -116,6 +132,7 @@ class Task:
     top_fraction: float = 0.1
     metric_range: tuple[float, float] = (0.0, 1.0)
     reference_family: str = "Llama-2"
+    floor_bounds: tuple[float, float] = PAPER_FLOOR
 
     def describe(self, cutoff: float | None = None) -> str:
         """The split in words (``cutoff`` overrides the task's, in 1E21 FLOPs)."""
@@ -153,15 +170,21 @@ _TASK_LIST: tuple[Task, ...] = (
     Task("agentbench", "AgentBench overall score", "agents", "ABench-OA", _AGENTS, scores_table=INSTRUCT_SCORES,
          benchmarks=INSTRUCT_BENCHMARKS, model_set="all", split="top-fraction", metric_range=(0.0, 10.0),
          reference_family="Llama-2-Chat"),
-    Task("agentboard", "AgentBoard progress rate", "agents", "ABoard-Avg_PR", _AGENTS, scores_table=INSTRUCT_SCORES,
-         benchmarks=INSTRUCT_BENCHMARKS, model_set="all", split="top-fraction", metric_range=(0.0, 100.0),
-         reference_family="Llama-2-Chat"),
+    Task("agentboard", "AgentBoard average success rate", "agents", "ABoard-Avg_SR", _AGENTS,
+         scores_table=INSTRUCT_SCORES, benchmarks=INSTRUCT_BENCHMARKS, model_set="all", split="top-fraction",
+         metric_range=(0.0, 100.0), reference_family="Llama-2-Chat"),
+    # beyond the notebook, which fits the success rate: AgentBoard's progress rate, same settings
+    Task("agentboard-progress", "AgentBoard average progress rate", "agents", "ABoard-Avg_PR", _AGENTS,
+         scores_table=INSTRUCT_SCORES, benchmarks=INSTRUCT_BENCHMARKS, model_set="all", split="top-fraction",
+         metric_range=(0.0, 100.0), reference_family="Llama-2-Chat"),
     Task("gpqa", "GPQA (Open LLM Leaderboard v2)", "leaderboard-v2", "leaderboard_gpqa", _LBV2,
-         benchmarks=NONGSM_BENCHMARKS, model_set="all", cutoff=168.0, metric_range=(0.25, 1.0)),
+         benchmarks=NONGSM_BENCHMARKS, model_set="with-flops-and-preregistered", cutoff=168.0,
+         metric_range=(0.25, 1.0), floor_bounds=NO_FLOOR),
     Task("math-lvl5", "MATH Lvl 5 (Open LLM Leaderboard v2)", "leaderboard-v2", "leaderboard_math_hard", _LBV2,
-         benchmarks=NONGSM_BENCHMARKS, model_set="all", cutoff=252.0),
+         benchmarks=NONGSM_BENCHMARKS, model_set="with-flops-and-preregistered", cutoff=252.0, floor_bounds=NO_FLOOR),
     Task("bbh-v2", "BBH (Open LLM Leaderboard v2)", "leaderboard-v2", "leaderboard_bbh", _LBV2,
-         benchmarks=NONGSM_BENCHMARKS, model_set="all", cutoff=LLAMA2_7B_FLOPS, metric_range=(BBH_RANDOM, 1.0)),
+         benchmarks=NONGSM_BENCHMARKS, model_set="with-flops-and-preregistered", cutoff=LLAMA2_7B_FLOPS,
+         metric_range=(BBH_RANDOM, 1.0), floor_bounds=NO_FLOOR),
 )
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 
@@ -177,15 +200,22 @@ def get_task(name: str) -> Task:
 def default_models(scores: pd.DataFrame, model_set: str = "default") -> pd.DataFrame:
     """Rows of a base-model scores table in one of the paper's model sets.
 
-    ``default``: the 21 evaluated families without the pre-registered models (77 models in the packaged table);
-    ``default-with-flops``: the same without Mistral and Mixtral; ``all``: every row.
+    ``default``: the evaluated families without the pre-registered models (77 models in the packaged table; the
+    authors' ``load_base_llm_benchmark_eval()``); ``default-with-flops``: the same without Mistral and Mixtral;
+    ``with-flops-and-preregistered``: every model of the evaluated families with published FLOPs, pre-registered
+    ones included (the authors' leaderboard-v2 set: ``load_base_llm_benchmark_eval(False, True)`` filtered to
+    ``EVAL_BASE_MODEL_WITH_FLOPS_FAMILIES``); ``all``: every row.
     """
     if model_set not in MODEL_SETS:
         raise IndusError(f"unknown model set {model_set!r}; choose from {', '.join(MODEL_SETS)}")
     if model_set == "all":
         return scores.reset_index(drop=True)
-    families = set(PAPER_FAMILIES) - (set(NO_FLOPS_FAMILIES) if model_set == "default-with-flops" else set())
-    keep = scores[FAMILY].isin(families) & ~scores[MODEL].isin(PREREGISTERED_MODELS)
+    families = set(PAPER_FAMILIES) | set(PREREGISTERED_FAMILIES)
+    if model_set != "default":
+        families -= set(NO_FLOPS_FAMILIES)
+    keep = scores[FAMILY].isin(families)
+    if model_set != "with-flops-and-preregistered":
+        keep &= ~scores[MODEL].isin(PREREGISTERED_MODELS)
     return scores.loc[keep].reset_index(drop=True)
 
 
@@ -239,13 +269,14 @@ def load_task(task: Task | str, *, cutoff: float | None = None) -> ScalingData:
     cut = task.cutoff if cutoff is None else cutoff
     train = split_mask(frame, task.split, cutoff=cut, top_fraction=task.top_fraction)
     return ScalingData(task.name, frame, list(task.benchmarks), train, task.reference_family, task.metric_range,
-                       task.describe(cut))
+                       task.describe(cut), task.floor_bounds)
 
 
 def load_user_task(scores: str | Path, target: str, targets: str | Path | None = None, *,
                    cutoff: float = LLAMA2_7B_FLOPS, drop_benchmarks: Sequence[str] = (),
                    metric_range: tuple[float, float] = (0.0, 1.0),
-                   reference_family: str | None = "Llama-2") -> ScalingData:
+                   reference_family: str | None = "Llama-2",
+                   floor_bounds: tuple[float, float] = PAPER_FLOOR) -> ScalingData:
     """A user's scores (and targets) table as a holdout task, with one-line errors naming the file.
 
     Parameters
@@ -264,6 +295,8 @@ def load_user_task(scores: str | Path, target: str, targets: str | Path | None =
         Raw target values mapped to 0 and 1.
     reference_family
         Family defining effective compute (ignored when absent from the table).
+    floor_bounds
+        Bounds of the link's floor (``(0, 0)``: a plain sigmoid).
     """
     scores = Path(scores)
     raw = read_table(scores)
@@ -295,4 +328,4 @@ def load_user_task(scores: str | Path, target: str, targets: str | Path | None =
                          "nothing to fit on; raise --cutoff-flops")
     ref = reference_family if reference_family in set(frame[FAMILY].dropna()) else None
     return ScalingData(target, frame, benchmarks, train, ref, metric_range,
-                       f"train on FLOPs <= {cutoff * 1e21:.2g}")
+                       f"train on FLOPs <= {cutoff * 1e21:.2g}", floor_bounds)
