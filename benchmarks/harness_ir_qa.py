@@ -106,6 +106,12 @@ def _run_line(out: dict, part: str) -> list[str]:
     return [f"From an earlier run: `{run['command']}` ({run['wall_s'] / 60:.1f} min; {run['machine']}).", ""]
 
 
+def _ratio(a: float, b: float) -> str:
+    """``a / b`` as ``"18x"`` from 10 up and with three significant digits below (``"0.043x"``, never ``"0x"``)."""
+    r = a / b
+    return f"{r:.0f}x" if r >= 10 else f"{r:.3g}x"
+
+
 def render(out: dict) -> str:
     lines = ["# Retrieval and QA harness: BM25 and minilm on SciFact test, minilm fine-tuned on COVID-QA", "",
              f"Machine: {out['machine']}", "", f"Command: `{out['command']}`", "",
@@ -126,7 +132,7 @@ def render(out: dict) -> str:
         for model, r in out["ir"].items():
             pub = PUBLISHED_NDCG.get(model)
             pub_s = f"{pub[0]:.3f} ({pub[1]})" if pub else "n/a"
-            ratio = f"{r['latency_ms'] / base['latency_ms']:.0f}x" if base else "n/a"
+            ratio = _ratio(r["latency_ms"], base["latency_ms"]) if base else "n/a"
             lines.append(f"| {model} | {r['ndcg@10']:.4f} | {pub_s} | {r['recall@10']:.4f} | {r['recall@100']:.4f} "
                          f"| {r['mrr@10']:.4f} | {r['docs_per_s']:,.0f} | {r['queries_per_s']:,.0f} | "
                          f"{r['latency_ms']:.2f} | {r['latency_ms_p90']:.2f} | {ratio} |")
@@ -193,7 +199,7 @@ def notes(out: dict) -> list[str]:
     if bm25 and dense:
         lines.append(
             f"- Speed: BM25 answers one query in {bm25['latency_ms']:.2f} ms, minilm in {dense['latency_ms']:.1f} ms "
-            f"({dense['latency_ms'] / bm25['latency_ms']:.0f}x). The exact search over {dense['docs']:,} x "
+            f"({_ratio(dense['latency_ms'], bm25['latency_ms'])}). The exact search over {dense['docs']:,} x "
             f"{dense.get('dim')} floats is one matrix-vector product (about 4 MFLOP), so the dense latency is "
             "essentially the query encoder's forward pass; corpus encoding "
             f"({dense['docs_per_s']:.0f} docs/s) is the dominant cost of a dense run.")

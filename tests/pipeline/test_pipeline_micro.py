@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 
 import pytest
 import yaml
@@ -11,6 +13,7 @@ import yaml
 from indus.config import load_config
 from indus.errors import IndusError
 from indus.pipeline import PipelineConfig, run_pipeline
+from indus.pipeline.report import speedup
 
 WORDS = ("protein cell gene enzyme receptor solar plasma magnetic orbit comet climate aerosol ocean ice sheet "
          "glacier neutron star galaxy cluster drug dose tumour therapy").split()
@@ -99,6 +102,15 @@ def test_micro_pipeline_end_to_end_then_cached_then_one_change(micro_run):
     assert fc["n"] == 3 and fc["compute"]["forecasts"][0]["multiplier"] == 10
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and 'src="figures/' not in html
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
+        "fertility.png", "forecast.png", "loss_curves.png", "models.png", "tradeoff.png"]
+    if os.environ.get("INDUS_SAVE_FIGURES"):  # to look at them: INDUS_SAVE_FIGURES=DIR pytest tests/pipeline
+        shutil.copytree(out / "figures", os.environ["INDUS_SAVE_FIGURES"], dirs_exist_ok=True)
+    # the speed-up column is teacher ms / student ms with the precision to show it (a fixed decimal wrote "0.0x")
+    lat = summary["latency"]
+    speedups = [line.rsplit("|", 2)[-2].strip() for line in report.splitlines()
+                if line.startswith("| ner: toy | micro-student")]
+    assert speedups == [speedup(lat["micro-l"], lat["micro-student"])] and float(speedups[0].rstrip("x")) > 0
     assert not any(s["cached"] for s in summary["stages"])
 
     again = run_pipeline(load_config(PipelineConfig, config), out, log=logs.append)
