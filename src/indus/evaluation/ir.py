@@ -45,7 +45,7 @@ import numpy as np
 
 from indus.data.beir import BeirData, load_beir
 from indus.errors import IndusError
-from indus.evaluation.ir_metrics import score_run, write_trec_run
+from indus.evaluation.ir_metrics import score_run, trec_order, write_trec_run
 
 __all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "reciprocal_rank_fusion",
            "split_systems", "score_run", "write_trec_run"]
@@ -63,7 +63,7 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[str, float]]], k: int = RRF
     Parameters
     ----------
     rankings
-        One ranked list of ``(doc_id, score)`` per system, best first (the scores are ignored: only ranks count).
+        One list of ``(doc_id, score)`` per system; a document's rank in it is its place in trec_eval's order.
     k
         The RRF constant (60 in the paper); larger values flatten the weight of the top ranks.
     depth
@@ -72,8 +72,9 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[str, float]]], k: int = RRF
     Returns
     -------
     list of (doc_id, fused score)
-        Best first; ties keep the order in which the documents first appear (system by system, rank by rank),
-        so fusing a ranking with itself returns it unchanged.
+        Best first. Both each system's ranks and the fused order follow trec_eval's ranking (score descending,
+        ties by document id descending; :func:`indus.evaluation.ir_metrics.trec_order`), the order the metrics
+        score a run in: so fusing a system with itself gives back the ranking its own metrics saw.
 
     Examples
     --------
@@ -84,10 +85,9 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[str, float]]], k: int = RRF
         raise IndusError(f"fusion k must be >= 0, got {k}")
     fused: dict[str, float] = {}
     for ranking in rankings:
-        for rank, (doc_id, _) in enumerate(ranking, start=1):
+        for rank, (doc_id, _) in enumerate(trec_order(dict(ranking)), start=1):
             fused[doc_id] = fused.get(doc_id, 0.0) + 1.0 / (k + rank)
-    # sorted() is stable: equal scores stay in first-appearance order (dict insertion order)
-    ranked = sorted(fused.items(), key=lambda item: -item[1])
+    ranked = trec_order(fused)
     return ranked if depth is None else ranked[:depth]
 
 

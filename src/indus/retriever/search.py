@@ -36,6 +36,7 @@ from typing import Any
 
 from indus.errors import IndusError
 from indus.evaluation.ir import RRF_K, Bm25Retriever, reciprocal_rank_fusion
+from indus.evaluation.ir_metrics import trec_order
 from indus.retriever.index import BM25_DIR, DOCS_FILE, INDEX_FORMAT, RetrieverIndex, load_index
 
 MODES = ("bm25", "dense", "hybrid")
@@ -248,13 +249,13 @@ class Searcher:
     def _ranked(self, queries: list[str], k: int, mode: str, batch_size: int) -> list[list[tuple[str, float]]]:
         if not queries:
             return []
-        if mode == "bm25":
-            return self._bm25.search(queries, k)
-        if mode == "dense":
-            return self._dense_search(queries, k, batch_size)
-        depth = max(self.fusion_depth, k)
-        lexical, dense = self._bm25.search(queries, depth), self._dense_search(queries, depth, batch_size)
-        return [reciprocal_rank_fusion([a, b], self.fusion_k, depth=k) for a, b in zip(lexical, dense, strict=True)]
+        if mode == "hybrid":
+            depth = max(self.fusion_depth, k)
+            lexical, dense = self._bm25.search(queries, depth), self._dense_search(queries, depth, batch_size)
+            return [reciprocal_rank_fusion([a, b], self.fusion_k, depth=k) for a, b in zip(lexical, dense, strict=True)]
+        hits = self._bm25.search(queries, k) if mode == "bm25" else self._dense_search(queries, k, batch_size)
+        # ties in trec_eval's order (by id, descending), as `indus eval ir` scores them and RRF ranks them
+        return [trec_order(dict(h)) for h in hits]
 
     def _dense_search(self, queries: list[str], k: int, batch_size: int) -> list[list[tuple[str, float]]]:
         emb = self._dense.encode(queries, batch_size=batch_size)  # (Q, D)
