@@ -182,3 +182,22 @@ def search(
     write_run([(qid, text, [(h.id, h.score) for h in hs]) for (qid, text), hs in zip(items, hits)], out, fmt,
               tag=mode or searcher.default_mode)
     console.print(f"wrote {out} ({len(items)} queries, top {k}, {mode or searcher.default_mode})")
+
+
+@app.command()
+def export(
+    index_dir: Path = typer.Option(..., "--index", help="Index directory from `indus retriever index`."),
+    out: Path = typer.Option(..., "--out", help="The bulk file (NDJSON); the mapping goes to <stem>.mapping.json."),
+    fmt: str = typer.Option("opensearch", "--format", help="opensearch (knn_vector) | elasticsearch (dense_vector)."),
+    name: str | None = typer.Option(None, "--name", help="The engine's index name (default: the index folder's).",
+                                    show_default=False),
+    space: str | None = typer.Option(None, "--space", help="Vector similarity: cosinesimil | innerproduct "
+                                                           "(opensearch), cosine | dot_product (elasticsearch).",
+                                     show_default=False),
+) -> None:
+    """Write an index as an OpenSearch / Elasticsearch bulk file plus the index mapping (texts and vectors)."""
+    from indus.retriever.export import export_index
+
+    info = export_index(index_dir, out, fmt=fmt, name=name, space=space)
+    console.print(f"wrote {info['bulk']} ({info['documents']} documents, dim {info['dim']}) and {info['mapping']} "
+                  f"(index {info['name']!r})")
