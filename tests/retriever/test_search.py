@@ -227,3 +227,38 @@ def test_cli_batch_search_in_each_mode_writes_runs(monkeypatch, capsys, dense_in
         assert lines[0].split()[:4] == ["q1", "Q0", "d5", "1"]
     tags = {model: first[5] for model, first in firsts.items()}
     assert tags == {"bm25": "bm25", next(m for m in firsts if "+" in m): "hybrid"}
+
+
+def test_a_build_that_fails_midway_leaves_no_index(monkeypatch, bm25_index, corpus, tmp_path):
+    before = {p.name: p.read_bytes() for p in bm25_index.iterdir() if p.is_file()}
+
+    def crash(self, folder):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Bm25Retriever, "save", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_index("bm25", corpus, tmp_path / "fresh", progress=False)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_index("bm25", corpus, bm25_index, progress=False)  # rebuilding over an existing index
+    assert not (tmp_path / "fresh").exists()
+    assert {p.name: p.read_bytes() for p in bm25_index.iterdir() if p.is_file()} == before  # the old one intact
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left behind
+    assert Searcher.open(bm25_index).search("sea ice", k=1)[0].id == "d5"
+
+
+def test_cli_index_bm25_only(monkeypatch, capsys, corpus, tmp_path):
+    code, out = _main(
+        monkeypatch,
+        capsys,
+        "retriever",
+        "index",
+        "--model",
+        "bm25",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(tmp_path / "i"),
+    )
+    assert code in (0, None), out.err
+    assert (tmp_path / "i" / "docs.jsonl").is_file() and not (tmp_path / "i" / "index.faiss").exists()
+    assert Searcher.open(tmp_path / "i").modes == ("bm25",)
