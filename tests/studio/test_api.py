@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.metrics import cohen_kappa_score
 
+from indus.errors import IndusError
 from indus.studio.app import create_app
 
 
@@ -200,3 +201,32 @@ def test_pages_write_and_judge_through_forms(client):
     assert client.get("/progress").status_code == 200
     assert client.post("/annotator", data={"annotator": "bad name!"}).status_code == 400
     assert client.get("/judge/q", params={"id": "nope"}).status_code == 404
+
+
+def test_a_model_folder_pools_like_the_index_dense_mode(searcher, micro_model_dir):
+    """``--pool MODEL_DIR`` embeds the index's documents with that model: with the index's own model it ranks as
+    the dense mode does."""
+    from indus.studio.service import make_pool_systems
+
+    (folder,) = make_pool_systems([str(micro_model_dir)], searcher, progress=False)
+    query = "ocean heat content"
+    assert folder.name == micro_model_dir.name
+    assert folder.ranked([query], 4)[0] == [h.id for h in searcher.search(query, 4, "dense")]
+    with pytest.raises(IndusError, match="this index offers"):
+        make_pool_systems(["hybrid"], _Bm25Only())
+
+
+class _Bm25Only:
+    modes = ("bm25",)
+
+
+def test_serve_refuses_bad_options_in_one_line(tmp_path, index_dir):
+    from typer.testing import CliRunner
+
+    from indus.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["studio", "serve", "--index", str(tmp_path / "nope"), "--db", str(tmp_path / "s.db")])
+    assert isinstance(result.exception, IndusError) and "index directory not found" in str(result.exception)
+    result = runner.invoke(app, ["studio", "serve", "--index", str(index_dir), "--token", "short"])
+    assert isinstance(result.exception, IndusError) and "at least 8 characters" in str(result.exception)
