@@ -23,7 +23,7 @@ def build_studio(index: Path, *, db: str = DEFAULT_DB, corpus: str | None = None
     from indus.retriever.index import read_texts, resolve_collection
     from indus.retriever.search import Searcher
     from indus.studio.db import Store
-    from indus.studio.passages import Passage, load_passages, split_text
+    from indus.studio.passages import Passage, load_passages
     from indus.studio.service import Studio, make_pool_systems
 
     searcher = Searcher.open(index)
@@ -31,12 +31,10 @@ def build_studio(index: Path, *, db: str = DEFAULT_DB, corpus: str | None = None
     store.set_meta("index", str(Path(index).resolve()))
     if corpus is not None:
         passages = load_passages(corpus, passage_words, seed=seed)
-    else:  # the index's own documents, cut to passages
+    else:  # the index's own documents, whole: a written question's relevant passage is then an index document
         import random
 
-        passages = [Passage(d.id if len(spans) == 1 else f"{d.id}-p{n}", d.id, d.title, d.text[a:b])
-                    for d in searcher for spans in [split_text(d.text, passage_words)]
-                    for n, (a, b) in enumerate(spans, start=1)]
+        passages = [Passage(d.id, d.id, d.title, d.text) for d in searcher]
         random.Random(seed).shuffle(passages)
     systems = make_pool_systems(pool or [m for m in ("bm25", "dense") if m in searcher.modes], searcher,
                                 progress=progress)
@@ -61,7 +59,7 @@ def serve(
     index: Annotated[Path, typer.Option("--index", help="An index directory (indus retriever index).")],
     corpus: Annotated[str | None, typer.Option(
         "--corpus", help="Passages to write questions on: a corpus, BEIR folder, JSON lines, text or SQuAD file "
-                         "(default: the index's documents).", show_default=False)] = None,
+                         "(default: the index's documents, whole).", show_default=False)] = None,
     pool: Annotated[list[str] | None, typer.Option(
         "--pool", help="A system pooled for judging: bm25, dense, hybrid or a model folder; repeat it "
                        "(default: bm25 and dense where the index has them).", show_default=False)] = None,
@@ -75,7 +73,7 @@ def serve(
     token: Annotated[str | None, typer.Option(
         "--token", envvar="INDUS_STUDIO_TOKEN", help="Every write must carry this token (default: writes from "
                                                      "loopback only).", show_default=False)] = None,
-    passage_words: Annotated[int, typer.Option("--passage-words", help="Words per passage.")] = 120,
+    passage_words: Annotated[int, typer.Option("--passage-words", help="Words per --corpus passage.")] = 120,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the passage order and pool shuffles.")] = 0,
 ) -> None:
     """Serve the studio: Search, Write questions, Judge and Progress pages and their JSON API."""

@@ -224,6 +224,7 @@ class Studio:
             if clash:
                 self.passages = [Passage(f"passage:{p.id}", p.doc_id, p.title, p.text) for p in self.passages]
         self._passage = {p.id: p for p in self.passages}
+        self._position = {p.id: i for i, p in enumerate(self.passages)}
         self.pool_systems = list(pool_systems or [])
 
     # ------------------------------------------------------------------------------------------ search
@@ -293,8 +294,7 @@ class Studio:
         with self.store.write() as conn:
             _insert_ignore(conn, db.passages, [{"id": passage.id, "doc_id": passage.doc_id, "title": passage.title,
                                                 "text": passage.text,
-                                                "position": self.passages.index(passage)
-                                                if passage.id in self._passage else -1}])
+                                                "position": self._position.get(passage.id, -1)}])
             ann_id = conn.execute(db.annotations.insert().values(
                 passage_id=passage.id, annotator=annotator, kind=kind, question=question or None,
                 answer_start=answer_start, answer_text=answer_text, created_at=stamp)).inserted_primary_key[0]
