@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint format clean
+.PHONY: install demo test test-all lint format clean browser
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,18 @@ endif
 test: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# the studio's browser test drives Debian's chromium with its chromedriver (never a downloaded browser)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "browser test: $$(chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null || \
+		echo "could not install chromium + chromium-driver: the studio browser test will skip"; \
+	else \
+		echo "no chromium / chromedriver and no root apt-get to install them: the studio browser test will skip"; \
+	fi
 
 test-all: install
 	$(BIN)/pytest -q -m ''

@@ -19,6 +19,7 @@ from indus.cli import eval as eval_cli
 from indus.cli import retriever as retriever_cli
 from indus.cli import run as run_cli
 from indus.cli import scaling as scaling_cli
+from indus.cli import studio as studio_cli
 from indus.cli import tokenizer as tokenizer_cli
 from indus.errors import IndusError
 
@@ -60,6 +61,7 @@ encoder_cli.register(app)
 app.add_typer(retriever_cli.app, name="retriever")
 app.add_typer(eval_cli.app, name="eval")
 run_cli.register(app)
+app.add_typer(studio_cli.app, name="studio")
 
 
 def main() -> None:

@@ -214,7 +214,9 @@ def qa(
 @app.command("ir")
 def ir(
     model: Annotated[str, typer.Option("--model", "-m", help="bm25, minilm, random:<preset> or a local Hugging Face "
-                                                             "/ SentenceTransformer folder.")],
+                                                             "/ SentenceTransformer folder; A+B (e.g. bm25+minilm) "
+                                                             "fuses the systems' rankings by reciprocal-rank "
+                                                             "fusion.")],
     data: Annotated[str, typer.Option("--data", "-d", help="A BEIR folder (corpus.jsonl, queries.jsonl, "
                                                            "qrels/<split>.tsv) or a dataset name.")],
     split: SplitOpt = None,
@@ -229,14 +231,16 @@ def ir(
     doc_model: Annotated[str | None, typer.Option(
         "--doc-model", help="Encode the documents with this model and only the queries with --model (a small "
                             "query encoder distilled into a big model's space).", show_default=False)] = None,
+    fusion_k: Annotated[int | None, typer.Option(
+        "--fusion-k", help="Reciprocal-rank-fusion constant for --model A+B (default 60).", show_default=False)] = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """BM25 or dense retrieval (faiss exact inner product); nDCG@10, Recall@10/100, MRR@10 and speed."""
+    """BM25, dense (faiss exact inner product) or fused (A+B, RRF) retrieval; nDCG@10, Recall@10/100, MRR@10, speed."""
     result = run_evaluation("ir", model, data, json_out, overrides, split=split, batch_size=batch_size,
                             max_length=max_length, k=k, run_path=str(run) if run else None, device=device,
-                            doc_model=doc_model)
+                            doc_model=doc_model, fusion_k=fusion_k)
     latency = result["latency_ms"]
     print_table([{"model": result["model"] + (f" (documents: {result['doc_model']})" if result.get("doc_model")
                                               else ""), "split": result["split"], "ndcg@10": result["ndcg@10"],

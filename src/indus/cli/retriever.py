@@ -92,7 +92,9 @@ def distill(
 @app.command()
 def index(
     model: str = typer.Option(..., "--model", help="The bi-encoder: minilm | a folder | layers:N@MODEL | "
-                                                         "minilm-layers:N | random:<preset>."),
+                                                   "minilm-layers:N | random:<preset>; or bm25 for a BM25-only "
+                                                   "index (no dense part). Every index also holds BM25 and "
+                                                   "the documents' texts."),
     corpus: str = typer.Option(..., "--corpus", help="BEIR folder or corpus.jsonl, JSONL with id/text, or text "
                                                      "lines (id = line number); or a data-root name."),
     out: Path = typer.Option(..., "--out", help="Index directory (a new or empty one, unless --overwrite)."),
@@ -104,41 +106,106 @@ def index(
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="HNSW links per node."),
     ef_search: int = typer.Option(128, "--ef-search", help="HNSW search breadth (default stored in the index)."),
 ) -> None:
-    """Embed a collection and store it in a faiss index with its document ids."""
+    """Store a collection's texts, a BM25 index and (unless --model bm25) its embeddings in a faiss index."""
     from indus.retriever.index import build_index
 
     meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
                        max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite)
-    print_table([{k: meta[k] for k in ("count", "dim", "index_type", "encode_s", "docs_per_s")}],
+    print_table([{k: meta[k] for k in ("count", "model", "dim", "index_type", "bm25_s", "encode_s", "docs_per_s")}],
                 title=f"index -> {out}")
+
+
+def _mode_from_model(model: str | None, mode: str | None) -> tuple[str | None, str | None]:
+    """``--model A[+B]`` of ``indus retriever search``: which mode and which dense query encoder it names.
+
+    The index holds one embedding space, so a fused spec has at most one dense system: ``bm25`` -> bm25,
+    ``X`` -> dense with encoder X, ``bm25+X`` (either order) -> hybrid with encoder X.
+    """
+    from indus.evaluation.ir import split_systems
+
+    if model is None:
+        return mode, None
+    systems = split_systems(model)
+    dense = [s for s in systems if s.lower() != "bm25"]
+    if len(dense) > 1 or len(systems) > 2 or len(systems) != len(set(s.lower() for s in systems)):
+        raise IndusError(f"--model {model}: an index fuses its BM25 with its one dense model at most "
+                         "(bm25, MODEL or bm25+MODEL)")
+    implied = "hybrid" if len(systems) == 2 else "dense" if dense else "bm25"
+    if mode is not None and mode != implied:
+        raise IndusError(f"--model {model} searches in {implied} mode, but --mode says {mode}")
+    return implied, (dense[0] if dense else None)
+
+
+def _print_hits(searcher: Any, query: str, hits: list[Any], mode: str, took_ms: float) -> None:
+    from rich.text import Text
+
+    console.print(Text.assemble((f"{len(hits)} results", "bold"), f" for {query!r} ({mode}, {took_ms:.1f} ms, "
+                                f"{searcher.path})"))
+    for hit in hits:
+        line = Text.assemble((f"{hit.rank:>3}. ", "bold"), (hit.title or hit.id, "bold cyan"),
+                             (f"  [{hit.id}]  score {hit.score:.4f}", "dim"))
+        console.print(line)
+        snippet = Text("     ")
+        for piece, is_term in searcher.snippet(hit.text, query):
+            snippet.append(piece, style="bold yellow" if is_term else None)
+        console.print(snippet)
 
 
 @app.command()
 def search(
     index_dir: Path = typer.Option(..., "--index", help="Index directory from `indus retriever index`."),
-    query: str | None = typer.Option(None, "--query", help="One query; prints the top k."),
+    query: str | None = typer.Option(None, "--query", help="One query; prints the top k with snippets."),
     queries: str | None = typer.Option(None, "--queries",
                                        help="Batch mode: BEIR folder or queries.jsonl, JSONL with id/text, or lines."),
     k: int = typer.Option(10, "-k", "--top-k", help="Documents per query."),
+    mode: str | None = typer.Option(None, "--mode", help="bm25 | dense | hybrid (RRF of both); default hybrid "
+                                                         "when the index has both parts.", show_default=False),
     out: Path | None = typer.Option(None, "--out", help="Batch mode output: a TREC run, or JSONL for *.jsonl."),
     fmt: str | None = typer.Option(None, "--format", help="trec | jsonl (default from the --out suffix)."),
-    model: str | None = typer.Option(None, "--model", help="Override the model recorded in the index."),
+    model: str | None = typer.Option(None, "--model", help="bm25 | MODEL (dense, overrides the index's query "
+                                                           "encoder) | bm25+MODEL (hybrid); sets the mode."),
+    fusion_k: int = typer.Option(60, "--fusion-k", help="Reciprocal-rank-fusion constant (hybrid)."),
     ef_search: int | None = typer.Option(None, "--ef-search", help="HNSW search breadth."),
 ) -> None:
-    """Search an index with one query or a file of queries."""
-    from indus.retriever.index import load_index, read_texts, resolve_collection, write_run
+    """Search an index by BM25, dense or hybrid retrieval, with one query or a file of queries."""
+    import time
+
+    from indus.retriever.index import read_texts, resolve_collection, write_run
+    from indus.retriever.search import Searcher
 
     if (query is None) == (queries is None):
         raise IndusError("give exactly one of --query TEXT or --queries FILE")
     if queries is not None and out is None:
         raise IndusError("--queries needs --out RUN (a TREC run file, or .jsonl)")
-    idx = load_index(index_dir, model=model)
+    mode, encoder = _mode_from_model(model, mode)
+    searcher = Searcher.open(index_dir, model=encoder, fusion_k=fusion_k, ef_search=ef_search)
     if query is not None:
-        hits = idx.search([query], k=k, ef_search=ef_search)[0]
-        print_table([{"rank": r, "id": d, "score": round(s, 4)} for r, (d, s) in enumerate(hits, 1)],
-                    title=f"{query!r} in {index_dir}")
+        mode = searcher.validate(query, k, mode)
+        start = time.perf_counter()
+        hits = searcher.search(query, k, mode)
+        _print_hits(searcher, query, hits, mode, (time.perf_counter() - start) * 1000)
         return
     items = read_texts(resolve_collection(queries, "queries"), kind="queries")
-    hits = idx.search([text for _, text in items], k=k, ef_search=ef_search)
-    write_run([(qid, text, h) for (qid, text), h in zip(items, hits)], out, fmt)
-    console.print(f"wrote {out} ({len(items)} queries, top {k})")
+    hits = searcher.search_many([text for _, text in items], k, mode)
+    write_run([(qid, text, [(h.id, h.score) for h in hs]) for (qid, text), hs in zip(items, hits)], out, fmt,
+              tag=mode or searcher.default_mode)
+    console.print(f"wrote {out} ({len(items)} queries, top {k}, {mode or searcher.default_mode})")
+
+
+@app.command()
+def export(
+    index_dir: Path = typer.Option(..., "--index", help="Index directory from `indus retriever index`."),
+    out: Path = typer.Option(..., "--out", help="The bulk file (NDJSON); the mapping goes to <stem>.mapping.json."),
+    fmt: str = typer.Option("opensearch", "--format", help="opensearch (knn_vector) | elasticsearch (dense_vector)."),
+    name: str | None = typer.Option(None, "--name", help="The engine's index name (default: the index folder's).",
+                                    show_default=False),
+    space: str | None = typer.Option(None, "--space", help="Vector similarity: cosinesimil | innerproduct "
+                                                           "(opensearch), cosine | dot_product (elasticsearch).",
+                                     show_default=False),
+) -> None:
+    """Write an index as an OpenSearch / Elasticsearch bulk file plus the index mapping (texts and vectors)."""
+    from indus.retriever.export import export_index
+
+    info = export_index(index_dir, out, fmt=fmt, name=name, space=space)
+    console.print(f"wrote {info['bulk']} ({info['documents']} documents, dim {info['dim']}) and {info['mapping']} "
+                  f"(index {info['name']!r})")

@@ -9,6 +9,10 @@ The protocol of BEIR (Thakur et al. 2021, arXiv 2104.08663):
   Elasticsearch) over ``title + " " + text``; lower-cased words of two or more characters, Lucene's 33-word
   English stop list (the one of Elasticsearch's ``english`` analyzer) and the Snowball English stemmer from
   PyStemmer (``stemmer=None`` turns stemming off). Only documents with a positive score enter the run.
+- **Fusion** (``A+B``, e.g. ``bm25+minilm``): each system retrieves its own top ``k + 1`` and the rankings are
+  fused by reciprocal-rank fusion (Cormack et al. 2009), ``score(d) = sum_s 1 / (fusion_k + rank_s(d))`` with
+  ``fusion_k`` = 60 (:func:`reciprocal_rank_fusion`); ``indus retriever search --mode hybrid`` and the studio's
+  hybrid search fuse the same way.
 - The top ``k`` (100) documents per query form the run; a document whose id equals the query id is dropped
   (BEIR's ``ignore_identical_ids``); metrics come from :func:`indus.evaluation.ir_metrics.score_run`, averaged
   over the queries judged in the split.
@@ -41,9 +45,63 @@ import numpy as np
 
 from indus.data.beir import BeirData, load_beir
 from indus.errors import IndusError
-from indus.evaluation.ir_metrics import score_run, write_trec_run
+from indus.evaluation.ir_metrics import score_run, trec_order, write_trec_run
 
-__all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "score_run", "write_trec_run"]
+__all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "reciprocal_rank_fusion",
+           "split_systems", "score_run", "write_trec_run"]
+
+#: The RRF constant of Cormack, Clarke and Buettcher (SIGIR 2009): a document's fused score is
+#: ``sum over systems of 1 / (RRF_K + rank)``, ranks from 1.
+RRF_K = 60
+BM25_SETTINGS_FILE = "indus-bm25.json"
+
+
+def reciprocal_rank_fusion(rankings: list[list[tuple[str, float]]], k: int = RRF_K,
+                           depth: int | None = None) -> list[tuple[str, float]]:
+    """Fuse ranked lists by reciprocal-rank fusion (Cormack et al. 2009).
+
+    Parameters
+    ----------
+    rankings
+        One list of ``(doc_id, score)`` per system; a document's rank in it is its place in trec_eval's order.
+    k
+        The RRF constant (60 in the paper); larger values flatten the weight of the top ranks.
+    depth
+        Keep the best ``depth`` fused documents (all when ``None``).
+
+    Returns
+    -------
+    list of (doc_id, fused score)
+        Best first. Both each system's ranks and the fused order follow trec_eval's ranking (score descending,
+        ties by document id descending; :func:`indus.evaluation.ir_metrics.trec_order`), the order the metrics
+        score a run in: so fusing a system with itself gives back the ranking its own metrics saw.
+
+    Examples
+    --------
+    >>> reciprocal_rank_fusion([[("a", 9.0), ("b", 5.0)], [("b", 0.9), ("c", 0.8)]], k=60)
+    [('b', 0.03252247488101534), ('a', 0.01639344262295082), ('c', 0.016129032258064516)]
+    """
+    if k < 0:
+        raise IndusError(f"fusion k must be >= 0, got {k}")
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, (doc_id, _) in enumerate(trec_order(dict(ranking)), start=1):
+            fused[doc_id] = fused.get(doc_id, 0.0) + 1.0 / (k + rank)
+    ranked = trec_order(fused)
+    return ranked if depth is None else ranked[:depth]
+
+
+def split_systems(model: Any) -> list[Any]:
+    """The systems of a fused spec ``A+B[+C]`` (``bm25+minilm``); a single system as a one-item list.
+
+    A string that names an existing path is never split (a model folder may have ``+`` in its name).
+    """
+    if not isinstance(model, str) or "+" not in model or Path(model).expanduser().exists():
+        return [model]
+    parts = [part.strip() for part in model.split("+")]
+    if any(not part for part in parts):
+        raise IndusError(f"{model!r}: a fused model is A+B with a system on each side of '+', e.g. bm25+minilm")
+    return parts
 
 
 class Bm25Retriever:
@@ -78,8 +136,45 @@ class Bm25Retriever:
         self.retriever = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
         self.retriever.index(self._tokenize(texts, ids=True, progress=self.progress), show_progress=self.progress)
 
-    def search(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]:
-        """The top ``k`` ``(doc_id, score)`` of each query, positive scores only."""
+    def settings(self) -> dict[str, Any]:
+        """What rebuilds the same tokeniser and scorer (saved beside the bm25s index)."""
+        return {"k1": self.k1, "b": self.b, "method": "lucene", "stemmer": self.stemmer_name,
+                "stopwords": self.stopwords}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the bm25s index (its own ``save``) and the tokeniser settings into ``folder``."""
+        import json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.retriever.save(str(folder), show_progress=False)
+        (folder / BM25_SETTINGS_FILE).write_text(json.dumps(self.settings(), indent=2) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, doc_ids: list[str]) -> Bm25Retriever:
+        """A retriever from a folder written by :meth:`save`; ``doc_ids[i]`` names the index's document ``i``."""
+        import json
+
+        import bm25s
+
+        folder = Path(folder)
+        try:
+            settings = json.loads((folder / BM25_SETTINGS_FILE).read_text(encoding="utf-8"))
+            self = cls(k1=settings["k1"], b=settings["b"], stemmer=settings["stemmer"],
+                       stopwords=settings["stopwords"])
+            self.retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndusError(f"{folder}: unreadable BM25 index ({type(exc).__name__}: {exc}); rebuild the index") \
+                from None
+        if self.retriever.scores["num_docs"] != len(doc_ids):
+            raise IndusError(f"{folder}: the BM25 index holds {self.retriever.scores['num_docs']} documents, "
+                             f"the index directory {len(doc_ids)}; rebuild the index")
+        self.doc_ids = list(doc_ids)
+        return self
+
+    def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """The top ``k`` ``(doc_id, score)`` of each query, positive scores only (``batch_size`` is unused)."""
         tokens = self._tokenize(queries, ids=False)
         k = min(k, len(self.doc_ids))
         docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)  # (Q, k), (Q, k)
@@ -122,11 +217,39 @@ class DenseRetriever:
                 for row_i, row_s in zip(idx, scores, strict=True)]
 
 
+class FusedRetriever:
+    """Reciprocal-rank fusion of several retrievers: each returns its own top ``k``, fused by RRF.
+
+    Parameters
+    ----------
+    retrievers
+        The systems (:class:`Bm25Retriever`, :class:`DenseRetriever`, ...), each with ``index`` and ``search``.
+    fusion_k
+        The RRF constant (see :func:`reciprocal_rank_fusion`).
+    """
+
+    def __init__(self, retrievers: list[Any], *, fusion_k: int = RRF_K) -> None:
+        self.retrievers, self.fusion_k = list(retrievers), fusion_k
+
+    def index(self, doc_ids: list[str], texts: list[str]) -> None:
+        """Index the documents in every system."""
+        for retriever in self.retrievers:
+            retriever.index(doc_ids, texts)
+
+    def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """The fused top ``k`` ``(doc_id, rrf score)`` of each query, over each system's own top ``k``."""
+        per_system = [r.search(queries, k, batch_size=batch_size) for r in self.retrievers]  # (S, Q, <=k)
+        return [reciprocal_rank_fusion([system[q] for system in per_system], self.fusion_k, depth=k)
+                for q in range(len(queries))]
+
+
 def _is_bm25(model: Any) -> bool:
     return isinstance(model, str) and model.strip().lower() == "bm25"
 
 
 def _model_name(model: Any) -> str:
+    if len(split_systems(model)) > 1:
+        return "+".join(_model_name(part) for part in split_systems(model))
     if _is_bm25(model):
         return "bm25"
     if isinstance(model, str | Path):
@@ -163,6 +286,8 @@ class IREvaluator:
     doc_model
         Encode the corpus with this model spec and only the queries with the evaluated model (asymmetric
         retrieval, see the module docstring); ``None``: the evaluated model encodes both.
+    fusion_k
+        The reciprocal-rank-fusion constant for a fused model ``A+B``.
     progress
         Show progress bars.
     """
@@ -183,11 +308,14 @@ class IREvaluator:
     run_path: str | Path | None = None
     device: str | None = None
     doc_model: str | None = None
+    fusion_k: int = RRF_K
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.batch_size < 1 or self.latency_queries < 0:
             raise IndusError("ir: k and batch_size must be >= 1, latency_queries >= 0")
+        if self.fusion_k < 0:
+            raise IndusError(f"ir: fusion_k must be >= 0, got {self.fusion_k}")
         if self.max_length is not None and self.max_length < 1:
             raise IndusError(f"ir: max_length must be >= 1, got {self.max_length}")
 
@@ -198,8 +326,11 @@ class IREvaluator:
         out["doc_model"] = str(self.doc_model) if self.doc_model is not None else None
         return out
 
-    def retriever(self, model: Any) -> Bm25Retriever | DenseRetriever:
-        """The retriever for ``model`` (``"bm25"``, a model spec, or a ``SentenceTransformer``)."""
+    def retriever(self, model: Any) -> Bm25Retriever | DenseRetriever | FusedRetriever:
+        """The retriever for ``model`` (``"bm25"``, a model spec, a fused ``A+B``, or a ``SentenceTransformer``)."""
+        systems = split_systems(model)
+        if len(systems) > 1:
+            return FusedRetriever([self.retriever(part) for part in systems], fusion_k=self.fusion_k)
         if _is_bm25(model):
             return Bm25Retriever(k1=self.bm25_k1, b=self.bm25_b, stemmer=self.stemmer, stopwords=self.stopwords,
                                  progress=self.progress)
@@ -265,7 +396,8 @@ class IREvaluator:
             write_trec_run(self.run_path, run, tag=_model_name(model).replace(" ", "_"))
         result: dict[str, Any] = {
             "task": self.task, "primary_metric": self.primary_metric, "model": _model_name(model),
-            "retriever": "bm25" if isinstance(retriever, Bm25Retriever) else "dense",
+            "retriever": ("bm25" if isinstance(retriever, Bm25Retriever) else
+                          "fusion" if isinstance(retriever, FusedRetriever) else "dense"),
             "data": str(beir.path), "split": self.split,
             **{m: metrics[m] for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")},
             "queries": metrics["queries"], "docs": len(doc_ids), "k": self.k,
@@ -280,16 +412,21 @@ class IREvaluator:
             result["doc_model"] = None if self.doc_model is None else _model_name(self.doc_model)
             result["max_length"] = retriever.model.max_seq_length
             result["dim"] = int(retriever.faiss_index.d)
+        if isinstance(retriever, FusedRetriever):
+            result["fusion_k"] = self.fusion_k
         result["settings"] = self.settings()
         result["wall_s"] = time.perf_counter() - started
         return result
 
-    def _latency(self, retriever: Bm25Retriever | DenseRetriever, queries: list[str], depth: int) -> list[float]:
+    def _latency(self, retriever: Bm25Retriever | DenseRetriever | FusedRetriever, queries: list[str],
+                 depth: int) -> list[float]:
         n = min(self.latency_queries, len(queries))
         if n == 0:
             return []
-        search = (lambda q: retriever.search([q], depth, batch_size=1)) if isinstance(retriever, DenseRetriever) \
-            else (lambda q: retriever.search([q], depth))
+
+        def search(q: str) -> None:
+            retriever.search([q], depth, batch_size=1)
+
         search(queries[0])  # warm-up
         times = []
         for q in queries[:n]:

@@ -1,17 +1,23 @@
-"""A dense index of a document collection (faiss) and search over it: ``indus retriever index`` / ``search``.
+"""A searchable index of a document collection: ``indus retriever index`` / ``search`` / ``export``.
 
-Documents are embedded with a bi-encoder (normalised, so inner product = cosine) and stored in faiss:
-``IndexFlatIP`` (exact) by default, or ``IndexHNSWFlat`` with the inner-product metric (approximate, for large
-collections; no training pass, tunable ``ef_search``). An index is a directory, written atomically::
+An index holds each document's id, title and text, a BM25 index (bm25s) and, unless it is BM25-only, the documents'
+embeddings by a bi-encoder (normalised, so inner product = cosine) in faiss: ``IndexFlatIP`` (exact) by default, or
+``IndexHNSWFlat`` with the inner-product metric (approximate, for large collections; no training pass, tunable
+``ef_search``). :class:`indus.retriever.search.Searcher` searches it by BM25, dense or hybrid (reciprocal-rank
+fusion). An index is a directory, written atomically (a killed build leaves no directory a later run trusts)::
 
-    INDEX/index.faiss    the faiss index (it holds the embeddings; faiss.read_index reads it)
-    INDEX/ids.json       document ids, row i of the index = ids[i]
-    INDEX/meta.json      model, dim, normalized, metric, count, index type, corpus, build time
+    INDEX/meta.json      model (null when BM25-only), dim, normalized, metric, count, index type, bm25 settings...
+    INDEX/ids.json       document ids, row i of every part = ids[i]
+    INDEX/docs.jsonl     {"id", "title", "text"} per row, in row order (what search results show)
+    INDEX/bm25/          the bm25s index (``bm25s.BM25.save``) and its tokeniser settings (indus-bm25.json)
+    INDEX/index.faiss    the faiss index holding the embeddings (dense indexes only; faiss.read_index reads it)
+
+``--model bm25`` builds a BM25-only index (no encoder needed, searched by ``bm25`` only).
 
 Collections: a BEIR folder or its ``corpus.jsonl`` (``_id``, ``title``, ``text``; title and text are joined with a
-space, as BEIR dense models embed them), JSON lines with ``id`` and ``text`` (optional ``title``), or plain text
-(one document per non-blank line, id = its line number). Queries: BEIR ``queries.jsonl``, JSON lines with
-``id``/``text``, or text lines. ``.gz`` is read transparently.
+space, as BEIR dense models embed them and as ``indus eval ir`` indexes them), JSON lines with ``id`` and ``text``
+(optional ``title``), or plain text (one document per non-blank line, id = its line number). Queries: BEIR
+``queries.jsonl``, JSON lines with ``id``/``text``, or text lines. ``.gz`` is read transparently.
 
 Example
 -------
@@ -31,11 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from indus.atomic import atomic_directory, atomic_path
+from indus.data.beir import Document
 from indus.data.jsonl import iter_jsonl, open_text
 from indus.errors import DataFormatError, IndusError
 
 INDEX_FORMAT = "indus-retriever-index"
+INDEX_VERSION = 2  # 2: docs.jsonl and bm25/ beside the faiss index; BM25-only indexes
 INDEX_FILES = ("index.faiss", "ids.json", "meta.json")
+DOCS_FILE, BM25_DIR = "docs.jsonl", "bm25"
+BM25_ONLY = "bm25"  # the --model value that builds an index without a dense part
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
@@ -49,18 +59,18 @@ def _is_jsonl(path: Path) -> bool:
     return path.name.endswith(JSONL_SUFFIXES)
 
 
-def read_texts(path: str | Path, *, kind: str = "documents") -> list[tuple[str, str]]:
-    """``(id, text)`` pairs from a BEIR/JSON-lines file or a plain text file; ids must be unique.
+def read_documents(path: str | Path, *, kind: str = "documents") -> list[tuple[str, str, str]]:
+    """``(id, title, text)`` triples from a BEIR/JSON-lines file or a plain text file; ids must be unique.
 
     Parameters
     ----------
     path
-        A file (``.jsonl``/``.jsonl.gz`` = JSON lines, anything else = one text per line).
+        A file (``.jsonl``/``.jsonl.gz`` = JSON lines, anything else = one text per line, with no title).
     kind
-        ``documents`` (titles are prepended to texts) or ``queries``; used in messages.
+        ``documents`` or ``queries``; used in messages.
     """
     path = Path(path)
-    items: list[tuple[str, str]] = []
+    items: list[tuple[str, str, str]] = []
     seen: dict[str, int] = {}
     if _is_jsonl(path):
         for lineno, obj in iter_jsonl(path, required=("text",)):
@@ -70,26 +80,41 @@ def read_texts(path: str | Path, *, kind: str = "documents") -> list[tuple[str, 
             text, title = obj["text"], obj.get("title") or ""
             if not isinstance(text, str) or not isinstance(title, str):
                 raise DataFormatError(path, lineno, 'fields "text" and "title" must be strings')
-            if kind == "documents" and title.strip():
-                text = f"{title.strip()} {text}".strip()
-            if not text.strip():
+            if not (Document(title, text).full_text() if kind == "documents" else text.strip()):
                 raise DataFormatError(path, lineno, f"empty text for id {doc_id!r}")
             doc_id = str(doc_id)
             if doc_id in seen:
                 raise DataFormatError(path, lineno, f"duplicate id {doc_id!r} (first on line {seen[doc_id]})")
             seen[doc_id] = lineno
-            items.append((doc_id, text))
+            items.append((doc_id, title, text))
     else:
         with open_text(path) as fh:
             try:
                 for lineno, line in enumerate(fh, start=1):
                     if line.strip():
-                        items.append((str(lineno), line.rstrip("\n")))
+                        items.append((str(lineno), "", line.rstrip("\n")))
             except UnicodeDecodeError as exc:
                 raise DataFormatError(path, None, f"could not read as UTF-8 text ({exc})") from None
     if not items:
         raise DataFormatError(path, None, f"no {kind} found")
     return items
+
+
+def read_texts(path: str | Path, *, kind: str = "documents") -> list[tuple[str, str]]:
+    """``(id, text)`` pairs (see :func:`read_documents`); a document's title is prepended to its text.
+
+    Parameters
+    ----------
+    path
+        A file (``.jsonl``/``.jsonl.gz`` = JSON lines, anything else = one text per line).
+    kind
+        ``documents`` (titles are prepended to texts) or ``queries``; used in messages.
+    """
+    docs = read_documents(path, kind=kind)
+    if kind == "documents":
+        # the BEIR convention, the same join `indus eval ir` indexes (one door: Document.full_text)
+        return [(doc_id, Document(title, text).full_text()) for doc_id, title, text in docs]
+    return [(doc_id, text) for doc_id, _, text in docs]
 
 
 def resolve_collection(path: str | Path, kind: str = "documents") -> Path:
@@ -115,16 +140,43 @@ def _model_record(spec: str) -> str:
     return spec
 
 
-def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, approximate: bool = False,
+def make_faiss_index(emb: Any, *, approximate: bool = False, hnsw_m: int = 32, ef_construction: int = 200,
+                     ef_search: int = 128) -> tuple[Any, dict[str, Any]]:
+    """A faiss index holding the normalised embeddings ``emb`` ``(N, D)``, and what meta.json records about it.
+
+    Exact inner product (``IndexFlatIP``) or, with ``approximate``, HNSW with the inner-product metric.
+    """
+    import faiss
+
+    dim = int(emb.shape[1])
+    if approximate:
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(emb)
+    return index, {"index_type": "hnsw" if approximate else "flat",
+                   "hnsw": {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+                   if approximate else None}
+
+
+def is_bm25_only(model: str | Path | None) -> bool:
+    """Whether ``model`` asks for an index without a dense part (``--model bm25``)."""
+    return model is None or str(model).strip().lower() == BM25_ONLY
+
+
+def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *, approximate: bool = False,
                 batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
                 ef_construction: int = 200, ef_search: int = 128, progress: bool = True,
                 overwrite: bool = False) -> dict[str, Any]:
-    """Embed a collection and write the index directory ``out`` atomically.
+    """Index a collection (texts, BM25 and, unless BM25-only, embeddings) and write ``out`` atomically.
 
     Parameters
     ----------
     model
-        Bi-encoder spec (``minilm``, a folder, ``layers:N@MODEL``...).
+        Bi-encoder spec (``minilm``, a folder, ``layers:N@MODEL``...), or ``bm25`` / ``None`` for a BM25-only
+        index.
     corpus
         Collection (see the module docstring).
     out
@@ -141,38 +193,47 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
     """
     import faiss
 
+    from indus.evaluation.ir import Bm25Retriever
     from indus.outdir import prepare_output_dir
-    from indus.retriever.bi_encoder import encode, load_bi_encoder
 
     out = prepare_output_dir(out, command="retriever index", overwrite=overwrite, completion_file="meta.json").path
     corpus_path = resolve_collection(corpus, "documents")
-    docs = read_texts(corpus_path, kind="documents")
-    spec = str(model)
-    encoder = load_bi_encoder(spec, max_seq_length=max_seq_length)
+    docs = read_documents(corpus_path, kind="documents")
+    ids = [doc_id for doc_id, _, _ in docs]
+    texts = [Document(title, text).full_text() for _, title, text in docs]  # what BM25 and the encoder see
     start = time.perf_counter()
-    emb = encode(encoder, [text for _, text in docs], batch_size=batch_size, progress=progress)  # (N, D)
-    encode_s = time.perf_counter() - start
-    dim = int(emb.shape[1])
-    if approximate:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-    else:
-        index = faiss.IndexFlatIP(dim)
-    index.add(emb)
+    bm25 = Bm25Retriever(progress=progress)
+    bm25.index(ids, texts)
+    bm25_s = time.perf_counter() - start
+    index, dense_meta, encode_s, dim, seq_len = None, {"index_type": None, "hnsw": None}, None, None, None
+    if not is_bm25_only(model):
+        from indus.retriever.bi_encoder import encode, load_bi_encoder
+
+        encoder = load_bi_encoder(str(model), max_seq_length=max_seq_length)
+        start = time.perf_counter()
+        emb = encode(encoder, texts, batch_size=batch_size, progress=progress)  # (N, D)
+        encode_s = time.perf_counter() - start
+        index, dense_meta = make_faiss_index(emb, approximate=approximate, hnsw_m=hnsw_m,
+                                             ef_construction=ef_construction, ef_search=ef_search)
+        dim, seq_len = int(emb.shape[1]), encoder.max_seq_length
     meta = {
-        "format": INDEX_FORMAT, "version": 1, "model": _model_record(spec), "dim": dim, "normalized": True,
-        "metric": "inner_product", "count": len(docs), "index_type": "hnsw" if approximate else "flat",
-        "hnsw": {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search} if approximate else None,
-        "max_seq_length": encoder.max_seq_length, "corpus": str(corpus_path.resolve()),
-        "encode_s": round(encode_s, 2), "docs_per_s": round(len(docs) / max(encode_s, 1e-9), 1),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "format": INDEX_FORMAT, "version": INDEX_VERSION,
+        "model": None if index is None else _model_record(str(model)), "dense": index is not None, "dim": dim,
+        "normalized": True, "metric": "inner_product", "count": len(docs), **dense_meta,
+        "max_seq_length": seq_len, "bm25": bm25.settings(), "corpus": str(corpus_path.resolve()),
+        "encode_s": None if encode_s is None else round(encode_s, 2),
+        "docs_per_s": None if encode_s is None else round(len(docs) / max(encode_s, 1e-9), 1),
+        "bm25_s": round(bm25_s, 2), "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     with atomic_directory(out) as tmp:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; an index is as readable as any output
-        faiss.write_index(index, str(tmp / "index.faiss"))
-        (tmp / "ids.json").write_text(json.dumps([doc_id for doc_id, _ in docs], ensure_ascii=False),
-                                      encoding="utf-8")
+        if index is not None:
+            faiss.write_index(index, str(tmp / "index.faiss"))
+        (tmp / "ids.json").write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
+        with (tmp / DOCS_FILE).open("w", encoding="utf-8") as fh:
+            for doc_id, title, text in docs:
+                fh.write(json.dumps({"id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n")
+        bm25.save(tmp / BM25_DIR)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
 
@@ -230,6 +291,9 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
     path = Path(path)
     if not path.is_dir():
         raise IndusError(f"{path}: index directory not found")
+    if not (path / "index.faiss").exists() and (path / BM25_DIR).is_dir():
+        raise IndusError(f"{path}: a BM25-only index (built with --model bm25) has no dense part; "
+                         "search it by bm25, or rebuild it with a dense --model")
     missing = [name for name in INDEX_FILES if not (path / name).is_file()]
     if missing:
         raise IndusError(f"{path}: not an index directory (missing {', '.join(missing)}; "
