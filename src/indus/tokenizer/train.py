@@ -112,7 +112,6 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
         raise IndusError(f"--max-docs {max_docs}: expected at least 1")
     from indus.cards import tokenizer_card
 
-    out = prepare_output_dir(out_dir, command="tokenizer train", overwrite=overwrite)
     texts = _Texts(corpus, max_docs)
     tok = build_bpe_tokenizer(iter(texts), vocab_size, lowercase=lowercase, min_frequency=min_frequency,
                               show_progress=show_progress)
@@ -120,6 +119,7 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
         what = f"{texts.read} texts, all blank" if texts.read else "no texts"
         raise IndusError(f"{', '.join(map(str, corpus))}: nothing to train a tokenizer on ({what}); expected JSON "
                          "lines with a non-empty 'text' field, or lines of text")
+    out = prepare_output_dir(out_dir, command="tokenizer train", overwrite=overwrite)
     tmp = staging_dir(out.path)
     try:
         hf = wrap_tokenizer(tok, model_max_length)
