@@ -16,6 +16,7 @@ Writes ``benchmarks/results/scaling_speed.md``. Three comparisons, each against 
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -48,7 +49,10 @@ def timed(fn: Callable[[], object], repeat: int = 3) -> tuple[float, object]:
 
 
 def main() -> None:
+    load = os.getloadavg()[0]
     lines = ["# indus.scaling speed", "", f"Machine: {machine_line()}", "",
+             f"Load average when the run started: {load:.1f} on {os.cpu_count()} cores (above the core count, other "
+             "jobs shared the machine and absolute times are inflated; the ratios compare runs made side by side).", "",
              "Command: `flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/scaling_speed.py` "
              "(best of 3 runs unless noted).", ""]
 
