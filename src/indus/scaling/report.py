@@ -53,13 +53,15 @@ def _e(v: object) -> str:
 
 
 def _markdown(analysis: CapabilityAnalysis, rows: list[dict[str, object]], points: Sequence[SelectionPoint],
-              all_mse: float | None, selection_task: str, files: dict[str, str]) -> str:
+              all_mse: float | None, selection_task: str, files: dict[str, str], command: str) -> str:
     evr = analysis.explained_variance_ratio
     n_fam = len({f for f in analysis.families if f is not None})
     lines = [
         "# Observational scaling laws: built-in tasks",
         "",
-        "Reproduction of arXiv 2405.10938 on the packaged score tables (`indus scaling report`).",
+        "Reproduction of arXiv 2405.10938 on the packaged score tables, with the settings of the authors' notebooks "
+        f"(`ryoungj/ObsScaling`). Command: `{command}`. Nothing here is timed: the numbers depend on these settings "
+        "only, not on the machine.",
         "",
         f"## Capability PCs: default base-model set ({len(analysis.models)} models, {n_fam} families, "
         f"{len(analysis.benchmarks)} benchmarks)",
@@ -179,6 +181,9 @@ def write_report(out_dir: str | Path, *, tasks: Sequence[str] | None = None, n_b
         "selection": {"task": selection_task, "all_test_mse": all_mse, "points": [p.to_dict() for p in points]},
         "files": {"report.md": "this report as a markdown table", **files},
     }
-    atomic_write_text(out / "report.md", _markdown(analysis, rows, points, all_mse, selection_task or "", files))
+    command = (f"indus scaling report OUT --n-bootstrap {n_bootstrap} --n-random {n_random} --seed {random_state}"
+               + ("" if names == list(TASKS) else "".join(f" --task {t}" for t in names)))
+    atomic_write_text(out / "report.md", _markdown(analysis, rows, points, all_mse, selection_task or "", files,
+                                                   command))
     atomic_write_json(out / "report.json", summary)
     return summary
