@@ -120,6 +120,17 @@ def test_byte_order_marks_are_dropped_everywhere(tmp_path):
     assert list(read_table(tmp_path / "s.csv").columns) == ["Model", "MMLU"]
 
 
+def test_lone_surrogate_escapes_are_refused(tmp_path, capsys):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "fine \\ud83d\\ude00"}\n{"text": "bad \\ud800 here"}\n')
+    with pytest.raises(DataFormatError, match="lone surrogate") as info:
+        list(iter_texts(path))
+    assert info.value.line == 2
+    code, err = run_cli(["tokenizer", "train", "--corpus", str(path), "--vocab-size", "300", "--out",
+                         str(tmp_path / "tok")], capsys)
+    assert code == 2 and "c.jsonl:2" in _one_error_line(err)
+
+
 # ----------------------------------------------------------------------------------------------- configs
 
 def test_set_value_that_is_not_yaml(capsys):

@@ -93,6 +93,7 @@ def _single(name: str):
 
 
 MODEL = ["--model", "random:micro"]
+JSON_FORMATS = ("squad", "beir-corpus", "beir-queries", "pairs", "classification", "corpus-jsonl")
 FORMATS = [
     Format("conll", CONLL, "train.tsv",
            _in_folder("ner", {"dev.tsv": CONLL, "test.tsv": CONLL}, "train.tsv"),
@@ -187,6 +188,8 @@ def variants(fmt: Format) -> list[tuple[str, bytes, str | None, bool]]:
         ("garbled-line", valid[:line_start] + b"}{ ][ ,,\t\t\" \\\n" + valid[line_start:], None,
          fmt.name not in ("corpus-text", "yaml")),
         ("deep-nesting", b"[" * 100_000 + b"\n", None, fmt.name != "corpus-text"),
+        ("lone-surrogate",  # a JSON escape of half a surrogate pair, or its (invalid) UTF-8 bytes elsewhere
+         valid.replace(b"e", b"\\ud800", 1) if fmt.name in JSON_FORMATS else b"ok\n\xed\xa0\x80\n", None, True),
     ]
     out += [(f"wrong-type-{i}", text.encode(), None, True) for i, text in enumerate(fmt.wrong_types)]
     other = CORPUS if fmt.name != "corpus-jsonl" else PAIRS

@@ -28,7 +28,7 @@ import gzip
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from indus.errors import DataFormatError, IndusError
 
@@ -175,6 +175,30 @@ def read_text(path: str | Path) -> str:
         start = text.rfind("\n", 0, nul) + 1
         raise DataFormatError(path, line_at(text, nul), _nul_problem(text[start:]))
     return text
+
+
+def lone_surrogate(obj: Any) -> str | None:
+    """The first lone surrogate (``"\\ud800"``..``"\\udfff"``, legal JSON escapes but no text) in the strings of a
+    parsed JSON value, as ``"\\udXXX"``, or ``None``. Tokenizers and file writers fail on them far from the file."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            for ch in item:
+                if "\ud800" <= ch <= "\udfff":
+                    return f"\\u{ord(ch):04x}"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def has_surrogate_escape(raw: str) -> bool:
+    """Whether JSON text holds a ``\\uD800``..``\\uDFFF`` escape (cheap test before :func:`lone_surrogate`)."""
+    lowered = raw.lower()
+    return any(f"\\ud{c}" in lowered for c in "89abcdef")
 
 
 def line_at(text: str, index: int) -> int:
