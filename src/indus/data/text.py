@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,20 @@ def _strip_eol(text: str) -> str:
     return text
 
 
+def _locate_decode_error(path: Path) -> DataFormatError:
+    """Re-read ``path`` line by line in binary to name the first line that is not UTF-8 (the slow path, taken only
+    after the fast decoder failed somewhere in a chunk)."""
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataFormatError(path, lineno, _decode_problem(path, raw, exc))
+    return DataFormatError(path, None, "expected UTF-8 text")
+
+
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` for every line of a UTF-8 text file (``.gz`` decompressed), without the
     line ending; a leading byte-order mark is dropped.
@@ -80,25 +95,26 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     Raises
     ------
     DataFormatError
-        Bytes that are not UTF-8, or a corrupt gzip stream, naming the file and the line.
+        Bytes that are not UTF-8, a NUL byte, or a corrupt gzip stream, naming the file and the line.
     """
     path = Path(path)
     lineno = 0
-    with _open_binary(path) as fh:
+    with _open_binary(path) as raw_fh:
+        # newline="\n": lines end at "\n" only (a "\r" before it is dropped below), as editors count them
+        fh = io.TextIOWrapper(raw_fh, encoding="utf-8", newline="\n")
+        it = iter(fh)
         while True:
             try:
-                raw = fh.readline()
+                text = next(it)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                raise _locate_decode_error(path) from None
             except _READ_ERRORS as exc:
                 raise DataFormatError(path, lineno + 1, _read_problem(path, exc)) from None
-            if not raw:
-                return
             lineno += 1
-            if lineno == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(path, lineno, _decode_problem(path, raw, exc)) from None
+            if lineno == 1 and text.startswith("\ufeff"):
+                text = text[1:]
             if "\x00" in text:
                 raise DataFormatError(path, lineno, _nul_problem(text))
             yield lineno, _strip_eol(text)
@@ -196,9 +212,8 @@ def lone_surrogate(obj: Any) -> str | None:
 
 
 def has_surrogate_escape(raw: str) -> bool:
-    """Whether JSON text holds a ``\\uD800``..``\\uDFFF`` escape (cheap test before :func:`lone_surrogate`)."""
-    lowered = raw.lower()
-    return any(f"\\ud{c}" in lowered for c in "89abcdef")
+    """Whether JSON text may hold a ``\\uD800``..``\\uDFFF`` escape (a cheap test before :func:`lone_surrogate`)."""
+    return "\\ud" in raw or "\\uD" in raw
 
 
 def line_at(text: str, index: int) -> int:
