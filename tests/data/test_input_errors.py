@@ -204,8 +204,11 @@ def test_truncated_or_empty_weights_file(micro_model_dir, tmp_path, capsys, weig
     with pytest.raises(IndusError, match="empty|truncated") as info:
         resolve_model(str(folder))
     assert weights in str(info.value)
-    code, err = run_cli(["eval", "ner", "--model", str(folder), "--data", str(tmp_path)], capsys)
-    assert code == 2 and weights in _one_error_line(err)
+    for args in (["eval", "ner", "--model", str(folder), "--data", str(tmp_path)],
+                 ["distill", "--teacher", str(folder), "--student-preset", "micro", "--set", "max_steps=1",
+                  "--out", str(tmp_path / "student")]):
+        code, err = run_cli(args, capsys)
+        assert code == 2 and weights in _one_error_line(err), args
 
 
 def test_whole_weights_files_pass(micro_model_dir):

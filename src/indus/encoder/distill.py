@@ -33,6 +33,7 @@ from indus.config import prepare_output_dir
 from indus.encoder.configs import DistillConfig
 from indus.encoder.minilmv2 import MiniLMv2Loss, QKVCapture
 from indus.errors import IndusError
+from indus.models import check_weight_files
 
 
 def default_teacher_layer(num_layers: int) -> int:
@@ -150,6 +151,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) ->
         raise IndusError("no teacher: pass --teacher DIR (a model folder, e.g. from indus pretrain)")
     if not (Path(cfg.teacher) / "config.json").is_file():
         raise IndusError(f"{cfg.teacher}: not a model folder (no config.json)")
+    check_weight_files(Path(cfg.teacher))  # an empty or truncated weights file: one clear line, not a traceback
     if not cfg.budget_set:
         raise IndusError("no run length: set one of max_steps, max_tokens or max_minutes")
     cfg = dataclasses.replace(cfg, tokenizer=str(cfg.teacher))  # the student takes the teacher's tokenizer
