@@ -50,7 +50,7 @@ def _open_binary(path: Path) -> BinaryIO:
 def _read_problem(path: Path, exc: BaseException) -> str:
     """Words for an exception raised while reading (decompressing) ``path``."""
     if path.suffix == ".gz":
-        return f"the gzip stream is corrupt or truncated here ({exc or type(exc).__name__}); re-create the file"
+        return f"the gzip stream is corrupt or truncated here ({str(exc) or type(exc).__name__}); re-create the file"
     return f"cannot read the file ({exc})"
 
 
