@@ -88,9 +88,11 @@ def test_unrecognised_inputs(formats, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(IndusError, match="no dataset files recognised"):
         detect_format(tmp_path / "empty")
-    (tmp_path / "x.csv").write_text("a,b\n")
+    (tmp_path / "x.xlsx").write_text("a,b\n")
     with pytest.raises(IndusError, match="unknown file type"):
-        detect_format(tmp_path / "x.csv")
+        detect_format(tmp_path / "x.xlsx")
+    (tmp_path / "x.csv").write_text("Model,MMLU\nm1,0.5\n")
+    assert detect_format(tmp_path / "x.csv") == "scores"
     jsonl(tmp_path / "odd.jsonl", [{"foo": 1}])
     with pytest.raises(IndusError, match="unrecognised JSON lines"):
         detect_format(tmp_path / "odd.jsonl")

@@ -120,6 +120,17 @@ def test_byte_order_marks_are_dropped_everywhere(tmp_path):
     assert list(read_table(tmp_path / "s.csv").columns) == ["Model", "MMLU"]
 
 
+def test_lone_surrogate_escapes_are_refused(tmp_path, capsys):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "fine \\ud83d\\ude00"}\n{"text": "bad \\ud800 here"}\n')
+    with pytest.raises(DataFormatError, match="lone surrogate") as info:
+        list(iter_texts(path))
+    assert info.value.line == 2
+    code, err = run_cli(["tokenizer", "train", "--corpus", str(path), "--vocab-size", "300", "--out",
+                         str(tmp_path / "tok")], capsys)
+    assert code == 2 and "c.jsonl:2" in _one_error_line(err)
+
+
 # ----------------------------------------------------------------------------------------------- configs
 
 def test_set_value_that_is_not_yaml(capsys):
@@ -193,8 +204,11 @@ def test_truncated_or_empty_weights_file(micro_model_dir, tmp_path, capsys, weig
     with pytest.raises(IndusError, match="empty|truncated") as info:
         resolve_model(str(folder))
     assert weights in str(info.value)
-    code, err = run_cli(["eval", "ner", "--model", str(folder), "--data", str(tmp_path)], capsys)
-    assert code == 2 and weights in _one_error_line(err)
+    for args in (["eval", "ner", "--model", str(folder), "--data", str(tmp_path)],
+                 ["distill", "--teacher", str(folder), "--student-preset", "micro", "--set", "max_steps=1",
+                  "--out", str(tmp_path / "student")]):
+        code, err = run_cli(args, capsys)
+        assert code == 2 and weights in _one_error_line(err), args
 
 
 def test_whole_weights_files_pass(micro_model_dir):

@@ -93,6 +93,7 @@ def _single(name: str):
 
 
 MODEL = ["--model", "random:micro"]
+JSON_FORMATS = ("squad", "beir-corpus", "beir-queries", "pairs", "classification", "corpus-jsonl")
 FORMATS = [
     Format("conll", CONLL, "train.tsv",
            _in_folder("ner", {"dev.tsv": CONLL, "test.tsv": CONLL}, "train.tsv"),
@@ -111,11 +112,11 @@ FORMATS = [
            _in_folder("ir", {"queries.jsonl": _jsonl(BEIR_QUERIES), "qrels/test.tsv": QRELS}, "corpus.jsonl"),
            lambda d, f: [["data", "check", str(d)], ["eval", "ir", "--model", "bm25", "--data", str(d)]],
            ['{"_id": ["d1"], "text": "x"}\n', '{"_id": "d1", "text": 7}\n', '{"_id": "d1"}\n', "[]\n",
-            '{"_id": "d1", "text": "a"}\n{"_id": "d1", "text": "b"}\n']),
+            '{"_id": "d1", "text": "a"}\n{"_id": "d1", "text": "b"}\n'], gz=True),
     Format("beir-queries", _jsonl(BEIR_QUERIES), "queries.jsonl",
            _in_folder("ir", {"corpus.jsonl": _jsonl(BEIR_CORPUS), "qrels/test.tsv": QRELS}, "queries.jsonl"),
            lambda d, f: [["data", "check", str(d)], ["eval", "ir", "--model", "bm25", "--data", str(d)]],
-           ['{"_id": "q1", "text": ""}\n', '{"_id": null, "text": "x"}\n', '{"text": "x"}\n', "1\n"]),
+           ['{"_id": "q1", "text": ""}\n', '{"_id": null, "text": "x"}\n', '{"text": "x"}\n', "1\n"], gz=True),
     Format("beir-qrels", QRELS, "qrels/test.tsv",
            _in_folder("ir", {"corpus.jsonl": _jsonl(BEIR_CORPUS), "queries.jsonl": _jsonl(BEIR_QUERIES)},
                       "qrels/test.tsv"),
@@ -154,7 +155,9 @@ FORMATS = [
             'Model,MMLU\n"m1,0.5\n'], never_valid_truncation=False),
     Format("yaml", PRETRAIN_YAML, "pretrain.yaml", _single("pretrain.yaml"),
            lambda d, f: [["pretrain", "--config", str(f), "--out", str(f.parent / "run")],
-                         ["run", str(f), "--out", str(f.parent / "pipe")]],
+                         ["run", str(f), "--out", str(f.parent / "pipe")],
+                         ["retriever", "train", "--config", str(f), "--out", str(f.parent / "ret")],
+                         ["eval", "suite", *MODEL, "--suite", str(f)]],
            ["lr: .nan\n", "lr: .inf\nmax_steps: 2\n", "max_steps: -.inf\n", "[1, 2]\n", "lr: [1\n",
             "preset: micro\n\tlr: 1\n", "nope: 1\n", "lr: abc\n", "max_steps: 1.5\n", "seed: {a: 1}\n",
             "a: \x07\n", "[" * 1500 + "\n"], never_valid_truncation=False),
@@ -187,6 +190,8 @@ def variants(fmt: Format) -> list[tuple[str, bytes, str | None, bool]]:
         ("garbled-line", valid[:line_start] + b"}{ ][ ,,\t\t\" \\\n" + valid[line_start:], None,
          fmt.name not in ("corpus-text", "yaml")),
         ("deep-nesting", b"[" * 100_000 + b"\n", None, fmt.name != "corpus-text"),
+        ("lone-surrogate",  # a JSON escape of half a surrogate pair, or its (invalid) UTF-8 bytes elsewhere
+         valid.replace(b"e", b"\\ud800", 1) if fmt.name in JSON_FORMATS else b"ok\n\xed\xa0\x80\n", None, True),
     ]
     out += [(f"wrong-type-{i}", text.encode(), None, True) for i, text in enumerate(fmt.wrong_types)]
     other = CORPUS if fmt.name != "corpus-jsonl" else PAIRS

@@ -71,7 +71,8 @@ def main() -> None:
     try:
         app()
     except IndusError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        message = " ".join(str(exc).split("\n"))  # one line, even when it quotes a library's multi-line message
+        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True, fg=typer.colors.YELLOW)

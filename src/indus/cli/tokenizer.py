@@ -31,13 +31,15 @@ def train(
                                    "names are replaced, other files kept)."),
 ) -> None:
     """Train a byte-level BPE with RoBERTa's special tokens (<s> <pad> </s> <unk> <mask> = ids 0..4)."""
+    import sys
     import time
 
     from indus.tokenizer.train import train_bpe
 
     t0 = time.perf_counter()
+    # progress bars only on a terminal: piped stderr keeps a bad-input error as its one line
     tok = train_bpe(corpus, vocab_size, out_dir=out, lowercase=lowercase, max_docs=max_docs,
-                    min_frequency=min_frequency, overwrite=overwrite)
+                    min_frequency=min_frequency, overwrite=overwrite, show_progress=sys.stderr.isatty())
     console.print(f"wrote {out}: {len(tok):,} tokens, {'uncased' if lowercase else 'cased'}, "
                   f"{time.perf_counter() - t0:.1f} s")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from indus.data.text import iter_lines, open_text
+from indus.data.text import has_surrogate_escape, iter_lines, lone_surrogate, open_text
 from indus.errors import DataFormatError
 
 __all__ = ["iter_jsonl", "open_text"]
@@ -34,6 +34,9 @@ def iter_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tup
             raise DataFormatError(path, lineno, "expected one JSON object per line (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise DataFormatError(path, lineno, f"expected a JSON object, found {type(obj).__name__}")
+        if has_surrogate_escape(line) and (bad := lone_surrogate(obj)) is not None:
+            raise DataFormatError(path, lineno, f"expected text, found the lone surrogate escape {bad} (not a "
+                                                "character; a pair \\ud83d\\ude00 is fine)")
         missing = [f for f in required if f not in obj]
         if missing:
             raise DataFormatError(path, lineno, f"missing field(s) {', '.join(missing)} "

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indus.data.text import line_at, read_text
+from indus.data.text import has_surrogate_escape, line_at, lone_surrogate, read_text
 from indus.errors import DataFormatError, IndusError
 
 SPLITS = ("train", "dev", "test")
@@ -236,6 +236,9 @@ def _parse(path: Path, *, window: int, strict: bool) -> _ParsedFile:
         raise DataFormatError(path, None, "invalid JSON (nested too deeply)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataFormatError(path, None, 'expected a SQuAD JSON object with a "data" list of articles')
+    if has_surrogate_escape(raw) and (bad := lone_surrogate(doc)) is not None:
+        raise DataFormatError(path, line_at(raw, raw.lower().find(bad)), f"expected text, found the lone surrogate "
+                                                                          f"escape {bad} (not a character)")
     if not doc["data"]:
         raise DataFormatError(path, line_at(raw, raw.find('"data"')), 'no articles: the "data" list is empty')
     version = doc.get("version")

@@ -25,10 +25,11 @@ Example
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from indus.errors import DataFormatError, IndusError
 
@@ -49,7 +50,7 @@ def _open_binary(path: Path) -> BinaryIO:
 def _read_problem(path: Path, exc: BaseException) -> str:
     """Words for an exception raised while reading (decompressing) ``path``."""
     if path.suffix == ".gz":
-        return f"the gzip stream is corrupt or truncated here ({exc or type(exc).__name__}); re-create the file"
+        return f"the gzip stream is corrupt or truncated here ({str(exc) or type(exc).__name__}); re-create the file"
     return f"cannot read the file ({exc})"
 
 
@@ -73,6 +74,20 @@ def _strip_eol(text: str) -> str:
     return text
 
 
+def _locate_decode_error(path: Path) -> DataFormatError:
+    """Re-read ``path`` line by line in binary to name the first line that is not UTF-8 (the slow path, taken only
+    after the fast decoder failed somewhere in a chunk)."""
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataFormatError(path, lineno, _decode_problem(path, raw, exc))
+    return DataFormatError(path, None, "expected UTF-8 text")
+
+
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` for every line of a UTF-8 text file (``.gz`` decompressed), without the
     line ending; a leading byte-order mark is dropped.
@@ -80,25 +95,26 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     Raises
     ------
     DataFormatError
-        Bytes that are not UTF-8, or a corrupt gzip stream, naming the file and the line.
+        Bytes that are not UTF-8, a NUL byte, or a corrupt gzip stream, naming the file and the line.
     """
     path = Path(path)
     lineno = 0
-    with _open_binary(path) as fh:
+    with _open_binary(path) as raw_fh:
+        # newline="\n": lines end at "\n" only (a "\r" before it is dropped below), as editors count them
+        fh = io.TextIOWrapper(raw_fh, encoding="utf-8", newline="\n")
+        it = iter(fh)
         while True:
             try:
-                raw = fh.readline()
+                text = next(it)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                raise _locate_decode_error(path) from None
             except _READ_ERRORS as exc:
                 raise DataFormatError(path, lineno + 1, _read_problem(path, exc)) from None
-            if not raw:
-                return
             lineno += 1
-            if lineno == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(path, lineno, _decode_problem(path, raw, exc)) from None
+            if lineno == 1 and text.startswith("\ufeff"):
+                text = text[1:]
             if "\x00" in text:
                 raise DataFormatError(path, lineno, _nul_problem(text))
             yield lineno, _strip_eol(text)
@@ -175,6 +191,29 @@ def read_text(path: str | Path) -> str:
         start = text.rfind("\n", 0, nul) + 1
         raise DataFormatError(path, line_at(text, nul), _nul_problem(text[start:]))
     return text
+
+
+def lone_surrogate(obj: Any) -> str | None:
+    """The first lone surrogate (``"\\ud800"``..``"\\udfff"``, legal JSON escapes but no text) in the strings of a
+    parsed JSON value, as ``"\\udXXX"``, or ``None``. Tokenizers and file writers fail on them far from the file."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            for ch in item:
+                if "\ud800" <= ch <= "\udfff":
+                    return f"\\u{ord(ch):04x}"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def has_surrogate_escape(raw: str) -> bool:
+    """Whether JSON text may hold a ``\\uD800``..``\\uDFFF`` escape (a cheap test before :func:`lone_surrogate`)."""
+    return "\\ud" in raw or "\\uD" in raw
 
 
 def line_at(text: str, index: int) -> int:

@@ -32,6 +32,7 @@ from torch import nn
 from indus.encoder.configs import DistillConfig
 from indus.encoder.minilmv2 import MiniLMv2Loss, QKVCapture
 from indus.errors import IndusError
+from indus.models import check_weight_files
 from indus.outdir import is_complete, prepare_output_dir
 
 
@@ -153,6 +154,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
         raise IndusError("no teacher: pass --teacher DIR (a model folder, e.g. from indus pretrain)")
     if not (Path(cfg.teacher) / "config.json").is_file():
         raise IndusError(f"{cfg.teacher}: not a model folder (no config.json)")
+    check_weight_files(Path(cfg.teacher))  # an empty or truncated weights file: one clear line, not a traceback
     if not cfg.budget_set:
         raise IndusError("no run length: set one of max_steps, max_tokens or max_minutes")
     cfg = dataclasses.replace(cfg, tokenizer=str(cfg.teacher))  # the student takes the teacher's tokenizer

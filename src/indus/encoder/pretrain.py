@@ -22,6 +22,7 @@ from indus.encoder.configs import PretrainConfig
 from indus.encoder.masking import MaskingSpec
 from indus.encoder.presets import FINETUNE_DROPOUT, set_dropout
 from indus.errors import IndusError
+from indus.models import check_weight_files
 from indus.outdir import is_complete, prepare_output_dir
 
 
@@ -44,6 +45,7 @@ def _build_model(cfg: PretrainConfig, tokenizer):
     from indus.encoder.presets import config_for_tokenizer
 
     if cfg.init_from:
+        check_weight_files(Path(cfg.init_from))
         try:
             return AutoModelForMaskedLM.from_pretrained(cfg.init_from, attn_implementation="sdpa")
         except (OSError, ValueError) as exc:
