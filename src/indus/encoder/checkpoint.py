@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from indus.atomic import atomic_write_json
+from indus.config import read_yaml
 from indus.errors import IndusError
 
 MANIFEST = "manifest.json"
@@ -132,6 +133,34 @@ def newest_complete_checkpoint(root: Path, dirs: list[Path] | None = None) -> Pa
     if damaged:
         raise damaged[0]
     return None
+
+
+def check_resume_settings(saved_path: Path, now: dict[str, Any], free: frozenset[str]) -> None:
+    """Refuse to resume with settings that would change the loss curve (all but ``free``), naming them.
+
+    ``saved_path`` is the config saved with the checkpoint being resumed; ``now`` the resolved config as a dict.
+    Shared by the encoder loop and the retriever trainer.
+    """
+    if not saved_path.is_file():
+        return
+    saved = read_yaml(saved_path)
+    diff = sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k) != now.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise IndusError(f"{saved_path}: --resume with settings that change the loss curve ({details}); use the "
+                         f"saved config, or --overwrite to start again")
+
+
+def check_world_size(checkpoint: Path, saved: int | None, world: int) -> None:
+    """Refuse to resume a checkpoint written by ``saved`` processes on ``world`` processes.
+
+    Each process (rank) reads its own share of the batches and has its own RNG stream, so another number of
+    processes would not continue the same loss curve.
+    """
+    if saved is not None and saved != world:
+        raise IndusError(f"{checkpoint}: written by a run on {saved} process{'es' if saved != 1 else ''}, this "
+                         f"launch has {world}; resume with {saved} (the batches and RNG streams are per process), "
+                         "or --overwrite to start again")
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from indus.config import config_to_dict, launcher_rank, read_yaml, save_config
+from indus.config import config_to_dict, launcher_rank, save_config
 from indus.encoder.checkpoint import (
+    check_resume_settings,
+    check_world_size,
     load_checkpoint,
     newest_complete_checkpoint,
     rng_state,
@@ -166,33 +168,6 @@ def load_corpora(cfg: PretrainConfig, tokenizer, accelerator) -> tuple[Any, np.n
     return train, valid
 
 
-def check_resume_config(saved_path: Path, cfg: PretrainConfig, free: frozenset[str] = RESUMABLE_KEYS) -> None:
-    """Refuse to resume with settings that would change the loss curve (all but ``free``), naming them.
-
-    ``saved_path`` is the config saved with the checkpoint being resumed.
-    """
-    if not saved_path.is_file():
-        return
-    saved, now = read_yaml(saved_path), config_to_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k) != now.get(k))
-    if diff:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
-        raise IndusError(f"{saved_path}: --resume with settings that change the loss curve ({details}); use the "
-                         f"saved config, or --overwrite to start again")
-
-
-def check_world_size(checkpoint: Path, saved: int | None, world: int) -> None:
-    """Refuse to resume a checkpoint written by ``saved`` processes on ``world`` processes.
-
-    The data order, masks and RNG streams are per process (rank), so another number of processes would not
-    continue the same loss curve.
-    """
-    if saved is not None and saved != world:
-        raise IndusError(f"{checkpoint}: written by a run on {saved} process{'es' if saved != 1 else ''}, this "
-                         f"launch has {world}; resume with {saved} (the data order and RNG streams are per "
-                         "process), or --overwrite to start again")
-
-
 def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokenizer, *, resume: bool = False,
                find_unused_parameters: bool = False, title: str = "") -> TrainResult:
     """Train ``objective.model`` on ``cfg``'s corpus; checkpoints, logs and the loss curve go to ``out_dir``."""
@@ -212,7 +187,7 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     ckpt_root = out_dir / "checkpoints"
     resume_from = newest_complete_checkpoint(ckpt_root) if resume else None
     if resume_from is not None:
-        check_resume_config(resume_from / "config.yaml", cfg)
+        check_resume_settings(resume_from / "config.yaml", config_to_dict(cfg), RESUMABLE_KEYS)
         saved_state = json.loads((resume_from / "state.json").read_text(encoding="utf-8"))
         check_world_size(resume_from, saved_state.get("world_size"), world)
     elif resume and main:

@@ -34,7 +34,13 @@ from typing import Any
 
 from indus.atomic import atomic_write_json
 from indus.config import config_to_dict, save_config
-from indus.encoder.checkpoint import MANIFEST, newest_complete_checkpoint, write_manifest
+from indus.encoder.checkpoint import (
+    MANIFEST,
+    check_resume_settings,
+    check_world_size,
+    newest_complete_checkpoint,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -249,23 +255,9 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
 
 def check_resume(resume_from: Path, cfg: Any, world_size: int) -> None:
     """Refuse to resume ``resume_from`` on another number of processes or with settings that change the curve."""
-    from indus.config import read_yaml
-    from indus.errors import IndusError
-
     saved_world = json.loads((resume_from / MANIFEST).read_text(encoding="utf-8")).get("world_size")
-    if saved_world is not None and saved_world != world_size:
-        raise IndusError(f"{resume_from}: written by a run on {saved_world} process"
-                         f"{'es' if saved_world != 1 else ''}, this launch has {world_size}; resume with "
-                         f"{saved_world} (the batches and RNG streams are per process), or --overwrite to start again")
-    saved_path = resume_from / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved, now = read_yaml(saved_path), config_to_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
-    if diff:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
-        raise IndusError(f"{saved_path}: --resume with settings that change the loss curve ({details}); use the "
-                         "saved config, or --overwrite to start again")
+    check_world_size(resume_from, saved_world, world_size)
+    check_resume_settings(resume_from / "config.yaml", config_to_dict(cfg), RESUMABLE_KEYS)
 
 
 def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, resume: bool = False,
