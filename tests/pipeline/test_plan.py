@@ -96,3 +96,28 @@ def test_plan_keys_and_folders_are_known_before_anything_runs(data):
 def test_diff_names_the_changed_leaf():
     assert diff_settings({"a": {"b": [1, 2]}, "c": 1}, {"a": {"b": [1, 3]}, "d": 2}) == [
         "a.b[1]: 2 -> 3", "c: 1 (removed)", "d: (new) 2"]
+
+
+def test_dry_run_says_why_from_the_last_finished_record(data):
+    import json
+
+    config = _config(data, lambda c: None)
+    plan = build_plan(load_config(PipelineConfig, config), data / "run")
+    tok = plan.stages["tokenizer"]
+    old = json.loads(json.dumps(tok.settings, default=str))
+    old["section"]["vocab_size"] = 300
+    old["data"][0][1] += 1  # the training file had another size then
+    record = tok.path.parent / "0123456789ab" / "stage.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"settings": old, "inputs": [], "finished": 1.0}))
+    pre = plan.stages["pretrain/micro-s"]
+    (pre.path / "stage.json").parent.mkdir(parents=True)
+    (pre.path / "stage.json").write_text(json.dumps({"settings": pre.settings, "inputs": [], "summary": {}}))
+    lines = {line.split()[1]: line for line in explain(plan, force=["eval/ner-toy/minilm"])[:-1]}
+    assert lines["tokenizer"].startswith("[run]")
+    assert lines["tokenizer"].endswith("section.vocab_size: 300 -> 400; data changed: train.jsonl")
+    assert lines["pretrain/micro-s"].startswith("[cached]")
+    assert lines["eval/ner-toy/minilm"].endswith("forced (--force)")
+    partial = plan.stages["pretrain/micro-m"].path.parent / f".{plan.stages['pretrain/micro-m'].key}.partial"
+    (partial / "checkpoints").mkdir(parents=True)
+    assert explain(plan)[2].startswith("[resume] pretrain/micro-m")

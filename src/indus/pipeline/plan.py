@@ -320,7 +320,14 @@ def why(plan: Plan, stage: PlannedStage, force: Sequence[str] = ()) -> tuple[str
     last = _last_record(plan.out_dir, stage)
     if last is None:
         return "run", "never run"
-    reasons = diff_settings(last.get("settings"), _jsonable(stage.settings))
+    old, new = last.get("settings") or {}, _jsonable(stage.settings)
+    reasons = diff_settings({k: v for k, v in old.items() if k != "data"},
+                            {k: v for k, v in new.items() if k != "data"})
+    if old.get("data") != new.get("data"):  # fingerprints: [name, size, mtime] per file
+        before = {tuple(f) for f in old.get("data") or []}
+        changed = sorted({f[0] for f in new.get("data") or [] if tuple(f) not in before}
+                         | {f[0] for f in before if list(f) not in (new.get("data") or [])})
+        reasons.append(f"data changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
     old_inputs = dict(i.split("=", 1) for i in last.get("inputs", []))
     new_inputs = {i: plan.stages[i].key for i in stage.inputs}
     reasons += [f"input {name} changed" for name in new_inputs if old_inputs.get(name) != new_inputs[name]]
