@@ -105,12 +105,15 @@ def main(argv: list[str] | None = None) -> None:
         again = run_micro(ROOT / "src", ROOT, data, tmp / "before")
         a = leaves(normalise(json.loads((tmp / "before" / "summary.json").read_text()), str(tmp / "before")))
         b = leaves(normalise(json.loads((tmp / "after" / "summary.json").read_text()), str(tmp / "after")))
+    head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                          text=True).stdout.strip()
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "<missing>") != b.get(k, "<missing>"))
     numbers = sum(isinstance(v, int | float) and not isinstance(v, bool) for v in a.values())
     lines = ["# Micro pipeline before and after: identical summary and stage keys", "",
              f"Machine: {machine_line()} (shared with other jobs; no timing is compared)", "",
              f"Command: `python benchmarks/pipeline_identity.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
-             "", f"- before: `{args.before}` ({before['stages']} stages); after: this tree ({after['stages']} stages)",
+             "", f"- before: `{args.before}` ({before['stages']} stages); after: this tree at `{head}` "
+             f"({after['stages']} stages)",
              f"- `summary.json` leaves compared (timings left out): {len(a)} before, {len(b)} after, of which "
              f"{numbers} numbers; **{len(differ)} differ**",
              f"- this tree over the before run folder: {again['stages']} stages, {len(again['ran'])} ran "
