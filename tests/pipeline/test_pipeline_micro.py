@@ -12,7 +12,7 @@ import yaml
 
 from indus.config import load_config
 from indus.errors import IndusError
-from indus.pipeline import PipelineConfig, run_pipeline
+from indus.pipeline import PipelineConfig, build_plan, explain, run_pipeline
 from indus.pipeline.report import speedup
 
 WORDS = ("protein cell gene enzyme receptor solar plasma magnetic orbit comet climate aerosol ocean ice sheet "
@@ -117,12 +117,21 @@ def test_micro_pipeline_end_to_end_then_cached_then_one_change(micro_run):
     assert all(s["cached"] for s in again["stages"])
     assert again["evals"] == summary["evals"]
 
-    # one setting of the middle rung changes: that run, its evaluations and latency rerun; nothing else
-    changed = run_pipeline(load_config(PipelineConfig, config, ["pretrain.runs=" + json.dumps(
+    # one setting of the middle rung changes: the dry run says what will rerun and why, and runs nothing
+    middle = load_config(PipelineConfig, config, ["pretrain.runs=" + json.dumps(
         [*MICRO["pretrain"]["runs"][:1], {"name": "micro-m", "preset": "micro", "settings": {"max_steps": 5}},
-         MICRO["pretrain"]["runs"][2]])]), out, log=logs.append)
+         MICRO["pretrain"]["runs"][2]])])
+    before = sorted(p.name for p in (out / "stages").rglob("*"))
+    dry = {line.split()[1]: line for line in explain(build_plan(middle, out))[:-1]}
+    assert sorted(p.name for p in (out / "stages").rglob("*")) == before
+    to_run = {name for name, line in dry.items() if not line.startswith("[cached]")}
+    assert to_run == {"pretrain/micro-m", "eval/ner-toy/micro-m", "latency/micro-m"}
+    assert dry["pretrain/micro-m"].endswith("config.max_steps: 6 -> 5")
+    assert dry["eval/ner-toy/micro-m"].endswith("input pretrain/micro-m changed")
+    # ... and the run reruns exactly that run, its evaluations and latency; nothing else
+    changed = run_pipeline(middle, out, log=logs.append)
     ran = {s["name"] for s in changed["stages"] if not s["cached"]}
-    assert ran == {"pretrain/micro-m", "eval/ner-toy/micro-m", "latency/micro-m"}
+    assert ran == to_run
 
     # a per-model setting reruns that model's evaluation only
     tuned = run_pipeline(load_config(PipelineConfig, config, ["eval.tasks.0.per_model={minilm: {lr: 1.0e-4}}"]), out,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
@@ -84,11 +86,12 @@ def _in_thread(fn):
 
 def test_non_main_process_waits_for_the_main_result_and_never_runs_the_stage(tmp_path):
     calls = []
-    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None)
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None,
+                         token="launch-1")
     thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: calls.append(1) or {}))
     time.sleep(0.1)
     assert thread.is_alive()  # still waiting: the main process has not finished
-    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None)
+    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None, token="launch-1")
     done = main.stage("eval/x", {"n": 1}, lambda out, resume: {"value": 7})
     thread.join(5)
     assert not thread.is_alive() and "error" not in box
@@ -104,11 +107,12 @@ def test_collective_stage_runs_on_every_process_and_only_main_writes(tmp_path):
             return {"rank": rank}
         return run
 
-    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None)
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None,
+                         token="launch-1")
     thread, box = _in_thread(lambda: worker.stage("pretrain/a", {"n": 1}, fn(1), collective=True))
     thread.join(0.5)
     assert thread.is_alive()  # ran its part, now waits for the main process's stage.json
-    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None)
+    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None, token="launch-1")
     result = main.stage("pretrain/a", {"n": 1}, fn(0), collective=True)
     thread.join(5)
     assert sorted(r for r, _ in seen) == [0, 1] and len({name for _, name in seen}) == 1
@@ -116,10 +120,11 @@ def test_collective_stage_runs_on_every_process_and_only_main_writes(tmp_path):
 
 
 def test_a_failure_on_the_main_process_reaches_the_waiting_ones(tmp_path):
-    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None)
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None,
+                         token="launch-1")
     thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: {}))
     time.sleep(0.05)
-    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None)
+    main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None, token="launch-1")
 
     def boom(out, resume):
         raise ValueError("bad column")
@@ -134,8 +139,36 @@ def test_a_failure_on_the_main_process_reaches_the_waiting_ones(tmp_path):
 def test_rank_and_world_come_from_the_launcher_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "8")
-    runner = StageRunner(tmp_path)
+    runner = StageRunner(tmp_path, token="launch-1")
     assert (runner.rank, runner.world, runner.is_main) == (3, 8, False)
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     assert StageRunner(tmp_path).is_main
+
+
+def test_a_forced_stage_is_waited_for_by_run_token_not_by_file_time(tmp_path):
+    # an earlier launch finished the stage and failed it once; this launch forces it again
+    StageRunner(tmp_path, log=lambda line: None, token="old").stage("eval/x", {"n": 1}, lambda out, resume: {"v": 1})
+    old = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None, token="old")
+    with pytest.raises(StageError):
+        old.stage("eval/x", {"n": 2}, lambda out, resume: 1 / 0)
+    done = next((tmp_path / "stages" / "eval--x").glob("*/stage.json"))
+    assert json.loads(done.read_text())["run"] == "old"
+    os.utime(done, (time.time() + 3600, time.time() + 3600))  # a clock ahead: a file time would say "fresh"
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, force=["eval/x"], log=lambda line: None,
+                         token="new")
+    thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: {}))
+    time.sleep(0.2)
+    assert thread.is_alive()  # neither the old result nor the old failure counts for this launch
+    other = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None, token="new")
+    failing = _in_thread(lambda: other.stage("eval/x", {"n": 2}, lambda out, resume: {}))
+    time.sleep(0.1)
+    assert failing[0].is_alive()  # the old failure marker belongs to another launch
+    main = StageRunner(tmp_path, rank=0, world=2, force=["eval/x"], log=lambda line: None, token="new")
+    main.stage("eval/x", {"n": 1}, lambda out, resume: {"v": 2})
+    thread.join(5)
+    assert box["result"].summary == {"v": 2}
+    with pytest.raises(StageError):
+        main.stage("eval/x", {"n": 2}, lambda out, resume: 1 / 0)
+    failing[0].join(5)
+    assert "ZeroDivisionError" in str(failing[1]["error"])

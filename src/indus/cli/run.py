@@ -18,22 +18,29 @@ def register(app: typer.Typer) -> None:
                                             "tokenizer.vocab_size=8000 (repeatable)."),
         force: list[str] = typer.Option([], "--force", help="Rerun this stage even when cached, e.g. "
                                         "pretrain/tiny-s; '*' reruns all (repeatable)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Build and check the whole plan, print each stage "
+                                     "(cached or to run, and why) and run nothing."),
     ) -> None:
         """Run the whole pipeline: tokenizer, pretrain, distill, retriever, retriever distill, eval, forecast,
-        report. Finished stages are reused; a changed setting reruns that stage and those after it."""
+        report. The whole plan is built and checked first; finished stages are reused; a changed setting reruns
+        that stage and those after it."""
         from indus.cli.common import console, print_table
         from indus.config import launcher_rank, load_config
-        from indus.pipeline import PipelineConfig, run_pipeline
+        from indus.pipeline import PipelineConfig, build_plan, explain, run_pipeline
 
         cfg = load_config(PipelineConfig, config, overrides)
         out_dir = out or Path("runs") / cfg.name
+        if dry_run:
+            for line in explain(build_plan(cfg, out_dir, source=config), force):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
         main_process = launcher_rank()[0] == 0  # under torchrun every rank runs this; one of them reports
 
         def log(line: str) -> None:
             if main_process:
                 console.print(line, markup=False, highlight=False)
 
-        summary = run_pipeline(cfg, out_dir, force=force, log=log)
+        summary = run_pipeline(cfg, out_dir, force=force, log=log, source=config)
         if not main_process:
             return
         rows = [{"benchmark": f"{e['task']}:{e['data']}", "model": e["model"], "kind": e["kind"],

@@ -177,7 +177,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
     check_relation_heads(heads, teacher.config.hidden_size, student.config.hidden_size)
     objective = MiniLMv2Objective(student, teacher, layer, heads)
     result = train_loop(cfg, objective, out_dir, tokenizer, resume=resume, find_unused_parameters=True,
-                        title=f"distill {cfg.preset} <- {Path(cfg.teacher).name}")
+                        title=f"distill {cfg.preset} <- {Path(cfg.teacher).name}",
+                        loss_label="MiniLMv2 loss (self-attention relation KL)")
     metrics = {"kind": "distill", "preset": cfg.preset, "teacher": str(cfg.teacher), "teacher_layer": layer,
                "relation_heads": heads, **result.metrics}
     metrics["valid_distill_loss"] = metrics.pop("valid_loss")

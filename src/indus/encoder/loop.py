@@ -169,7 +169,8 @@ def load_corpora(cfg: PretrainConfig, tokenizer, accelerator) -> tuple[Any, np.n
 
 
 def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokenizer, *, resume: bool = False,
-               find_unused_parameters: bool = False, title: str = "") -> TrainResult:
+               find_unused_parameters: bool = False, title: str = "",
+               loss_label: str = "masked-LM loss (cross-entropy)") -> TrainResult:
     """Train ``objective.model`` on ``cfg``'s corpus; checkpoints, logs and the loss curve go to ``out_dir``."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
@@ -322,7 +323,7 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     if valid_loss is None and valid is not None:
         valid_loss, valid_ppl = run_eval()
     if main:
-        plot_loss_curve(out_dir / "log.jsonl", out_dir / "loss_curve.png", title=title)
+        plot_loss_curve(out_dir / "log.jsonl", out_dir / "loss_curve.png", title=title, ylabel=loss_label)
 
     tokens_per_s = tokens / max(train_s, 1e-9)
     metrics = {

@@ -50,8 +50,10 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def plot_loss_curve(log_path: Path, out_png: Path, title: str = "") -> Path | None:
-    """Training loss (and held-out loss) against tokens seen, as a PNG; ``None`` when there is nothing to plot."""
+def plot_loss_curve(log_path: Path, out_png: Path, title: str = "", ylabel: str = "loss") -> Path | None:
+    """Training loss (and held-out loss) against tokens seen, as a PNG; ``None`` when there is nothing to plot.
+
+    ``ylabel`` names the objective: a MiniLMv2 relation loss near 0 is not a masked-LM loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +70,7 @@ def plot_loss_curve(log_path: Path, out_png: Path, title: str = "") -> Path | No
     if valid:
         ax.plot([r["tokens"] for r in valid], [r["valid_loss"] for r in valid], "o-", ms=3, label="held-out")
     ax.set_xlabel("tokens seen")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -16,6 +16,12 @@ process; any other stage (tokenizer, evaluations, report) runs on the main proce
 its ``stage.json`` (or its failure marker) on the file system, so no collective timeout limits how long it may
 take. Only the main process writes ``stage.json`` and renames the partial folder into place.
 
+**Freshness across processes.** Every process of one launch shares a *run token* (rank 0 draws it and sends it to
+the others over the launcher's process group); the main process writes it into each ``stage.json`` it finishes and
+into a failure marker. A waiting process takes a forced stage's result, or a failure, only when it carries this
+launch's token, so an older result or failure is never mistaken for this one, whatever the clocks of the hosts on a
+shared file system say.
+
 Example
 -------
 >>> import tempfile
@@ -33,13 +39,14 @@ import os
 import shutil
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from indus import __version__
-from indus.atomic import atomic_write_json, atomic_write_text
+from indus.atomic import atomic_write_json
 from indus.config import config_hash, launcher_rank
 from indus.errors import IndusError
 
@@ -73,6 +80,36 @@ def _folder(name: str) -> str:
     return name.replace("/", "--").replace(":", "-").replace("@", "-")
 
 
+def stage_key(name: str, settings: Any, inputs: Sequence[Any] = ()) -> str:
+    """The cache key of a stage: its settings, its inputs' keys (anything with ``name`` and ``key``) and the indus
+    version."""
+    return config_hash(name, settings, sorted(f"{r.name}={r.key}" for r in inputs), __version__)
+
+
+def stage_path(out_dir: str | Path, name: str, key: str) -> Path:
+    """The folder a finished stage occupies: ``out_dir/stages/<name>/<key>``."""
+    return Path(out_dir) / "stages" / _folder(name) / key
+
+
+def launch_token(world: int) -> str:
+    """A token that every process of this launch shares and no other launch has.
+
+    One process: a fresh random token. Several: rank 0's, sent to the others over the launcher's process group
+    (joined through accelerate, as the training stages join it).
+    """
+    token = uuid.uuid4().hex
+    if world <= 1:
+        return token
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    PartialState(cpu=not torch.cuda.is_available())  # the same group the training loops use
+    box = [token]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
 class StageRunner:
     """Run stages into ``out_dir/stages``, skipping those whose key is already finished.
 
@@ -88,11 +125,13 @@ class StageRunner:
         This process's rank and the number of processes (default: the launcher's ``RANK`` and ``WORLD_SIZE``).
     poll_s
         How often a waiting process looks for the main process's result.
+    token
+        This launch's run token, the same on every process (default: :func:`launch_token`).
     """
 
     def __init__(self, out_dir: str | Path, *, force: Sequence[str] = (),
                  log: Callable[[str], None] | None = None, rank: int | None = None, world: int | None = None,
-                 poll_s: float = 5.0) -> None:
+                 poll_s: float = 5.0, token: str | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.force = set(force)
         self.log = log or print
@@ -101,6 +140,7 @@ class StageRunner:
         self.rank = env_rank if rank is None else rank
         self.world = env_world if world is None else world
         self.poll_s = poll_s
+        self.token = token or launch_token(self.world)
 
     @property
     def is_main(self) -> bool:
@@ -109,7 +149,7 @@ class StageRunner:
 
     def key(self, name: str, settings: Any, inputs: Sequence[StageResult] = ()) -> str:
         """The cache key of a stage: its settings, its inputs' keys and the indus version."""
-        return config_hash(name, settings, sorted(f"{r.name}={r.key}" for r in inputs), __version__)
+        return stage_key(name, settings, inputs)
 
     def _read(self, name: str, key: str, final: Path, cached: bool) -> StageResult:
         record = json.loads((final / "stage.json").read_text(encoding="utf-8"))
@@ -117,14 +157,21 @@ class StageRunner:
         self.results[name] = result
         return result
 
-    def _wait(self, name: str, key: str, final: Path, failed: Path, since: float, fresh: bool) -> StageResult:
-        """A non-main process: wait until the main process has finished (or failed) stage ``name``; ``fresh``:
-        a ``stage.json`` written before ``since`` (a forced stage's old result) does not count."""
+    def _token_of(self, path: Path) -> str | None:
+        """The run token a ``stage.json`` or failure marker carries (``None``: absent, unreadable or older)."""
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("run")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _wait(self, name: str, key: str, final: Path, failed: Path, fresh: bool) -> StageResult:
+        """A non-main process: wait until the main process has finished (or failed) stage ``name`` in this launch;
+        ``fresh``: only a ``stage.json`` with this launch's token counts (a forced stage's old result does not)."""
         done = final / "stage.json"
-        while not (done.is_file() and (not fresh or done.stat().st_mtime >= since)):
-            if failed.is_file() and failed.stat().st_mtime >= since:
-                raise IndusError(f"stage '{name}' failed on the main process: "
-                                 f"{failed.read_text(encoding='utf-8').strip()}")
+        while not (done.is_file() and (not fresh or self._token_of(done) == self.token)):
+            if failed.is_file() and self._token_of(failed) == self.token:
+                error = json.loads(failed.read_text(encoding="utf-8"))["error"]
+                raise IndusError(f"stage '{name}' failed on the main process: {error}")
             time.sleep(self.poll_s)
         return self._read(name, key, final, False)
 
@@ -136,18 +183,17 @@ class StageRunner:
         accelerate); otherwise only the main process does and the others wait for its result.
         """
         key = self.key(name, settings, inputs)
-        folder = self.out_dir / "stages" / _folder(name)
-        final = folder / key
+        final = stage_path(self.out_dir, name, key)
+        folder = final.parent
         done = final / "stage.json"
         failed = folder / f".{key}.failed"
         forced = bool({name, "*"} & self.force)
         if done.is_file() and not forced:
             self.log(f"[cached] {name} ({key})")
             return self._read(name, key, final, True)
-        since = time.time() - 1.0
         if not self.is_main and not collective:
             self.log(f"[wait]   {name} ({key}) on the main process")
-            return self._wait(name, key, final, failed, since, forced)
+            return self._wait(name, key, final, failed, forced)
         partial = folder / f".{key}.partial"
         resume = partial.is_dir() and any(partial.iterdir())
         partial.mkdir(parents=True, exist_ok=True)
@@ -160,16 +206,20 @@ class StageRunner:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
             if self.is_main and self.world > 1:
-                atomic_write_text(failed, f"{type(exc).__name__}: {exc} (details: {log_path})\n")
+                atomic_write_json(failed, {"run": self.token,
+                                           "error": f"{type(exc).__name__}: {exc} (details: {log_path})"})
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             raise StageError(name, log_path, exc) from exc
         if not self.is_main:
-            return self._wait(name, key, final, failed, since, forced)
+            return self._wait(name, key, final, failed, forced)
         wall = time.perf_counter() - start
         inputs_record = [f"{r.name}={r.key}" for r in inputs]
+        # the settings and inputs stay in the record: a dry run diffs a changed stage against them
         atomic_write_json(partial / "stage.json", {"name": name, "key": key, "settings": settings,
-                                                   "inputs": inputs_record, "summary": summary, "wall_s": wall})
+                                                   "inputs": inputs_record, "summary": summary, "wall_s": wall,
+                                                   "run": self.token, "finished": time.time(),
+                                                   "indus_version": __version__})
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)

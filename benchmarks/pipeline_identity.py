@@ -1,0 +1,135 @@
+"""The micro pipeline before and after a change: the same numbers in ``summary.json`` and the same stage keys.
+
+Runs the micro pipeline of ``tests/pipeline`` (three 2-layer 32-wide encoders, a student, two retrievers, NER and
+IR on toy data, the scaling section) twice on one data folder: with the code of a git ref (``--before``, exported
+with ``git archive``) and with this working tree's ``src``. It then compares the two ``summary.json`` files leaf by
+leaf, timings left out (wall and step seconds, throughput, latency: they differ from run to run on any machine) and
+the two run folders written as ``<run>``. Last, this tree's code runs once more over the ``--before`` run folder,
+where every stage must be found in the cache: the stage keys did not change either.
+
+Run (a few minutes on 2 shared cores)::
+
+    flock /tmp/indus-bench.lock .venv/bin/python benchmarks/pipeline_identity.py --before 89bd9c9
+
+Writes ``benchmarks/results/pipeline_identity.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+# measured times: not part of what a change must keep
+VOLATILE = re.compile(r"^(wall_s|train_s|eval_s|index_s|search_s|head_fit_s|tokens_per_s|docs_per_s|queries_per_s"
+                      r"|latency_ms|latency_ms_p90|mfu|cached)$")
+
+RUN = """
+import importlib.util, json, os, sys, yaml
+from pathlib import Path
+root, data, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+spec = importlib.util.spec_from_file_location("micro", root / "tests/pipeline/test_pipeline_micro.py")
+micro = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(micro)
+if not data.exists():
+    micro._data_root(data)
+os.environ["INDUS_DATA"] = str(data)
+from indus.config import load_config
+from indus.pipeline import PipelineConfig, run_pipeline
+config = out.parent / (out.name + ".yaml")
+config.write_text(yaml.safe_dump(micro.MICRO))
+logs = []
+summary = run_pipeline(load_config(PipelineConfig, config), out, log=logs.append)
+print(json.dumps({"ran": [s["name"] for s in summary["stages"] if not s["cached"]],
+                  "stages": len(summary["stages"])}))
+"""
+
+
+def run_micro(src: Path, tests_root: Path, data: Path, out: Path) -> dict[str, Any]:
+    """The micro pipeline with the code under ``src`` (its tests' fixture from ``tests_root``) into ``out``."""
+    env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-c", RUN, str(tests_root), str(data), str(out)], env=env,
+                          capture_output=True, text=True, cwd=tests_root)
+    if proc.returncode != 0:
+        raise SystemExit(f"micro pipeline failed with {src}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def normalise(obj: Any, run: str) -> Any:
+    """``obj`` without timings, with the run folder written as ``<run>``."""
+    if isinstance(obj, dict):
+        return {k: normalise(v, run) for k, v in obj.items() if not VOLATILE.match(k) and k != "latency"}
+    if isinstance(obj, list):
+        return [normalise(v, run) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(run, "<run>")
+    return obj
+
+
+def leaves(obj: Any, path: str = "") -> dict[str, Any]:
+    """Every leaf of a JSON value by its dotted path."""
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() for k, v in leaves(val, f"{path}.{key}" if path else key).items()}
+    if isinstance(obj, list):
+        return {k: v for i, val in enumerate(obj) for k, v in leaves(val, f"{path}[{i}]").items()}
+    return {path: obj}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="git ref of the code before the change")
+    parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_identity.md")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from machine import machine_line  # the benchmarks' own helper
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        old = tmp / "before-tree"
+        old.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "src", "tests/pipeline"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        data = tmp / "data"
+        before = run_micro(old / "src", old, data, tmp / "before")
+        after = run_micro(ROOT / "src", ROOT, data, tmp / "after")
+        again = run_micro(ROOT / "src", ROOT, data, tmp / "before")
+        a = leaves(normalise(json.loads((tmp / "before" / "summary.json").read_text()), str(tmp / "before")))
+        b = leaves(normalise(json.loads((tmp / "after" / "summary.json").read_text()), str(tmp / "after")))
+    head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                          text=True).stdout.strip()
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "<missing>") != b.get(k, "<missing>"))
+    numbers = sum(isinstance(v, int | float) and not isinstance(v, bool) for v in a.values())
+    lines = ["# Micro pipeline before and after: identical summary and stage keys", "",
+             f"Machine: {machine_line()} (shared with other jobs; no timing is compared)", "",
+             f"Command: `python benchmarks/pipeline_identity.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+             "", f"- before: `{args.before}` ({before['stages']} stages); after: this tree at `{head}` "
+             f"({after['stages']} stages)",
+             f"- `summary.json` leaves compared (timings left out): {len(a)} before, {len(b)} after, of which "
+             f"{numbers} numbers; **{len(differ)} differ**",
+             f"- this tree over the before run folder: {again['stages']} stages, {len(again['ran'])} ran "
+             f"({', '.join(again['ran']) or 'none'}): **every stage key is unchanged**" if not again["ran"] else
+             f"- this tree over the before run folder reran {len(again['ran'])} stages: {', '.join(again['ran'])}",
+             ""]
+    if differ:
+        lines += ["| leaf | before | after |", "|---|---|---|"]
+        lines += [f"| `{k}` | {a.get(k, '<missing>')} | {b.get(k, '<missing>')} |" for k in differ[:50]]
+        lines.append("")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    if differ or again["ran"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
