@@ -63,14 +63,15 @@ def measure(args: argparse.Namespace) -> dict:
     data = resolve_dataset(args.data, kind="ir")
     beir = load_beir(data, args.split)
     index = Path(args.index)
+    modes = [m for m in MODES if m in args.modes.split(",")]
     if not (index / "meta.json").is_file():
-        build_index(args.model, data, index, progress=False)
+        build_index(args.model if modes != ["bm25"] else "bm25", data, index, progress=False)
     searcher = Searcher.open(index)
     queries = beir.eval_queries
     rows = []
     runs_dir = Path(args.runs)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    for mode in MODES:
+    for mode in modes:
         model = {"bm25": "bm25", "dense": args.model, "hybrid": f"bm25+{args.model}"}[mode]
         t0 = time.perf_counter()
         run = searcher_run(searcher, queries, mode, args.k)
@@ -98,8 +99,10 @@ def measure(args: argparse.Namespace) -> dict:
         print(json.dumps(rows[-1]), flush=True)
     return {
         "machine": machine_line(),
-        "command": "flock /tmp/indus-bench.lock .venv/bin/python "
-        "benchmarks/search_quality.py " + " ".join(sys.argv[1:]),
+        "command": (f"INDUS_DATA={os.environ['INDUS_DATA']} " if os.environ.get("INDUS_DATA") else "")
+        + ("flock /tmp/indus-bench.lock " if args.under_lock else "")
+        + ".venv/bin/python benchmarks/search_quality.py "
+        + " ".join(sys.argv[1:]),
         "data": str(data),
         "split": args.split,
         "k": args.k,
@@ -115,7 +118,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def render(result: dict) -> str:
     meta, rows = result["index_meta"], result["rows"]
-    model = Path(meta["model"]).name if meta["model"] and "/" in meta["model"] else meta["model"]
+    model = Path(meta["model"]).name if meta["model"] and "/" in meta["model"] else meta["model"] or "bm25"
     lines = [
         "# Search quality through the Searcher vs `indus eval ir` (SciFact test)",
         "",
@@ -125,11 +128,20 @@ def render(result: dict) -> str:
         "",
         f"Total wall time {result['wall_s'] / 60:.1f} min; {result['load']}.",
         "",
-        f"Index: `indus retriever index --model {model}` ({meta['count']} documents, {meta['index_type']} inner "
-        f"product, dim {meta['dim']}) with its stored BM25. {rows[0]['queries']} judged queries, top {result['k']} "
-        f"(BEIR protocol: {result['k']} + 1 retrieved, identical ids dropped). Hybrid = RRF with k = "
-        f"{result['fusion_k']} over each system's top max({result['fusion_depth']}, k + 1); the evaluator fuses "
-        f"`{rows[-1]['eval_model']}` over each system's top k + 1.",
+        f"Index: `indus retriever index --model {model}` ({meta['count']} documents"
+        + (
+            f", {meta['index_type']} inner product, dim {meta['dim']}, and its stored BM25). "
+            if meta["dense"]
+            else "). "
+        )
+        + f"{rows[0]['queries']} judged queries, top {result['k']} "
+        f"(BEIR protocol: {result['k']} + 1 retrieved, identical ids dropped). "
+        + (
+            f"Hybrid = RRF with k = {result['fusion_k']} over each system's top max({result['fusion_depth']}, k + 1); "
+            f"the evaluator fuses `{rows[-1]['eval_model']}` over each system's top k + 1."
+            if rows[-1]["mode"] == "hybrid"
+            else ""
+        ),
         "",
         "| mode | `indus eval ir --model` | nDCG@10 Searcher | nDCG@10 eval ir | Recall@100 Searcher | "
         "Recall@100 eval ir | MRR@10 Searcher | MRR@10 eval ir | max abs diff (4 metrics) | "
@@ -153,7 +165,9 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/search-quality", help="where the evaluator's TREC runs go")
     parser.add_argument("--model", default="minilm", help="the dense model (of the index and of eval ir)")
     parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of bm25,dense,hybrid")
     parser.add_argument("--results", default=str(RESULTS), help="folder for search_quality.md / .json")
+    parser.add_argument("--under-lock", action="store_true", help="say in the results that flock held the lock")
     parser.add_argument("--from-json", action="store_true", help="re-render the markdown from the saved JSON")
     args = parser.parse_args()
     out = Path(args.results) / "search_quality.json"
