@@ -230,3 +230,32 @@ def test_serve_refuses_bad_options_in_one_line(tmp_path, index_dir):
     assert isinstance(result.exception, IndusError) and "index directory not found" in str(result.exception)
     result = runner.invoke(app, ["studio", "serve", "--index", str(index_dir), "--token", "short"])
     assert isinstance(result.exception, IndusError) and "at least 8 characters" in str(result.exception)
+
+
+def test_an_unexpected_error_is_a_one_line_500_without_traceback(studio, monkeypatch):
+    def broken() -> None:
+        raise RuntimeError("boom\nwith a second line")
+
+    monkeypatch.setattr(studio, "progress", broken)
+    client = TestClient(create_app(studio), client=("127.0.0.1", 4000), raise_server_exceptions=False)
+    r = client.get("/api/progress")
+    assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError); see the server log"}
+    page = client.get("/progress")
+    assert page.status_code == 500 and "Traceback" not in page.text and "boom" not in page.text
+
+
+def test_queries_from_a_file_are_stored_once_and_pooled(index_dir, tmp_path):
+    from indus.cli.studio import build_studio
+
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"_id": "q1", "text": "arctic sea ice"}\n{"_id": "q2", "text": "<script>heat</script>"}\n',
+                       encoding="utf-8")
+    db_path = tmp_path / "s.db"
+    studio = build_studio(index_dir, db=str(db_path), pool=["bm25", "hybrid"], pool_depth=2, queries=str(queries),
+                          progress=False)
+    assert [q["id"] for q in studio.queries()] == ["q1", "q2"] and all(q["pool_size"] > 0 for q in studio.queries())
+    assert len(studio.passages) == 8 and {p.id for p in studio.passages} == {f"d{i}" for i in range(1, 9)}
+    again = build_studio(index_dir, db=str(db_path), pool=["bm25"], queries=str(queries), progress=False)
+    assert len(again.queries()) == 2  # loading the file twice adds nothing
+    page = TestClient(create_app(studio)).get("/judge").text
+    assert "&lt;script&gt;heat&lt;/script&gt;" in page and "<script>heat" not in page

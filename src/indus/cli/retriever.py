@@ -139,8 +139,8 @@ def _mode_from_model(model: str | None, mode: str | None) -> tuple[str | None, s
 def _print_hits(searcher: Any, query: str, hits: list[Any], mode: str, took_ms: float) -> None:
     from rich.text import Text
 
-    console.print(Text.assemble((f"{len(hits)} results", "bold"), f" for {query!r} ({mode}, {took_ms:.1f} ms, "
-                                f"{searcher.path})"))
+    found = f"{len(hits)} result{'' if len(hits) == 1 else 's'}"
+    console.print(Text.assemble((found, "bold"), f" for {query!r} ({mode}, {took_ms:.1f} ms, {searcher.path})"))
     for hit in hits:
         line = Text.assemble((f"{hit.rank:>3}. ", "bold"), (hit.title or hit.id, "bold cyan"),
                              (f"  [{hit.id}]  score {hit.score:.4f}", "dim"))
@@ -178,7 +178,8 @@ def search(
     if queries is not None and out is None:
         raise IndusError("--queries needs --out RUN (a TREC run file, or .jsonl)")
     mode, encoder = _mode_from_model(model, mode)
-    searcher = Searcher.open(index_dir, model=encoder, fusion_k=fusion_k, ef_search=ef_search)
+    searcher = Searcher.open(index_dir, model=encoder, fusion_k=fusion_k, ef_search=ef_search,
+                             load_model=mode != "bm25")  # a BM25 search needs no encoder
     if query is not None:
         mode = searcher.validate(query, k, mode)
         start = time.perf_counter()
