@@ -118,13 +118,17 @@ def text_hashes(features: list[dict[str, Tensor]]) -> list[Tensor]:
     return groups
 
 
+def _dense_ids(groups: Tensor) -> Tensor:
+    """``(N,)`` ids in ``[0, N)``, equal exactly where ``groups`` are equal (no host sync, unlike ``unique``)."""
+    return torch.searchsorted(torch.sort(groups).values, groups)
+
+
 def _repeats(groups: Tensor, earlier: Tensor | None = None) -> Tensor:
     """``(N,)``: True where a text repeats one before it in ``groups`` (or any text in ``earlier``)."""
-    _, inverse = torch.unique(groups, return_inverse=True)  # (N,) a compact id per text
+    ids = _dense_ids(groups)  # (N,)
     position = torch.arange(groups.numel(), device=groups.device)  # (N,)
-    first = torch.full((int(inverse.max()) + 1 if groups.numel() else 0,), groups.numel(), device=groups.device,
-                       dtype=torch.long).scatter_reduce(0, inverse, position, reduce="amin")  # (U,) first position
-    repeated = first[inverse] != position  # (N,)
+    first = torch.full_like(position, groups.numel()).scatter_reduce(0, ids, position, reduce="amin")  # first of id
+    repeated = first[ids] != position  # (N,)
     if earlier is not None:
         repeated |= torch.isin(groups, earlier)
     return repeated
@@ -174,9 +178,9 @@ def pair_masks(groups: list[Tensor] | None, batch_size: int, device: torch.devic
     related = (same_anchor | same_positive).float()  # (B, G) pair j is a positive pair of q_i or of d_i
     # One compact id per distinct text of any column; "is a positive/anchor text of row i" as (B, U) tables
     # (O(B G) work, where a (B, G) @ (G, G) product would be O(B G^2)).
-    _, ids = torch.unique(torch.cat([g_q, g_d, *g_neg]), return_inverse=True)  # ((2 + k) G,)
+    ids = _dense_ids(torch.cat([g_q, g_d, *g_neg]))  # ((2 + k) G,)
     id_q, id_d, *id_neg = ids.split(total)
-    n_ids = int(ids.max()) + 1
+    n_ids = ids.numel()
     positive_texts = related.new_zeros(batch_size, n_ids).index_add_(1, id_d, related) > 0  # (B, U)
     anchor_texts = related.new_zeros(batch_size, n_ids).index_add_(1, id_q, related) > 0  # (B, U)
     positive_of_q = positive_texts[:, id_d]  # (B, G) d_j's text is a positive of q_i
