@@ -173,7 +173,7 @@ def render(results: dict) -> str:
                      f"{_fmt_bytes(r['ram_bytes'])} | {_fmt_bytes(r['mmap_ram_bytes'])} | {r['recall@10']:.3f} | "
                      f"{r['ms_per_query_batch']} | {r['ms_per_query_single']} |")
     lines += ["", "Data generation and exact reference per size (s): "
-              + ", ".join(f"{n:,}: {s}" for n, s in results["prepare_s"].items()),
+              + ", ".join(f"{int(n):,}: {s}" for n, s in results["prepare_s"].items()),
               f"Total wall time: {results['total_s']} s.", ""]
     if results.get("note"):
         lines += [results["note"], ""]
