@@ -124,3 +124,20 @@ def test_bad_input_is_one_clear_error(tmp_path):
         ann.read_faiss_index(tmp_path / "bad.faiss")
     with pytest.raises(IndusError, match="not a .npy"):
         ann.build_faiss_index("flat", tmp_path / "bad.faiss")
+
+
+def test_build_index_takes_an_index_type_and_loads_memory_mapped(tmp_path, micro_model_dir):
+    from indus.retriever.index import build_index, load_index
+
+    corpus = tmp_path / "docs.txt"
+    corpus.write_text("\n".join(f"document {i} about topic {i % 7}" for i in range(40)) + "\n")
+    meta = build_index(str(micro_model_dir), corpus, tmp_path / "idx", index_type="hnsw", hnsw_m=8)
+    assert meta["index_type"] == "hnsw" and meta["index"]["hnsw_m"] == 8
+    assert not list(tmp_path.glob(".*.npy"))  # the embeddings array is gone once the index is written
+    auto = build_index(str(micro_model_dir), corpus, tmp_path / "auto", index_type="auto")
+    assert auto["index_type"] == "flat"  # 40 documents
+    idx = load_index(tmp_path / "idx")
+    hits = idx.search(["document 3 about topic 3"], k=3)[0]
+    assert len(hits) == 3 and hits[0][0] == "4"  # line 4 holds document 3
+    with pytest.raises(IndusError, match="index-type"):
+        build_index(str(micro_model_dir), corpus, tmp_path / "bad", index_type="lsh")

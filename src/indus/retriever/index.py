@@ -117,7 +117,8 @@ def _model_record(spec: str) -> str:
 
 def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, approximate: bool = False,
                 batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
-                ef_construction: int = 200, ef_search: int = 128, progress: bool = True) -> dict[str, Any]:
+                ef_construction: int = 200, ef_search: int = 128, progress: bool = True,
+                index_type: str | None = None) -> dict[str, Any]:
     """Embed a collection and write the index directory ``out`` atomically.
 
     Parameters
@@ -130,6 +131,9 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
         Index directory (replaced if it exists).
     approximate
         HNSW (``hnsw_m`` links per node, ``ef_construction``, default ``ef_search``) instead of exact search.
+    index_type
+        ``flat``, ``hnsw``, ``ivfpq`` or ``auto`` (by collection size, :mod:`indus.retriever.ann`); overrides
+        ``approximate``. Under ``torchrun`` every process encodes its shard and the main process writes the index.
     batch_size, max_seq_length
         Encoding settings.
 
@@ -140,8 +144,12 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
     """
     import faiss
 
-    from indus.retriever.bi_encoder import encode, load_bi_encoder
+    from indus.retriever.ann import IndexSpec, build_faiss_index
+    from indus.retriever.bi_encoder import load_bi_encoder
+    from indus.retriever.distributed import barrier, encode_sharded
 
+    if index_type is not None:
+        IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").is_file())):
         raise IndusError(f"{out}: exists and is not an index directory; choose a new --out (it would be replaced)")
@@ -150,20 +158,23 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
     spec = str(model)
     encoder = load_bi_encoder(spec, max_seq_length=max_seq_length)
     start = time.perf_counter()
-    emb = encode(encoder, [text for _, text in docs], batch_size=batch_size, progress=progress)  # (N, D)
+    vectors = out.parent / f".{out.name}.vectors.npy"  # (N, D) on disk: every process writes its shard's rows
+    emb = encode_sharded(encoder, [text for _, text in docs], vectors, batch_size=batch_size)
     encode_s = time.perf_counter() - start
+    if emb is None:  # another process of a torchrun launch: the main process writes the index
+        barrier()
+        return load_index(out).meta
+    kind = index_type or ("hnsw" if approximate else "flat")
+    index, ann_spec = build_faiss_index(kind, emb, hnsw_m=hnsw_m, ef_construction=ef_construction,
+                                        ef_search=ef_search)
     dim = int(emb.shape[1])
-    if approximate:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-    else:
-        index = faiss.IndexFlatIP(dim)
-    index.add(emb)
+    del emb
+    vectors.unlink()
     meta = {
         "format": INDEX_FORMAT, "version": 1, "model": _model_record(spec), "dim": dim, "normalized": True,
-        "metric": "inner_product", "count": len(docs), "index_type": "hnsw" if approximate else "flat",
-        "hnsw": {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search} if approximate else None,
+        "metric": "inner_product", "count": len(docs), "index_type": ann_spec.kind, "index": ann_spec.to_json(),
+        "hnsw": ({"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+                 if ann_spec.kind == "hnsw" else None),
         "max_seq_length": encoder.max_seq_length, "corpus": str(corpus_path.resolve()),
         "encode_s": round(encode_s, 2), "docs_per_s": round(len(docs) / max(encode_s, 1e-9), 1),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -174,6 +185,7 @@ def build_index(model: str | Path, corpus: str | Path, out: str | Path, *, appro
         (tmp / "ids.json").write_text(json.dumps([doc_id for doc_id, _ in docs], ensure_ascii=False),
                                       encoding="utf-8")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    barrier()  # the other processes of a torchrun launch return once the index exists
     return meta
 
 
@@ -209,8 +221,10 @@ class RetrieverIndex:
         """Top-``k`` ``(id, score)`` per query embedding, best first."""
         if k < 1:
             raise IndusError(f"-k must be at least 1, got {k}")
-        if ef_search is not None and hasattr(self.index, "hnsw"):
-            self.index.hnsw.efSearch = max(ef_search, k)
+        if ef_search is not None:
+            from indus.retriever.ann import set_search_params
+
+            set_search_params(self.index, ef_search=max(ef_search, k))
         scores, rows = self.index.search(emb, min(k, self.index.ntotal))  # (Q, k), (Q, k)
         return [[(self.ids[r], float(s)) for r, s in zip(row, score) if r >= 0] for row, score in zip(rows, scores)]
 
@@ -225,7 +239,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
 
     ``model`` overrides the model recorded in ``meta.json`` (e.g. after moving the model folder).
     """
-    import faiss
+    from indus.retriever.ann import read_faiss_index
 
     path = Path(path)
     if not path.is_dir():
@@ -243,11 +257,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         raise IndusError(f"{path / 'meta.json'}: not an {INDEX_FORMAT} (format field missing or different)")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise IndusError(f"{path / 'ids.json'}: expected a JSON list of document id strings")
-    try:
-        index = faiss.read_index(str(path / "index.faiss"))
-    except RuntimeError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise IndusError(f"{path / 'index.faiss'}: could not read the faiss index ({reason})") from None
+    index = read_faiss_index(path / "index.faiss", mmap=True)  # vectors stay in the (shared) page cache
     if not (index.ntotal == len(ids) == meta.get("count")):
         raise IndusError(f"{path}: the index holds {index.ntotal} vectors, ids.json {len(ids)} ids and meta.json "
                          f"count {meta.get('count')}; rebuild the index")
