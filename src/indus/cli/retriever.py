@@ -101,6 +101,8 @@ def index(
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty OUT (index files replaced, "
                                    "other files kept)."),
     approximate: bool = typer.Option(False, "--approximate", help="HNSW instead of exact inner-product search."),
+    index_type: str | None = typer.Option(None, "--index-type", help="flat | hnsw | ivfpq | auto (by collection "
+                                          "size; see docs/scale.md); overrides --approximate."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Truncate documents to this length."),
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="HNSW links per node."),
@@ -110,7 +112,8 @@ def index(
     from indus.retriever.index import build_index
 
     meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
-                       max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite)
+                       max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite,
+                       index_type=index_type)
     print_table([{k: meta[k] for k in ("count", "model", "dim", "index_type", "bm25_s", "encode_s", "docs_per_s")}],
                 title=f"index -> {out}")
 

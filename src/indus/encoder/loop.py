@@ -299,12 +299,14 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
         step += 1
         tokens += tokens_per_step
         window_tokens += tokens_per_step
+        log_step = step % cfg.log_every == 0 or step == total_steps
+        if log_step:  # the only host sync of the loop; before the clock stops, so the window counts the device's time
+            loss = float(accelerator.reduce(loss, reduction="mean"))  # the mean over ranks
         train_s += time.perf_counter() - t0
         window_s += time.perf_counter() - t0
         bar.update(1)
 
-        if step % cfg.log_every == 0 or step == total_steps:
-            loss = float(accelerator.reduce(loss, reduction="mean"))  # the mean over ranks
+        if log_step:
             tok_s = window_tokens / max(window_s, 1e-9)
             record = {"step": step, "tokens": tokens, "loss": loss, "lr": lr,
                       "grad_norm": None if grad_norm is None else float(grad_norm),

@@ -169,6 +169,7 @@ def is_bm25_only(model: str | Path | None) -> bool:
 def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *, approximate: bool = False,
                 batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
                 ef_construction: int = 200, ef_search: int = 128, progress: bool = True,
+                index_type: str | None = None,
                 overwrite: bool = False) -> dict[str, Any]:
     """Index a collection (texts, BM25 and, unless BM25-only, embeddings) and write ``out`` atomically.
 
@@ -196,6 +197,11 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
     from indus.evaluation.ir import Bm25Retriever
     from indus.outdir import prepare_output_dir
 
+    if index_type is not None:
+        from indus.retriever.ann import IndexSpec
+
+        IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
+
     out = prepare_output_dir(out, command="retriever index", overwrite=overwrite, completion_file="meta.json").path
     corpus_path = resolve_collection(corpus, "documents")
     docs = read_documents(corpus_path, kind="documents")
@@ -213,8 +219,17 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         start = time.perf_counter()
         emb = encode(encoder, texts, batch_size=batch_size, progress=progress)  # (N, D)
         encode_s = time.perf_counter() - start
-        index, dense_meta = make_faiss_index(emb, approximate=approximate, hnsw_m=hnsw_m,
-                                             ef_construction=ef_construction, ef_search=ef_search)
+        if index_type is None:
+            index, dense_meta = make_faiss_index(emb, approximate=approximate, hnsw_m=hnsw_m,
+                                                 ef_construction=ef_construction, ef_search=ef_search)
+        else:  # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.retriever.ann
+            from indus.retriever.ann import build_faiss_index
+
+            index, spec = build_faiss_index(index_type, emb, hnsw_m=hnsw_m, ef_construction=ef_construction,
+                                            ef_search=ef_search)
+            dense_meta = {"index_type": spec.kind, "index": spec.to_json(),
+                          "hnsw": ({"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+                                   if spec.kind == "hnsw" else None)}
         dim, seq_len = int(emb.shape[1]), encoder.max_seq_length
     meta = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION,
@@ -286,7 +301,6 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
 
     ``model`` overrides the model recorded in ``meta.json`` (e.g. after moving the model folder).
     """
-    import faiss
 
     path = Path(path)
     if not path.is_dir():
@@ -307,11 +321,9 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         raise IndusError(f"{path / 'meta.json'}: not an {INDEX_FORMAT} (format field missing or different)")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise IndusError(f"{path / 'ids.json'}: expected a JSON list of document id strings")
-    try:
-        index = faiss.read_index(str(path / "index.faiss"))
-    except RuntimeError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise IndusError(f"{path / 'index.faiss'}: could not read the faiss index ({reason})") from None
+    from indus.retriever.ann import read_faiss_index
+
+    index = read_faiss_index(path / "index.faiss", mmap=True)  # vectors stay in the (shared) page cache
     if not (index.ntotal == len(ids) == meta.get("count")):
         raise IndusError(f"{path}: the index holds {index.ntotal} vectors, ids.json {len(ids)} ids and meta.json "
                          f"count {meta.get('count')}; rebuild the index")

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from indus.retriever.losses.gte import GTELoss, gte_logits, pair_masks
+from indus.retriever.losses.gte import BatchView, GTELoss, gte_logits, pair_masks
 
 DISTILLCSE_CITATION = """@inproceedings{xu2023distillcse,
   title     = {DistillCSE: Distilled Contrastive Learning for Sentence Embeddings},
@@ -50,17 +50,28 @@ DISTILLCSE_CITATION = """@inproceedings{xu2023distillcse,
 }"""
 
 
-def distillation_ce(student_logits: Tensor, teacher_logits: Tensor, tau_kd: float) -> Tensor:
-    """Mean over rows of ``-sum_j softmax(t / tau_kd)_j * log_softmax(s / tau_kd)_j`` (masked logits very negative)."""
-    teacher = torch.softmax(teacher_logits.float() / tau_kd, dim=-1)  # (B, N)
-    log_student = torch.log_softmax(student_logits.float() / tau_kd, dim=-1)  # (B, N)
-    return -(teacher * log_student).sum(dim=-1).mean()
+def distillation_ce(student_logits: Tensor, teacher_logits: Tensor, tau_kd: float, *,
+                    reduction: str = "mean") -> Tensor:
+    """``-sum_j softmax(t / tau_kd)_j * log_softmax(s / tau_kd)_j`` per row (masked logits very negative).
+
+    ``reduction``: ``mean`` over rows, or ``none`` for the ``(B,)`` row values.
+    """
+    # at least fp32, never narrower than the logits: float64 masked logits (finfo.min) would become -inf in fp32,
+    # and 0 * -inf = nan
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
+    teacher = torch.softmax(teacher_logits.to(dtype) / tau_kd, dim=-1)  # (B, N)
+    log_student = torch.log_softmax(student_logits.to(dtype) / tau_kd, dim=-1)  # (B, N)
+    rows = -(teacher * log_student).sum(dim=-1)  # (B,)
+    return rows.mean() if reduction == "mean" else rows
 
 
 def query_passage_rows(logits: Tensor, batch_size: int) -> Tensor:
-    """The query->passages part of :func:`gte_logits`: in-batch positives, then the hard negatives."""
+    """The query->passages part of :func:`gte_logits`: in-batch positives, then the hard negatives.
+
+    ``batch_size`` is the number of columns per block: ``G``, the global batch, under several processes.
+    """
     b = batch_size
-    return torch.cat([logits[:, :b], logits[:, 4 * b:]], dim=1)  # (B, B + kB)
+    return torch.cat([logits[:, :b], logits[:, 4 * b:]], dim=1)  # (B, G + kG)
 
 
 class DistillCSELoss(GTELoss):
@@ -84,8 +95,9 @@ class DistillCSELoss(GTELoss):
         Weight of the optional embedding term (module docstring); needs student width = teacher width.
     scale_kd_by_t2
         Multiply the distillation term by ``tau_kd ** 2`` (Hinton et al. 2015).
-    mini_batch_size, mask_duplicates, show_progress_bar
-        As for :class:`~indus.retriever.losses.gte.GTELoss`.
+    mini_batch_size, mask_duplicates, show_progress_bar, gather_across_devices
+        As for :class:`~indus.retriever.losses.gte.GTELoss`; with several processes the teacher's rows are
+        gathered with the student's, so both rows run over the global batch.
 
     Inputs
     ------
@@ -106,9 +118,11 @@ class DistillCSELoss(GTELoss):
 
     def __init__(self, model: Any, tau_kd: float = 4.0, temperature: float = 0.02, kd_weight: float = 1.0,
                  contrastive_weight: float = 1.0, scale_kd_by_t2: bool = True, mini_batch_size: int | None = None,
-                 mask_duplicates: bool = True, show_progress_bar: bool = False, embedding_weight: float = 0.0) -> None:
+                 mask_duplicates: bool = True, show_progress_bar: bool = False, embedding_weight: float = 0.0,
+                 gather_across_devices: bool = True) -> None:
         super().__init__(model, temperature=temperature, mini_batch_size=mini_batch_size,
-                         mask_duplicates=mask_duplicates, show_progress_bar=show_progress_bar)
+                         mask_duplicates=mask_duplicates, show_progress_bar=show_progress_bar,
+                         gather_across_devices=gather_across_devices)
         if not tau_kd > 0:
             raise ValueError(f"tau_kd must be positive, got {tau_kd}")
         if kd_weight < 0 or contrastive_weight < 0 or embedding_weight < 0:
@@ -122,31 +136,39 @@ class DistillCSELoss(GTELoss):
     def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *,
                        with_backward: bool = False) -> Tensor:
         """The combined loss from per-column mini-batch embeddings and the teacher embeddings in ``labels``."""
-        columns = [torch.cat(r) for r in reps]  # C x (B, D_S)
-        queries, positives, *negatives = columns
-        b, c = queries.size(0), len(columns)
+        view = self._view or BatchView([sum(r.size(0) for r in reps[0])], 0, None)
+        local = [torch.cat(r) for r in reps]  # C x (B, D_S)
+        b, c = local[0].size(0), len(local)
         if labels is None or labels.ndim != 2 or labels.size(0) != b or labels.size(1) % c:
             shape = None if labels is None else tuple(labels.shape)
             raise ValueError(f"{type(self).__name__} needs teacher embeddings as labels of shape (B, C * D_T) with "
                              f"B = {b}, C = {c}; got {shape}")
-        teacher = labels.to(queries.device, torch.float32).view(b, c, -1).unbind(dim=1)  # C x (B, D_T)
-        masks = pair_masks(self._groups, b, queries.device)
-        student_logits, positive = gte_logits(queries, positives, negatives, self.temperature, masks)  # (B, (4+k)B)
+        columns = [view.gather(x) for x in local]  # C x (G, D_S); this process's rows keep their graph
+        queries, positives, *negatives = columns
+        labels = view.gather(labels.to(queries.device, torch.float32), with_grad=False)  # (G, C * D_T)
+        teacher = labels.view(view.total, c, -1).unbind(dim=1)  # C x (G, D_T)
+        masks = pair_masks(view.groups, b, queries.device, offset=view.offset, total=view.total)
+        student_logits, positive = gte_logits(queries, positives, negatives, self.temperature, masks,
+                                              view.offset)  # (B, (4 + k) G), (B,)
+        self._count_negatives(student_logits, view)
         with torch.no_grad():
-            teacher_logits, _ = gte_logits(teacher[0], teacher[1], list(teacher[2:]), self.temperature, masks)
-        kd = distillation_ce(query_passage_rows(student_logits, b), query_passage_rows(teacher_logits, b),
-                             self.tau_kd)
+            teacher_logits, _ = gte_logits(teacher[0], teacher[1], list(teacher[2:]), self.temperature, masks,
+                                           view.offset)
+        g = view.total
+        kd = view.mean(distillation_ce(query_passage_rows(student_logits, g), query_passage_rows(teacher_logits, g),
+                                       self.tau_kd, reduction="none"))
         if self.scale_kd_by_t2:
             kd = kd * self.tau_kd**2
         loss = self.kd_weight * kd
         if self.embedding_weight > 0:
-            if queries.size(1) != teacher[0].size(1):
+            if local[0].size(1) != teacher[0].size(1):
                 raise ValueError(f"embedding_weight > 0 needs the student as wide as the teacher: student "
-                                 f"{queries.size(1)}, teacher {teacher[0].size(1)}")
-            cos = torch.nn.functional.cosine_similarity(torch.cat(columns).float(), torch.cat(teacher), dim=-1)
-            loss = loss + self.embedding_weight * (1 - cos).mean()  # over the C * B texts
+                                 f"{local[0].size(1)}, teacher {teacher[0].size(1)}")
+            own = [t[view.offset:view.offset + b] for t in teacher]  # C x (B, D_T) the teacher's vectors of local
+            cos = torch.nn.functional.cosine_similarity(torch.cat(local).float(), torch.cat(own), dim=-1)  # (C B,)
+            loss = loss + self.embedding_weight * view.mean(1 - cos, per_pair=c)  # over the C * G texts
         if self.contrastive_weight > 0:
-            contrastive = (torch.logsumexp(student_logits, dim=1) - positive).mean()  # the GTE loss, as gte_loss
+            contrastive = view.mean(torch.logsumexp(student_logits, dim=1) - positive)  # the GTE loss, as gte_loss
             loss = loss + self.contrastive_weight * contrastive
         if with_backward:
             loss.backward()

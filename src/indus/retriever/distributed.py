@@ -1,0 +1,223 @@
+"""Several processes as one: gathers that keep gradients, and sharded encoding of a collection.
+
+Launched under ``torchrun`` / ``accelerate launch`` / ``srun`` (a ``torch.distributed`` process group is
+initialised), these helpers make the processes act on one global batch or one collection; in a single
+process every one of them is the identity, so the same code runs on a laptop.
+
+**Gathers.** :func:`gather_rows` concatenates each process's ``(B_r, ...)`` rows into ``(sum_r B_r, ...)``
+in rank order. With ``with_grad`` it is sentence-transformers' ``all_gather_with_grad`` (the reference behind
+its losses' ``gather_across_devices``): the local rows keep their graph and, through the backward of
+``torch.distributed.nn.all_gather``, receive the gradients that every process's loss sends them. Processes may
+hold different numbers of rows (a last, short batch): rows are padded to the largest count for the gather and
+the padding is dropped after it.
+
+**Sharded encoding.** :func:`encode_sharded` splits a collection into contiguous shards, one per process;
+each process encodes its shard in chunks and writes the vectors straight into its rows of one ``.npy`` file
+(a memory map on a file system all processes see); the main process then owns the complete array and builds
+the one index from it (:func:`indus.retriever.ann.build_faiss_index`), while the others wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from sentence_transformers.util import all_gather, all_gather_with_grad
+from torch import Tensor
+
+
+def is_distributed() -> bool:
+    """Whether a process group with more than one process is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` outside a process group."""
+    if is_distributed():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process."""
+    return rank_and_world()[0] == 0
+
+
+def barrier() -> None:
+    """Wait for every process (no-op in one process)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def gather_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
+    """Every process's ``n``, in rank order (``[n]`` in one process).
+
+    One small collective; under NCCL ``device`` must be the process's GPU.
+    """
+    if not is_distributed():
+        return [n]
+    local = torch.tensor([n], dtype=torch.long, device=device)
+    return [int(s) for s in all_gather(local).tolist()]
+
+
+def gather_rows(tensor: Tensor, sizes: list[int] | None = None, *, with_grad: bool = False) -> Tensor:
+    """Concatenate every process's rows of ``tensor`` in rank order: ``(B_r, ...)`` -> ``(sum_r B_r, ...)``.
+
+    Parameters
+    ----------
+    tensor
+        This process's rows.
+    sizes
+        Every process's row count (:func:`gather_sizes`), if known; otherwise gathered here. A single size
+        means "this process alone": the tensor is returned as is.
+    with_grad
+        Keep the graph of the local rows (sentence-transformers' ``all_gather_with_grad``); otherwise the
+        result is detached except for the local rows.
+    """
+    if not is_distributed() or (sizes is not None and len(sizes) == 1):
+        return tensor  # one process, or a caller that keeps to its own rows
+    rank, _ = rank_and_world()
+    sizes = sizes if sizes is not None else gather_sizes(tensor.size(0), tensor.device)
+    if sizes[rank] != tensor.size(0):
+        raise ValueError(f"rank {rank}: sizes say {sizes[rank]} rows, the tensor has {tensor.size(0)}")
+    largest = max(sizes)
+    padded = tensor
+    if tensor.size(0) < largest:
+        pad = tensor.new_zeros((largest - tensor.size(0), *tensor.shape[1:]))
+        padded = torch.cat([tensor, pad])  # (largest, ...)
+    gathered = all_gather_with_grad(padded) if with_grad else all_gather(padded)  # (W * largest, ...)
+    if all(s == largest for s in sizes):
+        return gathered
+    return torch.cat([gathered[r * largest:r * largest + s] for r, s in enumerate(sizes)])  # (sum_r B_r, ...)
+
+
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """``[start, stop)`` of ``rank``'s contiguous shard of ``n`` items; sizes differ by at most one."""
+    size, extra = divmod(n, world)
+    start = rank * size + min(rank, extra)
+    return start, start + size + (rank < extra)
+
+
+@contextmanager
+def _main_first() -> Any:
+    """The main process runs the block first (creating a file), then the others."""
+    main = is_main_process()
+    if not main:
+        barrier()
+    try:
+        yield
+    finally:
+        if main:
+            barrier()
+
+
+def encode_sharded(model: Any, texts: Sequence[str], out: str | Path, *, batch_size: int = 64,
+                   chunk_size: int = 8192, dim: int | None = None,
+                   encode_fn: Callable[..., np.ndarray] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray | None:
+    """Encode ``texts`` across the running processes into one ``(N, D)`` float32 ``.npy`` file.
+
+    Each process encodes its contiguous shard (:func:`shard_bounds`) ``chunk_size`` texts at a time and
+    writes the vectors into its rows of ``out`` (a memory map, so no process holds more than a chunk of
+    vectors). The main process creates ``out``; all processes must see the same file system.
+
+    Parameters
+    ----------
+    model
+        A ``SentenceTransformer`` (each process holds its own copy, on its own device).
+    texts
+        The collection, indexable (every process reads only its shard).
+    out
+        The ``.npy`` file to write (replaced).
+    batch_size
+        Texts per encoder batch.
+    chunk_size
+        Texts encoded and written per step.
+    dim
+        Embedding width; read from ``model`` when ``None``.
+    encode_fn
+        ``encode_fn(model, texts, batch_size=...) -> (n, D) float32``; default
+        :func:`indus.retriever.bi_encoder.encode` (normalised embeddings).
+    progress
+        Called as ``progress(done, shard_size)`` on each process.
+
+    Returns
+    -------
+    numpy.memmap or None
+        On the main process, the complete array (a read-only memory map), returned once every process has
+        written its shard; ``None`` on the others. The main process alone builds and writes the index from
+        it; a :func:`barrier` after that keeps the others from going on before the index exists.
+    """
+    if encode_fn is None:
+        from indus.retriever.bi_encoder import encode as encode_fn
+    out = Path(out)
+    rank, world = rank_and_world()
+    n = len(texts)
+    if dim is None:
+        width = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = int(width())
+    with _main_first():
+        if rank == 0:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            array = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n, dim))  # (N, D)
+            del array
+    array = np.load(out, mmap_mode="r+")  # (N, D), this process writes its rows
+    start, stop = shard_bounds(n, rank, world)
+    for begin in range(start, stop, chunk_size):
+        end = min(stop, begin + chunk_size)
+        emb = encode_fn(model, [texts[i] for i in range(begin, end)], batch_size=batch_size)  # (end - begin, D)
+        if emb.shape != (end - begin, dim):
+            raise ValueError(f"the encoder returned {emb.shape} for {end - begin} texts of width {dim}")
+        array[begin:end] = emb
+        if progress is not None:
+            progress(end - start, stop - start)
+    array.flush()
+    del array
+    if not is_distributed():
+        return np.load(out, mmap_mode="r")
+    barrier()  # every shard is written (and its memory map closed) before the main process reads
+    return np.load(out, mmap_mode="r") if rank == 0 else None
+
+
+def write_index_sharded(model: Any, texts: Sequence[str], index_path: str | Path, *, kind: str = "auto",
+                        vectors_path: str | Path | None = None, batch_size: int = 64, chunk_size: int = 8192,
+                        **params: Any) -> dict[str, Any] | None:
+    """Encode ``texts`` across the processes and write one faiss index, from the main process only.
+
+    Parameters
+    ----------
+    model, texts, batch_size, chunk_size
+        As for :func:`encode_sharded`.
+    index_path
+        The faiss index file, written atomically by the main process.
+    kind, **params
+        Index type and :class:`~indus.retriever.ann.IndexSpec` fields (:func:`~indus.retriever.ann.build_faiss_index`).
+    vectors_path
+        The ``(N, D)`` embeddings array (default: ``index_path`` with suffix ``.npy``); kept, so other index types
+        can be built, or the vectors exported, without encoding again.
+
+    Returns
+    -------
+    dict or None
+        On the main process: ``count``, ``dim`` and the resolved index parameters; ``None`` on the others. Every
+        process returns after the index is written.
+    """
+    from indus.retriever.ann import build_faiss_index, write_faiss_index
+
+    index_path = Path(index_path)
+    vectors_path = Path(vectors_path) if vectors_path is not None else index_path.with_suffix(".npy")
+    vectors = encode_sharded(model, texts, vectors_path, batch_size=batch_size, chunk_size=chunk_size)
+    meta = None
+    try:
+        if vectors is not None:
+            index, spec = build_faiss_index(kind, vectors, **params)
+            write_faiss_index(index, index_path)
+            meta = {"count": int(vectors.shape[0]), "dim": int(vectors.shape[1]), "index": spec.to_json()}
+    finally:
+        barrier()  # the others go on once the index exists (or the main process failed)
+    return meta
