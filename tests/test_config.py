@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from indus.config import apply_overrides, build_config, config_hash, load_config, prepare_output_dir, save_config
+from indus.config import apply_overrides, build_config, config_hash, load_config, save_config
 from indus.errors import IndusError
 
 
@@ -57,15 +57,6 @@ def test_bad_yaml_names_file_and_line(tmp_path):
     path.write_text("steps: 1\n  - oops: [\n")
     with pytest.raises(IndusError, match=r"bad\.yaml:\d+"):
         load_config(Run, path)
-
-
-def test_output_dir_is_never_silently_overwritten(tmp_path):
-    out = tmp_path / "run"
-    prepare_output_dir(out)
-    (out / "x").write_text("1")
-    with pytest.raises(IndusError, match="not empty"):
-        prepare_output_dir(out)
-    prepare_output_dir(out, resume=True)
 
 
 def test_overrides_index_lists_and_name_a_bad_index():

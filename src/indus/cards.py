@@ -18,7 +18,6 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,7 +28,7 @@ from typing import Any
 import yaml
 
 from indus import __version__
-from indus.atomic import atomic_write_text
+from indus.atomic import atomic_write_text, sha256_file
 from indus.outdir import command_line
 
 CARD = "README.md"
@@ -39,14 +38,6 @@ HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2",
            "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
            "sentence-transformers/all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_files(paths: Iterable[str | Path]) -> list[dict[str, Any]]:

@@ -231,17 +231,3 @@ def launcher_rank() -> tuple[int, int]:
     """``(rank, world size)`` of this process as set by ``torchrun`` / ``accelerate launch`` (``(0, 1)`` alone)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
-
-def prepare_output_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create ``path``; refuse a non-empty one unless resuming or explicitly overwriting.
-
-    Under a multi-process launch only the main process checks (it is the one that writes): the others would race
-    with its first files.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise IndusError(f"{path}: output path exists and is not a directory")
-    if launcher_rank()[0] == 0 and path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
-        raise IndusError(f"{path}: output directory is not empty; pass --resume to continue or --overwrite to replace")
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 
 import pytest
 
-from indus.cli import main
+from cli_runner import invoke
 from indus.data.check import check, detect_format, summary_rows
 from indus.errors import IndusError
 
@@ -100,17 +99,8 @@ def test_unrecognised_inputs(formats, tmp_path):
         check(formats["ner"], "xml")
 
 
-def run_cli(monkeypatch, capsys, *args):
-    """The real entry point in-process: exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["indus", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 def test_cli_check_prints_tables_and_json(monkeypatch, capsys, formats, tmp_path):
-    code, out, _ = run_cli(monkeypatch, capsys, "data", "check", formats["ner"], "--json", tmp_path / "c.json")
+    code, out, _ = invoke(monkeypatch, capsys, "data", "check", formats["ner"], "--json", tmp_path / "c.json")
     assert code == 0 and "sentences" in out and "IOB2" in out
     assert json.loads((tmp_path / "c.json").read_text())["splits"]["train"]["sentences"] == 2
 
@@ -141,12 +131,12 @@ def _malformed(tmp_path):
 @pytest.mark.parametrize("fmt", ["ner", "classification", "pairs", "corpus", "squad", "beir"])
 def test_cli_malformed_file_is_one_line_exit_2(monkeypatch, capsys, tmp_path, fmt):
     path, where = _malformed(tmp_path)[fmt]
-    code, _, err = run_cli(monkeypatch, capsys, "data", "check", path)
+    code, _, err = invoke(monkeypatch, capsys, "data", "check", path)
     assert code == 2
     assert "Traceback" not in err and err.strip().count("\n") == 0
     assert err.startswith("error: ") and where in err
 
 
 def test_cli_missing_path_exit_2(monkeypatch, capsys, tmp_path):
-    code, _, err = run_cli(monkeypatch, capsys, "--data-root", tmp_path, "data", "check", "nope")
+    code, _, err = invoke(monkeypatch, capsys, "--data-root", tmp_path, "data", "check", "nope")
     assert code == 2 and "nope" in err and err.strip().count("\n") == 0

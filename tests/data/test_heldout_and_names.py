@@ -4,12 +4,11 @@ names never resolve outside the data root."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from indus.cli import main
+from cli_runner import run_cli
 from indus.data.corpus import corpus_files, folder_splits, is_held_out, iter_texts, split_corpus
 from indus.data.registry import resolve_dataset
 from indus.errors import IndusError
@@ -33,18 +32,6 @@ def root(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("INDUS_DATA", str(data))
     monkeypatch.chdir(tmp_path)
     return data
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    saved, sys.argv = sys.argv, ["indus", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved
-    return code, capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------- held-out split

@@ -6,33 +6,17 @@ import gzip
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from indus.cli import main
+from cli_runner import run_cli
 from indus.config import build_config, load_config
 from indus.data.conll import read_conll
 from indus.data.corpus import iter_texts
 from indus.data.jsonl import iter_jsonl
 from indus.data.text import iter_lines, read_text, split_lines
 from indus.errors import DataFormatError, IndusError
-
-
-def run_cli(args: list[str], capsys, out: list[str] | None = None) -> tuple[int, str]:
-    saved, sys.argv = sys.argv, ["indus", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved
-    captured = capsys.readouterr()
-    if out is not None:
-        out.append(captured.out)
-    return code, captured.err
 
 
 def _one_error_line(err: str) -> str:

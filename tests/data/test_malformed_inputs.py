@@ -12,13 +12,12 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from indus.cli import main
+from cli_runner import run_cli
 
 BOM = "\ufeff".encode()
 
@@ -212,20 +211,6 @@ def variants(fmt: Format) -> list[tuple[str, bytes, str | None, bool]]:
 
 def _cases() -> list[tuple[Format, str, bytes, str | None, bool]]:
     return [(fmt, *v) for fmt in FORMATS for v in variants(fmt)]
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    """Run ``indus ARGS`` through the real entry point in this process; ``(exit code, stderr)``."""
-    saved = sys.argv
-    sys.argv = ["indus", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved
-    return code, capsys.readouterr().err
 
 
 CASES = _cases()

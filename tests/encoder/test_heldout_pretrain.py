@@ -6,23 +6,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 
 import yaml
 
-from indus.cli import main
-
-
-def _run(args, capsys) -> tuple[int, str]:
-    saved, sys.argv = sys.argv, ["indus", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved
-    return code, capsys.readouterr().err
+from cli_runner import run_cli
 
 
 def test_pretrain_by_name_and_refusal(micro_cfg, corpus_dir, tmp_path, monkeypatch, capsys):
@@ -32,13 +19,13 @@ def test_pretrain_by_name_and_refusal(micro_cfg, corpus_dir, tmp_path, monkeypat
     cfg = {**micro_cfg, "train_files": ["corpus"], "valid_files": ["corpus"], "max_steps": 2, "eval_every": 2,
            "checkpoint_every": 2}
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(cfg))
-    code, err = _run(["pretrain", "--config", str(tmp_path / "ok.yaml"), "--out", str(tmp_path / "ok")], capsys)
+    code, err = run_cli(["pretrain", "--config", str(tmp_path / "ok.yaml"), "--out", str(tmp_path / "ok")], capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "ok" / "metrics.json").read_text())
     assert metrics["steps"] == 2 and math.isfinite(metrics["valid_loss"])
 
     bad = {**cfg, "valid_files": [str(root / "corpus" / "train.jsonl")]}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    code, err = _run(["pretrain", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad")], capsys)
+    code, err = run_cli(["pretrain", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad")], capsys)
     assert code == 2 and "training and as held-out" in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1

@@ -1,22 +1,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from indus.cli import main
+from cli_runner import invoke
 
 NER = "a\tB-X\nb\tO\nc\tI-X\n\nd\tO\ne\tB-X\n\n"
-
-
-def run_cli(monkeypatch, capsys, *args):
-    """The real entry point in-process: exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["indus", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.fixture()
@@ -30,7 +20,7 @@ def ner_dir(tmp_path):
 
 def test_eval_ner_prints_and_writes_json(monkeypatch, capsys, micro_model_dir, ner_dir, tmp_path):
     out_json = tmp_path / "ner.json"
-    code, out, err = run_cli(monkeypatch, capsys, "eval", "ner", "--data", ner_dir, "--model", micro_model_dir,
+    code, out, err = invoke(monkeypatch, capsys, "eval", "ner", "--data", ner_dir, "--model", micro_model_dir,
                              "--seeds", "1", "--epochs", "1", "--max-train-sentences", "3", "--json", out_json,
                              "--set", "progress=false", "--set", "batch_size=2")
     assert code == 0, err
@@ -45,7 +35,7 @@ def test_eval_cls(monkeypatch, capsys, micro_model_dir, tmp_path):
     rows = "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in [("a b", "p"), ("c", "q")])
     (d / "train.jsonl").write_text(rows)
     (d / "test.jsonl").write_text(rows)
-    code, out, err = run_cli(monkeypatch, capsys, "eval", "cls", "--data", d, "--model", micro_model_dir,
+    code, out, err = invoke(monkeypatch, capsys, "eval", "cls", "--data", d, "--model", micro_model_dir,
                              "--seeds", "1", "--set", "max_steps=1", "--primary", "micro_f1", "--bf16")
     assert code == 0, err
     assert "macro_f1" in out and "per label" in out
@@ -61,7 +51,7 @@ def test_eval_cls(monkeypatch, capsys, micro_model_dir, tmp_path):
 ])
 def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, ner_dir, tmp_path, args, expected):
     args = [a.format(tmp=tmp_path, ner=ner_dir) for a in args]
-    code, _, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = invoke(monkeypatch, capsys, *args)
     assert code == 2, err
     assert err.startswith("error: ") and err.strip().count("\n") == 0 and expected in err
 
@@ -70,7 +60,7 @@ def test_eval_suite_table(monkeypatch, capsys, micro_model_dir, ner_dir, tmp_pat
     suite = tmp_path / "s.yaml"
     suite.write_text(f"tasks:\n  - {{task: ner, data: {ner_dir}, settings: {{seeds: 1, max_steps: 1, "
                      f"progress: false}}}}\n")
-    code, out, err = run_cli(monkeypatch, capsys, "eval", "suite", "--model", micro_model_dir, "--suite", suite,
+    code, out, err = invoke(monkeypatch, capsys, "eval", "suite", "--model", micro_model_dir, "--suite", suite,
                              "--json", tmp_path / "suite.json")
     assert code == 0, err
     assert "suite s" in out and "ner" in out

@@ -1,22 +1,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from indus.cli import main
+from cli_runner import invoke
 
 CTX = ("The committee met again and discussed the weather at length. " * 6
        + "Marmots hibernate for seven months. " + "Other matters were raised. " * 6)
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["indus", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.fixture()
@@ -45,7 +36,7 @@ def beir_dir(tmp_path):
 
 def test_eval_qa_prints_and_writes_json(monkeypatch, capsys, micro_model_dir, squad_dir, tmp_path):
     out_json, preds = tmp_path / "qa.json", tmp_path / "preds.json"
-    code, out, err = run_cli(monkeypatch, capsys, "eval", "qa", "--data", squad_dir, "--model", micro_model_dir,
+    code, out, err = invoke(monkeypatch, capsys, "eval", "qa", "--data", squad_dir, "--model", micro_model_dir,
                              "--epochs", "1", "--max-length", "48", "--doc-stride", "16", "--json", out_json,
                              "--predictions", preds, "--set", "max_question_length=16", "--set", "progress=false",
                              "--set", "bf16=true", "--window-scoring", "span")
@@ -59,7 +50,7 @@ def test_eval_qa_prints_and_writes_json(monkeypatch, capsys, micro_model_dir, sq
 
 def test_eval_ir_bm25(monkeypatch, capsys, beir_dir, tmp_path):
     run_file = tmp_path / "run.trec"
-    code, out, err = run_cli(monkeypatch, capsys, "eval", "ir", "--data", beir_dir, "--model", "bm25",
+    code, out, err = invoke(monkeypatch, capsys, "eval", "ir", "--data", beir_dir, "--model", "bm25",
                              "--run", run_file, "--json", tmp_path / "ir.json", "--set", "progress=false")
     assert code == 0, err
     assert "ndcg@10" in out and "ms/query" in out
@@ -86,6 +77,6 @@ def test_bad_input_is_one_line_exit_2(monkeypatch, capsys, squad_dir, beir_dir, 
         (no_header / name).write_text((beir_dir / name).read_text())
     (no_header / "qrels" / "test.tsv").write_text("q1\td1\t1\n")
     args = [a.format(bad_json=bad_json, squad=squad_dir, beir=beir_dir, no_header=no_header) for a in args]
-    code, _, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = invoke(monkeypatch, capsys, *args)
     assert code == 2, err
     assert err.startswith("error: ") and err.strip().count("\n") == 0 and expected in err

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from indus.cli import main
+from cli_runner import invoke
 from indus.errors import IndusError
 from indus.evaluation.ir import IREvaluator, reciprocal_rank_fusion, split_systems
 from indus.evaluation.ir_metrics import score_run
@@ -96,17 +95,9 @@ def test_fusing_bm25_with_itself_keeps_its_ranking(beir, tmp_path):
         assert twice[key] == plain[key]
 
 
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["indus", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 def test_searcher_hybrid_equals_eval_ir_fusion(monkeypatch, capsys, beir, tmp_path):
     dense = "random:micro"  # random weights: a dense ranking quite unlike BM25's, so the fusion is not trivial
-    code, _, err = run_cli(
+    code, _, err = invoke(
         monkeypatch,
         capsys,
         "eval",
@@ -150,7 +141,7 @@ def test_searcher_hybrid_equals_eval_ir_fusion(monkeypatch, capsys, beir, tmp_pa
 
 
 def test_eval_ir_fusion_k_option_and_bad_specs(monkeypatch, capsys, beir, tmp_path):
-    code, _, err = run_cli(
+    code, _, err = invoke(
         monkeypatch,
         capsys,
         "eval",
@@ -166,7 +157,7 @@ def test_eval_ir_fusion_k_option_and_bad_specs(monkeypatch, capsys, beir, tmp_pa
     )
     assert code in (0, None), err
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["fusion_k"] == 0
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "ir", "--model", "bm25+", "--data", beir)
+    code, _, err = invoke(monkeypatch, capsys, "eval", "ir", "--model", "bm25+", "--data", beir)
     assert code == 2 and "a system on each side" in err and err.strip().count("\n") == 0
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "ir", "--model", "bm25+bm25", "--data", beir, "--fusion-k", -1)
+    code, _, err = invoke(monkeypatch, capsys, "eval", "ir", "--model", "bm25+bm25", "--data", beir, "--fusion-k", -1)
     assert code == 2 and "fusion_k must be >= 0" in err

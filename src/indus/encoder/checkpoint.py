@@ -13,7 +13,6 @@ counters, readable), ``config.yaml`` (the resolved config).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from indus.atomic import atomic_write_json
+from indus.atomic import atomic_write_json, sha256_file
 from indus.config import read_yaml
 from indus.errors import IndusError
 
@@ -35,13 +34,6 @@ PREFIX = "step-"
 class CheckpointError(IndusError):
     """A checkpoint that is incomplete, truncated or corrupt."""
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def rng_state() -> dict[str, Any]:
@@ -82,7 +74,7 @@ def write_manifest(folder: Path, fsync: bool = False, **extra: Any) -> None:
         for p in paths:
             with p.open("rb") as fh:
                 os.fsync(fh.fileno())
-    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in paths}
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths}
     atomic_write_json(folder / MANIFEST, {"files": files, **extra})
 
 
@@ -103,7 +95,7 @@ def verify(folder: Path) -> None:
         size = path.stat().st_size
         if size != rec["bytes"]:
             raise CheckpointError(f"{path}: truncated or altered ({size} bytes, manifest says {rec['bytes']}); {hint}")
-        if _sha256(path) != rec["sha256"]:
+        if sha256_file(path) != rec["sha256"]:
             raise CheckpointError(f"{path}: corrupt (SHA-256 does not match the manifest); {hint}")
 
 

@@ -140,26 +140,6 @@ def _model_record(spec: str) -> str:
     return spec
 
 
-def make_faiss_index(emb: Any, *, approximate: bool = False, hnsw_m: int = 32, ef_construction: int = 200,
-                     ef_search: int = 128) -> tuple[Any, dict[str, Any]]:
-    """A faiss index holding the normalised embeddings ``emb`` ``(N, D)``, and what meta.json records about it.
-
-    Exact inner product (``IndexFlatIP``) or, with ``approximate``, HNSW with the inner-product metric.
-    """
-    import faiss
-
-    dim = int(emb.shape[1])
-    if approximate:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-    else:
-        index = faiss.IndexFlatIP(dim)
-    index.add(emb)
-    return index, {"index_type": "hnsw" if approximate else "flat",
-                   "hnsw": {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
-                   if approximate else None}
-
 
 def is_bm25_only(model: str | Path | None) -> bool:
     """Whether ``model`` asks for an index without a dense part (``--model bm25``)."""
@@ -196,10 +176,9 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
 
     from indus.evaluation.ir import Bm25Retriever
     from indus.outdir import prepare_output_dir
+    from indus.retriever.ann import IndexSpec, build_faiss_index
 
     if index_type is not None:
-        from indus.retriever.ann import IndexSpec
-
         IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
 
     out = prepare_output_dir(out, command="retriever index", overwrite=overwrite, completion_file="meta.json").path
@@ -219,17 +198,12 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         start = time.perf_counter()
         emb = encode(encoder, texts, batch_size=batch_size, progress=progress)  # (N, D)
         encode_s = time.perf_counter() - start
-        if index_type is None:
-            index, dense_meta = make_faiss_index(emb, approximate=approximate, hnsw_m=hnsw_m,
-                                                 ef_construction=ef_construction, ef_search=ef_search)
-        else:  # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.retriever.ann
-            from indus.retriever.ann import build_faiss_index
-
-            index, spec = build_faiss_index(index_type, emb, hnsw_m=hnsw_m, ef_construction=ef_construction,
-                                            ef_search=ef_search)
-            dense_meta = {"index_type": spec.kind, "index": spec.to_json(),
-                          "hnsw": ({"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
-                                   if spec.kind == "hnsw" else None)}
+        # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.retriever.ann
+        index, spec = build_faiss_index(index_type or ("hnsw" if approximate else "flat"), emb, hnsw_m=hnsw_m,
+                                        ef_construction=ef_construction, ef_search=ef_search)
+        dense_meta = {"index_type": spec.kind, "index": spec.to_json(),
+                      "hnsw": ({"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+                               if spec.kind == "hnsw" else None)}
         dim, seq_len = int(emb.shape[1]), encoder.max_seq_length
     meta = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION,
