@@ -5,7 +5,9 @@ IR on toy data, the scaling section) twice on one data folder: with the code of 
 with ``git archive``) and with this working tree's ``src``. It then compares the two ``summary.json`` files leaf by
 leaf, timings left out (wall and step seconds, throughput, latency: they differ from run to run on any machine) and
 the two run folders written as ``<run>``. Last, this tree's code runs once more over the ``--before`` run folder,
-where every stage must be found in the cache: the stage keys did not change either.
+where every stage must be found in the cache: the stage keys did not change either. Then both codes write the
+scaling report on the packaged tables (``indus scaling report OUT --n-bootstrap 100 --n-random 10 --seed 0``, the
+settings of ``benchmarks/results/scaling_report``) and the two ``report.json`` files are compared leaf by leaf.
 
 Run (a few minutes on 2 shared cores)::
 
@@ -64,6 +66,19 @@ def run_micro(src: Path, tests_root: Path, data: Path, out: Path) -> dict[str, A
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+SCALING_ARGS = ["--n-bootstrap", "100", "--n-random", "10", "--seed", "0"]
+
+
+def run_scaling(src: Path, out: Path) -> dict[str, Any]:
+    """``indus scaling report`` with the code under ``src`` into ``out``; its ``report.json``."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run([sys.executable, "-m", "indus", "scaling", "report", str(out), *SCALING_ARGS], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"scaling report failed with {src}:\n{proc.stderr[-3000:]}")
+    return json.loads((out / "report.json").read_text())
+
+
 def normalise(obj: Any, run: str) -> Any:
     """``obj`` without timings, with the run folder written as ``<run>``."""
     if isinstance(obj, dict):
@@ -105,9 +120,12 @@ def main(argv: list[str] | None = None) -> None:
         again = run_micro(ROOT / "src", ROOT, data, tmp / "before")
         a = leaves(normalise(json.loads((tmp / "before" / "summary.json").read_text()), str(tmp / "before")))
         b = leaves(normalise(json.loads((tmp / "after" / "summary.json").read_text()), str(tmp / "after")))
+        sa = leaves(normalise(run_scaling(old / "src", tmp / "scaling-before"), str(tmp / "scaling-before")))
+        sb = leaves(normalise(run_scaling(ROOT / "src", tmp / "scaling-after"), str(tmp / "scaling-after")))
     head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                           text=True).stdout.strip()
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "<missing>") != b.get(k, "<missing>"))
+    scaling_differ = sorted(k for k in sa.keys() | sb.keys() if sa.get(k, "<missing>") != sb.get(k, "<missing>"))
     numbers = sum(isinstance(v, int | float) and not isinstance(v, bool) for v in a.values())
     lines = ["# Micro pipeline before and after: identical summary and stage keys", "",
              f"Machine: {machine_line()} (shared with other jobs; no timing is compared)", "",
@@ -119,15 +137,21 @@ def main(argv: list[str] | None = None) -> None:
              f"- this tree over the before run folder: {again['stages']} stages, {len(again['ran'])} ran "
              f"({', '.join(again['ran']) or 'none'}): **every stage key is unchanged**" if not again["ran"] else
              f"- this tree over the before run folder reran {len(again['ran'])} stages: {', '.join(again['ran'])}",
+             f"- scaling report (`indus scaling report OUT {' '.join(SCALING_ARGS)}`), `report.json` leaves: "
+             f"{len(sa)} before, {len(sb)} after; **{len(scaling_differ)} differ**",
              ""]
     if differ:
         lines += ["| leaf | before | after |", "|---|---|---|"]
         lines += [f"| `{k}` | {a.get(k, '<missing>')} | {b.get(k, '<missing>')} |" for k in differ[:50]]
         lines.append("")
+    if scaling_differ:
+        lines += ["| scaling leaf | before | after |", "|---|---|---|"]
+        lines += [f"| `{k}` | {sa.get(k, '<missing>')} | {sb.get(k, '<missing>')} |" for k in scaling_differ[:50]]
+        lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
-    if differ or again["ran"]:
+    if differ or again["ran"] or scaling_differ:
         raise SystemExit(1)
 
 
