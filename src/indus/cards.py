@@ -29,6 +29,8 @@ import yaml
 
 from indus import __version__
 from indus.atomic import atomic_write_text, sha256_file
+from indus.errors import IndusError
+from indus.models import LayerCut, ModelSpec, RandomInit, parse_model
 from indus.outdir import command_line
 
 CARD = "README.md"
@@ -82,12 +84,16 @@ def hub_id(spec: str | None) -> str | None:
     """The hub id of a model spec (``minilm``, ``layers:3@minilm`` -> all-MiniLM-L6-v2), or ``None``."""
     if not spec:
         return None
-    spec = str(spec)
-    if "@" in spec and spec.split(":", 1)[0] in ("layers",):
-        spec = spec.split("@", 1)[1]
-    if spec.startswith("minilm-layers:"):
-        spec = "minilm"
-    return HUB_IDS.get(spec)
+    parsed = _parse(str(spec))
+    return HUB_IDS.get(parsed.base if isinstance(parsed, LayerCut) else str(spec))
+
+
+def _parse(spec: str) -> ModelSpec | None:
+    """The meaning of a model string, or ``None`` for one a card can only quote (it never stops a card)."""
+    try:
+        return parse_model(spec, fused=False)
+    except IndusError:
+        return None
 
 
 def _fmt(value: Any) -> str:
@@ -263,7 +269,7 @@ def retriever_card(folder: Path, cfg: Any, summary: Mapping[str, Any], *, locati
         title, kind = "indus retriever (GTE contrastive)", "retriever"
         recipe = (f"GTE improved contrastive loss (arXiv 2308.03281) over in-batch negatives at tau = "
                   f"{cfg.temperature}, mean pooling, normalised embeddings, one source per batch.")
-    base_desc = f"random weights, preset `{base.split(':', 1)[1]}`" if base.startswith("random:") else None
+    base_desc = f"random weights, preset `{base.split(':', 1)[1]}`" if isinstance(_parse(base), RandomInit) else None
     return write_card(folder, title=title, kind=kind, library_name="sentence-transformers",
                       tags=["sentence-transformers", "sentence-similarity", "feature-extraction"],
                       pipeline_tag="sentence-similarity", base_model=None if base_desc else base,

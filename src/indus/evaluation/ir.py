@@ -96,12 +96,10 @@ def split_systems(model: Any) -> list[Any]:
 
     A string that names an existing path is never split (a model folder may have ``+`` in its name).
     """
-    if not isinstance(model, str) or "+" not in model or Path(model).expanduser().exists():
-        return [model]
-    parts = [part.strip() for part in model.split("+")]
-    if any(not part for part in parts):
-        raise IndusError(f"{model!r}: a fused model is A+B with a system on each side of '+', e.g. bm25+minilm")
-    return parts
+    from indus.models import Fused, parse_model
+
+    parsed = parse_model(model) if isinstance(model, str) and "+" in model else None
+    return [part.spec for part in parsed.parts] if isinstance(parsed, Fused) else [model]
 
 
 class Bm25Retriever:
@@ -244,7 +242,9 @@ class FusedRetriever:
 
 
 def _is_bm25(model: Any) -> bool:
-    return isinstance(model, str) and model.strip().lower() == "bm25"
+    from indus.models import Bm25, parse_model
+
+    return isinstance(model, str) and isinstance(parse_model(model, fused=False), Bm25)
 
 
 def _model_name(model: Any) -> str:

@@ -30,9 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from indus.errors import IndusError
-
-LAYERS_PREFIX = "layers:"
-MINILM_LAYERS_PREFIX = "minilm-layers:"
+from indus.models import LayerCut, RandomInit, parse_model
 
 
 def parse_layer_spec(spec: str) -> tuple[str, list[int]] | None:
@@ -42,38 +40,10 @@ def parse_layer_spec(spec: str) -> tuple[str, list[int]] | None:
 
 
 def parse_student_spec(spec: str) -> tuple[str, list[int], int | None] | None:
-    """``(base model, kept layer indices, FFN width or None)`` for a ``layers:...`` spec, else ``None``."""
-    if spec.startswith(MINILM_LAYERS_PREFIX):
-        layers, base = spec[len(MINILM_LAYERS_PREFIX):], "minilm"
-    elif spec.startswith(LAYERS_PREFIX):
-        layers, sep, base = spec[len(LAYERS_PREFIX):].partition("@")
-        if not sep or not base:
-            raise IndusError(f"{spec}: expected layers:N@MODEL or layers:i,j,...@MODEL (e.g. layers:3@minilm)")
-    else:
-        return None
-    layers, _, option = layers.partition("/")
-    ffn = None
-    if option:
-        name, eq, value = option.partition("=")
-        if name != "ffn" or not eq or not value.isdigit() or int(value) < 1:
-            raise IndusError(f"{spec}: expected /ffn=N (N >= 1 neurons per feed-forward block) after the layers, "
-                             f"e.g. layers:0,3,5/ffn=384@minilm")
-        ffn = int(value)
-    return base, _layer_list(spec, layers), ffn
-
-
-def _layer_list(spec: str, layers: str) -> list[int]:
-    try:
-        values = [int(x) for x in layers.split(",")]
-    except ValueError:
-        raise IndusError(f"{spec}: layer count or indices must be integers") from None
-    if len(values) == 1:
-        if values[0] < 1:
-            raise IndusError(f"{spec}: keep at least one layer")
-        return list(range(values[0]))
-    if any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise IndusError(f"{spec}: layer indices must be distinct and non-negative")
-    return values
+    """``(base model, kept layer indices, FFN width or None)`` for a ``layers:...`` spec, else ``None``
+    (:func:`indus.models.parse_model` reads it)."""
+    cut = parse_model(spec, fused=False)
+    return (cut.base, list(cut.layers), cut.ffn) if isinstance(cut, LayerCut) else None
 
 
 def _encoder_layers(auto_model: Any) -> Any:
@@ -302,16 +272,13 @@ def load_bi_encoder(spec: str, *, max_seq_length: int | None = None, seed: int =
     from indus.models import load_sentence_transformer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cut = parse_student_spec(spec)
-    base = cut[0] if cut else spec
-    if tokenizer_of and base.startswith("random:") and "@" not in base:
-        from indus.encoder.presets import PRESETS
-
-        if base[len("random:"):] in PRESETS:
-            base = f"{base}@{tokenizer_of}"
-    model = load_sentence_transformer(base, device=device, max_seq_length=max_seq_length, seed=seed)
-    if cut:
-        keep_layers(model, cut[1])
-        if cut[2] is not None:
-            prune_ffn(model, cut[2], calibration_texts)
+    cut = parse_model(spec, fused=False)
+    base = parse_model(cut.base, fused=False) if isinstance(cut, LayerCut) else cut
+    if tokenizer_of and isinstance(base, RandomInit):
+        base = base.with_tokenizer(tokenizer_of)
+    model = load_sentence_transformer(base.spec, device=device, max_seq_length=max_seq_length, seed=seed)
+    if isinstance(cut, LayerCut):
+        keep_layers(model, list(cut.layers))
+        if cut.ffn is not None:
+            prune_ffn(model, cut.ffn, calibration_texts)
     return ensure_normalized(model)
