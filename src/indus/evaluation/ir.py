@@ -190,7 +190,7 @@ class DenseRetriever:
     def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *,
                model: Any = None) -> np.ndarray:
         """Normalised float32 embeddings, shape ``(len(texts), dim)``, by ``model`` (default: the query model)."""
-        from indus.retriever.bi_encoder import encode
+        from indus.embedding import encode
 
         return encode(model if model is not None else self.model, texts, batch_size=batch_size or self.batch_size,
                       progress=self.progress if progress is None else progress)  # (N, D)

@@ -9,9 +9,8 @@ A bi-encoder is given by a model spec (:mod:`indus.models`) or by a layer cut of
 - ``layers:0,2,4/ffn=384@MODEL``: the same cut with every kept feed-forward block narrowed to its 384 most
   important neurons (:func:`prune_ffn`), for a student that is narrower as well as shallower.
 
-:func:`encode` embeds texts with any of these. A few texts (one query at search time) skip
-``SentenceTransformer.encode``'s per-call bookkeeping: for the standard stack they go straight through the tokenizer,
-the Hugging Face model and mean pooling. That is the path whose per-query latency the IR evaluator measures.
+:func:`encode` (:mod:`indus.embedding`, re-exported here) embeds texts with any of these; a few texts (one query at
+search time) take its direct path, whose per-query latency the IR evaluator measures.
 
 Example
 -------
@@ -29,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from indus.embedding import LEAN_MAX_TEXTS, encode, model_inputs  # noqa: F401 - encode is imported from here too
 from indus.errors import IndusError
 from indus.models import LayerCut, RandomInit, parse_model
 
@@ -112,7 +112,7 @@ def ffn_importance(model: Any, texts: list[str] | None = None, *, batch_size: in
     try:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                features = _features(model, texts[start:start + batch_size])
+                features = model_inputs(model, texts[start:start + batch_size])
                 mask[0] = features["attention_mask"].float()  # (B, T)
                 counts[0] += int(mask[0].sum())
                 model(features)
@@ -158,83 +158,6 @@ def prune_ffn(model: Any, width: int, texts: list[str] | None = None) -> Any:
         layer.intermediate.dense, layer.output.dense = new_up, new_down
     auto_model.config.intermediate_size = width
     return model
-
-
-def _features(model: Any, texts: list[str]) -> dict[str, Any]:
-    """Tokenised, padded model inputs on the model's device, as ``SentenceTransformer.encode`` builds them."""
-    from sentence_transformers.util import batch_to_device
-
-    return batch_to_device(model.preprocess(texts), model.device)
-
-
-LEAN_MAX_TEXTS = 8  # up to this many texts are encoded in one direct forward pass
-
-
-def _direct_encoder(model: Any) -> Any:
-    """For the standard stack (Transformer, mean Pooling, optional Normalize: every indus bi-encoder), a function
-    ``texts -> embeddings`` that calls the tokenizer and the Hugging Face model directly, skipping the per-call
-    bookkeeping of the sentence-transformers modules (about 1 ms per query on 2 CPU cores); else ``None``. It is
-    checked once against the module stack on a probe text and dropped if the two disagree."""
-    import torch
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-
-    cached = getattr(model, "_indus_direct", False)
-    if cached is not False:
-        return cached
-    mods = list(model)
-    direct = None
-    if (len(mods) in (2, 3) and isinstance(mods[0], Transformer) and isinstance(mods[1], Pooling)
-            and mods[1].pooling_mode == "mean" and mods[1].include_prompt
-            and (len(mods) == 2 or isinstance(mods[2], Normalize))
-            and not getattr(mods[0], "do_lower_case", False) and getattr(mods[0], "tokenizer", None) is not None):
-        transformer, tokenizer = mods[0], mods[0].tokenizer
-        accepted = set(tokenizer.model_input_names)
-
-        def direct(texts: list[str]) -> Any:
-            batch = tokenizer(texts, padding=True, truncation="longest_first", max_length=model.max_seq_length,
-                              return_tensors="pt")
-            batch = {k: v.to(model.device) for k, v in batch.items() if k in accepted}
-            hidden = transformer.auto_model(**batch).last_hidden_state  # (B, T, H)
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, H)
-            return torch.nn.functional.normalize(mean.float(), dim=-1)
-
-        probe = ["direct path probe: stellar winds and sea ice", "x"]
-        try:
-            agree = torch.allclose(direct(probe), _stack_encode(model, probe), atol=1e-4)
-        except Exception:  # noqa: BLE001 - any failure means: use the module stack
-            agree = False
-        direct = direct if agree else None
-    model._indus_direct = direct
-    return direct
-
-
-def _stack_encode(model: Any, texts: list[str]) -> Any:
-    import torch
-
-    return torch.nn.functional.normalize(model(_features(model, texts))["sentence_embedding"].float(), dim=-1)
-
-
-def encode(model: Any, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Any:
-    """``(len(texts), dim)`` L2-normalised float32 embeddings from a ``SentenceTransformer``.
-
-    Up to ``LEAN_MAX_TEXTS`` texts (a query at search time) go through the model in one padded batch, directly
-    (:func:`_direct_encoder`) or through its modules; more go through ``SentenceTransformer.encode``
-    (length-sorted batches, progress bar). All give the same embeddings.
-    """
-    import numpy as np
-    import torch
-
-    with torch.inference_mode():
-        if 0 < len(texts) <= min(LEAN_MAX_TEXTS, batch_size):
-            if model.training:
-                model.eval()
-            direct = _direct_encoder(model)
-            emb = (direct(list(texts)) if direct is not None else _stack_encode(model, list(texts))).cpu().numpy()
-        else:
-            emb = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=progress)
-    return np.ascontiguousarray(emb, dtype=np.float32)
 
 
 def ensure_normalized(model: Any) -> Any:
