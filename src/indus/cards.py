@@ -29,6 +29,8 @@ import yaml
 
 from indus import __version__
 from indus.atomic import atomic_write_text, sha256_file
+from indus.config import config_to_dict
+from indus.data.registry import data_root
 from indus.errors import IndusError
 from indus.models import LayerCut, ModelSpec, RandomInit, parse_model
 from indus.outdir import command_line
@@ -56,8 +58,6 @@ def data_files(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 def dataset_names(paths: Iterable[str | Path]) -> list[str]:
     """Names of the data-root datasets the paths lie in (``corpus``, ``pairs/scifact``...), for the header."""
-    from indus.data.registry import data_root
-
     root = data_root()
     if root is None:
         return []
@@ -219,8 +219,6 @@ def encoder_card(folder: Path, cfg: Any, metrics: Mapping[str, Any], *, kind: st
                  location: Path | None = None) -> Path:
     """The card of a pretrained encoder (``kind="encoder"``) or a MiniLMv2 student (``kind="distilled-encoder"``),
     written into ``folder``; ``location`` is where the folder will live (for the usage snippet)."""
-    from indus.config import config_to_dict
-
     settings = config_to_dict(cfg)
     paths = ("train_files", "valid_files", "tokenizer", "teacher", "init_from", "cache_dir")
     data = {"train": settings.get("train_files") or [], "held-out": settings.get("valid_files") or []}
@@ -253,8 +251,6 @@ def encoder_card(folder: Path, cfg: Any, metrics: Mapping[str, Any], *, kind: st
 
 def retriever_card(folder: Path, cfg: Any, summary: Mapping[str, Any], *, location: Path | None = None) -> Path:
     """The card of a retriever trained with the GTE loss, or of a DistillCSE student (``cfg`` has ``teacher``)."""
-    from indus.config import config_to_dict
-
     settings = config_to_dict(cfg)
     student = hasattr(cfg, "teacher")
     base = str(cfg.student if student else cfg.model)

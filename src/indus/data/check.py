@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from indus.data.conll import NER_SUFFIXES, SPLIT_ALIASES, is_tag
+from indus.data.jsonl import iter_jsonl
+from indus.data.registry import data_root, discover, resolve_dataset
 from indus.data.text import open_text
 from indus.errors import DataFormatError, IndusError
 
@@ -75,8 +77,6 @@ def _looks_like_conll(path: Path) -> bool:
 
 def _jsonl_format(path: Path) -> str:
     """``pairs``, ``classification`` or ``corpus`` from the keys of a JSON-lines file's first object."""
-    from indus.data.jsonl import iter_jsonl
-
     first = next((obj for _, obj in iter_jsonl(path)), None)
     if first is None:
         raise DataFormatError(path, None, "empty file (expected JSON lines)")
@@ -144,7 +144,6 @@ def _resolve(name_or_path: str | Path, root: str | Path | None) -> tuple[Path, s
     candidate = Path(name_or_path).expanduser()
     if candidate.exists():
         return candidate, None
-    from indus.data.registry import data_root, discover, resolve_dataset
 
     path = resolve_dataset(name_or_path, root=root)
     base = data_root(root)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indus.data.corpus import split_corpus
+from indus.data.corpus import iter_texts, split_corpus
 from indus.data.registry import resolve_dataset
 from indus.errors import IndusError
 from indus.models import RunRef, parse_model
@@ -133,8 +133,6 @@ def _shape_size(preset: str) -> int:
 
 def latency_texts(valid: Path, n: int) -> list[str]:
     """The first ``n`` sentences of the held-out corpus that have at least eight words."""
-    from indus.data.corpus import iter_texts
-
     texts: list[str] = []
     for doc in iter_texts(valid, split="heldout" if valid.is_dir() else "all"):
         for sent in doc.replace("\n", " ").split(". "):
