@@ -104,9 +104,9 @@ def unigram_entropy(tokenizer_dir: Path, files: list[str]) -> float:
     from collections import Counter
 
     from indus.data.corpus import iter_texts
-    from indus.tokenizer.resolve import resolve_tokenizer
+    from indus.models import load_tokenizer
 
-    backend = resolve_tokenizer(str(tokenizer_dir)).backend_tokenizer
+    backend = load_tokenizer(str(tokenizer_dir)).backend_tokenizer
     counts: Counter[int] = Counter()
     for f in files:
         for enc in backend.encode_batch(list(iter_texts(ROOT / f)), add_special_tokens=False):

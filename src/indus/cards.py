@@ -29,6 +29,10 @@ import yaml
 
 from indus import __version__
 from indus.atomic import atomic_write_text, sha256_file
+from indus.config import config_to_dict
+from indus.data.registry import data_root
+from indus.errors import IndusError
+from indus.models import LayerCut, ModelSpec, RandomInit, parse_model
 from indus.outdir import command_line
 
 CARD = "README.md"
@@ -54,8 +58,6 @@ def data_files(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 def dataset_names(paths: Iterable[str | Path]) -> list[str]:
     """Names of the data-root datasets the paths lie in (``corpus``, ``pairs/scifact``...), for the header."""
-    from indus.data.registry import data_root
-
     root = data_root()
     if root is None:
         return []
@@ -82,12 +84,16 @@ def hub_id(spec: str | None) -> str | None:
     """The hub id of a model spec (``minilm``, ``layers:3@minilm`` -> all-MiniLM-L6-v2), or ``None``."""
     if not spec:
         return None
-    spec = str(spec)
-    if "@" in spec and spec.split(":", 1)[0] in ("layers",):
-        spec = spec.split("@", 1)[1]
-    if spec.startswith("minilm-layers:"):
-        spec = "minilm"
-    return HUB_IDS.get(spec)
+    parsed = _parse(str(spec))
+    return HUB_IDS.get(parsed.base if isinstance(parsed, LayerCut) else str(spec))
+
+
+def _parse(spec: str) -> ModelSpec | None:
+    """The meaning of a model string, or ``None`` for one a card can only quote (it never stops a card)."""
+    try:
+        return parse_model(spec, fused=False)
+    except IndusError:
+        return None
 
 
 def _fmt(value: Any) -> str:
@@ -213,8 +219,6 @@ def encoder_card(folder: Path, cfg: Any, metrics: Mapping[str, Any], *, kind: st
                  location: Path | None = None) -> Path:
     """The card of a pretrained encoder (``kind="encoder"``) or a MiniLMv2 student (``kind="distilled-encoder"``),
     written into ``folder``; ``location`` is where the folder will live (for the usage snippet)."""
-    from indus.config import config_to_dict
-
     settings = config_to_dict(cfg)
     paths = ("train_files", "valid_files", "tokenizer", "teacher", "init_from", "cache_dir")
     data = {"train": settings.get("train_files") or [], "held-out": settings.get("valid_files") or []}
@@ -247,8 +251,6 @@ def encoder_card(folder: Path, cfg: Any, metrics: Mapping[str, Any], *, kind: st
 
 def retriever_card(folder: Path, cfg: Any, summary: Mapping[str, Any], *, location: Path | None = None) -> Path:
     """The card of a retriever trained with the GTE loss, or of a DistillCSE student (``cfg`` has ``teacher``)."""
-    from indus.config import config_to_dict
-
     settings = config_to_dict(cfg)
     student = hasattr(cfg, "teacher")
     base = str(cfg.student if student else cfg.model)
@@ -263,7 +265,7 @@ def retriever_card(folder: Path, cfg: Any, summary: Mapping[str, Any], *, locati
         title, kind = "indus retriever (GTE contrastive)", "retriever"
         recipe = (f"GTE improved contrastive loss (arXiv 2308.03281) over in-batch negatives at tau = "
                   f"{cfg.temperature}, mean pooling, normalised embeddings, one source per batch.")
-    base_desc = f"random weights, preset `{base.split(':', 1)[1]}`" if base.startswith("random:") else None
+    base_desc = f"random weights, preset `{base.split(':', 1)[1]}`" if isinstance(_parse(base), RandomInit) else None
     return write_card(folder, title=title, kind=kind, library_name="sentence-transformers",
                       tags=["sentence-transformers", "sentence-similarity", "feature-extraction"],
                       pipeline_tag="sentence-similarity", base_model=None if base_desc else base,

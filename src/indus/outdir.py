@@ -28,6 +28,7 @@ import shlex
 import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,7 +247,5 @@ def publish_directory(tmp: Path, out: Path) -> None:
 
 def staging_dir(out: Path) -> Path:
     """A fresh hidden folder inside ``out`` to build outputs in before :func:`publish_directory`."""
-    import tempfile
-
     out.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".staging-", dir=out))

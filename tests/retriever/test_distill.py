@@ -75,7 +75,7 @@ def test_pruning_drops_the_neurons_that_contribute_nothing_first(micro_model_dir
 def test_other_module_stacks_take_the_generic_path(micro_model_dir):
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    from indus.retriever.bi_encoder import _direct_encoder
+    from indus.embedding import _direct_encoder
 
     model = load_bi_encoder(str(micro_model_dir), device="cpu")
     model[1] = Pooling(model[1].embedding_dimension, pooling_mode="cls")  # CLS pooling: not the direct path
@@ -92,7 +92,7 @@ def test_a_pruned_layer_cut_loads_from_its_spec(micro_model_dir):
 
 
 def test_lean_encode_of_a_few_texts_equals_sentence_transformers_encode(micro_model_dir):
-    from indus.retriever.bi_encoder import _direct_encoder
+    from indus.embedding import _direct_encoder
 
     model = load_bi_encoder(str(micro_model_dir), device="cpu")
     assert _direct_encoder(model) is not None  # Transformer + mean Pooling + Normalize: the direct path

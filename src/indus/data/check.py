@@ -13,7 +13,7 @@ format             looks like                           validator
 ``pairs``          JSON lines with anchor, positive     :func:`indus.data.pairs.check`
 ``classification`` JSON lines with text, label          :func:`indus.data.classification.check`
 ``corpus``         JSON lines with text, or plain text  :func:`indus.data.corpus.check`
-``scores``         ``*.csv`` of model benchmark scores  :func:`check_scores` (:mod:`indus.scaling.scores`)
+``scores``         ``*.csv`` of model benchmark scores  :func:`indus.scaling.scores.check`
 =================  ===================================  ==================================================
 
 A name instead of a path is looked up under the data root, whose layout also fixes the format. A validator
@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from indus.data.conll import NER_SUFFIXES, SPLIT_ALIASES, is_tag
+from indus.data.jsonl import iter_jsonl
+from indus.data.registry import data_root, discover, resolve_dataset
 from indus.data.text import open_text
 from indus.errors import DataFormatError, IndusError
 
@@ -42,7 +44,7 @@ VALIDATORS: dict[str, str] = {
     "pairs": "indus.data.pairs:check",
     "classification": "indus.data.classification:check",
     "corpus": "indus.data.corpus:check",
-    "scores": "indus.data.check:check_scores",
+    "scores": "indus.scaling.scores:check",
 }
 #: registry kind -> format
 KIND_FORMATS = {"ner": "ner", "qa": "squad", "ir": "beir", "pairs": "pairs", "classification": "classification",
@@ -75,8 +77,6 @@ def _looks_like_conll(path: Path) -> bool:
 
 def _jsonl_format(path: Path) -> str:
     """``pairs``, ``classification`` or ``corpus`` from the keys of a JSON-lines file's first object."""
-    from indus.data.jsonl import iter_jsonl
-
     first = next((obj for _, obj in iter_jsonl(path)), None)
     if first is None:
         raise DataFormatError(path, None, "empty file (expected JSON lines)")
@@ -144,29 +144,11 @@ def _resolve(name_or_path: str | Path, root: str | Path | None) -> tuple[Path, s
     candidate = Path(name_or_path).expanduser()
     if candidate.exists():
         return candidate, None
-    from indus.data.registry import data_root, discover, resolve_dataset
 
     path = resolve_dataset(name_or_path, root=root)
     base = data_root(root)
     kinds = {e.path: e.kind for e in discover(base)} if base is not None else {}
     return path, KIND_FORMATS.get(kinds.get(path, ""))
-
-
-def check_scores(path: str | Path) -> dict[str, Any]:
-    """Validate a scores table (one model per row, benchmark accuracies in [0, 1]; :mod:`indus.scaling.scores`)
-    or every ``*.csv`` of a folder, and count models, benchmarks and missing scores."""
-    from indus.scaling.scores import read_scores
-
-    path = Path(path)
-    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
-    if not files:
-        raise IndusError(f"{path}: no *.csv score tables in this folder")
-    tables: dict[str, dict[str, Any]] = {}
-    for file in files:
-        frame, benchmarks = read_scores(file)
-        tables[file.name] = {"models": len(frame), "benchmarks": len(benchmarks),
-                             "missing scores": int(frame[benchmarks].isna().to_numpy().sum())}
-    return {"tables": tables}
 
 
 def validator(fmt: str):

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indus.atomic import atomic_write_text
 from indus.data.text import iter_lines
 from indus.errors import DataFormatError, IndusError
 
@@ -408,8 +409,6 @@ def write_conll(path: str | Path, rows: Iterable[Sequence[Sequence[str]]]) -> Pa
     ``rows`` yields one sentence at a time as a sequence of columns, e.g. ``(tokens, gold, predicted)``: the
     layout conlleval reads. Columns are separated by a space, or by a tab when some cell holds whitespace.
     """
-    from indus.atomic import atomic_write_text
-
     sentences = [list(zip(*columns, strict=True)) for columns in rows]
     sep = "\t" if any(any(c.split() != [c] for c in cells) for s in sentences for cells in s) else " "
     chunks: list[str] = []

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from indus.data.jsonl import iter_jsonl
+from indus.data.registry import resolve_dataset
 from indus.data.text import iter_lines
 from indus.errors import DataFormatError, IndusError
 
@@ -66,8 +67,6 @@ def folder_splits(folder: str | Path) -> dict[str, list[Path]]:
 
 def resolve_corpus(path: str | Path, *, from_config: bool = False) -> Path:
     """A corpus path from a path or a dataset name under the data root (``corpus``, ``corpus/train.jsonl.gz``)."""
-    from indus.data.registry import resolve_dataset
-
     return resolve_dataset(path, kind="corpus", from_config=from_config)
 
 

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from indus.data.text import open_text, read_text
 from indus.errors import DataFormatError, IndusError
 
 ENV_VAR = "INDUS_DATA"
@@ -132,8 +133,6 @@ def resolve_dataset(name_or_path: str | Path, kind: str | None = None, root: str
 
 
 def _open_text(path: Path):
-    from indus.data.text import open_text
-
     return open_text(path)
 
 
@@ -155,8 +154,6 @@ def _count_sentences(path: Path) -> int:
 
 
 def _count_squad_questions(path: Path) -> int:
-    from indus.data.text import read_text
-
     doc = json.loads(read_text(path))
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
@@ -180,8 +177,6 @@ def _safe(counter, path: Path) -> int | str:
 
 
 def _count_csv_rows(path: Path) -> int:
-    from indus.data.text import read_text
-
     return max(sum(1 for _ in csv.reader(io.StringIO(read_text(path), newline=""))) - 1, 0)
 
 

@@ -32,7 +32,7 @@ from torch import nn
 from indus.encoder.configs import DistillConfig
 from indus.encoder.minilmv2 import MiniLMv2Loss, QKVCapture
 from indus.errors import IndusError
-from indus.models import check_weight_files
+from indus.models import check_weight_files, load_tokenizer
 from indus.outdir import is_complete, prepare_output_dir
 
 
@@ -140,7 +140,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
     docstring for what ``valid_loss`` means here). ``resume`` and ``overwrite`` as for
     :func:`indus.encoder.pretrain.pretrain`.
     """
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForMaskedLM
 
     from indus.cards import encoder_card
     from indus.encoder.loop import save_final, train_loop
@@ -159,7 +159,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
         raise IndusError("no run length: set one of max_steps, max_tokens or max_minutes")
     cfg = dataclasses.replace(cfg, tokenizer=str(cfg.teacher))  # the student takes the teacher's tokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.teacher)
+        tokenizer = load_tokenizer(cfg.teacher)
         teacher = AutoModel.from_pretrained(cfg.teacher, attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
         raise IndusError(f"{cfg.teacher}: could not load the teacher ({exc})") from None

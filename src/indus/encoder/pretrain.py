@@ -22,7 +22,7 @@ from indus.encoder.configs import PretrainConfig
 from indus.encoder.masking import MaskingSpec
 from indus.encoder.presets import FINETUNE_DROPOUT, set_dropout
 from indus.errors import IndusError
-from indus.models import check_weight_files
+from indus.models import check_weight_files, load_tokenizer
 from indus.outdir import is_complete, prepare_output_dir
 
 
@@ -57,11 +57,9 @@ def _build_model(cfg: PretrainConfig, tokenizer):
 
 def load_pretrain_tokenizer(spec: str):
     """The tokenizer named by a config (``indus tokenizer train`` folder or model spec); it must have ``<mask>``."""
-    from indus.tokenizer.resolve import resolve_tokenizer
-
     if not spec:
         raise IndusError("no tokenizer: set tokenizer (a folder from `indus tokenizer train`, or a model)")
-    tok = resolve_tokenizer(spec)
+    tok = load_tokenizer(spec)
     if tok.mask_token_id is None:
         raise IndusError(f"{spec}: the tokenizer has no mask token")
     return tok

@@ -96,12 +96,10 @@ def split_systems(model: Any) -> list[Any]:
 
     A string that names an existing path is never split (a model folder may have ``+`` in its name).
     """
-    if not isinstance(model, str) or "+" not in model or Path(model).expanduser().exists():
-        return [model]
-    parts = [part.strip() for part in model.split("+")]
-    if any(not part for part in parts):
-        raise IndusError(f"{model!r}: a fused model is A+B with a system on each side of '+', e.g. bm25+minilm")
-    return parts
+    from indus.models import Fused, parse_model
+
+    parsed = parse_model(model) if isinstance(model, str) and "+" in model else None
+    return [part.spec for part in parsed.parts] if isinstance(parsed, Fused) else [model]
 
 
 class Bm25Retriever:
@@ -192,7 +190,7 @@ class DenseRetriever:
     def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *,
                model: Any = None) -> np.ndarray:
         """Normalised float32 embeddings, shape ``(len(texts), dim)``, by ``model`` (default: the query model)."""
-        from indus.retriever.bi_encoder import encode
+        from indus.embedding import encode
 
         return encode(model if model is not None else self.model, texts, batch_size=batch_size or self.batch_size,
                       progress=self.progress if progress is None else progress)  # (N, D)
@@ -244,7 +242,9 @@ class FusedRetriever:
 
 
 def _is_bm25(model: Any) -> bool:
-    return isinstance(model, str) and model.strip().lower() == "bm25"
+    from indus.models import Bm25, parse_model
+
+    return isinstance(model, str) and isinstance(parse_model(model, fused=False), Bm25)
 
 
 def _model_name(model: Any) -> str:

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from indus.errors import IndusError
+from indus.models import parse_model
+
 
 def _h(text: str) -> dict[str, str]:
     return {"help": text}
@@ -223,6 +226,7 @@ class PipelineConfig:
 
 def _check_ref(where: str, spec: str, known: dict[str, set[str]]) -> None:
     """``pretrain:<run>``, ``distill:<run>`` and ``retriever:<run>`` must name an earlier run of the config."""
-    kind, _, ref = spec.partition(":")
-    if kind in known and ref not in known[kind]:
-        raise ValueError(f"{where}: {spec!r} names no {kind} run of this config (before it)")
+    try:
+        parse_model(spec, known)
+    except IndusError as exc:
+        raise ValueError(f"{where}: {exc}") from None

@@ -16,7 +16,9 @@ from indus.atomic import atomic_write_json
 from indus.config import save_config
 from indus.errors import IndusError
 from indus.pipeline.config import PipelineConfig
+from indus.pipeline.forecast import Point, forecast_metric
 from indus.pipeline.plan import Plan, build_plan
+from indus.pipeline.report import write_run_report
 from indus.pipeline.runner import StageResult, StageRunner
 
 __all__ = ["execute", "run_pipeline", "summarise"]
@@ -82,8 +84,6 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
     ``source`` (the config file) names the file in the errors of the plan, which is checked whole before the
     first stage runs.
     """
-    from indus.pipeline.report import write_run_report
-
     start = time.perf_counter()
     plan = build_plan(cfg, out_dir, source=source)
     out = plan.out_dir
@@ -110,8 +110,6 @@ def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
 def _forecasts(cfg: PipelineConfig, evals: list[dict[str, Any]],
                pretrained: dict[str, StageResult]) -> dict[str, dict[str, Any]]:
     """For every encoder benchmark: the metric against compute and held-out loss over the pretraining ladder."""
-    from indus.pipeline.forecast import Point, forecast_metric
-
     out = {}
     for task in cfg.eval.tasks:
         if task.group != "encoders":

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indus.data.corpus import split_corpus
+from indus.data.corpus import iter_texts, split_corpus
 from indus.data.registry import resolve_dataset
 from indus.errors import IndusError
+from indus.models import RunRef, parse_model
 from indus.pipeline import stages
 from indus.pipeline.config import EvalTask, PipelineConfig
 from indus.pipeline.runner import StageFn, stage_key, stage_path
+from indus.presets import get_preset
 
 __all__ = ["ModelEntry", "Plan", "PlannedStage", "build_plan", "explain"]
 
@@ -124,8 +126,6 @@ def _at(source: str | None, key: str) -> Iterator[None]:
 def _shape_size(preset: str) -> int:
     """Non-embedding parameters of a preset's shape: which pretraining run is the largest, known before it runs
     (its embeddings depend on the tokenizer, the same for every run)."""
-    from indus.encoder.presets import get_preset
-
     p = get_preset(preset)
     h, f, n = p.hidden_size, p.intermediate_size, p.num_hidden_layers
     return n * (4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h)
@@ -133,8 +133,6 @@ def _shape_size(preset: str) -> int:
 
 def latency_texts(valid: Path, n: int) -> list[str]:
     """The first ``n`` sentences of the held-out corpus that have at least eight words."""
-    from indus.data.corpus import iter_texts
-
     texts: list[str] = []
     for doc in iter_texts(valid, split="heldout" if valid.is_dir() else "all"):
         for sent in doc.replace("\n", " ").split(". "):
@@ -198,8 +196,8 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
 
     def ref(spec: str) -> tuple[str, str | None]:
         """A model spec, or ``<stage kind>:<run>`` resolved to that run's model folder."""
-        kind, _, name = spec.partition(":")
-        source_stage = by_kind.get(kind, {}).get(name)
+        parsed = parse_model(spec, by_kind, fused=False)
+        source_stage = by_kind[parsed.kind][parsed.run] if isinstance(parsed, RunRef) else None
         return (str(plan.model_dir(source_stage)), source_stage) if source_stage else (spec, None)
 
     for r in cfg.retriever:

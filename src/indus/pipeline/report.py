@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
-from indus.atomic import atomic_write_text
+from indus.atomic import atomic_path, atomic_write_text
 
 HTML_TEMPLATE = Path(__file__).with_name("report.html")
 
@@ -94,8 +94,6 @@ def _plt():
 
 
 def _save(fig: Any, path: Path) -> str:
-    from indus.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     _plt().close(fig)

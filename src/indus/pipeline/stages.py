@@ -7,6 +7,8 @@ Paths in a summary are relative to the stage folder, which is renamed into place
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import statistics
 import time
@@ -14,8 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from indus.atomic import atomic_write_json
 from indus.config import build_config, config_to_dict
 from indus.data.registry import resolve_dataset
+from indus.encoder.configs import DistillConfig, PretrainConfig
+from indus.evaluation import evaluate
+from indus.evaluation.suite import validate_settings
+from indus.models import load_model, load_tokenizer
 from indus.pipeline.config import (
     DistillRun,
     EvalTask,
@@ -24,6 +31,8 @@ from indus.pipeline.config import (
     RetrieverRun,
     TokenizerSection,
 )
+from indus.tokenizer.fertility import compare_tokenizers
+from indus.tokenizer.train import train_bpe
 
 MODEL_DIR = "model"
 Stage = tuple[dict[str, Any], Any]
@@ -61,9 +70,6 @@ def tokenizer_stage(section: TokenizerSection, train: Path, valid: Path) -> Stag
     settings = {"section": config_to_dict(section), "data": fingerprint([train, valid])}
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
-        from indus.tokenizer.fertility import compare_tokenizers
-        from indus.tokenizer.train import train_bpe
-
         tok_dir = out / "tokenizer"
         train_bpe([train], section.vocab_size, out_dir=tok_dir, lowercase=section.lowercase,
                   max_docs=section.max_docs, show_progress=False, overwrite=True)  # a resumed stage retrains
@@ -78,8 +84,6 @@ def tokenizer_stage(section: TokenizerSection, train: Path, valid: Path) -> Stag
 def pretrain_stage(run_cfg: PretrainRun, defaults: dict[str, Any], tokenizer: str, train: Path, valid: Path,
                    seed: int) -> Stage:
     """One masked-LM pretraining run; resumes from its last checkpoint when the stage was interrupted."""
-    from indus.encoder.configs import PretrainConfig
-
     data = {"seed": seed, **defaults, **run_cfg.settings, "preset": run_cfg.preset, "tokenizer": tokenizer,
             "train_files": [str(train)], "valid_files": [str(valid)]}
     cfg = build_config(PretrainConfig, data, where=f"pretrain.runs[{run_cfg.name}]")
@@ -98,8 +102,6 @@ def pretrain_stage(run_cfg: PretrainRun, defaults: dict[str, Any], tokenizer: st
 def distill_stage(run_cfg: DistillRun, defaults: dict[str, Any], teacher_dir: Path, train: Path, valid: Path,
                   seed: int) -> Stage:
     """One MiniLMv2 student of a pretrained teacher."""
-    from indus.encoder.configs import DistillConfig
-
     data = {"seed": seed, **{k: v for k, v in defaults.items() if k in _fields(DistillConfig)},
             **run_cfg.settings, "preset": run_cfg.student_preset, "teacher": str(teacher_dir),
             "train_files": [str(train)], "valid_files": [str(valid)]}
@@ -164,17 +166,12 @@ def eval_stage(task: EvalTask, model_spec: str, model_key: str, model_name: str 
     run (whose folder is an input stage, already part of the key). ``model_name`` picks the task's ``per_model``
     settings.
     """
-    from indus.evaluation.suite import validate_settings
-
     options = validate_settings(task.task, task.settings_for(model_name or model_key), f"eval.tasks[{task.label}]")
     data_path = resolve_dataset(task.data, kind=_DATA_KIND.get(task.task), from_config=True)
     settings = {"task": task.task, "data": fingerprint([data_path]), "settings": _jsonable(options),
                 "model": model_key}
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
-        from indus.atomic import atomic_write_json
-        from indus.evaluation import evaluate
-
         result = _jsonable(evaluate(task.task, model_spec, data_path, **options))
         atomic_write_json(out / "result.json", result)
         return {"result": result}
@@ -195,8 +192,6 @@ def latency_stage(model_dir: str, texts: list[str], max_length: int = 128) -> St
 def encoder_latency_ms(model: str, texts: Sequence[str], max_length: int = 128, warmup: int = 3) -> float:
     """Median wall time (ms) of one forward pass per sentence, batch size 1, inference mode."""
     import torch
-
-    from indus.models import load_model, load_tokenizer
 
     tok = load_tokenizer(model)
     net = load_model(model, seed=0).eval()
@@ -227,14 +222,10 @@ _DATA_KIND = {"ner": "ner", "qa": "qa", "ir": "ir", "cls": "classification"}
 
 
 def _fields(cls: type) -> set[str]:
-    import dataclasses
-
     return {f.name for f in dataclasses.fields(cls)}
 
 
 def _text_hash(texts: Sequence[str]) -> str:
-    import hashlib
-
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
 
 

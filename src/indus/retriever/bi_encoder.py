@@ -9,9 +9,8 @@ A bi-encoder is given by a model spec (:mod:`indus.models`) or by a layer cut of
 - ``layers:0,2,4/ffn=384@MODEL``: the same cut with every kept feed-forward block narrowed to its 384 most
   important neurons (:func:`prune_ffn`), for a student that is narrower as well as shallower.
 
-:func:`encode` embeds texts with any of these. A few texts (one query at search time) skip
-``SentenceTransformer.encode``'s per-call bookkeeping: for the standard stack they go straight through the tokenizer,
-the Hugging Face model and mean pooling. That is the path whose per-query latency the IR evaluator measures.
+:func:`encode` (:mod:`indus.embedding`, re-exported here) embeds texts with any of these; a few texts (one query at
+search time) take its direct path, whose per-query latency the IR evaluator measures.
 
 Example
 -------
@@ -29,10 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from indus.embedding import LEAN_MAX_TEXTS, encode, model_inputs  # noqa: F401 - encode is imported from here too
 from indus.errors import IndusError
-
-LAYERS_PREFIX = "layers:"
-MINILM_LAYERS_PREFIX = "minilm-layers:"
+from indus.models import LayerCut, RandomInit, parse_model
 
 
 def parse_layer_spec(spec: str) -> tuple[str, list[int]] | None:
@@ -42,38 +40,10 @@ def parse_layer_spec(spec: str) -> tuple[str, list[int]] | None:
 
 
 def parse_student_spec(spec: str) -> tuple[str, list[int], int | None] | None:
-    """``(base model, kept layer indices, FFN width or None)`` for a ``layers:...`` spec, else ``None``."""
-    if spec.startswith(MINILM_LAYERS_PREFIX):
-        layers, base = spec[len(MINILM_LAYERS_PREFIX):], "minilm"
-    elif spec.startswith(LAYERS_PREFIX):
-        layers, sep, base = spec[len(LAYERS_PREFIX):].partition("@")
-        if not sep or not base:
-            raise IndusError(f"{spec}: expected layers:N@MODEL or layers:i,j,...@MODEL (e.g. layers:3@minilm)")
-    else:
-        return None
-    layers, _, option = layers.partition("/")
-    ffn = None
-    if option:
-        name, eq, value = option.partition("=")
-        if name != "ffn" or not eq or not value.isdigit() or int(value) < 1:
-            raise IndusError(f"{spec}: expected /ffn=N (N >= 1 neurons per feed-forward block) after the layers, "
-                             f"e.g. layers:0,3,5/ffn=384@minilm")
-        ffn = int(value)
-    return base, _layer_list(spec, layers), ffn
-
-
-def _layer_list(spec: str, layers: str) -> list[int]:
-    try:
-        values = [int(x) for x in layers.split(",")]
-    except ValueError:
-        raise IndusError(f"{spec}: layer count or indices must be integers") from None
-    if len(values) == 1:
-        if values[0] < 1:
-            raise IndusError(f"{spec}: keep at least one layer")
-        return list(range(values[0]))
-    if any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise IndusError(f"{spec}: layer indices must be distinct and non-negative")
-    return values
+    """``(base model, kept layer indices, FFN width or None)`` for a ``layers:...`` spec, else ``None``
+    (:func:`indus.models.parse_model` reads it)."""
+    cut = parse_model(spec, fused=False)
+    return (cut.base, list(cut.layers), cut.ffn) if isinstance(cut, LayerCut) else None
 
 
 def _encoder_layers(auto_model: Any) -> Any:
@@ -142,7 +112,7 @@ def ffn_importance(model: Any, texts: list[str] | None = None, *, batch_size: in
     try:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                features = _features(model, texts[start:start + batch_size])
+                features = model_inputs(model, texts[start:start + batch_size])
                 mask[0] = features["attention_mask"].float()  # (B, T)
                 counts[0] += int(mask[0].sum())
                 model(features)
@@ -190,83 +160,6 @@ def prune_ffn(model: Any, width: int, texts: list[str] | None = None) -> Any:
     return model
 
 
-def _features(model: Any, texts: list[str]) -> dict[str, Any]:
-    """Tokenised, padded model inputs on the model's device, as ``SentenceTransformer.encode`` builds them."""
-    from sentence_transformers.util import batch_to_device
-
-    return batch_to_device(model.preprocess(texts), model.device)
-
-
-LEAN_MAX_TEXTS = 8  # up to this many texts are encoded in one direct forward pass
-
-
-def _direct_encoder(model: Any) -> Any:
-    """For the standard stack (Transformer, mean Pooling, optional Normalize: every indus bi-encoder), a function
-    ``texts -> embeddings`` that calls the tokenizer and the Hugging Face model directly, skipping the per-call
-    bookkeeping of the sentence-transformers modules (about 1 ms per query on 2 CPU cores); else ``None``. It is
-    checked once against the module stack on a probe text and dropped if the two disagree."""
-    import torch
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-
-    cached = getattr(model, "_indus_direct", False)
-    if cached is not False:
-        return cached
-    mods = list(model)
-    direct = None
-    if (len(mods) in (2, 3) and isinstance(mods[0], Transformer) and isinstance(mods[1], Pooling)
-            and mods[1].pooling_mode == "mean" and mods[1].include_prompt
-            and (len(mods) == 2 or isinstance(mods[2], Normalize))
-            and not getattr(mods[0], "do_lower_case", False) and getattr(mods[0], "tokenizer", None) is not None):
-        transformer, tokenizer = mods[0], mods[0].tokenizer
-        accepted = set(tokenizer.model_input_names)
-
-        def direct(texts: list[str]) -> Any:
-            batch = tokenizer(texts, padding=True, truncation="longest_first", max_length=model.max_seq_length,
-                              return_tensors="pt")
-            batch = {k: v.to(model.device) for k, v in batch.items() if k in accepted}
-            hidden = transformer.auto_model(**batch).last_hidden_state  # (B, T, H)
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, H)
-            return torch.nn.functional.normalize(mean.float(), dim=-1)
-
-        probe = ["direct path probe: stellar winds and sea ice", "x"]
-        try:
-            agree = torch.allclose(direct(probe), _stack_encode(model, probe), atol=1e-4)
-        except Exception:  # noqa: BLE001 - any failure means: use the module stack
-            agree = False
-        direct = direct if agree else None
-    model._indus_direct = direct
-    return direct
-
-
-def _stack_encode(model: Any, texts: list[str]) -> Any:
-    import torch
-
-    return torch.nn.functional.normalize(model(_features(model, texts))["sentence_embedding"].float(), dim=-1)
-
-
-def encode(model: Any, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Any:
-    """``(len(texts), dim)`` L2-normalised float32 embeddings from a ``SentenceTransformer``.
-
-    Up to ``LEAN_MAX_TEXTS`` texts (a query at search time) go through the model in one padded batch, directly
-    (:func:`_direct_encoder`) or through its modules; more go through ``SentenceTransformer.encode``
-    (length-sorted batches, progress bar). All give the same embeddings.
-    """
-    import numpy as np
-    import torch
-
-    with torch.inference_mode():
-        if 0 < len(texts) <= min(LEAN_MAX_TEXTS, batch_size):
-            if model.training:
-                model.eval()
-            direct = _direct_encoder(model)
-            emb = (direct(list(texts)) if direct is not None else _stack_encode(model, list(texts))).cpu().numpy()
-        else:
-            emb = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=progress)
-    return np.ascontiguousarray(emb, dtype=np.float32)
-
-
 def ensure_normalized(model: Any) -> Any:
     """Append a ``Normalize`` module unless the model already ends with one (cosine = inner product)."""
     from sentence_transformers.sentence_transformer.modules import Normalize
@@ -302,16 +195,13 @@ def load_bi_encoder(spec: str, *, max_seq_length: int | None = None, seed: int =
     from indus.models import load_sentence_transformer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cut = parse_student_spec(spec)
-    base = cut[0] if cut else spec
-    if tokenizer_of and base.startswith("random:") and "@" not in base:
-        from indus.encoder.presets import PRESETS
-
-        if base[len("random:"):] in PRESETS:
-            base = f"{base}@{tokenizer_of}"
-    model = load_sentence_transformer(base, device=device, max_seq_length=max_seq_length, seed=seed)
-    if cut:
-        keep_layers(model, cut[1])
-        if cut[2] is not None:
-            prune_ffn(model, cut[2], calibration_texts)
+    cut = parse_model(spec, fused=False)
+    base = parse_model(cut.base, fused=False) if isinstance(cut, LayerCut) else cut
+    if tokenizer_of and isinstance(base, RandomInit):
+        base = base.with_tokenizer(tokenizer_of)
+    model = load_sentence_transformer(base.spec, device=device, max_seq_length=max_seq_length, seed=seed)
+    if isinstance(cut, LayerCut):
+        keep_layers(model, list(cut.layers))
+        if cut.ffn is not None:
+            prune_ffn(model, cut.ffn, calibration_texts)
     return ensure_normalized(model)

@@ -133,9 +133,9 @@ def resolve_collection(path: str | Path, kind: str = "documents") -> Path:
 
 def _model_record(spec: str) -> str:
     """What meta.json keeps to reload the model: an absolute path for local folders, else the spec itself."""
-    from indus.retriever.bi_encoder import parse_layer_spec
+    from indus.models import LayerCut, RandomInit, parse_model
 
-    if parse_layer_spec(spec) is None and not spec.startswith("random:") and Path(spec).expanduser().exists():
+    if not isinstance(parse_model(spec, fused=False), LayerCut | RandomInit) and Path(spec).expanduser().exists():
         return str(Path(spec).expanduser().resolve())
     return spec
 
@@ -143,7 +143,9 @@ def _model_record(spec: str) -> str:
 
 def is_bm25_only(model: str | Path | None) -> bool:
     """Whether ``model`` asks for an index without a dense part (``--model bm25``)."""
-    return model is None or str(model).strip().lower() == BM25_ONLY
+    from indus.models import Bm25, parse_model
+
+    return model is None or isinstance(parse_model(model, fused=False), Bm25)
 
 
 def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *, approximate: bool = False,

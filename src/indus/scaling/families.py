@@ -15,6 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import linregress
 
+from indus.scaling.estimator import orient_components
+from indus.scaling.imputation import PCAImputer
+from indus.scaling.scores import FAMILY, FLOPS, MODEL
+
 
 @dataclass(frozen=True)
 class FamilyFit:
@@ -157,10 +161,6 @@ def pca_analysis(frame: pd.DataFrame, benchmarks: list[str], *, n_components: in
         Rows the imputation and PCA are fitted on (default: all rows).
     """
     from sklearn.decomposition import PCA
-
-    from indus.scaling.estimator import orient_components
-    from indus.scaling.imputation import PCAImputer
-    from indus.scaling.scores import FAMILY, FLOPS, MODEL
 
     X = frame[benchmarks].to_numpy(dtype=float)
     rows = np.ones(len(frame), dtype=bool) if fit_rows is None else np.asarray(fit_rows, dtype=bool)

@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -219,3 +220,18 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: str | Pat
 def load_builtin(name: str) -> pd.DataFrame:
     """Read a packaged table (already validated numbers; same reader as users' files)."""
     return read_table(builtin_table_path(name))
+
+
+def check(path: str | Path) -> dict[str, Any]:
+    """``indus data check`` for scores tables: validate one table (one model per row, benchmark accuracies in
+    [0, 1]) or every ``*.csv`` of a folder, and count models, benchmarks and missing scores."""
+    path = Path(path)
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    if not files:
+        raise IndusError(f"{path}: no *.csv score tables in this folder")
+    tables: dict[str, dict[str, Any]] = {}
+    for file in files:
+        frame, benchmarks = read_scores(file)
+        tables[file.name] = {"models": len(frame), "benchmarks": len(benchmarks),
+                             "missing scores": int(frame[benchmarks].isna().to_numpy().sum())}
+    return {"tables": tables}

@@ -21,6 +21,7 @@ from typing import Any
 
 from indus.data.corpus import has_held_out, iter_texts
 from indus.errors import IndusError
+from indus.models import load_tokenizer
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,13 @@ def compare_tokenizers(text: str | Path, tokenizers: Sequence[str | Path], max_d
     max_docs
         Use only the first ``max_docs`` documents.
     """
-    from indus.tokenizer.resolve import resolve_tokenizer
-
     texts = list(iter_texts(text, limit=max_docs, split="heldout" if has_held_out(text) else "all"))
     if not any(t.strip() for t in texts):
         raise IndusError(f"{text}: no text to tokenise (the corpus is empty or blank)")
     words = sum(len(t.split()) for t in texts)
     rows: list[FertilityRow] = []
     for i, spec in enumerate(tokenizers):
-        tok = resolve_tokenizer(spec)
+        tok = load_tokenizer(spec)
         n = count_tokens(tok, texts)
         first = rows[0].tokens if rows else n
         name = names[i] if names else str(spec)

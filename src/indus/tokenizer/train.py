@@ -14,11 +14,14 @@ Example
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from indus.cards import tokenizer_card
 from indus.data.corpus import iter_texts
 from indus.errors import IndusError
+from indus.models import load_tokenizer
 from indus.outdir import prepare_output_dir, publish_directory, staging_dir
 
 #: RoBERTa's special tokens, in id order 0..4.
@@ -102,16 +105,12 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
     -------
     The tokenizer loaded back from ``out_dir`` with ``AutoTokenizer``, checked for size and special tokens.
     """
-    from transformers import AutoTokenizer
-
     if vocab_size < 256 + len(ROBERTA_SPECIAL_TOKENS):
         raise IndusError(f"--vocab-size {vocab_size}: a byte-level BPE needs at least 261 (256 bytes + 5 specials)")
     if not corpus:
         raise IndusError("no corpus given (--corpus PATH)")
     if max_docs is not None and max_docs < 1:
         raise IndusError(f"--max-docs {max_docs}: expected at least 1")
-    from indus.cards import tokenizer_card
-
     texts = _Texts(corpus, max_docs)
     tok = build_bpe_tokenizer(iter(texts), vocab_size, lowercase=lowercase, min_frequency=min_frequency,
                               show_progress=show_progress)
@@ -124,19 +123,17 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
     try:
         hf = wrap_tokenizer(tok, model_max_length)
         hf.save_pretrained(tmp)
-        loaded = AutoTokenizer.from_pretrained(str(tmp))
+        loaded = load_tokenizer(tmp)
         check_roberta_tokenizer(loaded, tok.get_vocab_size(), where=str(out_dir))
         settings = {"vocab_size": vocab_size, "lowercase": lowercase, "max_docs": max_docs,
                     "min_frequency": min_frequency, "model_max_length": model_max_length}
         tokenizer_card(tmp, corpus=list(corpus), settings=settings, vocab_size=len(loaded), location=out.path)
         publish_directory(tmp, out.path)
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     out.complete()
-    return AutoTokenizer.from_pretrained(str(out.path))
+    return load_tokenizer(out.path)
 
 
 def check_roberta_tokenizer(tok, vocab_size: int, where: str = "tokenizer") -> None:
