@@ -2,8 +2,8 @@
 
 Each process runs the ``indus`` command lines of COMMANDS_JSON (a JSON list of argument lists) through the CLI's
 own entry point, as ``torchrun ... -m indus ...`` does, and logs every file this process moves into place
-(``os.replace``, the last step of every atomic write) and every faiss index it writes, one JSON line each, to
-LOG_DIR/rank<R>.jsonl; LOG_DIR/pid<R> holds its process id. Usage::
+(``os.replace``, the last step of every atomic write), every faiss index it writes and each command's exit code,
+one JSON line each, to LOG_DIR/rank<R>.jsonl; LOG_DIR/pid<R> holds its process id. Usage::
 
     torchrun --standalone --nproc_per_node 2 sharded_cli_worker.py LOG_DIR COMMANDS_JSON
 """
@@ -44,11 +44,12 @@ def main(log_dir: Path, commands: list[list[str]]) -> None:
 
     for args in commands:
         sys.argv = ["indus", *args]
+        code = 0
         try:
             indus_main()
         except SystemExit as exc:
-            if exc.code not in (0, None):
-                raise
+            code = exc.code or 0
+        record("exit", code)
 
 
 if __name__ == "__main__":

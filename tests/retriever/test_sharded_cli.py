@@ -87,6 +87,8 @@ def two_processes(tmp_path_factory, micro_model_dir):
          "--batch-size", "2"],
         ["eval", "ir", "--model", str(micro_model_dir), "--data", str(beir), "--batch-size", "2",
          "--json", str(root / "ir.json"), "--run", str(root / "ir.trec"), "--set", "latency_queries=2"],
+        # again into the finished index without --overwrite: the main process refuses, the other must not hang
+        ["retriever", "index", "--model", str(micro_model_dir), "--corpus", str(beir), "--out", str(root / "index")],
     ]
     (root / "commands.json").write_text(json.dumps(commands))
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -96,8 +98,12 @@ def two_processes(tmp_path_factory, micro_model_dir):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     records = {r: [json.loads(line) for line in (logs / f"rank{r}.jsonl").read_text().splitlines()]
-               if (logs / f"rank{r}.jsonl").exists() else [] for r in (0, 1)}
+               for r in (0, 1)}
     pids = {r: int((logs / f"pid{r}").read_text()) for r in (0, 1)}
+    exits = {r: [int(e["exit"]) for e in records[r] if "exit" in e] for r in (0, 1)}
+    assert exits == {0: [0, 0, 2], 1: [0, 0, 2]}, done.stderr[-4000:]
+    assert "the main process failed" in done.stderr and "not empty" in done.stderr
+    records = {r: [e for e in records[r] if "exit" not in e] for r in (0, 1)}
     return root, beir, records, pids
 
 
