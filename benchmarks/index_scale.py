@@ -19,9 +19,10 @@ The vectors are written to an on-disk ``.npy`` in chunks and every index is buil
   ``ms_per_query_single``: the median of queries searched one at a time; both on the memory-mapped index
   after one warm-up pass.
 
-Run (takes ~10 minutes on 2 busy cores; other benchmarks must not run alongside)::
+Run (takes ~10 minutes on 2 cores; other benchmarks must not run alongside). ``--skip TYPE@N`` leaves a row
+out (the default HNSW graph at 10^6 takes about an hour to build on 2 cores)::
 
-    flock /tmp/indus-bench.lock python benchmarks/index_scale.py
+    flock /tmp/indus-bench.lock python benchmarks/index_scale.py --skip hnsw@1000000
 """
 
 from __future__ import annotations
@@ -51,11 +52,9 @@ from indus.retriever import ann  # noqa: E402
 
 DIM = 384
 K = 10
-# HNSW and IVF-PQ parameters of this benchmark (passed to IndexSpec). HNSW is built lighter than IndexSpec's
-# default (M = 32, efConstruction = 200), whose build on 2 cores would take about an hour at 10^6.
-# Row label -> (index type, IndexSpec parameters); "ivfpq-pq" is ivfpq without exact re-ranking.
-VARIANTS = {"flat": ("flat", {}), "hnsw": ("hnsw", {"hnsw_m": 16, "ef_construction": 40, "ef_search": 64}),
-            "ivfpq": ("ivfpq", {}), "ivfpq-pq": ("ivfpq", {"refine": 0})}
+# Row label -> (index type, IndexSpec parameters): every type with IndexSpec's defaults (what
+# `indus retriever index --index-type TYPE` builds); "ivfpq-pq" is ivfpq without exact re-ranking.
+VARIANTS = {"flat": ("flat", {}), "hnsw": ("hnsw", {}), "ivfpq": ("ivfpq", {}), "ivfpq-pq": ("ivfpq", {"refine": 0})}
 
 
 def anon_rss() -> int:
@@ -172,9 +171,13 @@ def render(results: dict) -> str:
         lines.append(f"| {r['n']:,} | {r['type']} | {params} | {r['build_s']} | {_fmt_bytes(r['disk_bytes'])} | "
                      f"{_fmt_bytes(r['ram_bytes'])} | {_fmt_bytes(r['mmap_ram_bytes'])} | {r['recall@10']:.3f} | "
                      f"{r['ms_per_query_batch']} | {r['ms_per_query_single']} |")
-    lines += ["", "Data generation and exact reference per size (s): "
-              + ", ".join(f"{int(n):,}: {s}" for n, s in results["prepare_s"].items()),
-              f"Total wall time: {results['total_s']} s.", ""]
+    lines.append("")
+    if results["prepare_s"]:
+        lines.append("Data generation and exact reference per size (s): "
+                     + ", ".join(f"{int(n):,}: {s}" for n, s in results["prepare_s"].items()))
+    lines += [f"Total wall time: {results['total_s']} s.", ""]
+    if results.get("skipped"):
+        lines += ["Not run (--skip): " + ", ".join(results["skipped"]) + ".", ""]
     if results.get("note"):
         lines += [results["note"], ""]
     return "\n".join(lines)
@@ -187,6 +190,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/indus-index-scale"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "index_scale")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="TYPE@N",
+                        help="rows not to run, e.g. hnsw@1000000 (they are listed under the table)")
     parser.add_argument("--note", default="", help="a line added under the table")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: TYPE, in --work
     args = parser.parse_args()
@@ -197,9 +202,30 @@ def main() -> None:
 
     if args.queries < 200:
         parser.error("--queries must be at least 200 (the single-query median uses 200)")
+    skip = set()
+    for item in args.skip:
+        kind, _, size = item.partition("@")
+        if kind not in VARIANTS or not size.isdigit():
+            parser.error(f"--skip takes TYPE@N with TYPE one of {', '.join(VARIANTS)}; got {item!r}")
+        skip.add((kind, int(size)))
     total = time.perf_counter()
     load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     rows, prepare = [], {}
+
+    def write(finished: bool) -> dict:
+        """The results so far; written after every row, so a run stopped on its time budget keeps its rows."""
+        results = {"machine": machine_info(), "faiss": faiss.__version__,
+                   "faiss_threads": faiss.omp_get_max_threads(), "queries": args.queries,
+                   "load_before": load_before, "load_after": ", ".join(f"{x:.1f}" for x in os.getloadavg()),
+                   "prepare_s": prepare, "total_s": round(time.perf_counter() - total, 1), "rows": rows,
+                   "note": args.note if finished else " ".join(
+                       [args.note, f"Stopped after {len(rows)} rows (sizes asked: {args.sizes})."]).strip(),
+                   "skipped": [f"{kind}@{n}" for kind, n in sorted(skip)], "finished": finished,
+                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+        atomic_write_json(args.out.with_suffix(".json"), results)
+        atomic_write_text(args.out.with_suffix(".md"), render(results))
+        return results
+
     for n in args.sizes:
         work = args.work / str(n)
         work.mkdir(parents=True, exist_ok=True)
@@ -208,21 +234,18 @@ def main() -> None:
         np.save(work / "truth.npy", exact_topk(vec_path, np.load(q_path)))
         prepare[n] = round(time.perf_counter() - start, 1)
         for kind in args.types:
+            if (kind, n) in skip:
+                continue
             done = subprocess.run([sys.executable, __file__, "--one", kind, "--work", str(work)],
                                   capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise SystemExit(f"{kind} at {n}: {done.stderr[-2000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
+            write(finished=False)
         for f in work.iterdir():
             f.unlink()
-    results = {"machine": machine_info(), "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(),
-               "queries": args.queries, "load_before": load_before,
-               "load_after": ", ".join(f"{x:.1f}" for x in os.getloadavg()), "prepare_s": prepare,
-               "total_s": round(time.perf_counter() - total, 1), "rows": rows, "note": args.note,
-               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    atomic_write_json(args.out.with_suffix(".json"), results)
-    atomic_write_text(args.out.with_suffix(".md"), render(results))
+    results = write(finished=True)
     print(render(results))
 
 

@@ -64,6 +64,9 @@ def test_micro_train_end_to_end_loads_in_sentence_transformers(micro_model_dir, 
     assert np.isfinite(summary["final_loss"]) and len(summary["loss_curve"]) == 4
     assert summary["sources"] == {"alpha": 10, "beta": 10, "gamma": 10} and summary["hard_negative_sources"] == [
         "gamma"]
+    # one process, 4 pairs: at most 4 blocks of 4 plus one hard-negative column, less the two positive terms
+    assert summary["world_size"] == 1 and summary["global_batch"] == 4
+    assert 4 <= summary["negatives_per_query"] <= (4 + 1) * 4 - 2
     model = SentenceTransformer(str(out), device="cpu")
     emb = model.encode(["what is sea ice?", "notes on comet dust"])
     assert emb.shape == (2, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)

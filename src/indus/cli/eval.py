@@ -46,9 +46,10 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any other evalu
 
 
 def run_evaluation(task: str, model: str, data: str, json_out: Path | None, overrides: list[str] | None = None,
-                   **options: Any) -> dict[str, Any]:
+                   **options: Any) -> dict[str, Any] | None:
     """Evaluate with the options that were given (``None`` = evaluator default) plus ``--set`` overrides, print
-    nothing, write ``--json``; shared by every ``indus eval`` command."""
+    nothing, write ``--json``; shared by every ``indus eval`` command. ``None``: a process other than the main
+    one of a sharded ``indus eval ir`` (the main process writes and prints)."""
     from indus.config import apply_overrides
     from indus.evaluation import evaluate
     from indus.evaluation.suite import validate_settings
@@ -56,7 +57,8 @@ def run_evaluation(task: str, model: str, data: str, json_out: Path | None, over
     settings = apply_overrides({k: v for k, v in options.items() if v is not None}, overrides)
     settings = validate_settings(task, settings, where=f"indus eval {task}")
     result = evaluate(task, model, data, **settings)
-    write_json(json_out, result)
+    if result is not None:
+        write_json(json_out, result)
     return result
 
 
@@ -237,10 +239,18 @@ def ir(
     json_out: JsonOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """BM25, dense (faiss exact inner product) or fused (A+B, RRF) retrieval; nDCG@10, Recall@10/100, MRR@10, speed."""
-    result = run_evaluation("ir", model, data, json_out, overrides, split=split, batch_size=batch_size,
-                            max_length=max_length, k=k, run_path=str(run) if run else None, device=device,
-                            doc_model=doc_model, fusion_k=fusion_k)
+    """BM25, dense (faiss exact inner product) or fused (A+B, RRF) retrieval; nDCG@10, Recall@10/100, MRR@10, speed.
+
+    Under ``torchrun`` every process encodes its shard of the corpus; the main process scores and writes.
+    """
+    from indus.retriever.distributed import sharded_encoding
+
+    with sharded_encoding():
+        result = run_evaluation("ir", model, data, json_out, overrides, split=split, batch_size=batch_size,
+                                max_length=max_length, k=k, run_path=str(run) if run else None, device=device,
+                                doc_model=doc_model, fusion_k=fusion_k)
+    if result is None:
+        return
     latency = result["latency_ms"]
     print_table([{"model": result["model"] + (f" (documents: {result['doc_model']})" if result.get("doc_model")
                                               else ""), "split": result["split"], "ndcg@10": result["ndcg@10"],

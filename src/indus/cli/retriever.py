@@ -59,7 +59,8 @@ def train(
     check_flags(resume, overwrite)
     cfg = _config(RetrieverTrainConfig, config, sets, model=model, pairs=(pairs or []) + (more_pairs or []))
     summary = train_retriever(cfg, out, resume=resume, overwrite=overwrite)
-    _summary_table(summary, out, ("steps", "pairs_seen", "epochs_done", "final_loss", "wall_s", "stop_reason"))
+    _summary_table(summary, out, ("steps", "pairs_seen", "epochs_done", "final_loss", "negatives_per_query", "wall_s",
+                                  "stop_reason"))
 
 
 @app.command()
@@ -85,8 +86,8 @@ def distill(
     cfg = _config(RetrieverDistillConfig, config, sets, teacher=teacher, student=student,
                   pairs=(pairs or []) + (more_pairs or []))
     summary = distill_retriever(cfg, out, resume=resume, overwrite=overwrite)
-    _summary_table(summary, out, ("steps", "pairs_seen", "student_layers", "final_loss", "teacher_s", "wall_s",
-                                  "stop_reason"))
+    _summary_table(summary, out, ("steps", "pairs_seen", "student_layers", "final_loss", "negatives_per_query",
+                                  "teacher_s", "wall_s", "stop_reason"))
 
 
 @app.command()
@@ -108,12 +109,19 @@ def index(
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="HNSW links per node."),
     ef_search: int = typer.Option(128, "--ef-search", help="HNSW search breadth (default stored in the index)."),
 ) -> None:
-    """Store a collection's texts, a BM25 index and (unless --model bm25) its embeddings in a faiss index."""
+    """Store a collection's texts, a BM25 index and (unless --model bm25) its embeddings in a faiss index.
+
+    Under ``torchrun`` every process encodes its shard of the corpus; the main process writes the one index.
+    """
+    from indus.retriever.distributed import sharded_encoding
     from indus.retriever.index import build_index
 
-    meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
-                       max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite,
-                       index_type=index_type)
+    with sharded_encoding() as (rank, _):
+        meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
+                           max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite,
+                           index_type=index_type, progress=rank == 0)
+    if rank != 0:
+        return
     print_table([{k: meta[k] for k in ("count", "model", "dim", "index_type", "bm25_s", "encode_s", "docs_per_s")}],
                 title=f"index -> {out}")
 

@@ -195,12 +195,25 @@ class DenseRetriever:
         return encode(model if model is not None else self.model, texts, batch_size=batch_size or self.batch_size,
                       progress=self.progress if progress is None else progress)  # (N, D)
 
-    def index(self, doc_ids: list[str], texts: list[str]) -> None:
-        """Encode the documents (with ``doc_model`` when set) and add them to a flat inner-product index."""
+    def index(self, doc_ids: list[str], texts: list[str], *, sharded: bool = False) -> None:
+        """Encode the documents (with ``doc_model`` when set) and add them to a flat inner-product index.
+
+        ``sharded``: every process of the group calls this and encodes its shard
+        (:func:`indus.retriever.distributed.encode_gathered`); the main process alone gets the index.
+        """
         import faiss
 
         self.doc_ids = list(doc_ids)
-        emb = self.encode(texts, model=self.doc_model)  # (N, D)
+        if sharded:
+            from indus.retriever.distributed import encode_gathered
+
+            emb = encode_gathered(self.doc_model if self.doc_model is not None else self.model, texts,
+                                  batch_size=self.batch_size)  # (N, D) on the main process, None elsewhere
+            if emb is None:
+                self.faiss_index = None
+                return
+        else:
+            emb = self.encode(texts, model=self.doc_model)  # (N, D)
         self.faiss_index = faiss.IndexFlatIP(emb.shape[1])
         self.faiss_index.add(emb)
 
@@ -353,7 +366,7 @@ class IREvaluator:
             raise IndusError(f"{type(model).__name__}: expected 'bm25', a model spec or a SentenceTransformer")
         return model
 
-    def evaluate(self, model: Any, data: str | Path | BeirData) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: str | Path | BeirData) -> dict[str, Any] | None:
         """Index the corpus of ``data``, retrieve for the judged queries of the split, and score.
 
         Parameters
@@ -362,7 +375,17 @@ class IREvaluator:
             ``"bm25"``, a model spec (``minilm``, ``random:<preset>``, a local folder) or a ``SentenceTransformer``.
         data
             A BEIR folder, an ``ir`` dataset name under the data root, or a loaded :class:`BeirData`.
+
+        Returns
+        -------
+        dict or None
+            The result. Inside :func:`indus.retriever.distributed.sharded_encoding` with several processes
+            (``torchrun ... -m indus eval ir``), every process encodes its shard of the corpus for the dense
+            systems and the main process alone searches, scores and returns the result; the others return
+            ``None`` once their shard is delivered.
         """
+        from indus.retriever.distributed import is_main_process, rank_and_world, sharding_active
+
         started = time.perf_counter()
         if isinstance(data, BeirData):
             beir = data
@@ -379,8 +402,19 @@ class IREvaluator:
         qids, qtexts = list(queries), list(queries.values())
         depth = self.k + 1 if self.ignore_identical_ids else self.k
 
+        sharded = sharding_active()
         t0 = time.perf_counter()
-        retriever.index(doc_ids, texts)
+        if sharded:
+            systems = retriever.retrievers if isinstance(retriever, FusedRetriever) else [retriever]
+            for system in systems:
+                if isinstance(system, DenseRetriever):
+                    system.index(doc_ids, texts, sharded=True)
+                elif is_main_process():  # BM25 is not sharded: the main process builds it alone
+                    system.index(doc_ids, texts)
+            if not is_main_process():
+                return None  # the main process searches and scores, once
+        else:
+            retriever.index(doc_ids, texts)
         index_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         hits = retriever.search(qtexts, depth)
@@ -407,6 +441,7 @@ class IREvaluator:
             "latency_ms_p90": float(np.percentile(latencies, 90)) if latencies else None,
             "latency_queries": len(latencies),
             "index_s": index_s, "search_s": search_s,
+            "encode_processes": rank_and_world()[1] if sharded else 1,
         }
         if isinstance(retriever, DenseRetriever):
             result["doc_model"] = None if self.doc_model is None else _model_name(self.doc_model)

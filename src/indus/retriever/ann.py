@@ -17,7 +17,7 @@ at a time). ``ivfpq`` compresses each vector to ``pq_m`` bytes (27x smaller at D
 ``nprobe`` of ``nlist`` lists; it needs a training pass (k-means on a sample). PQ distances alone rank
 poorly among close neighbours, so by default the ``refine * k`` best PQ candidates are re-scored with their
 exact vectors, which the index file also holds and which stay on disk (memory-mapped) at search time.
-``benchmarks/index_scale.py`` measures the three at 10^5 and 10^6 vectors
+``benchmarks/index_scale.py`` measures the three with these defaults
 (``benchmarks/results/index_scale.md``); ``docs/scale.md`` takes the arithmetic to 10^8.
 
 **Memory-bounded building.** :func:`build_faiss_index` reads the vectors from any array, typically an

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,6 +149,10 @@ def is_bm25_only(model: str | Path | None) -> bool:
     return model is None or isinstance(parse_model(model, fused=False), Bm25)
 
 
+def _call(fn: Any) -> Any:
+    return fn()
+
+
 def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *, approximate: bool = False,
                 batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
                 ef_construction: int = 200, ef_search: int = 128, progress: bool = True,
@@ -172,34 +177,83 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
     Returns
     -------
     dict
-        The contents of ``meta.json``.
-    """
-    import faiss
+        The contents of ``meta.json`` (on every process, under sharded encoding).
 
-    from indus.evaluation.ir import Bm25Retriever
-    from indus.outdir import prepare_output_dir
-    from indus.retriever.ann import IndexSpec, build_faiss_index
+    Notes
+    -----
+    Called by every process inside :func:`indus.retriever.distributed.sharded_encoding` (``torchrun ... -m
+    indus retriever index``), each process encodes its contiguous shard of the collection into one ``.npy`` in a
+    hidden staging folder of ``out`` (so ``out`` must be on a file system every process sees); the main process
+    alone prepares ``out``, builds BM25 and the faiss index from that memory map and writes the index, once,
+    while the others wait. The vectors equal those of one process.
+    """
+    from indus.retriever.distributed import rank_and_world, run_on_main, sharding_active
 
     if index_type is not None:
-        IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
+        from indus.retriever.ann import IndexSpec
 
-    out = prepare_output_dir(out, command="retriever index", overwrite=overwrite, completion_file="meta.json").path
+        IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
+    # inside distributed.sharded_encoding (torchrun ... indus retriever index): every process encodes its shard,
+    # the main process alone touches OUT; one process: the same steps, with no one to wait for
+    world = rank_and_world()[1] if sharding_active() else 1
+    on_main = run_on_main if world > 1 else _call  # the pipeline may call this from its main process alone
+    dense = not is_bm25_only(model)
+
+    def prepare() -> tuple[Path, Path | None]:
+        from indus.outdir import prepare_output_dir, staging_dir
+
+        folder = prepare_output_dir(out, command="retriever index", overwrite=overwrite,
+                                    completion_file="meta.json").path
+        # the shards' vectors meet in one file that every process sees; a crash leaves it to the retry's cleanup
+        return folder, staging_dir(folder) if world > 1 and dense else None
+
+    out, staging = on_main(prepare)
     corpus_path = resolve_collection(corpus, "documents")
     docs = read_documents(corpus_path, kind="documents")
-    ids = [doc_id for doc_id, _, _ in docs]
     texts = [Document(title, text).full_text() for _, title, text in docs]  # what BM25 and the encoder see
-    start = time.perf_counter()
-    bm25 = Bm25Retriever(progress=progress)
-    bm25.index(ids, texts)
-    bm25_s = time.perf_counter() - start
-    index, dense_meta, encode_s, dim, seq_len = None, {"index_type": None, "hnsw": None}, None, None, None
-    if not is_bm25_only(model):
+    emb, encoder, encode_s = None, None, None
+    if dense:
         from indus.retriever.bi_encoder import encode, load_bi_encoder
 
         encoder = load_bi_encoder(str(model), max_seq_length=max_seq_length)
         start = time.perf_counter()
-        emb = encode(encoder, texts, batch_size=batch_size, progress=progress)  # (N, D)
+        if staging is None:
+            emb = encode(encoder, texts, batch_size=batch_size, progress=progress)  # (N, D)
+        else:
+            from indus.retriever.distributed import encode_sharded
+
+            emb = encode_sharded(encoder, texts, staging / "vectors.npy", batch_size=batch_size)  # (N, D) on main
         encode_s = time.perf_counter() - start
+
+    def write() -> dict[str, Any]:
+        try:
+            return _write_index(out, model, corpus_path, docs, texts, emb, encoder, encode_s, world,
+                                approximate=approximate, index_type=index_type, hnsw_m=hnsw_m,
+                                ef_construction=ef_construction, ef_search=ef_search, progress=progress)
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    return on_main(write)  # the others wait for the index, then return its meta too
+
+
+def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: list[tuple[str, str, str]],
+                 texts: list[str], emb: Any, encoder: Any, encode_s: float | None, processes: int, *,
+                 approximate: bool, index_type: str | None, hnsw_m: int, ef_construction: int, ef_search: int,
+                 progress: bool) -> dict[str, Any]:
+    """BM25 and the faiss index of :func:`build_index`, written atomically into ``out`` (main process)."""
+    import faiss
+
+    from indus.evaluation.ir import Bm25Retriever
+    from indus.retriever.ann import build_faiss_index
+
+    ids = [doc_id for doc_id, _, _ in docs]
+    start = time.perf_counter()
+    bm25 = Bm25Retriever(progress=progress)
+    bm25.index(ids, texts)
+    bm25_s = time.perf_counter() - start
+    index, dense_meta, dim, seq_len = None, {"index_type": None, "hnsw": None}, None, None
+    if emb is not None:
         # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.retriever.ann
         index, spec = build_faiss_index(index_type or ("hnsw" if approximate else "flat"), emb, hnsw_m=hnsw_m,
                                         ef_construction=ef_construction, ef_search=ef_search)
@@ -214,6 +268,7 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         "max_seq_length": seq_len, "bm25": bm25.settings(), "corpus": str(corpus_path.resolve()),
         "encode_s": None if encode_s is None else round(encode_s, 2),
         "docs_per_s": None if encode_s is None else round(len(docs) / max(encode_s, 1e-9), 1),
+        "encode_processes": processes if index is not None else None,
         "bm25_s": round(bm25_s, 2), "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     with atomic_directory(out) as tmp:

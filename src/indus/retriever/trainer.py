@@ -306,6 +306,9 @@ def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, r
         "stop_reason": stop,
         "resumed_from": str(resume_from) if resume_from else None,
         "loss_curve": curve,
+        # the in-batch negatives each query saw (with cross-device gathering: every process's texts)
+        "world_size": trainer.args.world_size,
+        **getattr(loss, "batch_stats", {}),
         **(extra_summary or {}),
         "config": config_to_dict(cfg),
     }

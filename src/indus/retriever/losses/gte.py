@@ -325,6 +325,9 @@ class GTELoss(CachedLossMixin, nn.Module):
     negatives_per_query
         The mean number of negative terms in a row's partition ``Z_i`` (after masking), measured on the first
         batch and whenever the global batch size changes, and logged then.
+    batch_stats
+        ``{"global_batch", "negatives_per_query"}`` at the largest global batch measured (a full batch, not a
+        short last one); the training summary reports it. Empty before the first batch.
 
     Example
     -------
@@ -355,6 +358,7 @@ class GTELoss(CachedLossMixin, nn.Module):
         self.uses_gradient_cache = mini_batch_size is not None
         self.gather_across_devices = gather_across_devices
         self.negatives_per_query: float | None = None
+        self.batch_stats: dict[str, Any] = {}
         self._counted_for: tuple[int, int] | None = None
         self._view: BatchView | None = None
 
@@ -387,6 +391,8 @@ class GTELoss(CachedLossMixin, nn.Module):
         # the positive s(q_i, d_i) is two of the terms (query->passages and queries->passage)
         self.negatives_per_query = float(total[0] / total[1]) - 2
         self._counted_for = key
+        if view.total >= self.batch_stats.get("global_batch", 0):
+            self.batch_stats = {"global_batch": view.total, "negatives_per_query": round(self.negatives_per_query, 2)}
         logger.info("%s: %d processes x %s pairs = a global batch of %d; %.1f negatives per query",
                     type(self).__name__, len(view.sizes), view.sizes[0] if len(set(view.sizes)) == 1 else view.sizes,
                     view.total, self.negatives_per_query)
