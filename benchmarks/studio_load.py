@@ -149,8 +149,8 @@ def measure(args: argparse.Namespace) -> dict:
             "documents": meta["count"], "queries": len(queries), "model": meta["model"], "index": str(index),
             "index_build_s": build_s, "server_startup_s": round(startup_s, 1), "seconds_per_cell": args.seconds,
             "k": args.k, "rows": rows,
-            "note": "the load average above shows what else ran on this 2-core machine; compare rows of this run with each other, "
-                    "not with runs taken under other load"}
+            "note": "the load average above shows what else ran on this 2-core machine; compare rows of this run "
+                    "with each other, not with runs taken under other load"}
 
 
 def render(result: dict) -> str:
