@@ -22,11 +22,11 @@ Example
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Protocol
 
 from indus.errors import IndusError
+from indus.lazy import lazy_attr
 
 #: task name -> "module:Class", imported lazily so that one task's heavy imports never slow another.
 EVALUATORS: dict[str, str] = {
@@ -50,12 +50,7 @@ class Evaluator(Protocol):
 
 def get_evaluator(task: str, **settings: Any) -> Evaluator:
     """The evaluator for ``task`` built with ``settings`` (its keyword-only options)."""
-    try:
-        target = EVALUATORS[task]
-    except KeyError:
-        raise IndusError(f"unknown evaluation task {task!r}; known: {', '.join(EVALUATORS)}") from None
-    module_name, _, cls_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    cls = lazy_attr(EVALUATORS, task, what="evaluation task")
     try:
         return cls(**settings)
     except TypeError as exc:

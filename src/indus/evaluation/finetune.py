@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,9 +37,44 @@ import numpy as np
 from indus.errors import IndusError
 
 
+@dataclass
+class Part:
+    """One encoded split of a fine-tuning task: its items (sentences, examples, questions), the task's features
+    for them (windows, token ids) and the task's counts (``stats``)."""
+
+    items: list[Any]
+    features: Any
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What one :meth:`FinetuneEvaluator.evaluate` call resolved once and shares with every seed's run."""
+
+    ref: Any
+    path: Path
+    data: Any
+    tokenizer: Any
+    pad_id: int
+    device: Any
+    train_total: int
+    eval_total: int
+    train: Part
+    eval: Part
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(kw_only=True)
 class FinetuneEvaluator:
-    """The settings every fine-tuning evaluator shares (NER, QA, classification), their checks and helpers.
+    """The settings every fine-tuning evaluator shares (NER, QA, classification), their checks, and the one
+    evaluation sequence they all run (:meth:`evaluate`).
+
+    :meth:`evaluate` resolves the model and the data, draws the fixed train and evaluation subsets, loads the
+    tokenizer, encodes both splits, then for each seed re-initialises and fine-tunes the model, predicts and
+    scores, and finally averages the seeds (mean and sample std). A task supplies only what differs, as hooks:
+    ``data_kind`` and ``head`` (the transformers auto class), :meth:`load_data`, :meth:`split_items`,
+    :meth:`encode`, :meth:`model_kwargs`, :meth:`collate`, :meth:`training_features`, :meth:`predict`,
+    :meth:`score`, :meth:`aggregate` and :meth:`describe`.
 
     A subclass adds its own fields (lengths, subset sizes, ...), may redeclare a field to change its default,
     and calls :meth:`check` from ``__post_init__`` with its own problems. The shared fields are documented in the
@@ -47,7 +82,11 @@ class FinetuneEvaluator:
     """
 
     task: ClassVar[str] = "finetune"
-    #: the subclass's optional settings that must be >= 1 when set (subset sizes)
+    #: dataset kind in the data-root layout (:func:`indus.data.registry.resolve_dataset`)
+    data_kind: ClassVar[str] = ""
+    #: name of the transformers auto class that adds the task head
+    head: ClassVar[str] = ""
+    #: the subclass's optional settings that must be >= 1 when set: the train and the evaluation subset sizes
     limits: ClassVar[tuple[str, ...]] = ()
 
     seeds: int = 3
@@ -102,6 +141,141 @@ class FinetuneEvaluator:
         import torch
 
         return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    # ------------------------------------------------------------------------------------ the shared sequence
+
+    def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
+        """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
+
+        Parameters
+        ----------
+        model
+            A model spec (``minilm``, ``random:<preset>``, ``random:<model>``, a local folder) or a
+            :class:`~indus.models.ModelRef`.
+        data
+            A dataset folder or file of the task's kind, or a dataset name under the data root.
+        """
+        started = time.perf_counter()
+        ctx = self.prepare(model, data)
+        runs = [self.run_seed(ctx, seed) for seed in range(self.seed, self.seed + self.seeds)]
+        result: dict[str, Any] = {"task": self.task, "primary_metric": self.primary_metric, "model": ctx.ref.name,
+                                  "data": str(ctx.path), "split": self.split, "train_split": self.train_split}
+        result.update(self.aggregate(runs, ctx))
+        result.update(self.describe(ctx, runs))
+        result.update({"per_seed": runs, "settings": self.settings(), "seeds": self.seeds, "epochs": self.epochs,
+                       "max_length": getattr(self, "max_length", None)})
+        result.update(self.describe_tail(ctx))
+        result.update({"device": str(ctx.device), "wall_s": time.perf_counter() - started})
+        return result
+
+    def prepare(self, model: Any, data: str | Path) -> Context:
+        """Resolve the model and the data, draw the fixed subsets (seed 0, shared by every run and model), load
+        the tokenizer and encode the training and evaluation splits."""
+        from indus.data.registry import resolve_dataset
+        from indus.models import resolve_model
+
+        ref = resolve_model(model)
+        path = resolve_dataset(data, kind=self.data_kind)
+        handle = self.load_data(path)
+        train_all, eval_all = self.split_items(handle, self.train_split), self.split_items(handle, self.split)
+        train_limit, eval_limit = self.limits
+        train = fixed_subset(train_all, getattr(self, train_limit))
+        evals = fixed_subset(eval_all, getattr(self, eval_limit))
+        self.check_items(path, train, evals)
+        device = self.torch_device()
+        tokenizer = self.load_tokenizer(ref)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return Context(ref, path, handle, tokenizer, pad_id, device, len(train_all), len(eval_all),
+                       self.encode(tokenizer, train, handle), self.encode(tokenizer, evals, handle))
+
+    def run_seed(self, ctx: Context, seed: int) -> dict[str, Any]:
+        """One run: re-initialise the model with ``seed``, fine-tune it, predict and score the evaluation split."""
+        import transformers
+
+        from indus.models import load_model
+
+        features, lengths = self.training_features(ctx, seed)
+        seed_everything(seed)
+        net = load_model(ctx.ref, getattr(transformers, self.head), seed=seed,
+                         **self.model_kwargs(ctx)).to(ctx.device)
+        stats = finetune(net, features, self.collate(ctx, labels=True), self.finetune_settings(), seed=seed,
+                         desc=f"{self.task} fine-tune (seed {seed})", lengths=lengths)
+        t0 = time.perf_counter()
+        preds = self.predict(net, ctx, ctx.eval)
+        scores = self.score(ctx, ctx.eval, preds)
+        run = {"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
+               "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0}
+        self.write_predictions(ctx, preds, seed)
+        del net
+        return run
+
+    # ------------------------------------------------------------------------------------------- the hooks
+
+    def load_data(self, path: Path) -> Any:
+        """The dataset at ``path`` (read once per evaluation)."""
+        raise NotImplementedError
+
+    def split_items(self, data: Any, split: str) -> list[Any]:
+        """The items (sentences, examples, questions) of one split of ``data``."""
+        return data.split(split)
+
+    def check_items(self, path: Path, train: list[Any], evals: list[Any]) -> None:
+        """Refuse data the task cannot use (default: accept everything)."""
+
+    def load_tokenizer(self, ref: Any) -> Any:
+        """The model's tokenizer, made ready for the task."""
+        from indus.models import load_tokenizer
+
+        return load_tokenizer(ref)
+
+    def encode(self, tokenizer: Any, items: list[Any], data: Any) -> Part:
+        """Tokenise one split (``items`` of the dataset ``data``) into the task's features."""
+        raise NotImplementedError
+
+    def model_kwargs(self, ctx: Context) -> dict[str, Any]:
+        """Keyword arguments for :func:`indus.models.load_model` (label maps, ...)."""
+        return {}
+
+    def collate(self, ctx: Context, labels: bool) -> Callable[[list[Any]], dict[str, Any]]:
+        """The function that batches training features."""
+        raise NotImplementedError
+
+    def training_features(self, ctx: Context, seed: int) -> tuple[Sequence[Any], Sequence[int] | None]:
+        """What one run trains on and, for length-grouped batches, each feature's length."""
+        raise NotImplementedError
+
+    def predict(self, net: Any, ctx: Context, part: Part) -> Any:
+        """The fine-tuned model's predictions for ``part``."""
+        raise NotImplementedError
+
+    def score(self, ctx: Context, part: Part, preds: Any) -> dict[str, Any]:
+        """The metrics of one run's predictions."""
+        raise NotImplementedError
+
+    def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
+        """The result's metrics: mean and sample std over the runs of each of ``metrics``."""
+        out: dict[str, Any] = {}
+        for key in self.metrics:
+            out[key], out[f"{key}_std"] = mean_std([r[key] for r in runs])
+        return out
+
+    def describe(self, ctx: Context, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The result's task facts and counts, before ``per_seed``."""
+        return {}
+
+    def describe_tail(self, ctx: Context) -> dict[str, Any]:
+        """The result's task facts shown after the shared settings (QA's window settings)."""
+        return {}
+
+    def write_predictions(self, ctx: Context, preds: Any, seed: int) -> None:
+        """Write one run's predictions where the settings ask for them (default: nowhere)."""
+
+    def seed_path(self, seed: int, default_suffix: str) -> Path:
+        """``predictions_path``, with one file per seed (``NAME.seedS.EXT``) when there are several seeds."""
+        path = Path(self.predictions_path)
+        if self.seeds > 1:
+            path = path.with_name(f"{path.stem}.seed{seed}{path.suffix or default_suffix}")
+        return path
 
 
 @dataclass

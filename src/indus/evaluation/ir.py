@@ -424,13 +424,9 @@ class IREvaluator:
         if n == 0:
             return []
 
+        from indus.timing import latencies_ms
+
         def search(q: str) -> None:
             retriever.search([q], depth, batch_size=1)
 
-        search(queries[0])  # warm-up
-        times = []
-        for q in queries[:n]:
-            t0 = time.perf_counter()
-            search(q)
-            times.append((time.perf_counter() - t0) * 1000.0)
-        return times
+        return latencies_ms(search, queries[:n], warmup=queries[:1])

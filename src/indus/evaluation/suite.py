@@ -26,7 +26,6 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,17 +83,9 @@ def suite_path(suite: str | Path | None = None) -> Path:
 
 def _evaluator_class(task: str, where: str) -> type:
     from indus.evaluation import EVALUATORS
+    from indus.lazy import lazy_attr
 
-    if task not in EVALUATORS:
-        raise IndusError(f"{where}: unknown task {task!r}; known: {', '.join(EVALUATORS)}")
-    module_name, _, cls_name = EVALUATORS[task].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise IndusError(f"{where}: the {task} evaluator ({module_name}) is not available in this version") from None
-    return getattr(module, cls_name)
+    return lazy_attr(EVALUATORS, task, what="task", where=where)
 
 
 def validate_settings(task: str, settings: dict[str, Any], where: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -197,17 +196,13 @@ def encoder_latency_ms(model: str, texts: Sequence[str], max_length: int = 128, 
     import torch
 
     from indus.models import load_model, load_tokenizer
+    from indus.timing import latencies_ms
 
     tok = load_tokenizer(model)
     net = load_model(model, seed=0).eval()
-    times = []
+    encoded = [tok(text, truncation=True, max_length=max_length, return_tensors="pt") for text in texts]
     with torch.inference_mode():
-        for i, text in enumerate([*texts[:warmup], *texts]):
-            enc = tok(text, truncation=True, max_length=max_length, return_tensors="pt")
-            start = time.perf_counter()
-            net(**enc)
-            if i >= warmup:
-                times.append(1000 * (time.perf_counter() - start))
+        times = latencies_ms(lambda enc: net(**enc), encoded, warmup=encoded[:warmup])
     return statistics.median(times)
 
 
