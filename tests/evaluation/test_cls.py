@@ -54,7 +54,7 @@ def test_evaluator_end_to_end(micro_model_dir, cls_dir):
     assert set(result["per_label"]) == {"activator", "inhibitor"}
     assert result["train_examples"] == 12 and result["eval_examples"] == 3 and len(result["per_seed"]) == 2
     assert result["labels"] == ["activator", "inhibitor"]
-    json.dumps(result)
+    json.dumps(result.to_json())
 
 
 def test_primary_metric_setting_and_bad_settings(micro_model_dir, cls_dir):

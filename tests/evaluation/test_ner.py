@@ -194,7 +194,7 @@ def test_evaluator_end_to_end(micro_model_dir, ner_dir, tmp_path):
     assert result["train_windows"] == 12 and result["eval_sentences_split"] == 0
     assert result["split"] == "test" and result["max_length"] == 12 and result["wall_s"] > 0
     assert result["settings"]["epochs"] == 1 and result["scheme"] == "IOB2"
-    json.dumps(result)  # JSON-able
+    json.dumps(result.to_json())  # JSON-able
     for seed in (0, 1):
         written = read_conll(tmp_path / f"pred.seed{seed}.conll")
         assert [s.tokens for s in written] == [("Lithium", "caused", "renal", "failure"),

@@ -8,11 +8,14 @@ left unset keeps the evaluator's default, and ``--set key=value`` reaches any ot
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from indus.cli.common import console, print_table, write_json
+
+if TYPE_CHECKING:
+    from indus.evaluation.result import EvalResult
 
 app = typer.Typer(help="Evaluate a model on scientific NER, extractive QA, retrieval and classification.",
                   no_args_is_help=True)
@@ -46,7 +49,7 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any other evalu
 
 
 def run_evaluation(task: str, model: str, data: str, json_out: Path | None, overrides: list[str] | None = None,
-                   **options: Any) -> dict[str, Any]:
+                   **options: Any) -> EvalResult:
     """Evaluate with the options that were given (``None`` = evaluator default) plus ``--set`` overrides, print
     nothing, write ``--json``; shared by every ``indus eval`` command."""
     from indus.config import apply_overrides
@@ -56,7 +59,7 @@ def run_evaluation(task: str, model: str, data: str, json_out: Path | None, over
     settings = apply_overrides({k: v for k, v in options.items() if v is not None}, overrides)
     settings = validate_settings(task, settings, where=f"indus eval {task}")
     result = evaluate(task, model, data, **settings)
-    write_json(json_out, result)
+    write_json(json_out, result.to_json())
     return result
 
 

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from indus.errors import IndusError
+from indus.evaluation.result import EvalResult
 
 
 @dataclass
@@ -144,7 +145,7 @@ class FinetuneEvaluator:
 
     # ------------------------------------------------------------------------------------ the shared sequence
 
-    def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: str | Path) -> EvalResult:
         """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
 
         Parameters
@@ -166,7 +167,7 @@ class FinetuneEvaluator:
                        "max_length": getattr(self, "max_length", None)})
         result.update(self.describe_tail(ctx))
         result.update({"device": str(ctx.device), "wall_s": time.perf_counter() - started})
-        return result
+        return EvalResult.from_json(result)
 
     def prepare(self, model: Any, data: str | Path) -> Context:
         """Resolve the model and the data, draw the fixed subsets (seed 0, shared by every run and model), load

@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 
 from indus.atomic import atomic_write_text
+from indus.evaluation.result import EvalResult
 
 HTML_TEMPLATE = Path(__file__).with_name("report.html")
 
@@ -488,12 +489,12 @@ def _section_models(summary: dict[str, Any], out: Path, figs: Path) -> list[str]
     for e in evals:
         groups.setdefault((e["task"], e["data"]), []).append(e)
     for (task, data), rows in groups.items():
-        res0 = rows[0]["result"]
+        results = [EvalResult.from_json(r["result"]) for r in rows]
         extra = [k for k in ("precision", "recall", "exact_match", "recall@100", "mrr@10", "micro_f1", "accuracy")
-                 if k in res0]
+                 if k in results[0].metrics]
         lines += [f"### {_md(task)}: {_md(data)} ({_md(rows[0]['metric'])})", ""]
-        table = [[r["model"], r["kind"], _pm(r["value"], r["std"]), *(_num(r["result"].get(k)) for k in extra),
-                  _secs(r["wall_s"])] for r in rows]
+        table = [[r["model"], r["kind"], _pm(r["value"], r["std"]), *(_num(res.metric(k)) for k in extra),
+                  _secs(r["wall_s"])] for r, res in zip(rows, results, strict=True)]
         lines += _table(table, ["model", "kind", rows[0]["metric"], *extra, "seconds"])
     name = plot_models(evals, figs / "models.png")
     return lines + [f"![models](figures/{name})", ""]

@@ -174,7 +174,7 @@ def eval_stage(task: EvalTask, model_spec: str, model_key: str, model_name: str 
         from indus.atomic import atomic_write_json
         from indus.evaluation import evaluate
 
-        result = _jsonable(evaluate(task.task, model_spec, data_path, **options))
+        result = _jsonable(evaluate(task.task, model_spec, data_path, **options).to_json())
         atomic_write_json(out / "result.json", result)
         return {"result": result}
 
