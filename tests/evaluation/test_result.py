@@ -8,7 +8,7 @@ import pytest
 
 from indus.evaluation import EvalResult, evaluate
 
-# the keys of the flat result before EvalResult existed (read off the evaluators of commit 94f378d)
+# the keys of the flat result before EvalResult existed (read off the evaluators of commit 94f378d), plus NEW_KEYS
 NER_KEYS = {"device", "epochs", "eval_entities", "eval_sentences", "eval_sentences_split", "eval_sentences_total",
             "eval_windows", "f1", "f1_std", "labels", "max_length", "model", "per_seed", "per_type", "precision",
             "precision_std", "primary_metric", "recall", "recall_std", "scheme", "seeds", "settings", "split", "task",
@@ -19,6 +19,11 @@ CLS_KEYS = {"accuracy", "accuracy_std", "device", "epochs", "eval_examples", "ev
             "per_seed", "primary_metric", "seeds", "settings", "split", "task", "train_examples",
             "train_examples_total", "train_split", "train_truncated", "data", "wall_s"}
 RUN_KEYS = {"seed", "train_steps", "final_loss", "train_s", "eval_s"}
+# issue 18 added, on purpose: how the learning rate was chosen and which seeds collapsed (every fine-tune task), the
+# majority-class baseline and the loss weights (classification)
+NEW_KEYS = {"lr_choice", "collapsed_seeds", "collapsed"}
+NER_KEYS |= NEW_KEYS
+CLS_KEYS |= NEW_KEYS | {"majority_baseline", "class_weights"}
 
 
 @pytest.fixture()

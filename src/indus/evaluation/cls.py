@@ -21,14 +21,17 @@ Example
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from indus.data.classification import Example, load_classification_dataset
 from indus.errors import IndusError
-from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast, mean_std, pad_batch
+from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast, mean_std, pad_batch, single_label
 
 PRIMARY_METRICS = ("macro_f1", "micro_f1", "accuracy")
 
@@ -73,6 +76,34 @@ def predict_labels(model: Any, features: Sequence[dict[str, Any]], *, batch_size
             for i, p in zip(idx, best, strict=True):
                 preds[i] = p
     return preds
+
+
+def majority_baseline(train_labels: Sequence[str], gold: Sequence[str]) -> dict[str, Any]:
+    """The scores of always predicting the most frequent training label (ties: the first in sorted order)."""
+    counts = Counter(train_labels)
+    label = min(counts, key=lambda c: (-counts[c], c))
+    scores = classification_metrics(gold, [label] * len(gold))
+    return {"label": label, **{k: scores[k] for k in PRIMARY_METRICS}}
+
+
+def weighted_loss(net: Any, weights: Sequence[float]) -> Any:
+    """``net`` (a sequence classifier) wrapped so that its forward returns ``{"loss", "logits"}`` with the loss a
+    class-weighted cross-entropy, mean over the batch weighted as in ``torch.nn.CrossEntropyLoss(weight=...)``:
+    sum_i w[y_i] * CE_i / sum_i w[y_i] (the model's own head computes the unweighted loss only)."""
+    import torch
+    from torch import nn
+
+    class WeightedLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.register_buffer("weight", torch.tensor(list(weights), dtype=torch.float32))
+
+        def forward(self, labels: Any, **batch: Any) -> dict[str, Any]:
+            logits = self.net(**batch).logits  # (B, C)
+            return {"loss": nn.functional.cross_entropy(logits.float(), labels, weight=self.weight), "logits": logits}
+
+    return WeightedLoss().to(next(net.parameters()).device)
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
@@ -129,11 +160,14 @@ class ClassificationEvaluator(FinetuneEvaluator):
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     primary_metric: str = "macro_f1"
+    class_weights: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
         if self.max_length < 4:
             problems.append(f"max_length must be >= 4, got {self.max_length}")
+        if self.class_weights not in (None, "balanced"):
+            problems.append(f"class_weights must be 'balanced' or unset, got {self.class_weights!r}")
         if self.primary_metric not in PRIMARY_METRICS:
             problems.append(f"primary_metric must be one of {', '.join(PRIMARY_METRICS)}, got {self.primary_metric!r}")
         self.check(problems)
@@ -171,6 +205,26 @@ class ClassificationEvaluator(FinetuneEvaluator):
     def score(self, ctx: Context, part: Part, preds: list[str]) -> dict[str, Any]:
         return classification_metrics([e.label for e in part.items], preds)
 
+    def collapsed(self, ctx: Context, part: Part, preds: list[str]) -> bool:
+        return single_label(preds, [e.label for e in part.items])
+
+    def loss_weights(self, ctx: Context) -> list[float] | None:
+        """Per-class loss weights: ``None``, or with ``class_weights: balanced`` n / (classes x count) over the
+        training subset (scikit-learn's ``compute_class_weight``); a class absent from training gets weight 1."""
+        if self.class_weights is None:
+            return None
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = np.array([f["label"] for f in ctx.train.features])
+        present = np.unique(y)
+        weights = np.ones(len(ctx.data.labels))
+        weights[present] = compute_class_weight("balanced", classes=present, y=y)
+        return [float(w) for w in weights]
+
+    def trainable(self, net: Any, ctx: Context) -> Any:
+        weights = self.loss_weights(ctx)
+        return net if weights is None else weighted_loss(net, weights)
+
     def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
         result = super().aggregate(runs, ctx)
         result["per_label"] = {label: mean_std([r["per_label"][label] for r in runs])[0]
@@ -180,6 +234,9 @@ class ClassificationEvaluator(FinetuneEvaluator):
     def describe(self, ctx: Context, runs: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "labels": ctx.data.labels,
+            "majority_baseline": majority_baseline([e.label for e in ctx.train.items],
+                                                   [e.label for e in ctx.eval.items]),
+            "class_weights": self.loss_weights(ctx),
             "train_examples": len(ctx.train.items),
             "train_examples_total": ctx.train_total,
             "eval_examples": len(ctx.eval.items),

@@ -44,7 +44,7 @@ from typing import Any
 
 from indus.data.conll import Sentence, load_ner_dataset, write_conll
 from indus.errors import IndusError
-from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast, mean_std, pad_batch
+from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast, mean_std, pad_batch, single_label
 
 IGNORE = -100
 
@@ -300,6 +300,9 @@ class NEREvaluator(FinetuneEvaluator):
 
     def score(self, ctx: Context, part: Part, preds: list[list[str]]) -> dict[str, Any]:
         return ner_metrics([list(s.tags) for s in part.items], preds)
+
+    def collapsed(self, ctx: Context, part: Part, preds: list[list[str]]) -> bool:
+        return single_label([t for p in preds for t in p], [t for s in part.items for t in s.tags])
 
     def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
         result = super().aggregate(runs, ctx)

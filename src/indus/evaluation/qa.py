@@ -47,7 +47,7 @@ import numpy as np
 
 from indus.data.squad import QAExample, SquadSet, load_squad_split
 from indus.errors import IndusError
-from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast, mean_std
+from indus.evaluation.finetune import RUN_FIELDS, Context, FinetuneEvaluator, Part, autocast, mean_std, single_label
 from indus.evaluation.qa_metrics import best_null_threshold, squad_scores
 
 
@@ -489,12 +489,16 @@ class QAEvaluator(FinetuneEvaluator):
             scores["answer_window_rate"] = rate
         return scores
 
+    def collapsed(self, ctx: Context, part: Part, preds: list[Prediction]) -> bool:
+        answers = list(self._answers(ctx, part, preds).values())
+        # gold "answers" stand for themselves: distinct questions have distinct ids
+        return len(answers) > 1 and single_label(answers, [ex.id for ex in part.items])
+
     def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
         """Every metric's mean over the runs (the sample std of ``exact_match`` and ``f1``); the ``*_total``
         counts of the first run."""
         result: dict[str, Any] = {}
-        metric_keys = [k for k in runs[0] if k not in {"seed", "total", "train_steps", "final_loss", "train_s",
-                                                       "eval_s"} and not k.endswith("_total")]
+        metric_keys = [k for k in runs[0] if k not in {"total", *RUN_FIELDS} and not k.endswith("_total")]
         for key in metric_keys:
             mean, std = mean_std([r[key] for r in runs])
             result[key] = mean

@@ -99,7 +99,9 @@ class EvalResult(Mapping):
         for key, value in flat.items():
             if key in HEAD:
                 continue
-            where = "metrics" if key == primary else _section(key, value)
+            # a metric without a value (every seed collapsed) is known by its std
+            is_metric = key == primary or (value is None and (key.endswith("_std") or f"{key}_std" in flat))
+            where = "metrics" if is_metric else _section(key, value)
             if where == "per_seed":
                 per_seed = list(value)
             elif where == "settings":

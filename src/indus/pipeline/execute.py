@@ -49,7 +49,8 @@ def summarise(plan: Plan, results: dict[str, StageResult], wall_s: float) -> dic
         result = EvalResult.from_json(stored)
         evals.append({"task": task.task, "data": task.data, "model": m.name, "kind": m.kind, "role": m.role,
                       "metric": result.primary_metric, "value": result.value, "std": result.std,
-                      "wall_s": result.wall_s, "latency_ms": result.latency_ms, "result": stored})
+                      "wall_s": result.wall_s, "latency_ms": result.latency_ms, "collapsed": result.collapsed,
+                      "collapsed_seeds": result.counts.get("collapsed_seeds", 0), "result": stored})
     latency = {name: results[stage].summary["ms_per_sentence"] for name, stage in plan.latency.items()}
     pretrained = {name: results[stage] for name, stage in plan.pretrained.items()}
     distilled = {name: results[stage] for name, stage in plan.distilled.items()}
@@ -119,7 +120,8 @@ def _forecasts(cfg: PipelineConfig, evals: list[dict[str, Any]],
             continue
         points = []
         for e in evals:
-            if e["task"] == task.task and e["data"] == task.data and e["model"] in pretrained:
+            if e["task"] == task.task and e["data"] == task.data and e["model"] in pretrained \
+                    and e["value"] is not None:  # a collapsed model has no score to fit
                 m = pretrained[e["model"]].summary["metrics"]
                 points.append(Point(e["model"], float(m.get("train_flops") or 0.0), m.get("valid_loss"),
                                     float(e["value"])))
