@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict:
     if not args.skip_ir:
         evaluator = IREvaluator(split="test", progress=False, batch_size=args.ir_batch_size)
         for model in args.ir_models:
-            r = evaluator.evaluate(model, args.ir_data)
+            r = evaluator.evaluate(model, args.ir_data).to_json()
             out["ir"][model] = r
             print(f"ir {model}: ndcg@10 {r['ndcg@10']:.4f} recall@100 {r['recall@100']:.4f} "
                   f"{r['latency_ms']:.2f} ms/query ({r['wall_s']:.0f} s)", flush=True)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> dict:
                                 window_scoring=args.window_scoring, max_train_questions=args.max_train_questions,
                                 max_eval_questions=args.max_eval_questions, bf16=args.bf16, split="test",
                                 progress=False)
-        r = evaluator.evaluate(args.qa_model, args.qa_data)
+        r = evaluator.evaluate(args.qa_model, args.qa_data).to_json()
         r["train_answer_tokens_p90"] = p90
         out["qa"][args.qa_model] = r
         print(f"qa {args.qa_model}: EM {r['exact_match']:.4f} F1 {r['f1']:.4f} ({r['wall_s']:.0f} s)", flush=True)

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     results = {}
     for model in args.models:
-        results[model] = evaluator.evaluate(model, args.data)
+        results[model] = evaluator.evaluate(model, args.data).to_json()
         r = results[model]
         print(f"{model}: f1 {r['f1']:.4f} ± {r['f1_std']:.4f} ({r['wall_s']:.0f} s)", flush=True)
     total = time.perf_counter() - started

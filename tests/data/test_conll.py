@@ -123,8 +123,9 @@ def test_dataset_folder_devel_alias_and_labels(tmp_path):
     assert list(ds.splits) == ["train", "dev", "test"]
     assert ds.labels == ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "B-Gene", "I-Gene"]
     assert ds.entity_types == ["Chemical", "Disease", "Gene"]
-    with pytest.raises(IndusError, match="no 'valid' split"):
-        ds.split("valid")
+    assert ds.split("valid") == ds.split("dev")  # one alias table (indus.data.splits) for every reader
+    with pytest.raises(IndusError, match="no 'heldout' split"):
+        ds.split("heldout")
     write(tmp_path, "dev.tsv", "z\tO\n")
     with pytest.raises(IndusError, match="two files for the dev split"):
         load_ner_dataset(tmp_path)

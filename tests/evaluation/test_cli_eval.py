@@ -26,7 +26,11 @@ def test_eval_ner_prints_and_writes_json(monkeypatch, capsys, micro_model_dir, n
     assert code == 0, err
     assert "per type" in out and "f1" in out
     result = json.loads(out_json.read_text())
-    assert result["train_sentences"] == 3 and result["seeds"] == 1 and result["settings"]["batch_size"] == 2
+    assert result["seeds"] == 1 and result["settings"]["batch_size"] == 2
+    # lr auto (the default) on data without a dev split: one of the 3 sentences is held out to choose on
+    assert result["train_sentences"] == 2 and result["lr_choice"]["mode"] == "auto"
+    assert result["lr_choice"]["dev"] == "0.1 of train" and len(result["lr_choice"]["grid"]) == 3
+    assert "chosen on 0.1 of train" in out
 
 
 def test_eval_cls(monkeypatch, capsys, micro_model_dir, tmp_path):
@@ -36,9 +40,12 @@ def test_eval_cls(monkeypatch, capsys, micro_model_dir, tmp_path):
     (d / "train.jsonl").write_text(rows)
     (d / "test.jsonl").write_text(rows)
     code, out, err = invoke(monkeypatch, capsys, "eval", "cls", "--data", d, "--model", micro_model_dir,
-                             "--seeds", "1", "--set", "max_steps=1", "--primary", "micro_f1", "--bf16")
+                             "--seeds", "1", "--set", "max_steps=1", "--primary", "micro_f1", "--bf16",
+                             "--class-weights", "balanced")
     assert code == 0, err
-    assert "macro_f1" in out and "per label" in out
+    assert "macro_f1" in out and "majority class" in out and "chosen on" in out
+    # one step on two texts predicts one class: shown as collapsed, or (when it does not) with its per-label table
+    assert "collapsed" in out or "per label" in out
 
 
 @pytest.mark.parametrize("args, expected", [

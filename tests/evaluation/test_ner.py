@@ -194,7 +194,7 @@ def test_evaluator_end_to_end(micro_model_dir, ner_dir, tmp_path):
     assert result["train_windows"] == 12 and result["eval_sentences_split"] == 0
     assert result["split"] == "test" and result["max_length"] == 12 and result["wall_s"] > 0
     assert result["settings"]["epochs"] == 1 and result["scheme"] == "IOB2"
-    json.dumps(result)  # JSON-able
+    json.dumps(result.to_json())  # JSON-able
     for seed in (0, 1):
         written = read_conll(tmp_path / f"pred.seed{seed}.conll")
         assert [s.tokens for s in written] == [("Lithium", "caused", "renal", "failure"),
@@ -234,7 +234,9 @@ def test_bf16_run(micro_model_dir, ner_dir):
 def test_budgets_and_subsets_are_fixed(micro_model_dir, ner_dir):
     result = NEREvaluator(seeds=1, epochs=1, max_train_sentences=4, max_eval_sentences=1, progress=False,
                           split="test").evaluate(str(micro_model_dir), ner_dir)
-    assert (result["train_sentences"], result["train_sentences_total"]) == (4, 9)
+    # lr auto (the default), no dev split: 1 of the 4 drawn sentences is held out to choose the rate on
+    assert (result["train_sentences"], result["train_sentences_total"]) == (3, 9)
+    assert result["lr_choice"]["dev_examples"] == 1
     assert (result["eval_sentences"], result["eval_sentences_total"]) == (1, 2)
 
 

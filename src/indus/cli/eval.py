@@ -8,11 +8,14 @@ left unset keeps the evaluator's default, and ``--set key=value`` reaches any ot
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from indus.cli.common import console, print_table, write_json
+
+if TYPE_CHECKING:
+    from indus.evaluation.result import EvalResult
 
 app = typer.Typer(help="Evaluate a model on scientific NER, extractive QA, retrieval and classification.",
                   no_args_is_help=True)
@@ -33,7 +36,9 @@ SplitOpt = Annotated[str | None, typer.Option("--split", help="Split to score (d
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Fine-tuning runs with different seeds; metrics are "
                                                               "mean and std over them.", show_default=False)]
 EpochsOpt = Annotated[float | None, typer.Option("--epochs", help="Fine-tuning epochs.", show_default=False)]
-LrOpt = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.", show_default=False)]
+LrOpt = Annotated[str | None, typer.Option("--lr", help="Peak learning rate, or 'auto' (the default): the best of "
+                                                     "three around the model family's usual range, scored on the "
+                                                     "dev split, with early stopping on dev.", show_default=False)]
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.", show_default=False)]
 MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Subword tokens per input.",
                                                   show_default=False)]
@@ -46,7 +51,7 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any other evalu
 
 
 def run_evaluation(task: str, model: str, data: str, json_out: Path | None, overrides: list[str] | None = None,
-                   **options: Any) -> dict[str, Any] | None:
+                   **options: Any) -> EvalResult | None:
     """Evaluate with the options that were given (``None`` = evaluator default) plus ``--set`` overrides, print
     nothing, write ``--json``; shared by every ``indus eval`` command. ``None``: a process other than the main
     one of a sharded ``indus eval ir`` (the main process writes and prints)."""
@@ -58,13 +63,32 @@ def run_evaluation(task: str, model: str, data: str, json_out: Path | None, over
     settings = validate_settings(task, settings, where=f"indus eval {task}")
     result = evaluate(task, model, data, **settings)
     if result is not None:
-        write_json(json_out, result)
+        write_json(json_out, result.to_json())
     return result
 
 
-def _pm(result: dict[str, Any], key: str) -> str:
+def _pm(result: Any, key: str) -> str:
+    """``mean ± std`` of a metric, "collapsed" when every seed predicted a single label."""
+    if result.get(key) is None:
+        return "collapsed" if result.get("collapsed") else ""
     std = result.get(f"{key}_std")
     return f"{result[key]:.4f}" + (f" ± {std:.4f}" if std else "")
+
+
+def _lr_line(result: EvalResult) -> None:
+    """Print how the learning rate was chosen and which seeds collapsed."""
+    choice = result.info.get("lr_choice") or {}
+    if choice.get("mode") == "auto" and "grid" not in choice:
+        console.print(f"lr {choice['lr']:g} ({choice.get('note', '')})")
+    elif choice.get("mode") == "auto":
+        grid = ", ".join(f"{lr}: {v['dev']:.4f}" for lr, v in choice["grid"].items())
+        console.print(f"lr {choice['lr']:g} chosen on {choice['dev']} ({choice['dev_examples']} examples; "
+                      f"{result.primary_metric} {grid})")
+    collapsed = result.counts.get("collapsed_seeds")
+    if collapsed:
+        kept = result.settings.get("on_collapse") == "keep"
+        console.print(f"{collapsed} of {len(result.per_seed)} seeds collapsed to a single label "
+                      f"({'kept in' if kept else 'not in'} the mean)")
 
 
 # --------------------------------------------------------------------------------------------- ner
@@ -108,7 +132,8 @@ def ner(
                   "split sent": result["train_sentences_split"] + result["eval_sentences_split"],
                   "wall_s": round(result["wall_s"], 1)}], title=f"NER (strict, IOB2): {result['data']}")
     print_table([{"type": t, "f1": _pm(r, "f1"), "precision": r["precision"], "recall": r["recall"],
-                  "support": r["support"]} for t, r in result["per_type"].items()], title="per type")
+                  "support": r["support"]} for t, r in (result.metric("per_type") or {}).items()], title="per type")
+    _lr_line(result)
 
 
 # --------------------------------------------------------------------------------------------- cls
@@ -131,6 +156,9 @@ def cls(
     max_length: MaxLengthOpt = None,
     primary: Annotated[str | None, typer.Option(
         "--primary", help="Primary metric: macro_f1 (default), micro_f1 or accuracy.", show_default=False)] = None,
+    class_weights: Annotated[str | None, typer.Option(
+        "--class-weights", help="'balanced': weight each class's loss by n / (classes x its count) in training.",
+        show_default=False)] = None,
     device: DeviceOpt = None,
     bf16: Bf16Opt = False,
     json_out: JsonOpt = None,
@@ -140,13 +168,17 @@ def cls(
     result = run_evaluation("cls", model, data, json_out, overrides, seeds=seeds, epochs=epochs,
                             max_train_examples=max_train_examples, max_eval_examples=max_eval_examples, split=split,
                             lr=lr, batch_size=batch_size, max_length=max_length, primary_metric=primary,
-                            device=device, bf16=bf16 or None)
+                            class_weights=class_weights, device=device, bf16=bf16 or None)
     print_table([{"model": result["model"], "split": result["split"], "macro_f1": _pm(result, "macro_f1"),
                   "micro_f1": _pm(result, "micro_f1"), "accuracy": _pm(result, "accuracy"),
                   "seeds": result["seeds"], "train": result["train_examples"], "eval": result["eval_examples"],
                   "truncated": result["train_truncated"] + result["eval_truncated"],
                   "wall_s": round(result["wall_s"], 1)}], title=f"classification: {result['data']}")
-    print_table([{"label": k, "f1": v} for k, v in result["per_label"].items()], title="per label")
+    majority = result.info["majority_baseline"]
+    print_table([{"predict": f"always {majority['label']} (majority class)", "macro_f1": majority["macro_f1"],
+                  "micro_f1": majority["micro_f1"], "accuracy": majority["accuracy"]}], title="baseline")
+    print_table([{"label": k, "f1": v} for k, v in (result.metric("per_label") or {}).items()], title="per label")
+    _lr_line(result)
 
 
 # ---------------------------------------------------------------------------------------------- qa
@@ -208,6 +240,7 @@ def qa(
                 "train windows": result["train_windows_positive"] + result["train_windows_negative"],
                 "eval windows": result["eval_windows"], "wall_s": round(result["wall_s"], 1)})
     print_table([row], title=f"extractive QA (SQuAD EM / F1): {result['data']}")
+    _lr_line(result)
 
 
 # ---------------------------------------------------------------------------------------------- ir

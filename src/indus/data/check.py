@@ -27,7 +27,6 @@ Example
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -153,18 +152,9 @@ def _resolve(name_or_path: str | Path, root: str | Path | None) -> tuple[Path, s
 
 def validator(fmt: str):
     """The ``check`` function of a format, imported on first use."""
-    if fmt not in VALIDATORS:
-        raise IndusError(f"unknown data format {fmt!r}; known: {', '.join(VALIDATORS)}")
-    module_name, _, func = VALIDATORS[fmt].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise IndusError(f"the {fmt} validator ({module_name}) is not available in this version") from None
-    if not hasattr(module, func):
-        raise IndusError(f"the {fmt} validator ({VALIDATORS[fmt]}) is not available in this version")
-    return getattr(module, func)
+    from indus.lazy import lazy_attr
+
+    return lazy_attr(VALIDATORS, fmt, what="data format")
 
 
 def check(name_or_path: str | Path, fmt: str | None = None, *, scheme: str = "auto",

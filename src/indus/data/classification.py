@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from indus.data.jsonl import iter_jsonl
+from indus.data.splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
 from indus.errors import DataFormatError, IndusError
 
 CLS_SUFFIXES = (".jsonl", ".jsonl.gz")
-SPLIT_ALIASES = {"train": "train", "dev": "dev", "devel": "dev", "valid": "dev", "validation": "dev", "test": "test"}
-SPLIT_ORDER = ("train", "dev", "test")
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,10 @@ class ClassificationDataset:
 
     def split(self, name: str) -> list[Example]:
         """The examples of one split, or a clear error naming the splits that exist."""
-        if name not in self.splits:
+        split = canonical_split(name)
+        if split not in self.splits:
             raise IndusError(f"{self.path}: no {name!r} split (found: {', '.join(self.splits) or 'none'})")
-        return self.splits[name]
+        return self.splits[split]
 
 
 def _stem(path: Path) -> str:

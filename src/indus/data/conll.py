@@ -42,14 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from indus.atomic import atomic_write_text
+from indus.data.splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
 from indus.data.text import iter_lines
 from indus.errors import DataFormatError, IndusError
 
 DOCSTART = "-DOCSTART-"
 NER_SUFFIXES = (".tsv", ".txt", ".conll", ".iob", ".iob2", ".bio")
-#: file stem -> split name
-SPLIT_ALIASES = {"train": "train", "dev": "dev", "devel": "dev", "valid": "dev", "validation": "dev", "test": "test"}
-SPLIT_ORDER = ("train", "dev", "test")
 SCHEMES = ("auto", "IOB1", "IOB2", "BIOES", "IOBES", "BILOU")
 _PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES", "BILOU": "BILU"}
 _TAG_HELP = "a tag O or B-TYPE / I-TYPE (IOB1, IOB2), E-/S- (BIOES) or L-/U- (BILOU) in the last column"
@@ -96,9 +94,10 @@ class NERDataset:
 
     def split(self, name: str) -> list[Sentence]:
         """The sentences of one split, or a clear error naming the splits that exist."""
-        if name not in self.splits:
+        split = canonical_split(name)
+        if split not in self.splits:
             raise IndusError(f"{self.path}: no {name!r} split (found: {', '.join(self.splits) or 'none'})")
-        return self.splits[name]
+        return self.splits[split]
 
 
 @dataclass

@@ -44,12 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indus.data.splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
 from indus.data.text import has_surrogate_escape, line_at, lone_surrogate, read_text
 from indus.errors import DataFormatError, IndusError
 
-SPLITS = ("train", "dev", "test")
-SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "dev", "devel": "dev", "valid": "dev",
-                 "validation": "dev", "val": "dev", "test": "test", "testing": "test"}
+SPLITS = SPLIT_ORDER
 DEFAULT_FRACTIONS = (0.8, 0.1)
 REPAIR_WINDOW = 50
 
@@ -384,7 +383,7 @@ def squad_splits(path: str | Path, *, window: int = REPAIR_WINDOW, strict: bool 
 
 def load_squad_split(path: str | Path, split: str, **kwargs: Any) -> SquadSet:
     """One split of a SQuAD dataset (see :func:`squad_splits`), with a clear error when it is missing."""
-    name = SPLIT_ALIASES.get(split, split)
+    name = canonical_split(split)
     splits = squad_splits(path, **kwargs)
     if name not in splits:
         raise IndusError(f"{path}: no {split!r} split (found: {', '.join(splits)}); choose one with --split")

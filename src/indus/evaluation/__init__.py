@@ -4,9 +4,11 @@ Every evaluator is a small class holding its settings (keyword-only, typed) with
 
 - ``task``: ``"ner"``, ``"qa"``, ``"ir"`` or ``"cls"``;
 - ``primary_metric``: the key a suite table and the pipeline read first (``f1``, ``ndcg@10``, ...);
-- ``evaluate(model, data) -> dict``: ``model`` is a model spec (``minilm``, ``random:<preset>``, a local
+- ``evaluate(model, data) -> EvalResult``: ``model`` is a model spec (``minilm``, ``random:<preset>``, a local
   Hugging Face or SentenceTransformer folder; ``bm25`` for retrieval), ``data`` a dataset name under the data
-  root or a path. The dict holds the metrics (``f1``, ``f1_std``, ``precision``, ``recall``, ``exact_match``,
+  root or a path. The :class:`~indus.evaluation.result.EvalResult` sorts into sections (``metrics``,
+  ``per_seed``, ``counts``, ``settings``, ``timings``, ``info``) and gives back as one flat JSON object
+  (``to_json()``) the metrics (``f1``, ``f1_std``, ``precision``, ``recall``, ``exact_match``,
   ``ndcg@10``, ``recall@10``, ``recall@100``, ``mrr@10``, ...), the settings used (model, data, split, seeds,
   epochs, max lengths, examples used), ``primary_metric`` and ``wall_s``.
 
@@ -16,17 +18,20 @@ the task modules themselves.
 Example
 -------
 >>> result = evaluate("ir", "bm25", "scifact", split="test")  # doctest: +SKIP
->>> result["primary_metric"], round(result["ndcg@10"], 3)  # doctest: +SKIP
+>>> result.primary_metric, round(result.value, 3)  # doctest: +SKIP
 ('ndcg@10', 0.665)
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Protocol
 
 from indus.errors import IndusError
+from indus.evaluation.result import EvalResult
+from indus.lazy import lazy_attr
+
+__all__ = ["EVALUATORS", "EvalResult", "Evaluator", "evaluate", "get_evaluator"]
 
 #: task name -> "module:Class", imported lazily so that one task's heavy imports never slow another.
 EVALUATORS: dict[str, str] = {
@@ -43,25 +48,20 @@ class Evaluator(Protocol):
     task: str
     primary_metric: str
 
-    def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: str | Path) -> EvalResult:
         """Fine-tune (where the task needs it) and score ``model`` on ``data``."""
         ...
 
 
 def get_evaluator(task: str, **settings: Any) -> Evaluator:
     """The evaluator for ``task`` built with ``settings`` (its keyword-only options)."""
-    try:
-        target = EVALUATORS[task]
-    except KeyError:
-        raise IndusError(f"unknown evaluation task {task!r}; known: {', '.join(EVALUATORS)}") from None
-    module_name, _, cls_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    cls = lazy_attr(EVALUATORS, task, what="evaluation task")
     try:
         return cls(**settings)
     except TypeError as exc:
         raise IndusError(f"{task}: bad evaluation setting ({exc})") from None
 
 
-def evaluate(task: str, model: Any, data: str | Path, **settings: Any) -> dict[str, Any]:
+def evaluate(task: str, model: Any, data: str | Path, **settings: Any) -> EvalResult:
     """Evaluate ``model`` on ``data`` with the ``task`` evaluator; see the module docstring for the result."""
     return get_evaluator(task, **settings).evaluate(model, data)

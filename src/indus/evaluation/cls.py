@@ -21,23 +21,17 @@ Example
 
 from __future__ import annotations
 
-import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from indus.data.classification import Example, load_classification_dataset
 from indus.errors import IndusError
-from indus.evaluation.finetune import (
-    FinetuneEvaluator,
-    autocast,
-    finetune,
-    fixed_subset,
-    mean_std,
-    pad_batch,
-    seed_everything,
-)
+from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast, mean_std, pad_batch, single_label
 
 PRIMARY_METRICS = ("macro_f1", "micro_f1", "accuracy")
 
@@ -82,6 +76,34 @@ def predict_labels(model: Any, features: Sequence[dict[str, Any]], *, batch_size
             for i, p in zip(idx, best, strict=True):
                 preds[i] = p
     return preds
+
+
+def majority_baseline(train_labels: Sequence[str], gold: Sequence[str]) -> dict[str, Any]:
+    """The scores of always predicting the most frequent training label (ties: the first in sorted order)."""
+    counts = Counter(train_labels)
+    label = min(counts, key=lambda c: (-counts[c], c))
+    scores = classification_metrics(gold, [label] * len(gold))
+    return {"label": label, **{k: scores[k] for k in PRIMARY_METRICS}}
+
+
+def weighted_loss(net: Any, weights: Sequence[float]) -> Any:
+    """``net`` (a sequence classifier) wrapped so that its forward returns ``{"loss", "logits"}`` with the loss a
+    class-weighted cross-entropy, mean over the batch weighted as in ``torch.nn.CrossEntropyLoss(weight=...)``:
+    sum_i w[y_i] * CE_i / sum_i w[y_i] (the model's own head computes the unweighted loss only)."""
+    import torch
+    from torch import nn
+
+    class WeightedLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.register_buffer("weight", torch.tensor(list(weights), dtype=torch.float32))
+
+        def forward(self, labels: Any, **batch: Any) -> dict[str, Any]:
+            logits = self.net(**batch).logits  # (B, C)
+            return {"loss": nn.functional.cross_entropy(logits.float(), labels, weight=self.weight), "logits": logits}
+
+    return WeightedLoss().to(next(net.parameters()).device)
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
@@ -129,96 +151,96 @@ class ClassificationEvaluator(FinetuneEvaluator):
     """
 
     task = "cls"
+    data_kind = "classification"
+    head = "AutoModelForSequenceClassification"
+    metrics = PRIMARY_METRICS
     limits = ("max_train_examples", "max_eval_examples")
 
     max_length: int = 128
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     primary_metric: str = "macro_f1"
+    class_weights: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
         if self.max_length < 4:
             problems.append(f"max_length must be >= 4, got {self.max_length}")
+        if self.class_weights not in (None, "balanced"):
+            problems.append(f"class_weights must be 'balanced' or unset, got {self.class_weights!r}")
         if self.primary_metric not in PRIMARY_METRICS:
             problems.append(f"primary_metric must be one of {', '.join(PRIMARY_METRICS)}, got {self.primary_metric!r}")
         self.check(problems)
 
-    def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
-        """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
-
-        Parameters
-        ----------
-        model
-            A model spec (``minilm``, ``random:<preset>``, ``random:<model>``, a local folder) or a
-            :class:`~indus.models.ModelRef`.
-        data
-            A classification folder (train/dev/test JSON lines) or a ``classification`` dataset name.
-        """
-        from transformers import AutoModelForSequenceClassification
-
-        from indus.data.registry import resolve_dataset
-        from indus.models import load_model, load_tokenizer, resolve_model
-
-        started = time.perf_counter()
-        ref = resolve_model(model)
-        path = resolve_dataset(data, kind="classification")
+    def load_data(self, path: Path) -> Any:
         dataset = load_classification_dataset(path)
-        train_all, eval_all = dataset.split(self.train_split), dataset.split(self.split)
-        train = fixed_subset(train_all, self.max_train_examples)
-        evals = fixed_subset(eval_all, self.max_eval_examples)
-        labels = dataset.labels
-        if len(labels) < 2:
-            raise IndusError(f"{path}: classification needs at least 2 labels, found {labels}")
-        label2id = {label: i for i, label in enumerate(labels)}
-        id2label = dict(enumerate(labels))
-        device = self.torch_device()
+        if len(dataset.labels) < 2:
+            raise IndusError(f"{path}: classification needs at least 2 labels, found {dataset.labels}")
+        return dataset
 
-        tokenizer = load_tokenizer(ref)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        train_features, train_truncated = encode_texts(tokenizer, train, label2id, self.max_length)
-        eval_features, eval_truncated = encode_texts(tokenizer, evals, label2id, self.max_length)
-        gold = [e.label for e in evals]
+    def encode(self, tokenizer: Any, items: list[Any], data: Any) -> Part:
+        label2id = {label: i for i, label in enumerate(data.labels)}
+        features, truncated = encode_texts(tokenizer, items, label2id, self.max_length)
+        return Part(items, features, {"truncated": truncated})
 
+    def model_kwargs(self, ctx: Context) -> dict[str, Any]:
+        labels = ctx.data.labels
         # a checkpoint that already has a head for other labels gets a fresh one
-        reinit_head = {} if ref.random_init else {"ignore_mismatched_sizes": True}
-        runs: list[dict[str, Any]] = []
-        for seed in range(self.seed, self.seed + self.seeds):
-            seed_everything(seed)
-            net = load_model(ref, AutoModelForSequenceClassification, seed=seed, num_labels=len(labels),
-                             id2label=id2label, label2id=label2id, **reinit_head).to(device)
-            stats = finetune(net, train_features, _collate(pad_id, device, labels=True), self.finetune_settings(),
-                             seed=seed,
-                             desc=f"cls fine-tune (seed {seed})",
-                             lengths=[len(f["input_ids"]) for f in train_features])
-            t0 = time.perf_counter()
-            pred = predict_labels(net, eval_features, batch_size=self.eval_batch_size, pad_id=pad_id,
-                                  device=device, bf16=self.bf16, progress=self.progress)
-            scores = classification_metrics(gold, [id2label[p] for p in pred])
-            runs.append({"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
-                         "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0})
-            del net
+        reinit_head = {} if ctx.ref.random_init else {"ignore_mismatched_sizes": True}
+        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)}, **reinit_head}
 
-        result: dict[str, Any] = {"task": self.task, "primary_metric": self.primary_metric, "model": ref.name,
-                                  "data": str(path), "split": self.split, "train_split": self.train_split}
-        for key in ("macro_f1", "micro_f1", "accuracy"):
-            result[key], result[f"{key}_std"] = mean_std([r[key] for r in runs])
+    def collate(self, ctx: Context, labels: bool):
+        return _collate(ctx.pad_id, ctx.device, labels=labels)
+
+    def training_features(self, ctx: Context, seed: int) -> tuple[list[dict[str, Any]], list[int]]:
+        features = ctx.train.features
+        return features, [len(f["input_ids"]) for f in features]
+
+    def predict(self, net: Any, ctx: Context, part: Part) -> list[str]:
+        pred = predict_labels(net, part.features, batch_size=self.eval_batch_size, pad_id=ctx.pad_id,
+                              device=ctx.device, bf16=self.bf16, progress=self.progress)
+        return [ctx.data.labels[p] for p in pred]
+
+    def score(self, ctx: Context, part: Part, preds: list[str]) -> dict[str, Any]:
+        return classification_metrics([e.label for e in part.items], preds)
+
+    def collapsed(self, ctx: Context, part: Part, preds: list[str]) -> bool:
+        return single_label(preds, [e.label for e in part.items])
+
+    def loss_weights(self, ctx: Context) -> list[float] | None:
+        """Per-class loss weights: ``None``, or with ``class_weights: balanced`` n / (classes x count) over the
+        training subset (scikit-learn's ``compute_class_weight``); a class absent from training gets weight 1."""
+        if self.class_weights is None:
+            return None
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = np.array([f["label"] for f in ctx.train.features])
+        present = np.unique(y)
+        weights = np.ones(len(ctx.data.labels))
+        weights[present] = compute_class_weight("balanced", classes=present, y=y)
+        return [float(w) for w in weights]
+
+    def trainable(self, net: Any, ctx: Context) -> Any:
+        weights = self.loss_weights(ctx)
+        return net if weights is None else weighted_loss(net, weights)
+
+    def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
+        result = super().aggregate(runs, ctx)
         result["per_label"] = {label: mean_std([r["per_label"][label] for r in runs])[0]
                                for label in runs[0]["per_label"]}
-        result.update({
-            "labels": labels,
-            "train_examples": len(train),
-            "train_examples_total": len(train_all),
-            "eval_examples": len(evals),
-            "eval_examples_total": len(eval_all),
-            "train_truncated": train_truncated,
-            "eval_truncated": eval_truncated,
-            "per_seed": runs,
-            "settings": self.settings(),
-            "seeds": self.seeds,
-            "epochs": self.epochs,
-            "max_length": self.max_length,
-            "device": str(device),
-            "wall_s": time.perf_counter() - started,
-        })
         return result
+
+    def describe(self, ctx: Context, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "labels": ctx.data.labels,
+            "majority_baseline": majority_baseline([e.label for e in ctx.train.items],
+                                                   [e.label for e in ctx.eval.items]),
+            "class_weights": self.loss_weights(ctx),
+            "train_examples": len(ctx.train.items),
+            "train_examples_total": ctx.train_total,
+            "eval_examples": len(ctx.eval.items),
+            "eval_examples_total": ctx.eval_total,
+            "train_truncated": ctx.train.stats["truncated"],
+            "eval_truncated": ctx.eval.stats["truncated"],
+        }

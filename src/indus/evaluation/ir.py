@@ -46,6 +46,7 @@ import numpy as np
 from indus.data.beir import BeirData, load_beir
 from indus.errors import IndusError
 from indus.evaluation.ir_metrics import score_run, trec_order, write_trec_run
+from indus.evaluation.result import EvalResult
 
 __all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "reciprocal_rank_fusion",
            "split_systems", "score_run", "write_trec_run"]
@@ -366,7 +367,7 @@ class IREvaluator:
             raise IndusError(f"{type(model).__name__}: expected 'bm25', a model spec or a SentenceTransformer")
         return model
 
-    def evaluate(self, model: Any, data: str | Path | BeirData) -> dict[str, Any] | None:
+    def evaluate(self, model: Any, data: str | Path | BeirData) -> EvalResult | None:
         """Index the corpus of ``data``, retrieve for the judged queries of the split, and score.
 
         Parameters
@@ -451,7 +452,7 @@ class IREvaluator:
             result["fusion_k"] = self.fusion_k
         result["settings"] = self.settings()
         result["wall_s"] = time.perf_counter() - started
-        return result
+        return EvalResult.from_json(result)
 
     def _latency(self, retriever: Bm25Retriever | DenseRetriever | FusedRetriever, queries: list[str],
                  depth: int) -> list[float]:
@@ -459,13 +460,9 @@ class IREvaluator:
         if n == 0:
             return []
 
+        from indus.timing import latencies_ms
+
         def search(q: str) -> None:
             retriever.search([q], depth, batch_size=1)
 
-        search(queries[0])  # warm-up
-        times = []
-        for q in queries[:n]:
-            t0 = time.perf_counter()
-            search(q)
-            times.append((time.perf_counter() - t0) * 1000.0)
-        return times
+        return latencies_ms(search, queries[:n], warmup=queries[:1])

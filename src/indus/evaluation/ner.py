@@ -36,7 +36,6 @@ Example
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,15 +44,7 @@ from typing import Any
 
 from indus.data.conll import Sentence, load_ner_dataset, write_conll
 from indus.errors import IndusError
-from indus.evaluation.finetune import (
-    FinetuneEvaluator,
-    autocast,
-    finetune,
-    fixed_subset,
-    mean_std,
-    pad_batch,
-    seed_everything,
-)
+from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast, mean_std, pad_batch, single_label
 
 IGNORE = -100
 
@@ -262,7 +253,10 @@ class NEREvaluator(FinetuneEvaluator):
     """
 
     task = "ner"
+    data_kind = "ner"
+    head = "AutoModelForTokenClassification"
     primary_metric = "f1"
+    metrics = ("f1", "precision", "recall")
     limits = ("max_train_sentences", "max_eval_sentences")
 
     max_length: int = 256
@@ -274,99 +268,73 @@ class NEREvaluator(FinetuneEvaluator):
     def __post_init__(self) -> None:
         self.check([f"max_length must be >= 8, got {self.max_length}"] if self.max_length < 8 else [])
 
-    def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
-        """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
+    def load_data(self, path: Path) -> Any:
+        return load_ner_dataset(path, self.scheme)
 
-        Parameters
-        ----------
-        model
-            A model spec (``minilm``, ``random:<preset>``, ``random:<model>``, a local folder) or a
-            :class:`~indus.models.ModelRef`.
-        data
-            A NER folder (CoNLL split files) or a ``ner`` dataset name under the data root.
-        """
-        from transformers import AutoModelForTokenClassification
+    def load_tokenizer(self, ref: Any) -> Any:
+        return word_tokenizer(super().load_tokenizer(ref))
 
-        from indus.data.registry import resolve_dataset
-        from indus.models import load_model, load_tokenizer, resolve_model
+    def encode(self, tokenizer: Any, items: list[Any], data: Any) -> Part:
+        label2id = {label: i for i, label in enumerate(data.labels)}
+        windows, stats = encode_sentences(tokenizer, items, label2id, self.max_length)
+        return Part(items, windows, stats)
 
-        started = time.perf_counter()
-        ref = resolve_model(model)
-        path = resolve_dataset(data, kind="ner")
-        dataset = load_ner_dataset(path, self.scheme)
-        train_all, eval_all = dataset.split(self.train_split), dataset.split(self.split)
-        train = fixed_subset(train_all, self.max_train_sentences)
-        evals = fixed_subset(eval_all, self.max_eval_sentences)
-        labels = dataset.labels
-        label2id = {label: i for i, label in enumerate(labels)}
-        id2label = dict(enumerate(labels))
-        device = self.torch_device()
-
-        tokenizer = word_tokenizer(load_tokenizer(ref))
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        train_windows, train_stats = encode_sentences(tokenizer, train, label2id, self.max_length)
-        eval_windows, eval_stats = encode_sentences(tokenizer, evals, label2id, self.max_length)
-        lengths = [len(w.input_ids) for w in train_windows]
-        gold = [list(s.tags) for s in evals]
-
+    def model_kwargs(self, ctx: Context) -> dict[str, Any]:
+        labels = ctx.data.labels
         # a checkpoint that already has a head for other labels gets a fresh one
-        reinit_head = {} if ref.random_init else {"ignore_mismatched_sizes": True}
-        runs: list[dict[str, Any]] = []
-        for seed in range(self.seed, self.seed + self.seeds):
-            seed_everything(seed)
-            net = load_model(ref, AutoModelForTokenClassification, seed=seed, num_labels=len(labels),
-                             id2label=id2label, label2id=label2id, **reinit_head).to(device)
-            stats = finetune(net, train_windows, _collate(pad_id, device, labels=True), self.finetune_settings(),
-                             seed=seed, desc=f"ner fine-tune (seed {seed})", lengths=lengths)
-            t0 = time.perf_counter()
-            pred = predict_tags(net, eval_windows, [len(s) for s in evals], id2label,
-                                batch_size=self.eval_batch_size, pad_id=pad_id, device=device,
-                                bf16=self.bf16, progress=self.progress)
-            scores = ner_metrics(gold, pred)
-            runs.append({"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
-                         "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0})
-            if self.predictions_path:
-                self._write_predictions(evals, pred, seed)
-            del net
+        reinit_head = {} if ctx.ref.random_init else {"ignore_mismatched_sizes": True}
+        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)}, **reinit_head}
 
-        result: dict[str, Any] = {"task": self.task, "primary_metric": self.primary_metric, "model": ref.name,
-                                  "data": str(path), "split": self.split, "train_split": self.train_split}
-        for key in ("f1", "precision", "recall"):
-            result[key], result[f"{key}_std"] = mean_std([r[key] for r in runs])
+    def collate(self, ctx: Context, labels: bool):
+        return _collate(ctx.pad_id, ctx.device, labels=labels)
+
+    def training_features(self, ctx: Context, seed: int) -> tuple[list[Window], list[int]]:
+        windows = ctx.train.features
+        return windows, [len(w.input_ids) for w in windows]
+
+    def predict(self, net: Any, ctx: Context, part: Part) -> list[list[str]]:
+        return predict_tags(net, part.features, [len(s) for s in part.items], dict(enumerate(ctx.data.labels)),
+                            batch_size=self.eval_batch_size, pad_id=ctx.pad_id, device=ctx.device, bf16=self.bf16,
+                            progress=self.progress)
+
+    def score(self, ctx: Context, part: Part, preds: list[list[str]]) -> dict[str, Any]:
+        return ner_metrics([list(s.tags) for s in part.items], preds)
+
+    def collapsed(self, ctx: Context, part: Part, preds: list[list[str]]) -> bool:
+        return single_label([t for p in preds for t in p], [t for s in part.items for t in s.tags])
+
+    def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
+        result = super().aggregate(runs, ctx)
         result["per_type"] = {}
-        for typ in dataset.entity_types:
+        for typ in ctx.data.entity_types:
             rows = [r["per_type"].get(typ, {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}) for r in runs]
             f1, f1_std = mean_std([r["f1"] for r in rows])
             result["per_type"][typ] = {"f1": f1, "f1_std": f1_std,
                                        "precision": mean_std([r["precision"] for r in rows])[0],
                                        "recall": mean_std([r["recall"] for r in rows])[0],
                                        "support": rows[0]["support"]}
-        result.update({
-            "scheme": dataset.scheme,
-            "labels": labels,
-            "train_sentences": len(train),
-            "train_sentences_total": len(train_all),
-            "eval_sentences": len(evals),
-            "eval_sentences_total": len(eval_all),
-            "eval_entities": sum(t.startswith("B-") for tags in gold for t in tags),
-            "train_windows": len(train_windows),
-            "eval_windows": len(eval_windows),
-            "train_sentences_split": train_stats["sentences_split"],
-            "eval_sentences_split": eval_stats["sentences_split"],
-            "words_truncated": train_stats["words_truncated"] + eval_stats["words_truncated"],
-            "words_without_subwords": train_stats["words_without_subwords"] + eval_stats["words_without_subwords"],
-            "per_seed": runs,
-            "settings": self.settings(),
-            "seeds": self.seeds,
-            "epochs": self.epochs,
-            "max_length": self.max_length,
-            "device": str(device),
-            "wall_s": time.perf_counter() - started,
-        })
         return result
 
-    def _write_predictions(self, sentences: Sequence[Sentence], pred: Sequence[Sequence[str]], seed: int) -> None:
-        path = Path(self.predictions_path)
-        if self.seeds > 1:
-            path = path.with_name(f"{path.stem}.seed{seed}{path.suffix or '.conll'}")
-        write_conll(path, ((s.tokens, s.tags, p) for s, p in zip(sentences, pred, strict=True)))
+    def describe(self, ctx: Context, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        train, evals = ctx.train, ctx.eval
+        return {
+            "scheme": ctx.data.scheme,
+            "labels": ctx.data.labels,
+            "train_sentences": len(train.items),
+            "train_sentences_total": ctx.train_total,
+            "eval_sentences": len(evals.items),
+            "eval_sentences_total": ctx.eval_total,
+            "eval_entities": sum(t.startswith("B-") for s in evals.items for t in s.tags),
+            "train_windows": len(train.features),
+            "eval_windows": len(evals.features),
+            "train_sentences_split": train.stats["sentences_split"],
+            "eval_sentences_split": evals.stats["sentences_split"],
+            "words_truncated": train.stats["words_truncated"] + evals.stats["words_truncated"],
+            "words_without_subwords": train.stats["words_without_subwords"] + evals.stats["words_without_subwords"],
+        }
+
+    def write_predictions(self, ctx: Context, preds: list[list[str]], seed: int) -> None:
+        if self.predictions_path:
+            write_conll(self.seed_path(seed, ".conll"),
+                        ((s.tokens, s.tags, p) for s, p in zip(ctx.eval.items, preds, strict=True)))

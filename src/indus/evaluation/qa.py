@@ -39,8 +39,6 @@ Example
 from __future__ import annotations
 
 import random
-import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,7 @@ import numpy as np
 
 from indus.data.squad import QAExample, SquadSet, load_squad_split
 from indus.errors import IndusError
-from indus.evaluation.finetune import FinetuneEvaluator, autocast, finetune, seed_everything
+from indus.evaluation.finetune import RUN_FIELDS, Context, FinetuneEvaluator, Part, autocast, mean_std, single_label
 from indus.evaluation.qa_metrics import best_null_threshold, squad_scores
 
 
@@ -344,12 +342,16 @@ def answer_window_rate(windows: Windows, preds: list[Prediction]) -> float | Non
     return sum(windows.holds_answer(preds[q].window) for q in holds if preds[q].window >= 0) / len(holds)
 
 
-def _subsample(squad: SquadSet, limit: int | None, seed: int) -> list[QAExample]:
-    examples = list(squad.examples)
-    if limit is None or limit >= len(examples):
-        return examples
-    keep = set(random.Random(seed).sample(range(len(examples)), limit))
-    return [ex for i, ex in enumerate(examples) if i in keep]
+@dataclass
+class _SquadData:
+    """A QA dataset read split by split (each a :class:`~indus.data.squad.SquadSet`, kept for its repair counts)."""
+
+    path: Path
+    sets: dict[str, SquadSet] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[QAExample]:
+        self.sets[name] = load_squad_split(self.path, name)
+        return list(self.sets[name].examples)
 
 
 @dataclass(kw_only=True)
@@ -403,6 +405,8 @@ class QAEvaluator(FinetuneEvaluator):
     """
 
     task = "qa"
+    data_kind = "qa"
+    head = "AutoModelForQuestionAnswering"
     primary_metric = "f1"
     limits = ("max_train_questions", "max_eval_questions")
 
@@ -434,114 +438,96 @@ class QAEvaluator(FinetuneEvaluator):
             problems.append(f"window_scoring must be one of {', '.join(WINDOW_SCORINGS)}, got {self.window_scoring!r}")
         self.check(problems)
 
-    def evaluate(self, model: Any, data: str | Path) -> dict[str, Any]:
-        """Fine-tune ``model`` on the training split of ``data`` and score the evaluation split.
+    def load_data(self, path: Path) -> _SquadData:
+        return _SquadData(path)
 
-        Parameters
-        ----------
-        model
-            A model spec (``minilm``, ``random:<preset>``, a local folder) or a :class:`~indus.models.ModelRef`.
-        data
-            A SQuAD file or folder, or a ``qa`` dataset name under the data root.
-        """
-        from transformers import AutoModelForQuestionAnswering
+    def check_items(self, path: Path, train: list[Any], evals: list[Any]) -> None:
+        if not train or not evals:
+            raise IndusError(f"{path}: empty {self.train_split if not train else self.split} split")
 
-        from indus.data.registry import resolve_dataset
-        from indus.models import load_model, load_tokenizer, resolve_model
+    def _allow_null(self, ctx: Context) -> bool:
+        sets = ctx.data.sets
+        if self.allow_null is not None:
+            return self.allow_null
+        return sets[self.train_split].has_unanswerable or sets[self.split].has_unanswerable
 
-        started = time.perf_counter()
-        ref = resolve_model(model)
-        path = resolve_dataset(data, kind="qa")
-        train_set = load_squad_split(path, self.train_split)
-        eval_set = load_squad_split(path, self.split)
-        train_examples = _subsample(train_set, self.max_train_questions, 0)
-        eval_examples = _subsample(eval_set, self.max_eval_questions, 0)
-        if not train_examples or not eval_examples:
-            raise IndusError(f"{path}: empty {self.train_split if not train_examples else self.split} split")
-        allow_null = (train_set.has_unanswerable or eval_set.has_unanswerable) if self.allow_null is None \
-            else self.allow_null
-        device = self.torch_device()
+    def encode(self, tokenizer: Any, items: list[Any], data: Any) -> Part:
+        windows = tokenize_windows(tokenizer, items, max_length=self.max_length, doc_stride=self.doc_stride,
+                                   max_question_length=self.max_question_length)
+        return Part(items, windows)
 
-        tokenizer = load_tokenizer(ref)
-        window_args = dict(max_length=self.max_length, doc_stride=self.doc_stride,
-                           max_question_length=self.max_question_length)
-        train_windows = tokenize_windows(tokenizer, train_examples, **window_args)
-        eval_windows = tokenize_windows(tokenizer, eval_examples, **window_args)
-        references = {ex.id: [a.text for a in ex.answers] for ex in eval_examples}
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    def collate(self, ctx: Context, labels: bool):
+        return _collate(ctx.train.features, ctx.pad_id, ctx.device, labels=labels)
 
-        runs: list[dict[str, Any]] = []
-        window_stats: dict[str, int] = {}
-        for seed in range(self.seed, self.seed + self.seeds):
-            chosen, window_stats = select_training_windows(train_windows, train_examples, self.negative_windows,
-                                                           random.Random(seed))
-            seed_everything(seed)
-            net = load_model(ref, AutoModelForQuestionAnswering, seed=seed).to(device)
-            if not chosen:
-                raise IndusError(f"{path}: no training windows (no question of the {self.train_split} split has "
-                                 "its answer inside one window)")
-            stats = finetune(net, chosen, _collate(train_windows, pad_id, device, labels=True),
-                             self.finetune_settings(), seed=seed,
-                             desc=f"qa fine-tune (seed {seed})")
-            t0 = time.perf_counter()
-            starts, ends = predict_logits(net, eval_windows, batch_size=self.eval_batch_size, pad_id=pad_id,
-                                          device=device, progress=self.progress, bf16=self.bf16)
-            preds = decode(eval_examples, eval_windows, starts, ends, n_best=self.n_best,
-                           max_answer_length=self.max_answer_length, scoring=self.window_scoring)
-            answers = final_answers(eval_examples, preds, allow_null=allow_null, null_threshold=self.null_threshold)
-            scores = squad_scores(answers, references)
-            if allow_null:
-                spans = {ex.id: p.text for ex, p in zip(eval_examples, preds, strict=True)}
-                diffs = {ex.id: float(np.clip(p.null_score - p.span_score, -1e9, 1e9))
-                         for ex, p in zip(eval_examples, preds, strict=True)}
-                scores.update(best_null_threshold(spans, references, diffs))
-            rate = answer_window_rate(eval_windows, preds)
-            if rate is not None:
-                scores["answer_window_rate"] = rate
-            run = {"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
-                   "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0}
-            runs.append(run)
-            if self.predictions_path:
-                self._write_predictions(answers, seed)
-            del net
+    def training_features(self, ctx: Context, seed: int) -> tuple[list[int], None]:
+        chosen, ctx.extra["window_stats"] = select_training_windows(ctx.train.features, ctx.train.items,
+                                                                    self.negative_windows, random.Random(seed))
+        if not chosen:
+            raise IndusError(f"{ctx.path}: no training windows (no question of the {self.train_split} split has "
+                             "its answer inside one window)")
+        return chosen, None
 
-        result: dict[str, Any] = {"task": self.task, "primary_metric": self.primary_metric, "model": ref.name,
-                                  "data": str(path), "split": self.split, "train_split": self.train_split}
-        metric_keys = [k for k in runs[0] if k not in {"seed", "total", "train_steps", "final_loss", "train_s",
-                                                       "eval_s"} and not k.endswith("_total")]
+    def predict(self, net: Any, ctx: Context, part: Part) -> list[Prediction]:
+        starts, ends = predict_logits(net, part.features, batch_size=self.eval_batch_size, pad_id=ctx.pad_id,
+                                      device=ctx.device, progress=self.progress, bf16=self.bf16)
+        return decode(part.items, part.features, starts, ends, n_best=self.n_best,
+                      max_answer_length=self.max_answer_length, scoring=self.window_scoring)
+
+    def _answers(self, ctx: Context, part: Part, preds: list[Prediction]) -> dict[str, str]:
+        return final_answers(part.items, preds, allow_null=self._allow_null(ctx), null_threshold=self.null_threshold)
+
+    def score(self, ctx: Context, part: Part, preds: list[Prediction]) -> dict[str, Any]:
+        references = {ex.id: [a.text for a in ex.answers] for ex in part.items}
+        scores = squad_scores(self._answers(ctx, part, preds), references)
+        if self._allow_null(ctx):
+            spans = {ex.id: p.text for ex, p in zip(part.items, preds, strict=True)}
+            diffs = {ex.id: float(np.clip(p.null_score - p.span_score, -1e9, 1e9))
+                     for ex, p in zip(part.items, preds, strict=True)}
+            scores.update(best_null_threshold(spans, references, diffs))
+        rate = answer_window_rate(part.features, preds)
+        if rate is not None:
+            scores["answer_window_rate"] = rate
+        return scores
+
+    def collapsed(self, ctx: Context, part: Part, preds: list[Prediction]) -> bool:
+        answers = list(self._answers(ctx, part, preds).values())
+        # gold "answers" stand for themselves: distinct questions have distinct ids
+        return len(answers) > 1 and single_label(answers, [ex.id for ex in part.items])
+
+    def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
+        """Every metric's mean over the runs (the sample std of ``exact_match`` and ``f1``); the ``*_total``
+        counts of the first run."""
+        result: dict[str, Any] = {}
+        metric_keys = [k for k in runs[0] if k not in {"total", *RUN_FIELDS} and not k.endswith("_total")]
         for key in metric_keys:
-            values = [r[key] for r in runs]
-            result[key] = float(statistics.fmean(values))
+            mean, std = mean_std([r[key] for r in runs])
+            result[key] = mean
             if key in {"exact_match", "f1"}:
-                result[f"{key}_std"] = float(statistics.stdev(values)) if len(values) > 1 else 0.0
+                result[f"{key}_std"] = std
         for key in [k for k in runs[0] if k.endswith("_total")]:
             result[key] = runs[0][key]
-        result.update({
-            "no_answer": allow_null,
-            "train_questions": len(train_examples),
-            "eval_questions": len(eval_examples),
-            **window_stats,
-            "eval_windows": len(eval_windows),
-            "answers_repaired": train_set.repairs.repaired + eval_set.repairs.repaired,
-            "answers_unlocated": train_set.repairs.unlocated + eval_set.repairs.unlocated,
-            "train_s": float(statistics.fmean(r["train_s"] for r in runs)),
-            "eval_s": float(statistics.fmean(r["eval_s"] for r in runs)),
-            "per_seed": runs,
-            "settings": self.settings(),
-            "seeds": self.seeds,
-            "epochs": self.epochs,
-            "max_length": self.max_length,
-            "doc_stride": self.doc_stride,
-            "max_answer_length": self.max_answer_length,
-            "device": str(device),
-            "wall_s": time.perf_counter() - started,
-        })
         return result
 
-    def _write_predictions(self, answers: dict[str, str], seed: int) -> None:
+    def describe(self, ctx: Context, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        sets = ctx.data.sets
+        train_set, eval_set = sets[self.train_split], sets[self.split]
+        return {
+            "no_answer": self._allow_null(ctx),
+            "train_questions": len(ctx.train.items),
+            "eval_questions": len(ctx.eval.items),
+            **ctx.extra["window_stats"],
+            "eval_windows": len(ctx.eval.features),
+            "answers_repaired": train_set.repairs.repaired + eval_set.repairs.repaired,
+            "answers_unlocated": train_set.repairs.unlocated + eval_set.repairs.unlocated,
+            "train_s": mean_std([r["train_s"] for r in runs])[0],
+            "eval_s": mean_std([r["eval_s"] for r in runs])[0],
+        }
+
+    def describe_tail(self, ctx: Context) -> dict[str, Any]:
+        return {"doc_stride": self.doc_stride, "max_answer_length": self.max_answer_length}
+
+    def write_predictions(self, ctx: Context, preds: list[Prediction], seed: int) -> None:
         from indus.atomic import atomic_write_json
 
-        path = Path(self.predictions_path)
-        if self.seeds > 1:
-            path = path.with_name(f"{path.stem}.seed{seed}{path.suffix or '.json'}")
-        atomic_write_json(path, answers)
+        if self.predictions_path:
+            atomic_write_json(self.seed_path(seed, ".json"), self._answers(ctx, ctx.eval, preds))

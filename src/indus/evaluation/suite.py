@@ -26,7 +26,6 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from indus.errors import IndusError
+from indus.evaluation.result import EvalResult
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: evaluator task -> dataset kind in the data-root layout
@@ -84,17 +84,9 @@ def suite_path(suite: str | Path | None = None) -> Path:
 
 def _evaluator_class(task: str, where: str) -> type:
     from indus.evaluation import EVALUATORS
+    from indus.lazy import lazy_attr
 
-    if task not in EVALUATORS:
-        raise IndusError(f"{where}: unknown task {task!r}; known: {', '.join(EVALUATORS)}")
-    module_name, _, cls_name = EVALUATORS[task].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise IndusError(f"{where}: the {task} evaluator ({module_name}) is not available in this version") from None
-    return getattr(module, cls_name)
+    return lazy_attr(EVALUATORS, task, what="task", where=where)
 
 
 def validate_settings(task: str, settings: dict[str, Any], where: str) -> dict[str, Any]:
@@ -159,13 +151,13 @@ def load_suite(suite: str | Path | None = None) -> Suite:
     return Suite(name or path.stem, path, tasks)
 
 
-def _row(entry: SuiteTask, model: str, result: dict[str, Any]) -> dict[str, Any]:
-    metric = result.get("primary_metric", "")
-    also = ", ".join(f"{k} {result[k]:.4g}" for k in HEADLINE
-                     if k != metric and isinstance(result.get(k), int | float))
+def _row(entry: SuiteTask, model: str, result: EvalResult) -> dict[str, Any]:
+    metric = result.primary_metric
+    also = ", ".join(f"{k} {result.metric(k):.4g}" for k in HEADLINE
+                     if k != metric and isinstance(result.metric(k), int | float))
     return {"task": entry.task, "data": entry.label, "model": model, "metric": metric,
-            "value": result.get(metric), "std": result.get(f"{metric}_std"), "also": also,
-            "wall_s": result.get("wall_s"), "metrics": result}
+            "value": result.value, "std": result.std, "also": also,
+            "wall_s": result.wall_s, "metrics": result.to_json()}
 
 
 def run_suite(model: str | Path, suite: str | Path | None = None, data_root: str | Path | None = None, *,

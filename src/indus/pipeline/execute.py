@@ -15,6 +15,7 @@ from typing import Any
 from indus.atomic import atomic_write_json
 from indus.config import save_config
 from indus.errors import IndusError
+from indus.evaluation.result import EvalResult
 from indus.pipeline.config import PipelineConfig
 from indus.pipeline.forecast import Point, forecast_metric
 from indus.pipeline.plan import Plan, build_plan
@@ -46,11 +47,12 @@ def summarise(plan: Plan, results: dict[str, StageResult], wall_s: float) -> dic
     evals: list[dict[str, Any]] = []
     for step in plan.evals:
         task, m = step.task, step.model
-        result = results[step.stage].summary["result"]
-        metric = result["primary_metric"]
+        stored = results[step.stage].summary["result"]
+        result = EvalResult.from_json(stored)
         evals.append({"task": task.task, "data": task.data, "model": m.name, "kind": m.kind, "role": m.role,
-                      "metric": metric, "value": result[metric], "std": result.get(f"{metric}_std"),
-                      "wall_s": result.get("wall_s"), "latency_ms": result.get("latency_ms"), "result": result})
+                      "metric": result.primary_metric, "value": result.value, "std": result.std,
+                      "wall_s": result.wall_s, "latency_ms": result.latency_ms, "collapsed": result.collapsed,
+                      "collapsed_seeds": result.counts.get("collapsed_seeds", 0), "result": stored})
     latency = {name: results[stage].summary["ms_per_sentence"] for name, stage in plan.latency.items()}
     pretrained = {name: results[stage] for name, stage in plan.pretrained.items()}
     distilled = {name: results[stage] for name, stage in plan.distilled.items()}
@@ -116,7 +118,8 @@ def _forecasts(cfg: PipelineConfig, evals: list[dict[str, Any]],
             continue
         points = []
         for e in evals:
-            if e["task"] == task.task and e["data"] == task.data and e["model"] in pretrained:
+            if e["task"] == task.task and e["data"] == task.data and e["model"] in pretrained \
+                    and e["value"] is not None:  # a collapsed model has no score to fit
                 m = pretrained[e["model"]].summary["metrics"]
                 points.append(Point(e["model"], float(m.get("train_flops") or 0.0), m.get("valid_loss"),
                                     float(e["value"])))

@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 
 from indus.atomic import atomic_path, atomic_write_text
+from indus.evaluation.result import EvalResult
 
 HTML_TEMPLATE = Path(__file__).with_name("report.html")
 
@@ -39,6 +40,18 @@ def _pm(mean: Any, std: Any) -> str:
     if std is None or (isinstance(std, float) and (not math.isfinite(std) or std == 0)):
         return _num(mean)
     return f"{_num(mean)} ± {_num(std)}"
+
+
+def _score(row: dict[str, Any], result: EvalResult) -> str:
+    """A model's score cell: mean ± std, "collapsed" when every fine-tuning seed predicted a single label (no
+    score), and how many seeds collapsed when some did (left out of the mean)."""
+    if result.collapsed:
+        return f"collapsed ({len(result.per_seed)} of {len(result.per_seed)} seeds)"
+    cell = _pm(row["value"], row["std"])
+    n = result.counts.get("collapsed_seeds") or 0
+    kept = result.settings.get("on_collapse") == "keep"
+    return cell + (f" ({n} of {len(result.per_seed)} seeds collapsed, {'kept in' if kept else 'not in'} the mean)"
+                   if n else "")
 
 
 class Md(str):
@@ -200,13 +213,13 @@ def draw_models(evals: list[dict[str, Any]]) -> Any:
     fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 1.1 + 0.42 * max(map(len, groups.values()))),
                              squeeze=False, layout="constrained")
     for ax, ((title, metric), rows) in zip(axes[0], groups.items(), strict=True):
-        vals = [r["value"] for r in rows]
+        vals = [r["value"] or 0.0 for r in rows]  # a collapsed model has no score: no bar, labelled
         errs = [r.get("std") or 0.0 for r in rows]
         colors = [BASELINE if r["kind"] == "baseline" else BUILT for r in rows]
         ax.barh(range(len(rows)), vals, xerr=errs, color=colors)
         ax.set_yticks(range(len(rows)), [r["model"] for r in rows])
-        for i, (v, e) in enumerate(zip(vals, errs, strict=True)):
-            ax.text(v + e, i, f" {v:.3f}", va="center", fontsize=7)
+        for i, (v, e, r) in enumerate(zip(vals, errs, rows, strict=True)):
+            ax.text(v + e, i, " collapsed" if r["value"] is None else f" {v:.3f}", va="center", fontsize=7)
         ax.set_xlim(0, 1.2 * max([v + e for v, e in zip(vals, errs, strict=True)] + [1e-9]))
         ax.set_xlabel(metric)
         ax.set_title(title, fontsize=9)
@@ -486,12 +499,12 @@ def _section_models(summary: dict[str, Any], out: Path, figs: Path) -> list[str]
     for e in evals:
         groups.setdefault((e["task"], e["data"]), []).append(e)
     for (task, data), rows in groups.items():
-        res0 = rows[0]["result"]
+        results = [EvalResult.from_json(r["result"]) for r in rows]
         extra = [k for k in ("precision", "recall", "exact_match", "recall@100", "mrr@10", "micro_f1", "accuracy")
-                 if k in res0]
+                 if k in results[0].metrics]
         lines += [f"### {_md(task)}: {_md(data)} ({_md(rows[0]['metric'])})", ""]
-        table = [[r["model"], r["kind"], _pm(r["value"], r["std"]), *(_num(r["result"].get(k)) for k in extra),
-                  _secs(r["wall_s"])] for r in rows]
+        table = [[r["model"], r["kind"], _score(r, res), *(_num(res.metric(k)) for k in extra),
+                  _secs(r["wall_s"])] for r, res in zip(rows, results, strict=True)]
         lines += _table(table, ["model", "kind", rows[0]["metric"], *extra, "seconds"])
     name = plot_models(evals, figs / "models.png")
     return lines + [f"![models](figures/{name})", ""]
@@ -503,7 +516,7 @@ def _tradeoff_points(summary: dict[str, Any]) -> list[dict[str, Any]]:
     points = []
     for e in summary.get("evals") or []:
         m = models.get((e["model"], e["role"]))
-        if m is None:
+        if m is None or e["value"] is None:
             continue
         if e["role"] == "encoder" and e["model"] in latency:
             ms, label = latency[e["model"]], "ms per sentence (batch 1)"

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from indus.pipeline.config import (
     RetrieverRun,
     TokenizerSection,
 )
+from indus.timing import latencies_ms
 from indus.tokenizer.fertility import compare_tokenizers
 from indus.tokenizer.train import train_bpe
 
@@ -172,7 +172,7 @@ def eval_stage(task: EvalTask, model_spec: str, model_key: str, model_name: str 
                 "model": model_key}
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
-        result = _jsonable(evaluate(task.task, model_spec, data_path, **options))
+        result = _jsonable(evaluate(task.task, model_spec, data_path, **options).to_json())
         atomic_write_json(out / "result.json", result)
         return {"result": result}
 
@@ -195,14 +195,9 @@ def encoder_latency_ms(model: str, texts: Sequence[str], max_length: int = 128, 
 
     tok = load_tokenizer(model)
     net = load_model(model, seed=0).eval()
-    times = []
+    encoded = [tok(text, truncation=True, max_length=max_length, return_tensors="pt") for text in texts]
     with torch.inference_mode():
-        for i, text in enumerate([*texts[:warmup], *texts]):
-            enc = tok(text, truncation=True, max_length=max_length, return_tensors="pt")
-            start = time.perf_counter()
-            net(**enc)
-            if i >= warmup:
-                times.append(1000 * (time.perf_counter() - start))
+        times = latencies_ms(lambda enc: net(**enc), encoded, warmup=encoded[:warmup])
     return statistics.median(times)
 
 
