@@ -20,8 +20,8 @@ import torch.distributed as dist
 
 from indus.models import load_sentence_transformer
 from indus.retriever import ann
+from indus.retriever.ann import write_index_sharded
 from indus.retriever.bi_encoder import encode
-from indus.retriever.distributed import write_index_sharded
 from indus.retriever.losses import DistillCSELoss, GTELoss
 
 # Six pairs with a hard negative each; duplicates across the two halves: pair 4 repeats pair 0's anchor,

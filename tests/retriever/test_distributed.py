@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from indus.retriever.distributed import encode_sharded, gather_rows, rank_and_world, shard_bounds
+from indus.distributed import encode_sharded, gather_rows, rank_and_world, shard_bounds
 from indus.retriever.losses import GTELoss
 from indus.retriever.losses.gte import BatchView, gte_logits, pair_masks, text_groups, text_hashes
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indus.distributed import encode_gathered, run_on_main, sharded_encoding, sharding_active
 from indus.errors import IndusError
-from indus.retriever.distributed import encode_gathered, run_on_main, sharded_encoding, sharding_active
 
 WORKER = Path(__file__).with_name("sharded_cli_worker.py")
 SRC = Path(__file__).resolve().parents[2] / "src"

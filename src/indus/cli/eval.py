@@ -276,7 +276,7 @@ def ir(
 
     Under ``torchrun`` every process encodes its shard of the corpus; the main process scores and writes.
     """
-    from indus.retriever.distributed import sharded_encoding
+    from indus.distributed import sharded_encoding
 
     with sharded_encoding():
         result = run_evaluation("ir", model, data, json_out, overrides, split=split, batch_size=batch_size,

@@ -113,7 +113,7 @@ def index(
 
     Under ``torchrun`` every process encodes its shard of the corpus; the main process writes the one index.
     """
-    from indus.retriever.distributed import sharded_encoding
+    from indus.distributed import sharded_encoding
     from indus.retriever.index import build_index
 
     with sharded_encoding() as (rank, _):

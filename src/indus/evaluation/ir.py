@@ -200,13 +200,13 @@ class DenseRetriever:
         """Encode the documents (with ``doc_model`` when set) and add them to a flat inner-product index.
 
         ``sharded``: every process of the group calls this and encodes its shard
-        (:func:`indus.retriever.distributed.encode_gathered`); the main process alone gets the index.
+        (:func:`indus.distributed.encode_gathered`); the main process alone gets the index.
         """
         import faiss
 
         self.doc_ids = list(doc_ids)
         if sharded:
-            from indus.retriever.distributed import encode_gathered
+            from indus.distributed import encode_gathered
 
             emb = encode_gathered(self.doc_model if self.doc_model is not None else self.model, texts,
                                   batch_size=self.batch_size)  # (N, D) on the main process, None elsewhere
@@ -380,12 +380,12 @@ class IREvaluator:
         Returns
         -------
         dict or None
-            The result. Inside :func:`indus.retriever.distributed.sharded_encoding` with several processes
+            The result. Inside :func:`indus.distributed.sharded_encoding` with several processes
             (``torchrun ... -m indus eval ir``), every process encodes its shard of the corpus for the dense
             systems and the main process alone searches, scores and returns the result; the others return
             ``None`` once their shard is delivered.
         """
-        from indus.retriever.distributed import is_main_process, rank_and_world, sharding_active
+        from indus.distributed import is_main_process, rank_and_world, sharding_active
 
         started = time.perf_counter()
         if isinstance(data, BeirData):

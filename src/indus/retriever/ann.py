@@ -21,7 +21,7 @@ exact vectors, which the index file also holds and which stay on disk (memory-ma
 (``benchmarks/results/index_scale.md``); ``docs/scale.md`` takes the arithmetic to 10^8.
 
 **Memory-bounded building.** :func:`build_faiss_index` reads the vectors from any array, typically an
-``np.memmap`` written by :func:`indus.retriever.distributed.encode_sharded`, in slices of ``batch_rows``
+``np.memmap`` written by :func:`indus.distributed.encode_sharded`, in slices of ``batch_rows``
 rows: the embeddings of the collection are never one Python object, only the index itself is in memory
 (for ``ivfpq`` with ``refine=0``, only its compressed codes; re-ranking keeps the full vectors too).
 
@@ -42,6 +42,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,42 @@ def set_search_params(index: Any, *, ef_search: int | None = None, nprobe: int |
             faiss.extract_index_ivf(index).nprobe = nprobe
         except RuntimeError:  # not an IVF index
             pass
+
+
+def write_index_sharded(model: Any, texts: Sequence[str], index_path: str | Path, *, kind: str = "auto",
+                        vectors_path: str | Path | None = None, batch_size: int = 64, chunk_size: int = 8192,
+                        **params: Any) -> dict[str, Any] | None:
+    """Encode ``texts`` across the processes and write one faiss index, from the main process only.
+
+    Parameters
+    ----------
+    model, texts, batch_size, chunk_size
+        As for :func:`encode_sharded`.
+    index_path
+        The faiss index file, written atomically by the main process.
+    kind, **params
+        Index type and :class:`~indus.retriever.ann.IndexSpec` fields (:func:`~indus.retriever.ann.build_faiss_index`).
+    vectors_path
+        The ``(N, D)`` embeddings array (default: ``index_path`` with suffix ``.npy``); kept, so other index types
+        can be built, or the vectors exported, without encoding again.
+
+    Returns
+    -------
+    dict or None
+        On the main process: ``count``, ``dim`` and the resolved index parameters; ``None`` on the others. Every
+        process returns after the index is written.
+    """
+    from indus.distributed import barrier, encode_sharded
+
+    index_path = Path(index_path)
+    vectors_path = Path(vectors_path) if vectors_path is not None else index_path.with_suffix(".npy")
+    vectors = encode_sharded(model, texts, vectors_path, batch_size=batch_size, chunk_size=chunk_size)
+    meta = None
+    try:
+        if vectors is not None:
+            index, spec = build_faiss_index(kind, vectors, **params)
+            write_faiss_index(index, index_path)
+            meta = {"count": int(vectors.shape[0]), "dim": int(vectors.shape[1]), "index": spec.to_json()}
+    finally:
+        barrier()  # the others go on once the index exists (or the main process failed)
+    return meta

@@ -181,13 +181,13 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
 
     Notes
     -----
-    Called by every process inside :func:`indus.retriever.distributed.sharded_encoding` (``torchrun ... -m
+    Called by every process inside :func:`indus.distributed.sharded_encoding` (``torchrun ... -m
     indus retriever index``), each process encodes its contiguous shard of the collection into one ``.npy`` in a
     hidden staging folder of ``out`` (so ``out`` must be on a file system every process sees); the main process
     alone prepares ``out``, builds BM25 and the faiss index from that memory map and writes the index, once,
     while the others wait. The vectors equal those of one process.
     """
-    from indus.retriever.distributed import rank_and_world, run_on_main, sharding_active
+    from indus.distributed import rank_and_world, run_on_main, sharding_active
 
     if index_type is not None:
         from indus.retriever.ann import IndexSpec
@@ -220,7 +220,7 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         if staging is None:
             emb = encode(encoder, texts, batch_size=batch_size, progress=progress)  # (N, D)
         else:
-            from indus.retriever.distributed import encode_sharded
+            from indus.distributed import encode_sharded
 
             emb = encode_sharded(encoder, texts, staging / "vectors.npy", batch_size=batch_size)  # (N, D) on main
         encode_s = time.perf_counter() - start

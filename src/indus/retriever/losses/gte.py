@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from torch import Tensor, nn
 
-from indus.retriever.distributed import gather_rows, gather_sizes, is_distributed, rank_and_world
+from indus.distributed import gather_rows, gather_sizes, is_distributed, rank_and_world
 
 logger = logging.getLogger(__name__)
 

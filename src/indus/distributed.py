@@ -14,7 +14,7 @@ the padding is dropped after it.
 **Sharded encoding.** :func:`encode_sharded` splits a collection into contiguous shards, one per process;
 each process encodes its shard in chunks and writes the vectors straight into its rows of one ``.npy`` file
 (a memory map on a file system all processes see); the main process then owns the complete array and builds
-the one index from it (:func:`indus.retriever.ann.build_faiss_index`), while the others wait.
+the one index from it (:func:`indus.retriever.ann.write_index_sharded`), while the others wait.
 :func:`encode_gathered` does the same without a shared file: each chunk goes to the main process over the
 process group, straight into its rows of the one array (for ``indus eval ir``, whose index lives in memory).
 
@@ -179,7 +179,7 @@ def encode_sharded(model: Any, texts: Sequence[str], out: str | Path, *, batch_s
         it; a :func:`barrier` after that keeps the others from going on before the index exists.
     """
     if encode_fn is None:
-        from indus.retriever.bi_encoder import encode as encode_fn
+        from indus.embedding import encode as encode_fn
     out = Path(out)
     rank, world = rank_and_world()
     n = len(texts)
@@ -209,45 +209,6 @@ def encode_sharded(model: Any, texts: Sequence[str], out: str | Path, *, batch_s
     return np.load(out, mmap_mode="r") if rank == 0 else None
 
 
-def write_index_sharded(model: Any, texts: Sequence[str], index_path: str | Path, *, kind: str = "auto",
-                        vectors_path: str | Path | None = None, batch_size: int = 64, chunk_size: int = 8192,
-                        **params: Any) -> dict[str, Any] | None:
-    """Encode ``texts`` across the processes and write one faiss index, from the main process only.
-
-    Parameters
-    ----------
-    model, texts, batch_size, chunk_size
-        As for :func:`encode_sharded`.
-    index_path
-        The faiss index file, written atomically by the main process.
-    kind, **params
-        Index type and :class:`~indus.retriever.ann.IndexSpec` fields (:func:`~indus.retriever.ann.build_faiss_index`).
-    vectors_path
-        The ``(N, D)`` embeddings array (default: ``index_path`` with suffix ``.npy``); kept, so other index types
-        can be built, or the vectors exported, without encoding again.
-
-    Returns
-    -------
-    dict or None
-        On the main process: ``count``, ``dim`` and the resolved index parameters; ``None`` on the others. Every
-        process returns after the index is written.
-    """
-    from indus.retriever.ann import build_faiss_index, write_faiss_index
-
-    index_path = Path(index_path)
-    vectors_path = Path(vectors_path) if vectors_path is not None else index_path.with_suffix(".npy")
-    vectors = encode_sharded(model, texts, vectors_path, batch_size=batch_size, chunk_size=chunk_size)
-    meta = None
-    try:
-        if vectors is not None:
-            index, spec = build_faiss_index(kind, vectors, **params)
-            write_faiss_index(index, index_path)
-            meta = {"count": int(vectors.shape[0]), "dim": int(vectors.shape[1]), "index": spec.to_json()}
-    finally:
-        barrier()  # the others go on once the index exists (or the main process failed)
-    return meta
-
-
 def encode_gathered(model: Any, texts: Sequence[str], *, batch_size: int = 64, chunk_size: int = 8192,
                     dim: int | None = None, encode_fn: Callable[..., np.ndarray] | None = None) -> np.ndarray | None:
     """Encode ``texts`` across the running processes into one ``(N, D)`` float32 array on the main process.
@@ -268,7 +229,7 @@ def encode_gathered(model: Any, texts: Sequence[str], *, batch_size: int = 64, c
         The complete array on the main process, ``None`` on the others.
     """
     if encode_fn is None:
-        from indus.retriever.bi_encoder import encode as encode_fn
+        from indus.embedding import encode as encode_fn
     rank, world = rank_and_world()
     n = len(texts)
     if dim is None:
