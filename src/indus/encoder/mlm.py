@@ -6,9 +6,16 @@ there: the same loss as the full ``(B, L, V)`` logits (``masked_lm_loss_referenc
 
 Example
 -------
->>> objective = MaskedLM(model, MaskingSpec.from_tokenizer(tokenizer))  # doctest: +SKIP
->>> batch = objective.make_batch(input_ids, torch.Generator().manual_seed(0))  # doctest: +SKIP
->>> loss, n_masked = objective(**batch)  # doctest: +SKIP
+>>> from transformers import RobertaConfig, RobertaForMaskedLM
+>>> _ = torch.manual_seed(0)
+>>> model = RobertaForMaskedLM(RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+...                                          num_attention_heads=2, intermediate_size=32)).eval()
+>>> objective = MaskedLM(model, MaskingSpec(mask_id=4, vocab_size=50, special_ids=(0, 1, 2, 3, 4)))
+>>> input_ids = torch.randint(5, 50, (2, 16), generator=torch.Generator().manual_seed(0))
+>>> batch = objective.make_batch(input_ids, torch.Generator().manual_seed(0))
+>>> loss, n_masked = objective(**batch)
+>>> bool(torch.isclose(loss, masked_lm_loss_reference(model, **batch))), int(n_masked) > 0
+(True, True)
 """
 
 from __future__ import annotations
