@@ -293,3 +293,23 @@ def test_init_from_minilm_starts_far_below_a_random_model_of_its_shape(one_threa
         with torch.no_grad():
             losses[name] = float(masked_lm_loss(model, inputs, labels)[0])
     assert losses["minilm"] < losses["random"] - 2.0, losses
+
+
+def test_cli_init_from_and_masking_flags(adapt_cfg, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from indus.cli import app
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({k: v for k, v in adapt_cfg.items() if k != "init_from"}))
+    out = tmp_path / "run"
+    args = ["pretrain", "--config", str(cfg), "--out", str(out), "--set", "max_steps=2", "--set", "head_warmup_steps=1"]
+    res = CliRunner().invoke(app, [*args, "--init-from", adapt_cfg["init_from"], "--masking", "keyword"])
+    assert res.exit_code == 0, res.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["init_from"] == adapt_cfg["init_from"] and saved["masking"] == "keyword"
+    res = CliRunner().invoke(app, [*args, "--init-from", "random:micro", "--overwrite"])
+    assert isinstance(res.exception, IndusError) and "expected 'minilm' or a model folder" in str(res.exception)
+    res = CliRunner().invoke(app, [*args, "--init-from", adapt_cfg["init_from"], "--masking", "yake", "--overwrite"])
+    assert isinstance(res.exception, IndusError) and "masking 'yake'" in str(res.exception)
