@@ -313,3 +313,10 @@ def test_cli_init_from_and_masking_flags(adapt_cfg, tmp_path):
     assert isinstance(res.exception, IndusError) and "expected 'minilm' or a model folder" in str(res.exception)
     res = CliRunner().invoke(app, [*args, "--init-from", adapt_cfg["init_from"], "--masking", "yake", "--overwrite"])
     assert isinstance(res.exception, IndusError) and "masking 'yake'" in str(res.exception)
+
+
+def test_distill_refuses_pretraining_only_settings():
+    from indus.encoder.configs import DistillConfig
+
+    with pytest.raises(IndusError, match="pretraining settings"):
+        build_config(DistillConfig, {"teacher": "t", "max_steps": 1, "masking": "keyword"})

@@ -146,6 +146,8 @@ class DistillConfig(PretrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.masking != "random" or self.init_from is not None:
+            raise ValueError("masking and init_from are pretraining settings (a student starts from random weights)")
         if self.relation_heads is not None and self.relation_heads < 1:
             raise ValueError(f"relation_heads must be >= 1, got {self.relation_heads}")
         if self.teacher_layer is not None and self.teacher_layer < 1:
