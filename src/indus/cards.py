@@ -12,8 +12,11 @@ this card instead.)
 
 Example
 -------
->>> write_card("runs/tiny", title="indus encoder", kind="encoder", library_name="transformers",
-...            settings={"lr": 6e-4}, metrics={"valid_loss": 5.1})  # doctest: +SKIP
+>>> import tempfile
+>>> card = write_card(tempfile.mkdtemp(), title="indus encoder", kind="encoder", library_name="transformers",
+...                   settings={"lr": 6e-4}, metrics={"valid_loss": 5.1})
+>>> card.name, "library_name: transformers" in card.read_text()
+('README.md', True)
 """
 
 from __future__ import annotations

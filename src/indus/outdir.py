@@ -15,9 +15,15 @@ command line. A run is *complete* once :meth:`OutputDir.complete` has rewritten 
 
 Example
 -------
->>> out = prepare_output_dir("runs/tiny", command="pretrain", resumable=True)  # doctest: +SKIP
->>> ...  # write the outputs
->>> out.complete()  # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> folder = pathlib.Path(tempfile.mkdtemp()) / "run"
+>>> out = prepare_output_dir(folder, command="pretrain", resumable=True)
+>>> _ = (folder / "metrics.json").write_text("{}")  # write the outputs
+>>> is_complete(folder, "metrics.json")
+False
+>>> out.complete()
+>>> is_complete(folder, "metrics.json")
+True
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="YAML file of PretrainConfig settings."),
         overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         out: Path = typer.Option(..., "--out", help="Output folder (model, tokenizer, metrics.json, checkpoints)."),
+        init_from: str | None = typer.Option(None, "--init-from", help="Continue from a general encoder ('minilm' "
+                                             "or a model folder) with its own tokenizer: domain adaptation."),
+        masking: str | None = typer.Option(None, "--masking", help="random (RoBERTa, 15%) or keyword (INDUS-SDE: "
+                                           "30%, most masks on each document's TF-IDF keywords)."),
         resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
@@ -30,7 +34,9 @@ def register(app: typer.Typer) -> None:
         from indus.outdir import check_flags
 
         check_flags(resume, overwrite)
-        metrics = run(load_config(PretrainConfig, config, overrides), out, resume=resume, overwrite=overwrite)
+        extra = ([f"init_from={init_from}"] if init_from else []) + ([f"masking={masking}"] if masking else [])
+        metrics = run(load_config(PretrainConfig, config, [*extra, *overrides]), out, resume=resume,
+                      overwrite=overwrite)
         print_table([_summary(metrics)], title=f"pretrained {out}")
         console.print(f"wrote {out} (loads with AutoModelForMaskedLM.from_pretrained)")
 

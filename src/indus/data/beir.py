@@ -13,9 +13,16 @@ scores is an error. Every error names the file and line.
 
 Example
 -------
->>> data = load_beir("../shared/data/ir/scifact", split="test")  # doctest: +SKIP
->>> len(data.corpus), len(data.qrels)  # doctest: +SKIP
-(5183, 300)
+>>> import json, pathlib, tempfile
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (folder / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "Sea ice is declining."}) + "\\n"
+...                                          + json.dumps({"_id": "d2", "text": "Stars form in clouds."}) + "\\n")
+>>> _ = (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "sea ice"}) + "\\n")
+>>> (folder / "qrels").mkdir()
+>>> _ = (folder / "qrels" / "test.tsv").write_text("query-id\\tcorpus-id\\tscore\\nq1\\td1\\t1\\n")
+>>> data = load_beir(folder, split="test")
+>>> len(data.corpus), len(data.qrels)
+(2, 1)
 """
 
 from __future__ import annotations

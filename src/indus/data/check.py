@@ -21,8 +21,11 @@ returns a dict: scalar values are a summary, dict-of-dict values (``splits``, ``
 
 Example
 -------
->>> check("../shared/data/ner/sciie")["scheme"]  # doctest: +SKIP
-'IOB1'
+>>> import pathlib, tempfile
+>>> conll = pathlib.Path(tempfile.mkdtemp()) / "train.tsv"
+>>> _ = conll.write_text("Aspirin\\tB-Chemical\\ncures\\tO\\nheadache\\tB-Disease\\n\\n")
+>>> check(conll)["scheme"]
+'IOB2'
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from indus.encoder.presets import PRESETS
 
+MASKING_KINDS = ("random", "keyword")
+
 
 def _h(text: str) -> dict[str, str]:
     return {"help": text}
@@ -30,7 +32,9 @@ class PretrainConfig:
     # model and data
     preset: str = field(default="tiny", metadata=_h(f"model shape: {', '.join(PRESETS)}"))
     tokenizer: str = field(default="", metadata=_h("tokenizer folder (indus tokenizer train) or model spec"))
-    init_from: str | None = field(default=None, metadata=_h("start from this model folder instead of random weights"))
+    init_from: str | None = field(default=None, metadata=_h("continue from this encoder instead of random weights: "
+                                                             "'minilm' or a model folder (its own tokenizer unless "
+                                                             "tokenizer is set)"))
     train_files: list[str] = field(default_factory=list, metadata=_h("corpus files or folders (JSONL 'text' / txt)"))
     valid_files: list[str] = field(default_factory=list, metadata=_h("held-out corpus for MLM loss and perplexity"))
     max_docs: int | None = field(default=None, metadata=_h("read only the first N training documents"))
@@ -59,7 +63,17 @@ class PretrainConfig:
     eps: float = field(default=1e-6, metadata=_h("AdamW epsilon (RoBERTa: 1e-6)"))
     grad_clip: float = field(default=1.0, metadata=_h("max gradient norm; 0 disables clipping"))
     # masking
-    mask_prob: float = field(default=0.15, metadata=_h("fraction of tokens selected for prediction"))
+    masking: str = field(default="random", metadata=_h("random (RoBERTa) or keyword (INDUS-SDE's weighted dynamic "
+                                                        "masking: most masks on each document's TF-IDF keywords)"))
+    mask_prob: float | None = field(default=None, metadata=_h("fraction of tokens selected for prediction (default "
+                                                               "0.15 random, 0.30 keyword)"))
+    keyword_share: float = field(default=0.6, metadata=_h("keyword masking: share of the masks put on keywords"))
+    keyword_top: float = field(default=0.25, metadata=_h("keyword masking: a document's keywords are this top "
+                                                         "fraction of its distinct tokens by TF-IDF"))
+    keyword_idf_docs: int = field(default=20_000, metadata=_h("keyword masking: documents read for the IDF"))
+    head_warmup_steps: int = field(default=100, metadata=_h("with init_from: steps fitting a new MLM head (encoder "
+                                                            "frozen) before everything trains; 0 skips"))
+    head_warmup_lr: float = field(default=1e-3, metadata=_h("learning rate of the head warm-up"))
     mask_replace_prob: float = field(default=0.8, metadata=_h("of those, replaced by <mask>"))
     mask_random_prob: float = field(default=0.1, metadata=_h("of those, replaced by a random token (rest kept)"))
     # hardware and run
@@ -87,6 +101,14 @@ class PretrainConfig:
             raise ValueError(f"seq_len must be >= 8, got {self.seq_len}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.masking not in MASKING_KINDS:
+            raise ValueError(f"masking {self.masking!r}: expected one of {', '.join(MASKING_KINDS)}")
+        if self.mask_prob is None:  # INDUS-SDE masks 30% with keyword masking; RoBERTa 15%
+            self.mask_prob = 0.30 if self.masking == "keyword" else 0.15
+        if not 0 < self.keyword_share <= 1 or not 0 < self.keyword_top <= 1 or self.keyword_idf_docs < 1:
+            raise ValueError("keyword_share and keyword_top must be in (0, 1], keyword_idf_docs >= 1")
+        if self.head_warmup_steps < 0 or self.head_warmup_lr <= 0:
+            raise ValueError("head_warmup_steps must be >= 0 and head_warmup_lr positive")
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         replace, rand = self.mask_replace_prob, self.mask_random_prob
@@ -124,6 +146,8 @@ class DistillConfig(PretrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.masking != "random" or self.init_from is not None:
+            raise ValueError("masking and init_from are pretraining settings (a student starts from random weights)")
         if self.relation_heads is not None and self.relation_heads < 1:
             raise ValueError(f"relation_heads must be >= 1, got {self.relation_heads}")
         if self.teacher_layer is not None and self.teacher_layer < 1:

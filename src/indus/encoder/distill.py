@@ -101,29 +101,13 @@ def fit_mlm_head(student: nn.Module, masking, train_data, valid, cfg: DistillCon
     """
     import math
 
-    from indus.encoder.loop import evaluate, mask_seed
-    from indus.encoder.mlm import MaskedLM, mlm_head
+    from indus.encoder.loop import evaluate
+    from indus.encoder.mlm import MaskedLM, fit_head
 
     start = time.perf_counter()
     objective = MaskedLM(student, masking).to(device)
-    tied = student.get_input_embeddings().weight
-    head = [p for p in mlm_head(student).parameters() if p is not tied]
-    flags = {p: p.requires_grad for p in student.parameters()}
-    student.requires_grad_(False)
-    for p in head:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(head, lr=cfg.head_fit_lr, weight_decay=0.0)
-    objective.train()
-    for step in range(cfg.head_fit_steps):
-        ids = torch.from_numpy(train_data.batch(step * cfg.batch_size, cfg.batch_size))  # (B, L)
-        batch = objective.make_batch(ids, torch.Generator().manual_seed(mask_seed(cfg.seed + 1, step, 0, 0)))
-        with autocast:
-            loss, _ = objective(**{k: v.to(device) for k, v in batch.items()})
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    for p, flag in flags.items():
-        p.requires_grad_(flag)
+    fit_head(objective, train_data, steps=cfg.head_fit_steps, lr=cfg.head_fit_lr, batch_size=cfg.batch_size,
+             seed=cfg.seed + 1, device=device, autocast=autocast)
     if valid is None:
         return None, None, time.perf_counter() - start
     s, n = evaluate(objective, valid, cfg.batch_size, device, autocast)

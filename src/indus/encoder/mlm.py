@@ -6,17 +6,26 @@ there: the same loss as the full ``(B, L, V)`` logits (``masked_lm_loss_referenc
 
 Example
 -------
->>> objective = MaskedLM(model, MaskingSpec.from_tokenizer(tokenizer))  # doctest: +SKIP
->>> batch = objective.make_batch(input_ids, torch.Generator().manual_seed(0))  # doctest: +SKIP
->>> loss, n_masked = objective(**batch)  # doctest: +SKIP
+>>> from transformers import RobertaConfig, RobertaForMaskedLM
+>>> _ = torch.manual_seed(0)
+>>> model = RobertaForMaskedLM(RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+...                                          num_attention_heads=2, intermediate_size=32)).eval()
+>>> objective = MaskedLM(model, MaskingSpec(mask_id=4, vocab_size=50, special_ids=(0, 1, 2, 3, 4)))
+>>> input_ids = torch.randint(5, 50, (2, 16), generator=torch.Generator().manual_seed(0))
+>>> batch = objective.make_batch(input_ids, torch.Generator().manual_seed(0))
+>>> loss, n_masked = objective(**batch)
+>>> bool(torch.isclose(loss, masked_lm_loss_reference(model, **batch))), int(n_masked) > 0
+(True, True)
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from indus.encoder.keywords import keyword_positions
 from indus.encoder.masking import IGNORE_INDEX, MaskingSpec, mask_tokens
 
 
@@ -60,17 +69,67 @@ class MaskedLM(nn.Module):
         A ``RobertaForMaskedLM`` (or BERT) model; its head is applied at masked positions only.
     masking
         The masking specification (``<mask>`` id, vocabulary, special ids, proportions).
+    keyword_idf
+        Token IDF (V,) from :func:`indus.encoder.keywords.fit_idf`: keyword masking (INDUS-SDE) instead of random.
+    keyword_top
+        With ``keyword_idf``: the top fraction of each document piece's distinct tokens that are its keywords.
     """
 
-    def __init__(self, model: nn.Module, masking: MaskingSpec) -> None:
+    def __init__(self, model: nn.Module, masking: MaskingSpec, keyword_idf: np.ndarray | None = None,
+                 keyword_top: float = 0.25) -> None:
         super().__init__()
         self.model = model
         self.masking = masking
+        self.keyword_idf = keyword_idf
+        self.keyword_top = keyword_top
 
     def make_batch(self, input_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``input_ids`` (B, L) -> ``{"input_ids", "labels"}`` with fresh masks drawn from ``generator``."""
-        inputs, labels = mask_tokens(input_ids, self.masking, generator)
+        keywords = None
+        if self.keyword_idf is not None:
+            keywords = keyword_positions(input_ids, self.keyword_idf, self.masking.special_ids, self.keyword_top)
+        inputs, labels = mask_tokens(input_ids, self.masking, generator, keywords)
         return {"input_ids": inputs, "labels": labels}
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return masked_lm_loss(self.model, input_ids, labels)
+
+
+def fit_head(objective: MaskedLM, train_data, *, steps: int, lr: float, batch_size: int, seed: int,
+             device: torch.device, autocast) -> list[float]:
+    """Train only the MLM head of ``objective.model`` for ``steps`` steps (encoder and tied embeddings frozen).
+
+    A head that is new (a general encoder shipped without one) or untrained (a distilled student) first learns to
+    read the encoder, so that the encoder's own updates are not spent undoing the head's random start. The dense
+    layer, LayerNorm and output bias train; the decoder matrix is the input embeddings and stays frozen. Batch
+    ``i`` is ``train_data.batch(i * batch_size, batch_size)``, masked with a seed of ``(seed, i)``. Returns the loss
+    of every step; ``requires_grad`` flags are restored afterwards.
+    """
+    from indus.encoder.loop import mask_seed
+
+    model = objective.model
+    tied = model.get_input_embeddings().weight
+    head = [p for p in mlm_head(model).parameters() if p is not tied]
+    flags = {p: p.requires_grad for p in model.parameters()}
+    model.requires_grad_(False)
+    for p in head:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(head, lr=lr, weight_decay=0.0)
+    was_training = objective.training
+    objective.train()
+    losses = []
+    try:
+        for step in range(steps):
+            ids = torch.from_numpy(train_data.batch(step * batch_size, batch_size))  # (B, L)
+            batch = objective.make_batch(ids, torch.Generator().manual_seed(mask_seed(seed, step, 0, 0)))
+            with autocast:
+                loss, _ = objective(**{k: v.to(device) for k, v in batch.items()})
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+        objective.train(was_training)
+    return losses

@@ -18,8 +18,8 @@ the task modules themselves.
 Example
 -------
 >>> result = evaluate("ir", "bm25", "scifact", split="test")  # doctest: +SKIP
->>> result.primary_metric, round(result.value, 3)  # doctest: +SKIP
-('ndcg@10', 0.665)
+>>> result.primary_metric  # doctest: +SKIP
+'ndcg@10'
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ embedding space is deployed: the latency is then the small model's alone, the in
 Example
 -------
 >>> result = IREvaluator(split="test").evaluate("bm25", "scifact")  # doctest: +SKIP
->>> round(result["ndcg@10"], 2)  # doctest: +SKIP
-0.68
+>>> sorted(k for k in result if k.startswith("ndcg@"))  # doctest: +SKIP
+['ndcg@10']
 """
 
 from __future__ import annotations

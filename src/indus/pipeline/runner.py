@@ -26,8 +26,11 @@ Example
 -------
 >>> import tempfile
 >>> run = StageRunner(tempfile.mkdtemp())
->>> a = run.stage("numbers", {"n": 3}, lambda out, resume: {"total": 6})
->>> b = run.stage("numbers", {"n": 3}, lambda out, resume: {"total": -1})
+>>> a = run.stage("numbers", {"n": 3}, lambda out, resume: {"total": 6})  # doctest: +ELLIPSIS
+[run]    numbers (...)
+[done]   numbers in ... s
+>>> b = run.stage("numbers", {"n": 3}, lambda out, resume: {"total": -1})  # doctest: +ELLIPSIS
+[cached] numbers (...)
 >>> b.cached, b.summary["total"]
 (True, 6)
 """

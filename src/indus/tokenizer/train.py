@@ -7,9 +7,12 @@ so the folder is written as a plain ``tokenizer.json`` with its full pipeline).
 
 Example
 -------
->>> tok = train_bpe(["corpus.jsonl.gz"], vocab_size=50_265, lowercase=True, out_dir="indusbpe")  # doctest: +SKIP
->>> tok("Solar wind")["input_ids"][0], len(tok)  # doctest: +SKIP
-(0, 50265)
+>>> import pathlib, tempfile
+>>> corpus = pathlib.Path(tempfile.mkdtemp()) / "corpus.txt"
+>>> _ = corpus.write_text("The solar wind shapes the magnetosphere; solar flares heat the corona. " * 50)
+>>> tok = train_bpe([corpus], vocab_size=300, out_dir=corpus.parent / "bpe", show_progress=False)
+>>> tok("Solar wind")["input_ids"][0] == tok.bos_token_id, len(tok) <= 300
+(True, True)
 """
 
 from __future__ import annotations
