@@ -118,6 +118,42 @@ def index(
                 title=f"index -> {out}")
 
 
+@app.command()
+def mine(
+    model: str = typer.Option(..., "--model", help="Dense model: ranks candidates (dense, hybrid) and scores them "
+                                                   "for the margin filter: minilm | a folder | layers:N@MODEL."),
+    pairs: list[str] | None = typer.Option(None, "--pairs", help=PAIRS_HELP),
+    more_pairs: list[str] | None = typer.Argument(None, help="More pair files (after --pairs).", show_default=False),
+    corpus: str = typer.Option(..., "--corpus", help="Where negatives come from: BEIR folder or corpus.jsonl, JSONL "
+                                                     "with id/text, text lines, or a data-root name."),
+    out: Path = typer.Option(..., "--out", help="Mined pairs (*.jsonl.gz): anchor, positive, negative, source; "
+                                                "a *.summary.json goes beside it."),
+    top_k: int = typer.Option(50, "--top-k", help="Candidates per anchor after skipping its positives."),
+    rank_range: str = typer.Option("10-50", "--range", help="Candidate ranks the negatives are drawn from."),
+    margin: float = typer.Option(0.95, "--margin", help="Drop candidates scoring above MARGIN x the positive's "
+                                                        "score (NV-Retriever's relative margin)."),
+    no_filter: bool = typer.Option(False, "--no-filter", help="Keep every candidate (no margin filter)."),
+    negatives: int = typer.Option(1, "--negatives", help="Negatives per pair (one row each)."),
+    mode: str = typer.Option("dense", "--mode", help="dense | bm25 | hybrid (RRF): what ranks the candidates."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Truncate texts to this length."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default "
+                                                            "$INDUS_CACHE/embeddings or ~/.cache/indus/embeddings)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling."),
+) -> None:
+    """Mine hard negatives for pairs from a corpus, with the relative-margin false-negative filter."""
+    from indus.retriever.mine import MineSettings, mine_negatives, parse_range, summary_path
+
+    settings = MineSettings(top_k=top_k, rank_range=parse_range(rank_range), margin=None if no_filter else margin,
+                            negatives=negatives, mode=mode, batch_size=batch_size, max_seq_length=max_seq_length,
+                            seed=seed)
+    summary = mine_negatives(model, (pairs or []) + (more_pairs or []), corpus, out, settings, cache_dir=cache)
+    print_table([{k: summary[k] for k in ("pairs", "pairs_written", "rows", "in_range", "removed_by_margin",
+                                          "pairs_without_negative", "wall_s")}], title=f"mine -> {out}")
+    console.print(f"the margin filter removed {summary['removed_by_margin']} of {summary['in_range']} candidates "
+                  f"in ranks {rank_range}; summary: {summary_path(out)}")
+
+
 def _mode_from_model(model: str | None, mode: str | None) -> tuple[str | None, str | None]:
     """``--model A[+B]`` of ``indus retriever search``: which mode and which dense query encoder it names.
 
