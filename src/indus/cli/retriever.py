@@ -107,15 +107,20 @@ def index(
     max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Truncate documents to this length."),
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="HNSW links per node."),
     ef_search: int = typer.Option(128, "--ef-search", help="HNSW search breadth (default stored in the index)."),
+    quantize: str | None = typer.Option(None, "--quantize", help="int8 (faiss scalar quantizer, 4x smaller) | "
+                                        "binary (sign bits, Hamming distance, 32x smaller): an exhaustive index over "
+                                        "compressed vectors.", show_default=False),
+    rescore: int = typer.Option(0, "--rescore", help="With --quantize: re-rank the N best compressed candidates "
+                                                     "by their float vectors (kept on disk, memory-mapped)."),
 ) -> None:
     """Store a collection's texts, a BM25 index and (unless --model bm25) its embeddings in a faiss index."""
     from indus.retriever.index import build_index
 
     meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
                        max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite,
-                       index_type=index_type)
-    print_table([{k: meta[k] for k in ("count", "model", "dim", "index_type", "bm25_s", "encode_s", "docs_per_s")}],
-                title=f"index -> {out}")
+                       index_type=index_type, quantize=quantize, rescore=rescore)
+    print_table([{k: meta.get(k) for k in ("count", "model", "dim", "index_type", "quantize", "index_bytes",
+                                           "bm25_s", "encode_s", "docs_per_s")}], title=f"index -> {out}")
 
 
 @app.command()
@@ -204,6 +209,13 @@ def search(
     model: str | None = typer.Option(None, "--model", help="bm25 | MODEL (dense, overrides the index's query "
                                                            "encoder) | bm25+MODEL (hybrid); sets the mode."),
     fusion_k: int = typer.Option(60, "--fusion-k", help="Reciprocal-rank-fusion constant (hybrid)."),
+    fusion: str = typer.Option("rrf", "--fusion", help="Hybrid fusion: rrf | convex (w * norm(bm25) + (1 - w) * "
+                                                       "norm(dense); needs --fusion-weight)."),
+    fusion_weight: float | None = typer.Option(None, "--fusion-weight", help="BM25's weight w for --fusion convex "
+                                               "(choose it with `indus eval ir --fusion convex` on dev/train qrels).",
+                                               show_default=False),
+    rescore: int | None = typer.Option(None, "--rescore", help="Quantized index: re-rank this many candidates "
+                                       "exactly (default: the index's setting; 0 = off).", show_default=False),
     ef_search: int | None = typer.Option(None, "--ef-search", help="HNSW search breadth."),
 ) -> None:
     """Search an index by BM25, dense or hybrid retrieval, with one query or a file of queries."""
@@ -218,7 +230,8 @@ def search(
         raise IndusError("--queries needs --out RUN (a TREC run file, or .jsonl)")
     mode, encoder = _mode_from_model(model, mode)
     searcher = Searcher.open(index_dir, model=encoder, fusion_k=fusion_k, ef_search=ef_search,
-                             load_model=mode != "bm25")  # a BM25 search needs no encoder
+                             load_model=mode != "bm25", fusion=fusion, fusion_weight=fusion_weight,
+                             rescore=rescore)  # a BM25 search needs no encoder
     if query is not None:
         mode = searcher.validate(query, k, mode)
         start = time.perf_counter()
