@@ -216,4 +216,8 @@ def load_sentence_transformer(spec: str | Path | ModelRef, *, device: str = "cpu
         model = SentenceTransformer(modules=[transformer, pooling], device=device)
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
+    if (path / "indus-quantization.json").is_file():  # `indus retriever export --format int8`: int8 on the CPU
+        from indus.retriever.quantize import quantize_int8
+
+        quantize_int8(model)
     return model

@@ -247,18 +247,35 @@ def search(
 
 @app.command()
 def export(
-    index_dir: Path = typer.Option(..., "--index", help="Index directory from `indus retriever index`."),
-    out: Path = typer.Option(..., "--out", help="The bulk file (NDJSON); the mapping goes to <stem>.mapping.json."),
-    fmt: str = typer.Option("opensearch", "--format", help="opensearch (knn_vector) | elasticsearch (dense_vector)."),
+    index_dir: Path | None = typer.Option(None, "--index", help="Index directory from `indus retriever index` "
+                                          "(opensearch, elasticsearch).", show_default=False),
+    out: Path = typer.Option(..., "--out", help="The bulk file (NDJSON; the mapping goes to <stem>.mapping.json), "
+                                                "or the model folder for --format int8."),
+    fmt: str = typer.Option("opensearch", "--format", help="opensearch (knn_vector) | elasticsearch (dense_vector) "
+                                                           "| int8 (a query encoder with int8 Linear layers)."),
+    model: str | None = typer.Option(None, "--model", help="--format int8: the model to quantize (minilm | a "
+                                     "folder | layers:N@MODEL).", show_default=False),
     name: str | None = typer.Option(None, "--name", help="The engine's index name (default: the index folder's).",
                                     show_default=False),
     space: str | None = typer.Option(None, "--space", help="Vector similarity: cosinesimil | innerproduct "
                                                            "(opensearch), cosine | dot_product (elasticsearch).",
                                      show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="--format int8: replace a non-empty OUT."),
 ) -> None:
-    """Write an index as an OpenSearch / Elasticsearch bulk file plus the index mapping (texts and vectors)."""
+    """Write an index as an OpenSearch / Elasticsearch bulk file plus mapping, or a model as an int8 query encoder."""
+    if fmt == "int8":
+        from indus.retriever.quantize import export_int8
+
+        if model is None or index_dir is not None:
+            raise IndusError("--format int8 exports a model: give --model M (and no --index)")
+        info = export_int8(model, out, overwrite=overwrite)
+        console.print(f"wrote {out}: {model} with int8 Linear layers ({info['method']}); probe cosine to the float "
+                      f"model >= {info['probe_cosine_min']:.4f}; evaluate it with `indus eval ir --model {out}`")
+        return
     from indus.retriever.export import export_index
 
+    if index_dir is None:
+        raise IndusError(f"--format {fmt} exports an index: give --index DIR")
     info = export_index(index_dir, out, fmt=fmt, name=name, space=space)
     console.print(f"wrote {info['bulk']} ({info['documents']} documents, dim {info['dim']}) and {info['mapping']} "
                   f"(index {info['name']!r})")
