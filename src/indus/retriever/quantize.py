@@ -26,25 +26,12 @@ from typing import Any
 
 from indus.atomic import atomic_directory, atomic_write_json
 from indus.errors import IndusError
+from indus.models import INT8_MARKER, quantize_int8  # noqa: F401 - quantize_int8 re-exported: the loaders' hook
 
-QUANT_FILE = "indus-quantization.json"
+QUANT_FILE = INT8_MARKER
 METHOD = "torch.ao.quantization.quantize_dynamic"
 PROBES = ["Stellar winds shape the heliosphere.", "Does vitamin D lower the risk of fractures?",
           "Sea ice extent in the Arctic declined by 13% per decade.", "x"]
-
-
-def quantize_int8(model: Any) -> Any:
-    """Quantize every ``nn.Linear`` of ``model`` to int8 weights (dynamic quantization), in place, on the CPU."""
-    import warnings
-
-    import torch
-
-    model.to("cpu")
-    model.eval()
-    with warnings.catch_warnings():  # torch announces the quantized tensor API's deprecation on every call
-        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return model
 
 
 def is_int8_folder(path: str | Path) -> bool:
