@@ -396,4 +396,25 @@ def load_sentence_transformer(spec: str | Path | ModelRef, *, device: str = "cpu
         model = SentenceTransformer(modules=[transformer, pooling], device=device)
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
+    if (path / INT8_MARKER).is_file():  # `indus retriever export --format int8`: int8 Linear layers, on the CPU
+        quantize_int8(model)
+    return model
+
+
+#: the file that marks a folder written by ``indus retriever export --format int8`` (:mod:`indus.retriever.quantize`)
+INT8_MARKER = "indus-quantization.json"
+
+
+def quantize_int8(model: Any) -> Any:
+    """Quantize every ``nn.Linear`` of ``model`` to int8 weights (PyTorch dynamic quantization), in place, on the
+    CPU; what loading an ``indus retriever export --format int8`` folder does."""
+    import warnings
+
+    import torch
+
+    model.to("cpu")
+    model.eval()
+    with warnings.catch_warnings():  # torch announces the quantized tensor API's deprecation on every call
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     return model

@@ -268,6 +268,12 @@ def ir(
                             "query encoder distilled into a big model's space).", show_default=False)] = None,
     fusion_k: Annotated[int | None, typer.Option(
         "--fusion-k", help="Reciprocal-rank-fusion constant for --model A+B (default 60).", show_default=False)] = None,
+    fusion: Annotated[str | None, typer.Option(
+        "--fusion", help="How --model A+B fuses: rrf (default) | convex (w * norm(bm25) + (1 - w) * norm(dense), "
+                         "bm25+MODEL only).", show_default=False)] = None,
+    fusion_weight: Annotated[float | None, typer.Option(
+        "--fusion-weight", help="BM25's weight w for --fusion convex (default: chosen on the collection's dev or "
+                                "train qrels).", show_default=False)] = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = None,
     overrides: SetOpt = None,
@@ -281,7 +287,8 @@ def ir(
     with sharded_encoding():
         result = run_evaluation("ir", model, data, json_out, overrides, split=split, batch_size=batch_size,
                                 max_length=max_length, k=k, run_path=str(run) if run else None, device=device,
-                                doc_model=doc_model, fusion_k=fusion_k)
+                                doc_model=doc_model, fusion_k=fusion_k, fusion=fusion,
+                                fusion_weight=fusion_weight)
     if result is None:
         return
     latency = result["latency_ms"]
@@ -292,6 +299,8 @@ def ir(
                   "queries/s": round(result["queries_per_s"], 1),
                   "ms/query": round(latency, 2) if latency is not None else "",
                   "wall_s": round(result["wall_s"], 1)}], title=f"retrieval: {result['data']}")
+    if result.get("fusion") == "convex":
+        console.print(f"convex fusion: BM25 weight {result['fusion_weight']} ({result['fusion_weight_from']})")
 
 
 # ------------------------------------------------------------------------------------------- suite

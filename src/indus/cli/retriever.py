@@ -108,6 +108,11 @@ def index(
     max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Truncate documents to this length."),
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="HNSW links per node."),
     ef_search: int = typer.Option(128, "--ef-search", help="HNSW search breadth (default stored in the index)."),
+    quantize: str | None = typer.Option(None, "--quantize", help="int8 (faiss scalar quantizer, 4x smaller) | "
+                                        "binary (sign bits, Hamming distance, 32x smaller): an exhaustive index over "
+                                        "compressed vectors.", show_default=False),
+    rescore: int = typer.Option(0, "--rescore", help="With --quantize: re-rank the N best compressed candidates "
+                                                     "by their float vectors (kept on disk, memory-mapped)."),
 ) -> None:
     """Store a collection's texts, a BM25 index and (unless --model bm25) its embeddings in a faiss index.
 
@@ -119,11 +124,47 @@ def index(
     with sharded_encoding() as (rank, _):
         meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
                            max_seq_length=max_seq_length, hnsw_m=hnsw_m, ef_search=ef_search, overwrite=overwrite,
-                           index_type=index_type, progress=rank == 0)
+                           index_type=index_type, quantize=quantize, rescore=rescore, progress=rank == 0)
     if rank != 0:
         return
-    print_table([{k: meta[k] for k in ("count", "model", "dim", "index_type", "bm25_s", "encode_s", "docs_per_s")}],
-                title=f"index -> {out}")
+    print_table([{k: meta.get(k) for k in ("count", "model", "dim", "index_type", "quantize", "index_bytes",
+                                           "bm25_s", "encode_s", "docs_per_s")}], title=f"index -> {out}")
+
+
+@app.command()
+def mine(
+    model: str = typer.Option(..., "--model", help="Dense model: ranks candidates (dense, hybrid) and scores them "
+                                                   "for the margin filter: minilm | a folder | layers:N@MODEL."),
+    pairs: list[str] | None = typer.Option(None, "--pairs", help=PAIRS_HELP),
+    more_pairs: list[str] | None = typer.Argument(None, help="More pair files (after --pairs).", show_default=False),
+    corpus: str = typer.Option(..., "--corpus", help="Where negatives come from: BEIR folder or corpus.jsonl, JSONL "
+                                                     "with id/text, text lines, or a data-root name."),
+    out: Path = typer.Option(..., "--out", help="Mined pairs (*.jsonl.gz): anchor, positive, negative, source; "
+                                                "a *.summary.json goes beside it."),
+    top_k: int = typer.Option(50, "--top-k", help="Candidates per anchor after skipping its positives."),
+    rank_range: str = typer.Option("10-50", "--range", help="Candidate ranks the negatives are drawn from."),
+    margin: float = typer.Option(0.95, "--margin", help="Drop candidates scoring above MARGIN x the positive's "
+                                                        "score (NV-Retriever's relative margin)."),
+    no_filter: bool = typer.Option(False, "--no-filter", help="Keep every candidate (no margin filter)."),
+    negatives: int = typer.Option(1, "--negatives", help="Negatives per pair (one row each)."),
+    mode: str = typer.Option("dense", "--mode", help="dense | bm25 | hybrid (RRF): what ranks the candidates."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Truncate texts to this length."),
+    cache: Path | None = typer.Option(None, "--cache", help="Embedding cache folder (default "
+                                                            "$INDUS_CACHE/embeddings or ~/.cache/indus/embeddings)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling."),
+) -> None:
+    """Mine hard negatives for pairs from a corpus, with the relative-margin false-negative filter."""
+    from indus.retriever.mine import MineSettings, mine_negatives, parse_range, summary_path
+
+    settings = MineSettings(top_k=top_k, rank_range=parse_range(rank_range), margin=None if no_filter else margin,
+                            negatives=negatives, mode=mode, batch_size=batch_size, max_seq_length=max_seq_length,
+                            seed=seed)
+    summary = mine_negatives(model, (pairs or []) + (more_pairs or []), corpus, out, settings, cache_dir=cache)
+    print_table([{k: summary[k] for k in ("pairs", "pairs_written", "rows", "in_range", "removed_by_margin",
+                                          "pairs_without_negative", "wall_s")}], title=f"mine -> {out}")
+    console.print(f"the margin filter removed {summary['removed_by_margin']} of {summary['in_range']} candidates "
+                  f"in ranks {rank_range}; summary: {summary_path(out)}")
 
 
 def _mode_from_model(model: str | None, mode: str | None) -> tuple[str | None, str | None]:
@@ -176,6 +217,13 @@ def search(
     model: str | None = typer.Option(None, "--model", help="bm25 | MODEL (dense, overrides the index's query "
                                                            "encoder) | bm25+MODEL (hybrid); sets the mode."),
     fusion_k: int = typer.Option(60, "--fusion-k", help="Reciprocal-rank-fusion constant (hybrid)."),
+    fusion: str = typer.Option("rrf", "--fusion", help="Hybrid fusion: rrf | convex (w * norm(bm25) + (1 - w) * "
+                                                       "norm(dense); needs --fusion-weight)."),
+    fusion_weight: float | None = typer.Option(None, "--fusion-weight", help="BM25's weight w for --fusion convex "
+                                               "(choose it with `indus eval ir --fusion convex` on dev/train qrels).",
+                                               show_default=False),
+    rescore: int | None = typer.Option(None, "--rescore", help="Quantized index: re-rank this many candidates "
+                                       "exactly (default: the index's setting; 0 = off).", show_default=False),
     ef_search: int | None = typer.Option(None, "--ef-search", help="HNSW search breadth."),
 ) -> None:
     """Search an index by BM25, dense or hybrid retrieval, with one query or a file of queries."""
@@ -190,7 +238,8 @@ def search(
         raise IndusError("--queries needs --out RUN (a TREC run file, or .jsonl)")
     mode, encoder = _mode_from_model(model, mode)
     searcher = Searcher.open(index_dir, model=encoder, fusion_k=fusion_k, ef_search=ef_search,
-                             load_model=mode != "bm25")  # a BM25 search needs no encoder
+                             load_model=mode != "bm25", fusion=fusion, fusion_weight=fusion_weight,
+                             rescore=rescore)  # a BM25 search needs no encoder
     if query is not None:
         mode = searcher.validate(query, k, mode)
         start = time.perf_counter()
@@ -206,18 +255,35 @@ def search(
 
 @app.command()
 def export(
-    index_dir: Path = typer.Option(..., "--index", help="Index directory from `indus retriever index`."),
-    out: Path = typer.Option(..., "--out", help="The bulk file (NDJSON); the mapping goes to <stem>.mapping.json."),
-    fmt: str = typer.Option("opensearch", "--format", help="opensearch (knn_vector) | elasticsearch (dense_vector)."),
+    index_dir: Path | None = typer.Option(None, "--index", help="Index directory from `indus retriever index` "
+                                          "(opensearch, elasticsearch).", show_default=False),
+    out: Path = typer.Option(..., "--out", help="The bulk file (NDJSON; the mapping goes to <stem>.mapping.json), "
+                                                "or the model folder for --format int8."),
+    fmt: str = typer.Option("opensearch", "--format", help="opensearch (knn_vector) | elasticsearch (dense_vector) "
+                                                           "| int8 (a query encoder with int8 Linear layers)."),
+    model: str | None = typer.Option(None, "--model", help="--format int8: the model to quantize (minilm | a "
+                                     "folder | layers:N@MODEL).", show_default=False),
     name: str | None = typer.Option(None, "--name", help="The engine's index name (default: the index folder's).",
                                     show_default=False),
     space: str | None = typer.Option(None, "--space", help="Vector similarity: cosinesimil | innerproduct "
                                                            "(opensearch), cosine | dot_product (elasticsearch).",
                                      show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="--format int8: replace a non-empty OUT."),
 ) -> None:
-    """Write an index as an OpenSearch / Elasticsearch bulk file plus the index mapping (texts and vectors)."""
+    """Write an index as an OpenSearch / Elasticsearch bulk file plus mapping, or a model as an int8 query encoder."""
+    if fmt == "int8":
+        from indus.retriever.quantize import export_int8
+
+        if model is None or index_dir is not None:
+            raise IndusError("--format int8 exports a model: give --model M (and no --index)")
+        info = export_int8(model, out, overwrite=overwrite)
+        console.print(f"wrote {out}: {model} with int8 Linear layers ({info['method']}); probe cosine to the float "
+                      f"model >= {info['probe_cosine_min']:.4f}; evaluate it with `indus eval ir --model {out}`")
+        return
     from indus.retriever.export import export_index
 
+    if index_dir is None:
+        raise IndusError(f"--format {fmt} exports an index: give --index DIR")
     info = export_index(index_dir, out, fmt=fmt, name=name, space=space)
     console.print(f"wrote {info['bulk']} ({info['documents']} documents, dim {info['dim']}) and {info['mapping']} "
                   f"(index {info['name']!r})")

@@ -12,7 +12,11 @@ The protocol of BEIR (Thakur et al. 2021, arXiv 2104.08663):
 - **Fusion** (``A+B``, e.g. ``bm25+minilm``): each system retrieves its own top ``k + 1`` and the rankings are
   fused by reciprocal-rank fusion (Cormack et al. 2009), ``score(d) = sum_s 1 / (fusion_k + rank_s(d))`` with
   ``fusion_k`` = 60 (:func:`reciprocal_rank_fusion`); ``indus retriever search --mode hybrid`` and the studio's
-  hybrid search fuse the same way.
+  hybrid search fuse the same way. ``fusion="convex"`` (``--fusion convex``, ``bm25`` plus one dense model) fuses
+  scores instead: ``w * norm(bm25) + (1 - w) * norm(dense)``, each min-max normalised per query over the union of
+  both systems' top ``k + 1`` (every document of the union scored by both systems, :func:`convex_fusion`);
+  ``fusion_weight`` fixes ``w``, else it is chosen on the collection's ``dev`` (or ``train``) qrels, never on the
+  split scored: the ``w`` of ``0.0, 0.1, ..., 1.0`` with the best nDCG@10 there (the smallest on a tie).
 - The top ``k`` (100) documents per query form the run; a document whose id equals the query id is dropped
   (BEIR's ``ignore_identical_ids``); metrics come from :func:`indus.evaluation.ir_metrics.score_run`, averaged
   over the queries judged in the split.
@@ -48,12 +52,15 @@ from indus.errors import IndusError
 from indus.evaluation.ir_metrics import score_run, trec_order, write_trec_run
 from indus.evaluation.result import EvalResult
 
-__all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "reciprocal_rank_fusion",
-           "split_systems", "score_run", "write_trec_run"]
+__all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "ConvexFusedRetriever",
+           "reciprocal_rank_fusion", "convex_fusion", "split_systems", "score_run", "write_trec_run"]
 
 #: The RRF constant of Cormack, Clarke and Buettcher (SIGIR 2009): a document's fused score is
 #: ``sum over systems of 1 / (RRF_K + rank)``, ranks from 1.
 RRF_K = 60
+FUSIONS = ("rrf", "convex")
+#: the weights of BM25 tried when ``convex`` fusion chooses its weight on dev/train qrels
+FUSION_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 BM25_SETTINGS_FILE = "indus-bm25.json"
 
 
@@ -90,6 +97,61 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[str, float]]], k: int = RRF
             fused[doc_id] = fused.get(doc_id, 0.0) + 1.0 / (k + rank)
     ranked = trec_order(fused)
     return ranked if depth is None else ranked[:depth]
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    """``(v - min) / (max - min)``; all zeros when the values are all equal."""
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+
+
+def convex_fusion(lexical: dict[str, float], dense: dict[str, float], weight: float,
+                  depth: int | None = None) -> list[tuple[str, float]]:
+    """Fuse two systems' scores of the same documents: ``weight * norm(lexical) + (1 - weight) * norm(dense)``.
+
+    Parameters
+    ----------
+    lexical, dense
+        Each system's score of every candidate (both over the same documents: the union of their top lists).
+    weight
+        The lexical (BM25) weight, in ``[0, 1]``: 1 ranks as ``lexical`` alone, 0 as ``dense`` alone.
+    depth
+        Keep the best ``depth`` documents (all when ``None``).
+
+    Returns
+    -------
+    list of (doc_id, fused score)
+        Best first, in trec_eval's order (ties by id, descending). Min-max normalisation is per call (per query).
+
+    Examples
+    --------
+    >>> convex_fusion({"a": 10.0, "b": 0.0, "c": 5.0}, {"a": 0.2, "b": 0.9, "c": 0.8}, 0.5)
+    [('c', 0.6428571428571428), ('a', 0.5), ('b', 0.5)]
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise IndusError(f"fusion weight must be in [0, 1], got {weight}")
+    if lexical.keys() != dense.keys():
+        raise IndusError("convex fusion needs both systems' scores of the same documents")
+    if not lexical:
+        return []
+    ids = list(lexical)
+    lex = _minmax(np.array([lexical[d] for d in ids], dtype=np.float64))
+    den = _minmax(np.array([dense[d] for d in ids], dtype=np.float64))
+    fused = trec_order(dict(zip(ids, (weight * lex + (1.0 - weight) * den).tolist(), strict=True)))
+    return fused if depth is None else fused[:depth]
+
+
+def union_scores(lexical_hits: list[tuple[str, float]], dense_hits: list[tuple[str, float]],
+                 lexical_score: Any, dense_score: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """Both systems' scores over the union of their hits: a system's own hits keep the scores it returned, the
+    others are scored by ``lexical_score(ids)`` / ``dense_score(ids)`` (lists of floats)."""
+    lex, den = dict(lexical_hits), dict(dense_hits)
+    union = list(dict.fromkeys([*lex, *den]))
+    for scores, score_fn in ((lex, lexical_score), (den, dense_score)):
+        missing = [d for d in union if d not in scores]
+        if missing:
+            scores.update(zip(missing, (float(v) for v in score_fn(missing)), strict=True))
+    return {d: lex[d] for d in union}, {d: den[d] for d in union}
 
 
 def split_systems(model: Any) -> list[Any]:
@@ -172,6 +234,14 @@ class Bm25Retriever:
         self.doc_ids = list(doc_ids)
         return self
 
+    def score_docs(self, query: str, doc_ids: list[str]) -> list[float]:
+        """The BM25 score of each of ``doc_ids`` for ``query`` (0 for a document sharing no term with it)."""
+        if not hasattr(self, "_row"):
+            self._row = {d: i for i, d in enumerate(self.doc_ids)}
+        tokens = self._tokenize([query], ids=False)[0]
+        scores = self.retriever.get_scores(tokens) if tokens else np.zeros(len(self.doc_ids))  # (N,)
+        return [float(scores[self._row[d]]) for d in doc_ids]
+
     def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(doc_id, score)`` of each query, positive scores only (``batch_size`` is unused)."""
         tokens = self._tokenize(queries, ids=False)
@@ -182,11 +252,15 @@ class Bm25Retriever:
 
 
 class DenseRetriever:
-    """Exact inner-product search over L2-normalised sentence embeddings (faiss ``IndexFlatIP``)."""
+    """Exact inner-product search over L2-normalised sentence embeddings (faiss ``IndexFlatIP``), or over their
+    ``int8`` / ``binary`` codes (:func:`indus.retriever.ann.build_quantized_index`), optionally re-ranking the
+    ``rescore`` best candidates by the float vectors."""
 
-    def __init__(self, model: Any, *, batch_size: int = 64, progress: bool = False, doc_model: Any = None) -> None:
+    def __init__(self, model: Any, *, batch_size: int = 64, progress: bool = False, doc_model: Any = None,
+                 quantize: str | None = None, rescore: int = 0) -> None:
         self.model, self.batch_size, self.progress = model, batch_size, progress
         self.doc_model = doc_model  # encodes the documents when set (asymmetric retrieval); else ``model`` does
+        self.quantize, self.rescore = quantize, rescore
 
     def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *,
                model: Any = None) -> np.ndarray:
@@ -215,18 +289,42 @@ class DenseRetriever:
                 return
         else:
             emb = self.encode(texts, model=self.doc_model)  # (N, D)
+        if self.quantize is not None:
+            from indus.retriever.ann import build_quantized_index
+
+            self.faiss_index = build_quantized_index(self.quantize, emb)
+            self.vectors = emb  # the float vectors, for rescoring and for scoring given documents
+            return
         self.faiss_index = faiss.IndexFlatIP(emb.shape[1])
         self.faiss_index.add(emb)
 
     def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(doc_id, score)`` of each query."""
+        return self.search_embedded(self.embed_queries(queries, batch_size), k)
+
+    def embed_queries(self, queries: list[str], batch_size: int | None = None) -> np.ndarray:
+        """``(Q, D)`` query embeddings, checked against the index's width."""
         q = self.encode(queries, batch_size=batch_size, progress=False)  # (Q, D)
         if q.shape[1] != self.faiss_index.d:
             raise IndusError(f"query model embeds in {q.shape[1]} dimensions, the document index in "
                              f"{self.faiss_index.d}: an asymmetric retriever needs one space")
-        scores, idx = self.faiss_index.search(q, min(k, len(self.doc_ids)))  # (Q, k), (Q, k)
-        return [[(self.doc_ids[i], float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
-                for row_i, row_s in zip(idx, scores, strict=True)]
+        return q
+
+    def search_embedded(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """The top ``k`` ``(doc_id, score)`` of each embedded query."""
+        from indus.retriever.ann import search_index
+
+        hits = search_index(self.faiss_index, q, k, quantize=self.quantize, rescore=self.rescore,
+                            vectors=lambda rows: self.vectors[rows])
+        return [[(self.doc_ids[i], s) for i, s in row] for row in hits]
+
+    def score_docs(self, q: np.ndarray, doc_ids: list[str]) -> list[float]:
+        """Inner product of one query embedding ``q`` (``(D,)``) with each of ``doc_ids``' vectors."""
+        if not hasattr(self, "_row"):
+            self._row = {d: i for i, d in enumerate(self.doc_ids)}
+        rows = np.array([self._row[d] for d in doc_ids], dtype=np.int64)
+        vectors = self.vectors[rows] if self.quantize else self.faiss_index.reconstruct_batch(rows)  # (n, D)
+        return (vectors @ q).tolist()
 
 
 class FusedRetriever:
@@ -253,6 +351,61 @@ class FusedRetriever:
         per_system = [r.search(queries, k, batch_size=batch_size) for r in self.retrievers]  # (S, Q, <=k)
         return [reciprocal_rank_fusion([system[q] for system in per_system], self.fusion_k, depth=k)
                 for q in range(len(queries))]
+
+
+class ConvexFusedRetriever:
+    """Convex fusion of BM25 and one dense retriever (:func:`convex_fusion`) over the union of their top lists.
+
+    Parameters
+    ----------
+    bm25, dense
+        The two systems.
+    weight
+        BM25's weight; ``None`` until chosen (:meth:`choose_weight`) or given.
+    """
+
+    def __init__(self, bm25: Bm25Retriever, dense: DenseRetriever, weight: float | None = None) -> None:
+        self.bm25, self.dense, self.weight = bm25, dense, weight
+
+    def index(self, doc_ids: list[str], texts: list[str]) -> None:
+        """Index the documents in both systems."""
+        self.bm25.index(doc_ids, texts)
+        self.dense.index(doc_ids, texts)
+
+    def candidates(self, queries: list[str], k: int,
+                   batch_size: int | None = None) -> list[tuple[dict[str, float], dict[str, float]]]:
+        """Per query, the BM25 and dense scores of the union of both systems' top ``k``."""
+        lexical = self.bm25.search(queries, k)
+        q = self.dense.embed_queries(queries, batch_size)  # (Q, D)
+        dense = self.dense.search_embedded(q, k)
+        return [union_scores(lex, den, lambda ids, text=text: self.bm25.score_docs(text, ids),
+                             lambda ids, row=row: self.dense.score_docs(row, ids))
+                for text, row, lex, den in zip(queries, q, lexical, dense, strict=True)]
+
+    def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """The fused top ``k`` ``(doc_id, fused score)`` of each query."""
+        if self.weight is None:
+            raise IndusError("convex fusion has no weight: give fusion_weight or choose it on dev/train qrels")
+        return [convex_fusion(lex, den, self.weight, depth=k) for lex, den in self.candidates(queries, k, batch_size)]
+
+    def choose_weight(self, queries: dict[str, str], qrels: dict[str, dict[str, int]], k: int,
+                      ignore_identical_ids: bool = True) -> dict[str, float]:
+        """Set :attr:`weight` to the one of :data:`FUSION_GRID` with the best nDCG@10 on ``qrels``; the grid's
+        scores (ties go to the smaller weight)."""
+        qids = [q for q in queries if q in qrels]
+        if not qids:
+            raise IndusError("no judged queries to choose the fusion weight on")
+        cands = self.candidates([queries[q] for q in qids], k + 1)
+        grid: dict[str, float] = {}
+        for w in FUSION_GRID:
+            run = {}
+            for qid, (lex, den) in zip(qids, cands, strict=True):
+                fused = [(d, s) for d, s in convex_fusion(lex, den, w) if not (ignore_identical_ids and d == qid)]
+                run[qid] = dict(fused[:k])
+            grid[f"{w:.1f}"] = score_run(run, {q: qrels[q] for q in qids},
+                                         ignore_identical_ids=ignore_identical_ids)["ndcg@10"]
+        self.weight = float(max(grid, key=lambda w: (grid[w], -float(w))))
+        return grid
 
 
 def _is_bm25(model: Any) -> bool:
@@ -302,6 +455,14 @@ class IREvaluator:
         retrieval, see the module docstring); ``None``: the evaluated model encodes both.
     fusion_k
         The reciprocal-rank-fusion constant for a fused model ``A+B``.
+    fusion
+        How ``A+B`` fuses: ``rrf`` (reciprocal ranks, any systems) or ``convex`` (normalised scores; ``bm25`` plus
+        one dense model).
+    fusion_weight
+        ``convex``: BM25's weight in ``[0, 1]``; ``None``: chosen on the collection's dev or train qrels.
+    quantize, rescore
+        Dense search over ``int8`` or ``binary`` codes of the document vectors instead of the floats, re-ranking
+        the ``rescore`` best candidates by the float vectors (0: no re-ranking).
     progress
         Show progress bars.
     """
@@ -323,6 +484,10 @@ class IREvaluator:
     device: str | None = None
     doc_model: str | None = None
     fusion_k: int = RRF_K
+    fusion: str = "rrf"
+    fusion_weight: float | None = None
+    quantize: str | None = None
+    rescore: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -330,6 +495,13 @@ class IREvaluator:
             raise IndusError("ir: k and batch_size must be >= 1, latency_queries >= 0")
         if self.fusion_k < 0:
             raise IndusError(f"ir: fusion_k must be >= 0, got {self.fusion_k}")
+        if self.fusion not in FUSIONS:
+            raise IndusError(f"ir: fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.quantize not in (None, "int8", "binary") or self.rescore < 0 or (self.rescore and not self.quantize):
+            raise IndusError(f"ir: quantize must be int8 or binary (or unset) and rescore >= 0 (only with quantize), "
+                             f"got {self.quantize!r} and {self.rescore}")
+        if self.fusion_weight is not None and not 0.0 <= self.fusion_weight <= 1.0:
+            raise IndusError(f"ir: fusion_weight must be in [0, 1], got {self.fusion_weight}")
         if self.max_length is not None and self.max_length < 1:
             raise IndusError(f"ir: max_length must be >= 1, got {self.max_length}")
 
@@ -340,9 +512,15 @@ class IREvaluator:
         out["doc_model"] = str(self.doc_model) if self.doc_model is not None else None
         return out
 
-    def retriever(self, model: Any) -> Bm25Retriever | DenseRetriever | FusedRetriever:
+    def retriever(self, model: Any) -> Bm25Retriever | DenseRetriever | FusedRetriever | ConvexFusedRetriever:
         """The retriever for ``model`` (``"bm25"``, a model spec, a fused ``A+B``, or a ``SentenceTransformer``)."""
         systems = split_systems(model)
+        if len(systems) > 1 and self.fusion == "convex":
+            lexical = [s for s in systems if _is_bm25(s)]
+            if len(systems) != 2 or len(lexical) != 1:
+                raise IndusError(f"ir: convex fusion fuses bm25 with one dense model (bm25+MODEL), got {model!r}")
+            dense = next(s for s in systems if not _is_bm25(s))
+            return ConvexFusedRetriever(self.retriever(lexical[0]), self.retriever(dense), self.fusion_weight)
         if len(systems) > 1:
             return FusedRetriever([self.retriever(part) for part in systems], fusion_k=self.fusion_k)
         if _is_bm25(model):
@@ -351,7 +529,8 @@ class IREvaluator:
         if self.doc_model is not None and _is_bm25(self.doc_model):
             raise IndusError("ir: doc_model must be a dense model, not bm25")
         return DenseRetriever(self._dense(model), batch_size=self.batch_size, progress=self.progress,
-                              doc_model=None if self.doc_model is None else self._dense(self.doc_model))
+                              doc_model=None if self.doc_model is None else self._dense(self.doc_model),
+                              quantize=self.quantize, rescore=self.rescore)
 
     def _dense(self, model: Any) -> Any:
         if isinstance(model, str | Path):
@@ -396,6 +575,7 @@ class IREvaluator:
             from indus.data.registry import resolve_dataset
 
             beir = load_beir(resolve_dataset(data, kind="ir"), self.split)
+        tune_split = self._tune_split(beir, model)  # before any model loads: a missing split fails at once
         retriever = self.retriever(model)
         doc_ids = list(beir.corpus)
         texts = [beir.corpus[d].full_text() for d in doc_ids]
@@ -417,6 +597,8 @@ class IREvaluator:
         else:
             retriever.index(doc_ids, texts)
         index_s = time.perf_counter() - t0
+        fusion_info = (self._choose_weight(retriever, beir, tune_split)
+                       if isinstance(retriever, ConvexFusedRetriever) else {})
         t0 = time.perf_counter()
         hits = retriever.search(qtexts, depth)
         search_s = time.perf_counter() - t0
@@ -432,7 +614,7 @@ class IREvaluator:
         result: dict[str, Any] = {
             "task": self.task, "primary_metric": self.primary_metric, "model": _model_name(model),
             "retriever": ("bm25" if isinstance(retriever, Bm25Retriever) else
-                          "fusion" if isinstance(retriever, FusedRetriever) else "dense"),
+                          "fusion" if isinstance(retriever, FusedRetriever | ConvexFusedRetriever) else "dense"),
             "data": str(beir.path), "split": self.split,
             **{m: metrics[m] for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")},
             "queries": metrics["queries"], "docs": len(doc_ids), "k": self.k,
@@ -448,13 +630,42 @@ class IREvaluator:
             result["doc_model"] = None if self.doc_model is None else _model_name(self.doc_model)
             result["max_length"] = retriever.model.max_seq_length
             result["dim"] = int(retriever.faiss_index.d)
+            from indus.retriever.ann import index_bytes
+
+            result.update({"quantize": self.quantize, "rescore": self.rescore,
+                           "index_bytes": index_bytes(retriever.faiss_index)})
         if isinstance(retriever, FusedRetriever):
-            result["fusion_k"] = self.fusion_k
+            result["fusion"], result["fusion_k"] = "rrf", self.fusion_k
+        if isinstance(retriever, ConvexFusedRetriever):
+            result.update({"fusion": "convex", "fusion_weight": retriever.weight, **fusion_info})
         result["settings"] = self.settings()
         result["wall_s"] = time.perf_counter() - started
         return EvalResult.from_json(result)
 
-    def _latency(self, retriever: Bm25Retriever | DenseRetriever | FusedRetriever, queries: list[str],
+    def _tune_split(self, beir: BeirData, model: Any) -> str | None:
+        """The qrels split a convex fusion weight is chosen on: ``dev``, else ``train``, never the split scored;
+        ``None`` when no weight is to be chosen."""
+        if self.fusion != "convex" or self.fusion_weight is not None or len(split_systems(model)) < 2:
+            return None
+        from indus.data.beir import qrels_splits
+
+        splits = [s for s in ("dev", "train") if s != self.split and s in qrels_splits(beir.path)]
+        if not splits:
+            raise IndusError(f"{beir.path}: convex fusion chooses its weight on dev or train qrels and this collection "
+                             f"has none besides {self.split!r}; pass --fusion-weight W")
+        return splits[0]
+
+    def _choose_weight(self, retriever: ConvexFusedRetriever, beir: BeirData, split: str | None) -> dict[str, Any]:
+        """Set the convex fusion weight: the given one, else the best on ``split``'s qrels; what was done."""
+        if self.fusion_weight is not None:
+            retriever.weight = self.fusion_weight
+            return {"fusion_weight_from": "given"}
+        tune = load_beir(beir.path, split)
+        grid = retriever.choose_weight(tune.eval_queries, tune.qrels, self.k, self.ignore_identical_ids)
+        return {"fusion_weight_from": f"{split} qrels ({len(tune.eval_queries)} queries)",
+                "fusion_grid_ndcg@10": grid}
+
+    def _latency(self, retriever: Any, queries: list[str],
                  depth: int) -> list[float]:
         n = min(self.latency_queries, len(queries))
         if n == 0:

@@ -122,7 +122,7 @@ def export_index(
             vectors = None
             if dense is not None:
                 # 8 decimals: the vectors are unit length, so this keeps each cosine to ~1e-8
-                vectors = dense.index.reconstruct_n(start, len(chunk)).astype(np.float64).round(8).tolist()  # (n, D)
+                vectors = dense.doc_vectors(np.arange(start, start + len(chunk))).astype(np.float64).round(8).tolist()
             for i, doc in enumerate(chunk):
                 source: dict[str, Any] = {"id": doc.id, "title": doc.title, "text": doc.text}
                 if vectors is not None:

@@ -11,6 +11,14 @@ fusion). An index is a directory, written atomically (a killed build leaves no d
     INDEX/docs.jsonl     {"id", "title", "text"} per row, in row order (what search results show)
     INDEX/bm25/          the bm25s index (``bm25s.BM25.save``) and its tokeniser settings (indus-bm25.json)
     INDEX/index.faiss    the faiss index holding the embeddings (dense indexes only; faiss.read_index reads it)
+    INDEX/vectors.npy    quantized indexes only: the float32 embeddings, memory-mapped to rescore candidates
+
+``--quantize int8`` stores the embeddings as one byte per dimension (faiss ``IndexScalarQuantizer``, 4x smaller),
+``--quantize binary`` as their sign bits (``IndexBinaryFlat``, Hamming distance, 32x smaller); both search
+exhaustively. ``--rescore N`` re-ranks the ``N`` best compressed candidates by the exact inner product with the
+float vectors, which stay on disk (``vectors.npy``, memory-mapped: only the candidates' rows are read). A binary
+index without rescoring scores a document ``1 - 2 h / D`` (``h`` differing sign bits): the cosine of the sign
+vectors. ``meta.json`` records ``index_bytes`` (the searched structure) and ``vectors_bytes``.
 
 ``--model bm25`` builds a BM25-only index (no encoder needed, searched by ``bm25`` only).
 
@@ -45,7 +53,7 @@ from indus.errors import DataFormatError, IndusError
 INDEX_FORMAT = "indus-retriever-index"
 INDEX_VERSION = 2  # 2: docs.jsonl and bm25/ beside the faiss index; BM25-only indexes
 INDEX_FILES = ("index.faiss", "ids.json", "meta.json")
-DOCS_FILE, BM25_DIR = "docs.jsonl", "bm25"
+DOCS_FILE, BM25_DIR, VECTORS_FILE = "docs.jsonl", "bm25", "vectors.npy"
 BM25_ONLY = "bm25"  # the --model value that builds an index without a dense part
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -156,7 +164,7 @@ def _call(fn: Any) -> Any:
 def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *, approximate: bool = False,
                 batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
                 ef_construction: int = 200, ef_search: int = 128, progress: bool = True,
-                index_type: str | None = None,
+                index_type: str | None = None, quantize: str | None = None, rescore: int = 0,
                 overwrite: bool = False) -> dict[str, Any]:
     """Index a collection (texts, BM25 and, unless BM25-only, embeddings) and write ``out`` atomically.
 
@@ -173,6 +181,9 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         HNSW (``hnsw_m`` links per node, ``ef_construction``, default ``ef_search``) instead of exact search.
     batch_size, max_seq_length
         Encoding settings.
+    quantize, rescore
+        ``int8`` or ``binary`` (a flat index over compressed vectors; the float vectors kept in ``vectors.npy``),
+        and how many compressed candidates searches re-rank exactly (0: none).
 
     Returns
     -------
@@ -193,6 +204,19 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         from indus.retriever.ann import IndexSpec
 
         IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
+    if quantize is not None:
+        from indus.retriever.ann import QUANTIZE
+
+        if quantize not in QUANTIZE:
+            raise IndusError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+        if approximate or index_type not in (None, "flat"):
+            raise IndusError("--quantize builds an exhaustive (flat) index over compressed vectors; drop "
+                             "--approximate / --index-type")
+        if is_bm25_only(model):
+            raise IndusError("--quantize needs a dense --model (a BM25-only index has no vectors)")
+    if rescore < 0 or (rescore and quantize is None):
+        raise IndusError("--rescore N (N >= 1) re-ranks the candidates of a --quantize index")
+
     # inside distributed.sharded_encoding (torchrun ... indus retriever index): every process encodes its shard,
     # the main process alone touches OUT; one process: the same steps, with no one to wait for
     world = rank_and_world()[1] if sharding_active() else 1
@@ -229,7 +253,8 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         try:
             return _write_index(out, model, corpus_path, docs, texts, emb, encoder, encode_s, world,
                                 approximate=approximate, index_type=index_type, hnsw_m=hnsw_m,
-                                ef_construction=ef_construction, ef_search=ef_search, progress=progress)
+                                ef_construction=ef_construction, ef_search=ef_search, quantize=quantize,
+                                rescore=rescore, progress=progress)
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -240,7 +265,7 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
 def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: list[tuple[str, str, str]],
                  texts: list[str], emb: Any, encoder: Any, encode_s: float | None, processes: int, *,
                  approximate: bool, index_type: str | None, hnsw_m: int, ef_construction: int, ef_search: int,
-                 progress: bool) -> dict[str, Any]:
+                 quantize: str | None, rescore: int, progress: bool) -> dict[str, Any]:
     """BM25 and the faiss index of :func:`build_index`, written atomically into ``out`` (main process)."""
     import faiss
 
@@ -254,12 +279,19 @@ def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: l
     bm25_s = time.perf_counter() - start
     index, dense_meta, dim, seq_len = None, {"index_type": None, "hnsw": None}, None, None
     if emb is not None:
-        # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.retriever.ann
-        index, spec = build_faiss_index(index_type or ("hnsw" if approximate else "flat"), emb, hnsw_m=hnsw_m,
-                                        ef_construction=ef_construction, ef_search=ef_search)
-        dense_meta = {"index_type": spec.kind, "index": spec.to_json(),
-                      "hnsw": ({"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
-                               if spec.kind == "hnsw" else None)}
+        if quantize is not None:
+            from indus.retriever.ann import build_quantized_index
+
+            index = build_quantized_index(quantize, emb)
+            dense_meta = {"index_type": "flat", "index": {"kind": "flat", "quantize": quantize, "rescore": rescore},
+                          "hnsw": None, "quantize": quantize, "rescore": rescore}
+        else:
+            # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.retriever.ann
+            index, spec = build_faiss_index(index_type or ("hnsw" if approximate else "flat"), emb, hnsw_m=hnsw_m,
+                                            ef_construction=ef_construction, ef_search=ef_search)
+            dense_meta = {"index_type": spec.kind, "index": spec.to_json(),
+                          "hnsw": ({"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+                                   if spec.kind == "hnsw" else None)}
         dim, seq_len = int(emb.shape[1]), encoder.max_seq_length
     meta = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION,
@@ -274,7 +306,16 @@ def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: l
     with atomic_directory(out) as tmp:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; an index is as readable as any output
         if index is not None:
-            faiss.write_index(index, str(tmp / "index.faiss"))
+            if quantize == "binary":
+                faiss.write_index_binary(index, str(tmp / "index.faiss"))
+            else:
+                faiss.write_index(index, str(tmp / "index.faiss"))
+            meta["index_bytes"] = (tmp / "index.faiss").stat().st_size
+            if quantize is not None:
+                import numpy as np
+
+                np.save(tmp / VECTORS_FILE, np.ascontiguousarray(emb, dtype=np.float32))
+                meta["vectors_bytes"] = (tmp / VECTORS_FILE).stat().st_size
         (tmp / "ids.json").write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
         with (tmp / DOCS_FILE).open("w", encoding="utf-8") as fh:
             for doc_id, title, text in docs:
@@ -293,6 +334,34 @@ class RetrieverIndex:
     ids: list[str]
     meta: dict[str, Any]
     _model: Any = field(default=None, repr=False)
+    vectors: Any = field(default=None, repr=False)  # (N, D) float32 memmap of a quantized index, for rescoring
+    rescore: int | None = None  # candidates re-ranked exactly (None: the index's own setting)
+
+    @property
+    def quantize(self) -> str | None:
+        """``int8``, ``binary`` or ``None`` (float vectors)."""
+        return self.meta.get("quantize")
+
+    def doc_vectors(self, rows: Any) -> Any:
+        """``(n, D)`` float32 vectors of the documents in ``rows``: from ``vectors.npy`` when the index has it, else
+        reconstructed by faiss (exact for flat and HNSW indexes)."""
+        import numpy as np
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.vectors is not None:
+            order = np.argsort(rows)  # read the memory map in file order
+            out = np.empty((len(rows), self.vectors.shape[1]), dtype=np.float32)
+            out[order] = self.vectors[rows[order]]
+            return out
+        if self.quantize == "binary":
+            raise IndusError(f"{self.path}: a binary index without {VECTORS_FILE} cannot give document vectors")
+        return self.index.reconstruct_batch(rows)
+
+    def score_docs(self, q: Any, doc_ids: list[str]) -> list[float]:
+        """Inner product of one query embedding ``q`` (``(D,)``) with each of ``doc_ids``' vectors."""
+        if not hasattr(self, "_row"):
+            self._row = {d: i for i, d in enumerate(self.ids)}
+        return (self.doc_vectors([self._row[d] for d in doc_ids]) @ q).tolist()
 
     def model(self, spec: str | None = None) -> Any:
         """The bi-encoder that built the index (or ``spec``), loaded once."""
@@ -318,8 +387,13 @@ class RetrieverIndex:
             raise IndusError(f"-k must be at least 1, got {k}")
         if ef_search is not None and hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(ef_search, k)
-        scores, rows = self.index.search(emb, min(k, self.index.ntotal))  # (Q, k), (Q, k)
-        return [[(self.ids[r], float(s)) for r, s in zip(row, score) if r >= 0] for row, score in zip(rows, scores)]
+        from indus.retriever.ann import search_index
+
+        rescore = (self.meta.get("rescore") or 0) if self.rescore is None else self.rescore
+        if rescore and self.vectors is None:
+            raise IndusError(f"{self.path}: rescoring needs the float vectors ({VECTORS_FILE}), which this index lacks")
+        hits = search_index(self.index, emb, k, quantize=self.quantize, rescore=rescore, vectors=self.doc_vectors)
+        return [[(self.ids[r], s) for r, s in row] for row in hits]
 
     def search(self, queries: list[str], k: int = 10, batch_size: int = 64,
                ef_search: int | None = None) -> list[list[tuple[str, float]]]:
@@ -352,9 +426,21 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         raise IndusError(f"{path / 'meta.json'}: not an {INDEX_FORMAT} (format field missing or different)")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise IndusError(f"{path / 'ids.json'}: expected a JSON list of document id strings")
-    from indus.retriever.ann import read_faiss_index
+    from indus.retriever.ann import read_binary_index, read_faiss_index
 
-    index = read_faiss_index(path / "index.faiss", mmap=True)  # vectors stay in the (shared) page cache
+    vectors = None
+    if meta.get("quantize") == "binary":
+        index = read_binary_index(path / "index.faiss")
+    else:
+        index = read_faiss_index(path / "index.faiss", mmap=True)  # vectors stay in the (shared) page cache
+    if meta.get("quantize"):
+        from indus.retriever.ann import open_vectors
+
+        if (path / VECTORS_FILE).is_file():
+            vectors = open_vectors(path / VECTORS_FILE)  # memory-mapped: rescoring reads only candidates' rows
+            if vectors.shape != (len(ids), meta.get("dim")):
+                raise IndusError(f"{path / VECTORS_FILE}: shape {vectors.shape}, expected ({len(ids)}, "
+                                 f"{meta.get('dim')}); rebuild the index")
     if not (index.ntotal == len(ids) == meta.get("count")):
         raise IndusError(f"{path}: the index holds {index.ntotal} vectors, ids.json {len(ids)} ids and meta.json "
                          f"count {meta.get('count')}; rebuild the index")
@@ -362,7 +448,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         raise IndusError(f"{path}: the index has dimension {index.d}, meta.json says {meta.get('dim')}")
     if model is not None:
         meta = {**meta, "model": _model_record(model)}
-    return RetrieverIndex(path, index, ids, meta)
+    return RetrieverIndex(path, index, ids, meta, vectors=vectors)
 
 
 def write_run(results: list[tuple[str, str, list[tuple[str, float]]]], out: str | Path, fmt: str | None = None,

@@ -95,7 +95,17 @@ class Searcher:
         max_query_chars: int = MAX_QUERY_CHARS,
         max_k: int = MAX_K,
         ef_search: int | None = None,
+        fusion: str = "rrf",
+        fusion_weight: float | None = None,
     ) -> None:
+        from indus.evaluation.ir import FUSIONS
+
+        if fusion not in FUSIONS:
+            raise IndusError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if fusion == "convex" and (fusion_weight is None or not 0.0 <= fusion_weight <= 1.0):
+            raise IndusError("convex fusion needs a BM25 weight in [0, 1] (--fusion-weight W; choose it with "
+                             "`indus eval ir --fusion convex` on a collection's dev/train qrels)")
+        self.fusion, self.fusion_weight = fusion, fusion_weight
         self.path, self.meta, self._docs, self._bm25, self._dense = path, meta, docs, bm25, dense
         self.fusion_k, self.fusion_depth, self.ef_search = fusion_k, fusion_depth, ef_search
         self.max_query_chars, self.max_k = max_query_chars, max_k
@@ -119,6 +129,9 @@ class Searcher:
         max_k: int = MAX_K,
         ef_search: int | None = None,
         load_model: bool = True,
+        fusion: str = "rrf",
+        fusion_weight: float | None = None,
+        rescore: int | None = None,
     ) -> Searcher:
         """Open an index directory written by :func:`indus.retriever.index.build_index`.
 
@@ -136,6 +149,11 @@ class Searcher:
             HNSW search breadth (HNSW indexes only; default: the one stored in the index).
         load_model
             Load the query encoder now (so the first search is as fast as the others) rather than on first use.
+        fusion, fusion_weight
+            Hybrid mode: ``rrf`` (reciprocal ranks) or ``convex`` (``w * norm(bm25) + (1 - w) * norm(dense)`` over
+            the union of both top lists, :func:`indus.evaluation.ir.convex_fusion`, with ``w = fusion_weight``).
+        rescore
+            Quantized index: candidates re-ranked by their float vectors (``None``: the index's own setting).
         """
         path = Path(index_dir)
         if not path.is_dir():
@@ -155,6 +173,10 @@ class Searcher:
         dense = None
         if meta.get("dense", True):  # version-1 indexes were all dense
             dense = load_index(path, model=model)
+            if rescore is not None:
+                if rescore < 0:
+                    raise IndusError(f"rescore must be >= 0, got {rescore}")
+                dense.rescore = rescore
             if load_model:
                 dense.model()
         elif model is not None:
@@ -173,6 +195,8 @@ class Searcher:
             max_query_chars=max_query_chars,
             max_k=max_k,
             ef_search=ef_search,
+            fusion=fusion,
+            fusion_weight=fusion_weight,
         )
 
     # ----------------------------------------------------------------------------------------- documents
@@ -249,6 +273,17 @@ class Searcher:
     def _ranked(self, queries: list[str], k: int, mode: str, batch_size: int) -> list[list[tuple[str, float]]]:
         if not queries:
             return []
+        if mode == "hybrid" and self.fusion == "convex":
+            from indus.evaluation.ir import convex_fusion, union_scores
+
+            depth = max(self.fusion_depth, k)
+            lexical = self._bm25.search(queries, depth)
+            emb = self._dense.encode(queries, batch_size=batch_size)  # (Q, D)
+            dense = self._dense.search_embeddings(emb, depth, ef_search=self.ef_search)
+            return [convex_fusion(*union_scores(lex, den, lambda ids, t=text: self._bm25.score_docs(t, ids),
+                                                lambda ids, q=q: self._dense.score_docs(q, ids)),
+                                  self.fusion_weight, depth=k)
+                    for text, q, lex, den in zip(queries, emb, lexical, dense, strict=True)]
         if mode == "hybrid":
             depth = max(self.fusion_depth, k)
             lexical, dense = self._bm25.search(queries, depth), self._dense_search(queries, depth, batch_size)
