@@ -7,7 +7,7 @@ collection vector plus the same kind of noise (cosine about 0.7 to it). Uniform 
 the worst case for every approximate index (no neighbourhood structure), so they are not used.
 
 The vectors are written to an on-disk ``.npy`` in chunks and every index is built from that memory map by
-:func:`indus.retriever.ann.build_faiss_index` (the ``indus retriever index`` path). Exact top-10 by an
+:func:`indus.ann.build_faiss_index` (the ``indus retriever index`` path). Exact top-10 by an
 ``IndexFlatIP`` over the same map is the reference (so ``flat``'s recall is 1 by construction). Each
 (size, type) runs in its own process so the memory readings are its own:
 
@@ -47,8 +47,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine_info  # noqa: E402
+from indus import ann  # noqa: E402
 from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
-from indus.retriever import ann  # noqa: E402
 
 DIM = 384
 K = 10

@@ -82,6 +82,7 @@ def main() -> None:
 
     import faiss
 
+    from indus.ann import build_quantized_index, index_bytes, search_index
     from indus.data.beir import load_beir
     from indus.evaluation.ir import (
         Bm25Retriever,
@@ -91,7 +92,6 @@ def main() -> None:
         reciprocal_rank_fusion,
     )
     from indus.evaluation.ir_metrics import trec_order
-    from indus.retriever.ann import build_quantized_index, index_bytes, search_index
     from indus.retriever.bi_encoder import encode, load_bi_encoder
     from indus.retriever.index import load_index
     from indus.retriever.quantize import export_int8

@@ -14,7 +14,7 @@ the padding is dropped after it.
 **Sharded encoding.** :func:`encode_sharded` splits a collection into contiguous shards, one per process;
 each process encodes its shard in chunks and writes the vectors straight into its rows of one ``.npy`` file
 (a memory map on a file system all processes see); the main process then owns the complete array and builds
-the one index from it (:func:`indus.retriever.ann.write_index_sharded`), while the others wait.
+the one index from it (:func:`indus.ann.write_index_sharded`), while the others wait.
 :func:`encode_gathered` does the same without a shared file: each chunk goes to the main process over the
 process group, straight into its rows of the one array (for ``indus eval ir``, whose index lives in memory).
 

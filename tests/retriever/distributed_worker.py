@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from indus import ann
+from indus.ann import write_index_sharded
 from indus.models import load_sentence_transformer
-from indus.retriever import ann
-from indus.retriever.ann import write_index_sharded
 from indus.retriever.bi_encoder import encode
 from indus.retriever.losses import DistillCSELoss, GTELoss
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from indus import ann
 from indus.errors import IndusError
-from indus.retriever import ann
 
 
 def clustered(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:

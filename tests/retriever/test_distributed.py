@@ -166,7 +166,7 @@ def test_sharded_encoding_writes_one_process_vectors_and_one_index(two_processes
     writes = {r: (out / f"writes-{r}.txt").read_text().splitlines() if (out / f"writes-{r}.txt").exists() else []
               for r in (0, 1)}
     assert len(writes[0]) == 1 and writes[1] == []
-    from indus.retriever.ann import read_faiss_index
+    from indus.ann import read_faiss_index
 
     index = read_faiss_index(out / "index.faiss")
     assert index.ntotal == 11

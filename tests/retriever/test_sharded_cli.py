@@ -109,7 +109,7 @@ def two_processes(tmp_path_factory, micro_model_dir):
 
 @pytest.mark.slow  # one torchrun launch of two processes running two commands: 30-60 s on 2 busy cores
 def test_sharded_index_holds_the_vectors_of_one_process(two_processes, micro_model_dir, tmp_path):
-    from indus.retriever.ann import read_faiss_index
+    from indus.ann import read_faiss_index
     from indus.retriever.bi_encoder import encode, load_bi_encoder
     from indus.retriever.index import build_index, read_texts
 

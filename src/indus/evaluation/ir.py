@@ -253,7 +253,7 @@ class Bm25Retriever:
 
 class DenseRetriever:
     """Exact inner-product search over L2-normalised sentence embeddings (faiss ``IndexFlatIP``), or over their
-    ``int8`` / ``binary`` codes (:func:`indus.retriever.ann.build_quantized_index`), optionally re-ranking the
+    ``int8`` / ``binary`` codes (:func:`indus.ann.build_quantized_index`), optionally re-ranking the
     ``rescore`` best candidates by the float vectors."""
 
     def __init__(self, model: Any, *, batch_size: int = 64, progress: bool = False, doc_model: Any = None,
@@ -290,7 +290,7 @@ class DenseRetriever:
         else:
             emb = self.encode(texts, model=self.doc_model)  # (N, D)
         if self.quantize is not None:
-            from indus.retriever.ann import build_quantized_index
+            from indus.ann import build_quantized_index
 
             self.faiss_index = build_quantized_index(self.quantize, emb)
             self.vectors = emb  # the float vectors, for rescoring and for scoring given documents
@@ -312,7 +312,7 @@ class DenseRetriever:
 
     def search_embedded(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(doc_id, score)`` of each embedded query."""
-        from indus.retriever.ann import search_index
+        from indus.ann import search_index
 
         hits = search_index(self.faiss_index, q, k, quantize=self.quantize, rescore=self.rescore,
                             vectors=lambda rows: self.vectors[rows])
@@ -630,7 +630,7 @@ class IREvaluator:
             result["doc_model"] = None if self.doc_model is None else _model_name(self.doc_model)
             result["max_length"] = retriever.model.max_seq_length
             result["dim"] = int(retriever.faiss_index.d)
-            from indus.retriever.ann import index_bytes
+            from indus.ann import index_bytes
 
             result.update({"quantize": self.quantize, "rescore": self.rescore,
                            "index_bytes": index_bytes(retriever.faiss_index)})

@@ -201,11 +201,11 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
     from indus.distributed import rank_and_world, run_on_main, sharding_active
 
     if index_type is not None:
-        from indus.retriever.ann import IndexSpec
+        from indus.ann import IndexSpec
 
         IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
     if quantize is not None:
-        from indus.retriever.ann import QUANTIZE
+        from indus.ann import QUANTIZE
 
         if quantize not in QUANTIZE:
             raise IndusError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
@@ -269,8 +269,8 @@ def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: l
     """BM25 and the faiss index of :func:`build_index`, written atomically into ``out`` (main process)."""
     import faiss
 
+    from indus.ann import build_faiss_index
     from indus.evaluation.ir import Bm25Retriever
-    from indus.retriever.ann import build_faiss_index
 
     ids = [doc_id for doc_id, _, _ in docs]
     start = time.perf_counter()
@@ -280,13 +280,13 @@ def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: l
     index, dense_meta, dim, seq_len = None, {"index_type": None, "hnsw": None}, None, None
     if emb is not None:
         if quantize is not None:
-            from indus.retriever.ann import build_quantized_index
+            from indus.ann import build_quantized_index
 
             index = build_quantized_index(quantize, emb)
             dense_meta = {"index_type": "flat", "index": {"kind": "flat", "quantize": quantize, "rescore": rescore},
                           "hnsw": None, "quantize": quantize, "rescore": rescore}
         else:
-            # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.retriever.ann
+            # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.ann
             index, spec = build_faiss_index(index_type or ("hnsw" if approximate else "flat"), emb, hnsw_m=hnsw_m,
                                             ef_construction=ef_construction, ef_search=ef_search)
             dense_meta = {"index_type": spec.kind, "index": spec.to_json(),
@@ -387,7 +387,7 @@ class RetrieverIndex:
             raise IndusError(f"-k must be at least 1, got {k}")
         if ef_search is not None and hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(ef_search, k)
-        from indus.retriever.ann import search_index
+        from indus.ann import search_index
 
         rescore = (self.meta.get("rescore") or 0) if self.rescore is None else self.rescore
         if rescore and self.vectors is None:
@@ -426,7 +426,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         raise IndusError(f"{path / 'meta.json'}: not an {INDEX_FORMAT} (format field missing or different)")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise IndusError(f"{path / 'ids.json'}: expected a JSON list of document id strings")
-    from indus.retriever.ann import read_binary_index, read_faiss_index
+    from indus.ann import read_binary_index, read_faiss_index
 
     vectors = None
     if meta.get("quantize") == "binary":
@@ -434,7 +434,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
     else:
         index = read_faiss_index(path / "index.faiss", mmap=True)  # vectors stay in the (shared) page cache
     if meta.get("quantize"):
-        from indus.retriever.ann import open_vectors
+        from indus.ann import open_vectors
 
         if (path / VECTORS_FILE).is_file():
             vectors = open_vectors(path / VECTORS_FILE)  # memory-mapped: rescoring reads only candidates' rows

@@ -381,7 +381,7 @@ def dense_top(queries: np.ndarray, corpus: np.ndarray, k: int, chunk_size: int,
     import faiss
     from tqdm.auto import tqdm
 
-    from indus.retriever.ann import _rows
+    from indus.ann import _rows
 
     n, dim = corpus.shape
     k = min(k, n)

@@ -285,7 +285,7 @@ def write_index_sharded(model: Any, texts: Sequence[str], index_path: str | Path
     index_path
         The faiss index file, written atomically by the main process.
     kind, **params
-        Index type and :class:`~indus.retriever.ann.IndexSpec` fields (:func:`~indus.retriever.ann.build_faiss_index`).
+        Index type and :class:`~indus.ann.IndexSpec` fields (:func:`~indus.ann.build_faiss_index`).
     vectors_path
         The ``(N, D)`` embeddings array (default: ``index_path`` with suffix ``.npy``); kept, so other index types
         can be built, or the vectors exported, without encoding again.
