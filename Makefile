@@ -24,7 +24,7 @@ install: $(BIN)/.installed
 demo: install
 ifneq ($(INDUS_DATA),)
 	$(BIN)/indus data list
-	$(BIN)/indus run configs/demo.yaml --out runs/demo
+	$(BIN)/indus run configs/pipeline/demo.yaml --out runs/demo
 else
 	@echo "no data root (../shared/data not found; set INDUS_DATA): the observational-scaling report only"
 	$(BIN)/indus scaling report out/scaling --overwrite

@@ -13,7 +13,7 @@ from indus.errors import IndusError
 app = typer.Typer(help="Train and distill sentence-embedding retrievers; build an index and search it.",
                   no_args_is_help=True)
 
-CONFIG_HELP = "YAML config (configs/retriever-*.yaml); options given here win over it."
+CONFIG_HELP = "YAML config (configs/retriever/*.yaml); options given here win over it."
 RESUME_HELP = ("Continue from the newest complete checkpoint in OUT/checkpoints (from the start if there is none), "
                "also a run its time budget stopped; the settings that change the loss curve must match.")
 OVERWRITE_HELP = "Start again in a non-empty OUT (its earlier run's checkpoints go; files indus did not write stay)."

@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def run(
-        config: Path = typer.Argument(..., help="Pipeline YAML (e.g. configs/demo.yaml).", show_default=False),
+        config: Path = typer.Argument(..., help="Pipeline YAML (e.g. configs/pipeline/demo.yaml).", show_default=False),
         out: Path | None = typer.Option(None, "--out", help="Run folder (default: runs/<name>).", show_default=False),
         overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value, e.g. "
                                             "tokenizer.vocab_size=8000 (repeatable)."),
