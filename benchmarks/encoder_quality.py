@@ -7,8 +7,8 @@ Run (the whole script under the CPU lock; about 1 h 50 min from nothing, 20 min 
 Steps (each skipped when its output exists, so an interrupted run continues; models stay in ``runs/quality/``):
 
 1. INDUSBPE with ``VOCAB`` tokens on the corpus (``indus tokenizer train``);
-2. ``tiny`` teacher: ``indus pretrain --config configs/pretrain/cpu-tiny.yaml`` for a ``TEACHER_MINUTES`` training budget
-   (the step count is set from the step time measured at the start);
+2. ``tiny`` teacher: ``indus pretrain --config configs/pretrain/cpu-tiny.yaml`` for a ``TEACHER_MINUTES`` training
+   budget (the step count is set from the step time measured at the start);
 3. ``nano`` student distilled from it (``indus distill --config configs/distill/cpu-nano.yaml``) and the same ``nano``
    trained with plain MLM (``configs/pretrain/cpu-tiny.yaml`` with ``preset=nano``), each for ``STUDENT_MINUTES``;
 4. ``indus eval ner`` on BC5CDR for every model, ``random:tiny`` included (random weights, the same tokenizer),
