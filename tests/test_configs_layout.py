@@ -13,8 +13,12 @@ from indus.retriever.distill import RetrieverDistillConfig
 from indus.retriever.train import RetrieverTrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-COMMANDS = {"pipeline": PipelineConfig, "pretrain": PretrainConfig, "distill": DistillConfig,
-            "retriever": RetrieverTrainConfig}
+COMMANDS = {
+    "pipeline": PipelineConfig,
+    "pretrain": PretrainConfig,
+    "distill": DistillConfig,
+    "retriever": RetrieverTrainConfig,
+}
 
 
 def _config_class(path: Path) -> type:

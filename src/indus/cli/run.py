@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from indus._extras import require_extra
+
 
 def register(app: typer.Typer) -> None:
     """Add the pipeline command to the main app."""
@@ -24,6 +26,7 @@ def register(app: typer.Typer) -> None:
         """Run the whole pipeline: tokenizer, pretrain, distill, retriever, retriever distill, eval, forecast,
         report. The whole plan is built and checked first; finished stages are reused; a changed setting reruns
         that stage and those after it."""
+        require_extra("train", "eval", "report", what="indus run")
         from indus.cli.common import console, print_table
         from indus.config import launcher_rank, load_config
         from indus.pipeline import PipelineConfig, build_plan, explain, run_pipeline
