@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import indus
 from cli_runner import run_cli
 from indus._extras import EXTRA_MODULES, MissingExtraError, require, require_extra
 from indus.errors import IndusError
@@ -84,7 +86,12 @@ def test_core_commands_need_no_extra(args, tmp_path):
     args = [a.replace("{ner}", str(ner)) for a in args]
     modules = sorted({m for mods in EXTRA_MODULES.values() for m in mods})
     code = _CORE_ONLY.format(modules=modules, args=args)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    # the indus under test (not another install on the path): its source folder first on PYTHONPATH
+    src = str(Path(indus.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
 
