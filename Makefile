@@ -9,14 +9,14 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint format clean browser
+.PHONY: install demo test test-all test-floor lint format clean browser
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned to the CPU wheel, so nothing later pulls CUDA packages
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[all,dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -24,7 +24,7 @@ install: $(BIN)/.installed
 demo: install
 ifneq ($(INDUS_DATA),)
 	$(BIN)/indus data list
-	$(BIN)/indus run configs/demo.yaml --out runs/demo
+	$(BIN)/indus run configs/pipeline/demo.yaml --out runs/demo
 else
 	@echo "no data root (../shared/data not found; set INDUS_DATA): the observational-scaling report only"
 	$(BIN)/indus scaling report out/scaling --overwrite
@@ -49,6 +49,16 @@ browser:
 test-all: install
 	$(BIN)/pytest -q -m ''
 
+# The declared lower bounds, tested: a separate venv with every dependency at its floor (constraints-floor.txt, the
+# versions pyproject.toml's ">=" name), then the fast suite. Docs: docs/data.md, "Installing".
+FLOOR_VENV ?= .venv-floor
+test-floor:
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/pip install -q --upgrade pip
+	$(FLOOR_VENV)/bin/pip install -q torch==2.13.0
+	$(FLOOR_VENV)/bin/pip install -q -c constraints-floor.txt -e '.[all,dev]'
+	$(FLOOR_VENV)/bin/pytest -q
+
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -58,4 +68,4 @@ format: install
 	$(BIN)/ruff format src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) $(FLOOR_VENV) build dist src/*.egg-info

@@ -7,10 +7,10 @@ Run (the whole script under the CPU lock; about 1 h 50 min from nothing, 20 min 
 Steps (each skipped when its output exists, so an interrupted run continues; models stay in ``runs/quality/``):
 
 1. INDUSBPE with ``VOCAB`` tokens on the corpus (``indus tokenizer train``);
-2. ``tiny`` teacher: ``indus pretrain --config configs/cpu-tiny.yaml`` for a ``TEACHER_MINUTES`` training budget
-   (the step count is set from the step time measured at the start);
-3. ``nano`` student distilled from it (``indus distill --config configs/cpu-distill.yaml``) and the same ``nano``
-   trained with plain MLM (``cpu-tiny.yaml`` with ``preset=nano``), each for ``STUDENT_MINUTES``;
+2. ``tiny`` teacher: ``indus pretrain --config configs/pretrain/cpu-tiny.yaml`` for a ``TEACHER_MINUTES`` training
+   budget (the step count is set from the step time measured at the start);
+3. ``nano`` student distilled from it (``indus distill --config configs/distill/cpu-nano.yaml``) and the same ``nano``
+   trained with plain MLM (``configs/pretrain/cpu-tiny.yaml`` with ``preset=nano``), each for ``STUDENT_MINUTES``;
 4. ``indus eval ner`` on BC5CDR for every model, ``random:tiny`` included (random weights, the same tokenizer),
    with one protocol: at each budget (``BUDGETS``: training sentences x epochs) the fine-tuning learning rate is
    chosen per model on the dev split (``LR_GRID``, seed 0, 1,000 dev sentences), then 1,000 test sentences (a
@@ -53,14 +53,14 @@ def run(cmd: list[str]) -> None:
 def train_models(tokenizer: Path) -> dict[str, Path]:
     teacher, distilled, scratch = RUNS / "tiny-teacher", RUNS / "nano-distilled", RUNS / "nano-scratch"
     if not (teacher / "metrics.json").is_file():
-        run([*INDUS, "pretrain", "--config", "configs/cpu-tiny.yaml", "--out", str(teacher), "--resume",
+        run([*INDUS, "pretrain", "--config", "configs/pretrain/cpu-tiny.yaml", "--out", str(teacher), "--resume",
              "--set", f"tokenizer={tokenizer}", "--set", f"max_minutes={TEACHER_MINUTES}"])
     if not (distilled / "metrics.json").is_file():
         run([*INDUS, "distill", "--teacher", str(teacher), "--student-preset", "nano", "--config",
-             "configs/cpu-distill.yaml", "--out", str(distilled), "--resume",
+             "configs/distill/cpu-nano.yaml", "--out", str(distilled), "--resume",
              "--set", f"max_minutes={STUDENT_MINUTES}"])
     if not (scratch / "metrics.json").is_file():
-        run([*INDUS, "pretrain", "--config", "configs/cpu-tiny.yaml", "--out", str(scratch), "--resume",
+        run([*INDUS, "pretrain", "--config", "configs/pretrain/cpu-tiny.yaml", "--out", str(scratch), "--resume",
              "--set", f"tokenizer={tokenizer}", "--set", "preset=nano", "--set", f"max_minutes={STUDENT_MINUTES}"])
     return {"teacher": teacher, "distilled": distilled, "scratch": scratch}
 
@@ -156,7 +156,7 @@ def main() -> None:
     budgets = " and ".join(f"{s:,} training sentences x {e} epochs" for s, e in BUDGETS.values())
     lines = ["# Encoder quality on 2 CPU cores", "", f"Machine: {machine_line()}", "",
              "Command: `flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/encoder_quality.py`", "",
-             f"Pretraining: `corpus/train.jsonl.gz`, INDUSBPE {VOCAB:,} (uncased), `configs/cpu-tiny.yaml` "
+             f"Pretraining: `corpus/train.jsonl.gz`, INDUSBPE {VOCAB:,} (uncased), `configs/pretrain/cpu-tiny.yaml` "
              f"(sequences of 128, batch 32, peak lr {teacher_cfg['lr']:g}, warm-up {teacher_cfg['warmup_ratio']:g} "
              f"of the run, dropout {pretrain_dropout:g} while pretraining and 0.1 in every fine-tuning), "
              f"the teacher for a {TEACHER_MINUTES}-minute budget, each student for {STUDENT_MINUTES} "

@@ -12,10 +12,10 @@ Stages (each a separate heavy job, so run each under the shared CPU lock)::
     flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py eval      # ~25 min, writes results
     flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/retriever_quality.py latency   # ~3 min, re-times them
 
-``train`` fine-tunes minilm with ``configs/retriever-cpu.yaml`` into ``runs/retriever-quality/teacher``;
+``train`` fine-tunes minilm with ``configs/retriever/cpu.yaml`` into ``runs/retriever-quality/teacher``;
 ``distill`` keeps some of the teacher's layers (``layers:0,3,5@teacher``: first, middle and last; ``layers:0,5``),
 optionally narrowing their feed-forward blocks (``/ffn=320``), and distils the teacher into them with
-``configs/retriever-cpu-distill.yaml`` (plain DistillCSE, 300 steps) or that plus a recipe (``+emb``: the embedding
+``configs/retriever/cpu-distill.yaml`` (plain DistillCSE, 300 steps) or that plus a recipe (``+emb``: the embedding
 term, 900 steps; ``--students 0,5/ffn=320+emb`` picks one); ``eval`` scores every model (and the
 cuts before distillation, including the plain lower-3-layer cut, to show what the choice of layers and the
 distillation add) and writes ``benchmarks/results/retriever_quality.{md,json}``; ``latency`` re-times every dense
@@ -46,13 +46,13 @@ from indus.retriever.bi_encoder import parse_student_spec  # noqa: E402
 
 RUNS = REPO / "runs" / "retriever-quality"
 TEACHER = RUNS / "teacher"
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "configs" / "retriever"
 RESULTS = REPO / "benchmarks" / "results"
 #: students kept as layer cuts of the teacher: the first and last layers (and the middle one) survive, because the
 #: pooled embedding lives in the last layer's space; the plain lower-3 cut is scored too, without distillation.
 #: ``/ffn=N`` also narrows every kept feed-forward block to its N most active neurons (of the teacher's 1,536).
 #: A student is ``LAYERS[+TAG]``: ``TAG`` names a recipe of extra distillation settings (``RECIPES``); the plain
-#: ones use ``configs/retriever-cpu-distill.yaml`` as it is (DistillCSE, 300 steps).
+#: ones use ``configs/retriever/cpu-distill.yaml`` as it is (DistillCSE, 300 steps).
 STUDENTS = ("0,3,5", "0,3,5/ffn=320", "0,3,5/ffn=320+long", "0,3,5/ffn=320+emb", "0,5", "0,5/ffn=320+emb")
 #: ``emb``: DistillCSE plus the embedding term (``1 - cos`` to the teacher's vector of every text, weight 100,
 #: :class:`~indus.retriever.losses.DistillCSELoss`), 900 steps; ``long``: the control, 900 steps without it. Their
@@ -90,13 +90,13 @@ def distill_config(student: str, extra: list[str] | None = None):
     layers, tag = split_student(student)
     overrides = [f"teacher={TEACHER}", f"student=layers:{layers}@{TEACHER}",
                  f"teacher_cache={RUNS / 'teacher-cache'}", *RECIPES.get(tag, []), *(extra or [])]
-    return load_config(RetrieverDistillConfig, CONFIGS / "retriever-cpu-distill.yaml", overrides=overrides)
+    return load_config(RetrieverDistillConfig, CONFIGS / "cpu-distill.yaml", overrides=overrides)
 
 
 def stage_train(args: argparse.Namespace) -> None:
     from indus.retriever.train import RetrieverTrainConfig, train_retriever
 
-    cfg = load_config(RetrieverTrainConfig, CONFIGS / "retriever-cpu.yaml", overrides=args.set)
+    cfg = load_config(RetrieverTrainConfig, CONFIGS / "cpu.yaml", overrides=args.set)
     summary = train_retriever(cfg, TEACHER, overwrite=True)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("loss_curve", "config")}, indent=2))
 

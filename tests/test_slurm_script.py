@@ -31,7 +31,7 @@ def test_sbatch_script_launches_the_paper_config_through_srun_and_torchrun(tmp_p
     opts = dict(zip(cmd[3:13:2], cmd[4:14:2]))
     assert opts == {"--nnodes": "2", "--nproc_per_node": "4", "--rdzv_id": "4242", "--rdzv_backend": "c10d",
                     "--rdzv_endpoint": "gpu-node-01:29500"}
-    assert cmd[13:] == ["-m", "indus", "--data-root", str(ROOT / "data"), "run", "configs/paper.yaml", "--out",
+    assert cmd[13:] == ["-m", "indus", "--data-root", str(ROOT / "data"), "run", "configs/pipeline/paper.yaml", "--out",
                         "/shared/runs/p"]
-    assert (ROOT / "configs" / "paper.yaml").is_file()
+    assert (ROOT / "configs" / "pipeline" / "paper.yaml").is_file()
     assert "#SBATCH --ntasks-per-node=1" in SCRIPT.read_text()

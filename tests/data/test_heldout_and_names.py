@@ -111,8 +111,8 @@ def test_pipeline_default_corpus_is_the_named_dataset():
     assert CorpusSection().train == "corpus" and CorpusSection().valid == "corpus"
 
 
-@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*/*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_configs_name_data_by_dataset_name(config):
     settings = [line.split("#")[0] for line in config.read_text().splitlines()]
     assert not any("shared/data" in line for line in settings)

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml"])
 def test_shipped_configs_load(name):
-    cfg = load_config(PipelineConfig, REPO / "configs" / name)
+    cfg = load_config(PipelineConfig, REPO / "configs" / "pipeline" / name)
     assert cfg.pretrain.runs and cfg.eval.tasks
 
 

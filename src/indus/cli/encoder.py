@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from indus._extras import require_extra
+
 RESUME_HELP = ("Continue from the newest complete checkpoint in --out (from the start if there is none); the "
                "settings that change the loss curve must match.")
 OVERWRITE_HELP = "Start again in a non-empty --out (its earlier run's checkpoints go; files indus did not write stay)."
@@ -27,6 +29,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Masked-LM pretraining of a RoBERTa-style encoder (RoBERTa's recipe; many GPUs via accelerate launch)."""
+        require_extra("train", what="indus pretrain")
         from indus.cli.common import console, print_table
         from indus.config import load_config
         from indus.encoder.configs import PretrainConfig
@@ -51,6 +54,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """MiniLMv2 distillation (Q-Q, K-K, V-V self-attention relations) of a teacher into a smaller student."""
+        require_extra("train", what="indus distill")
         from indus.cli.common import console, print_table
         from indus.config import load_config
         from indus.encoder.configs import DistillConfig

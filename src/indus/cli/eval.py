@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from indus._extras import require_extra
 from indus.cli.common import console, print_table, write_json
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def run_evaluation(task: str, model: str, data: str, json_out: Path | None, over
     """Evaluate with the options that were given (``None`` = evaluator default) plus ``--set`` overrides, print
     nothing, write ``--json``; shared by every ``indus eval`` command. ``None``: a process other than the main
     one of a sharded ``indus eval ir`` (the main process writes and prints)."""
+    require_extra("eval", what=f"indus eval {task}")
     from indus.config import apply_overrides
     from indus.evaluation import evaluate
     from indus.evaluation.suite import validate_settings
@@ -315,6 +317,7 @@ def suite(
     json_out: JsonOpt = None,
 ) -> None:
     """Run a suite of tasks (YAML: tasks and budgets) and print one table."""
+    require_extra("eval", what="indus eval suite")
     from indus.evaluation.suite import run_suite
 
     def progress(row: dict[str, Any]) -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import typer
 
+from indus._extras import require_extra
 from indus.cli.common import console, print_table
 from indus.errors import IndusError
 
 app = typer.Typer(help="Train and distill sentence-embedding retrievers; build an index and search it.",
                   no_args_is_help=True)
 
-CONFIG_HELP = "YAML config (configs/retriever-*.yaml); options given here win over it."
+CONFIG_HELP = "YAML config (configs/retriever/*.yaml); options given here win over it."
 RESUME_HELP = ("Continue from the newest complete checkpoint in OUT/checkpoints (from the start if there is none), "
                "also a run its time budget stopped; the settings that change the loss curve must match.")
 OVERWRITE_HELP = "Start again in a non-empty OUT (its earlier run's checkpoints go; files indus did not write stay)."
@@ -53,6 +54,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train a bi-encoder with the GTE contrastive loss, one source per batch."""
+    require_extra("train", what="indus retriever train")
     from indus.outdir import check_flags
     from indus.retriever.train import RetrieverTrainConfig, train_retriever
 
@@ -79,6 +81,7 @@ def distill(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Distil a retriever into a smaller student with DistillCSE (tau_KD = 4) plus the contrastive loss."""
+    require_extra("train", what="indus retriever distill")
     from indus.outdir import check_flags
     from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
 
@@ -118,6 +121,7 @@ def index(
 
     Under ``torchrun`` every process encodes its shard of the corpus; the main process writes the one index.
     """
+    require_extra("eval", what="indus retriever index")
     from indus.distributed import sharded_encoding
     from indus.retriever.index import build_index
 
@@ -155,6 +159,7 @@ def mine(
     seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling."),
 ) -> None:
     """Mine hard negatives for pairs from a corpus, with the relative-margin false-negative filter."""
+    require_extra("eval", what="indus retriever mine")
     from indus.retriever.mine import MineSettings, mine_negatives, parse_range, summary_path
 
     settings = MineSettings(top_k=top_k, rank_range=parse_range(rank_range), margin=None if no_filter else margin,
@@ -227,6 +232,7 @@ def search(
     ef_search: int | None = typer.Option(None, "--ef-search", help="HNSW search breadth."),
 ) -> None:
     """Search an index by BM25, dense or hybrid retrieval, with one query or a file of queries."""
+    require_extra("eval", what="indus retriever search")
     import time
 
     from indus.retriever.index import read_texts, resolve_collection, write_run
@@ -271,6 +277,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="--format int8: replace a non-empty OUT."),
 ) -> None:
     """Write an index as an OpenSearch / Elasticsearch bulk file plus mapping, or a model as an int8 query encoder."""
+    require_extra("eval", what="indus retriever export")
     if fmt == "int8":
         from indus.retriever.quantize import export_int8
 

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
+from indus._extras import require_extra
+
 
 def register(app: typer.Typer) -> None:
     """Add the pipeline command to the main app."""
 
     @app.command()
     def run(
-        config: Path = typer.Argument(..., help="Pipeline YAML (e.g. configs/demo.yaml).", show_default=False),
+        config: Path = typer.Argument(..., help="Pipeline YAML (e.g. configs/pipeline/demo.yaml).", show_default=False),
         out: Path | None = typer.Option(None, "--out", help="Run folder (default: runs/<name>).", show_default=False),
         overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value, e.g. "
                                             "tokenizer.vocab_size=8000 (repeatable)."),
@@ -24,6 +26,7 @@ def register(app: typer.Typer) -> None:
         """Run the whole pipeline: tokenizer, pretrain, distill, retriever, retriever distill, eval, forecast,
         report. The whole plan is built and checked first; finished stages are reused; a changed setting reruns
         that stage and those after it."""
+        require_extra("train", "eval", "report", what="indus run")
         from indus.cli.common import console, print_table
         from indus.config import launcher_rank, load_config
         from indus.pipeline import PipelineConfig, build_plan, explain, run_pipeline

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from indus._extras import require_extra
 from indus.cli.common import console, print_table
 
 app = typer.Typer(help="A web app to search an index, write questions and judge relevance, and export the benchmark.",
@@ -77,6 +78,7 @@ def serve(
     seed: Annotated[int, typer.Option("--seed", help="Seeds the passage order and pool shuffles.")] = 0,
 ) -> None:
     """Serve the studio: Search, Write questions, Judge and Progress pages and their JSON API."""
+    require_extra("eval", "studio", what="indus studio serve")
     import uvicorn
 
     from indus.errors import IndusError
@@ -107,6 +109,7 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Export the annotations: SQuAD v2 (qa.json), BEIR (ir/) and report.md."""
+    require_extra("studio", what="indus studio export")
     from indus.studio.db import Store
     from indus.studio.export import export
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from indus._extras import require_extra
 from indus.cli.common import console, print_table, write_json
 
 app = typer.Typer(help="Train a domain byte-level BPE tokenizer (INDUSBPE) and compare tokenizers.",
@@ -31,6 +32,7 @@ def train(
                                    "names are replaced, other files kept)."),
 ) -> None:
     """Train a byte-level BPE with RoBERTa's special tokens (<s> <pad> </s> <unk> <mask> = ids 0..4)."""
+    require_extra("train", what="indus tokenizer train")
     import sys
     import time
 
@@ -53,6 +55,7 @@ def compare(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
 ) -> None:
     """Tokens, tokens per word and % difference against the first tokenizer (the paper's Table 2)."""
+    require_extra("train", what="indus tokenizer compare")
     from indus.tokenizer.fertility import compare_tokenizers
 
     rows = [r.to_dict() for r in compare_tokenizers(text, tokenizers, max_docs=max_docs)]

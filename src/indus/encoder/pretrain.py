@@ -14,7 +14,7 @@ masking (:mod:`indus.encoder.keywords`).
 Example
 -------
 >>> from indus.config import load_config
->>> cfg = load_config(PretrainConfig, "configs/cpu-tiny.yaml", ["max_minutes=1"])  # doctest: +SKIP
+>>> cfg = load_config(PretrainConfig, "configs/pretrain/cpu-tiny.yaml", ["max_minutes=1"])  # doctest: +SKIP
 >>> pretrain(cfg, "runs/tiny")["valid_loss"]  # doctest: +SKIP
 """
 

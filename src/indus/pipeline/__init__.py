@@ -10,7 +10,7 @@ See :mod:`indus.pipeline.runner` for the caching rules and :mod:`indus.pipeline.
 Example
 -------
 >>> from indus.config import load_config
->>> cfg = load_config(PipelineConfig, "configs/demo.yaml")  # doctest: +SKIP
+>>> cfg = load_config(PipelineConfig, "configs/pipeline/demo.yaml")  # doctest: +SKIP
 >>> summary = run_pipeline(cfg, "runs/demo")  # doctest: +SKIP
 >>> summary["report"]  # doctest: +SKIP
 'runs/demo/report.md'

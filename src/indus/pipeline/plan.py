@@ -5,7 +5,7 @@ its typed config built and validated (``PretrainConfig``, ``DistillConfig``, the
 options), the data it reads resolved and fingerprinted, the stages it reads from, and its cache key. A stage's
 output folder follows from its key, so a later stage's inputs (a teacher's model folder, the tokenizer) are known
 before anything has run. Any mistake in any stage, the last one included, is refused here as one line naming the
-config file and the key (``configs/demo.yaml: eval.tasks[ner:bc5cdr]: unknown setting(s) epoch; ...``).
+config file and the key (``configs/pipeline/demo.yaml: eval.tasks[ner:bc5cdr]: unknown setting(s) epoch; ...``).
 
 :func:`explain` is ``indus run --dry-run``: each stage, whether it is cached, and why it would run (never run, the
 settings that changed against its last finished run, the inputs that changed, forced, interrupted).
@@ -13,8 +13,8 @@ settings that changed against its last finished run, the inputs that changed, fo
 Example
 -------
 >>> from indus.config import load_config
->>> cfg = load_config(PipelineConfig, "configs/demo.yaml")  # doctest: +SKIP
->>> plan = build_plan(cfg, "runs/demo", source="configs/demo.yaml")  # doctest: +SKIP
+>>> cfg = load_config(PipelineConfig, "configs/pipeline/demo.yaml")  # doctest: +SKIP
+>>> plan = build_plan(cfg, "runs/demo", source="configs/pipeline/demo.yaml")  # doctest: +SKIP
 >>> print("\\n".join(explain(plan)))  # doctest: +SKIP
 """
 

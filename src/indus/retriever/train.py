@@ -3,8 +3,8 @@
 The INDUS-RETRIEVER recipe (arXiv 2405.10725, section 1 of docs/REFERENCE.md): a mean-pooling bi-encoder with
 normalised embeddings, trained with the GTE improved contrastive loss (tau = 0.02) over in-batch negatives, each
 batch drawn from one source; stage 1 on naturally occurring pairs, stage 2 on supervised pairs; batch 1,024, lr 2e-5.
-``configs/retriever-stage1.yaml`` and ``configs/retriever-stage2.yaml`` hold the paper's settings (for GPUs),
-``configs/retriever-cpu.yaml`` a two-core version with gradient caching.
+``configs/retriever/stage1.yaml`` and ``configs/retriever/stage2.yaml`` hold the paper's settings (for GPUs),
+``configs/retriever/cpu.yaml`` a two-core version with gradient caching.
 
 Example
 -------
