@@ -41,6 +41,8 @@ root, data, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 spec = importlib.util.spec_from_file_location("micro", root / "tests/pipeline/test_pipeline_micro.py")
 micro = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(micro)
+for task in micro.MICRO["eval"]["tasks"]:  # settings pinned for this run (--pin / --pin-after)
+    task["settings"].update(json.loads(os.environ.get("IDENTITY_PINS", "{}")).get(task["task"], {}))
 if not data.exists():
     micro._data_root(data)
 os.environ["INDUS_DATA"] = str(data)
@@ -55,10 +57,12 @@ print(json.dumps({"ran": [s["name"] for s in summary["stages"] if not s["cached"
 """
 
 
-def run_micro(src: Path, tests_root: Path, data: Path, out: Path) -> dict[str, Any]:
-    """The micro pipeline with the code under ``src`` (its tests' fixture from ``tests_root``) into ``out``."""
+def run_micro(src: Path, tests_root: Path, data: Path, out: Path,
+              pins: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The micro pipeline with the code under ``src`` (its tests' fixture from ``tests_root``) into ``out``, its
+    evaluation tasks' settings updated by ``pins`` (task -> settings)."""
     env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "IDENTITY_PINS": json.dumps(pins or {})}
     proc = subprocess.run([sys.executable, "-c", RUN, str(tests_root), str(data), str(out)], env=env,
                           capture_output=True, text=True, cwd=tests_root)
     if proc.returncode != 0:
@@ -99,11 +103,32 @@ def leaves(obj: Any, path: str = "") -> dict[str, Any]:
     return {path: obj}
 
 
+def parse_pins(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["ner.lr=5e-5"]`` -> ``{"ner": {"lr": 5e-05}}`` (values read as YAML)."""
+    import yaml
+
+    pins: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        task, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--pin {item!r}: expected TASK.KEY=VALUE")
+        pins.setdefault(task, {})[name] = yaml.safe_load(value)
+    return pins
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="git ref of the code before the change")
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_identity.md")
+    parser.add_argument("--pin", action="append", default=[], metavar="TASK.KEY=VALUE",
+                        help="an evaluation setting of the micro config, for both codes (YAML value)")
+    parser.add_argument("--pin-after", action="append", default=[], metavar="TASK.KEY=VALUE",
+                        help="a setting for this tree's code only (one the before code does not know)")
     args = parser.parse_args(argv)
+    pins, pins_after = parse_pins(args.pin), parse_pins(args.pin_after)
+    for task, settings in pins.items():
+        pins_after[task] = {**settings, **pins_after.get(task, {})}
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_line  # the benchmarks' own helper
 
@@ -115,9 +140,9 @@ def main(argv: list[str] | None = None) -> None:
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         data = tmp / "data"
-        before = run_micro(old / "src", old, data, tmp / "before")
-        after = run_micro(ROOT / "src", ROOT, data, tmp / "after")
-        again = run_micro(ROOT / "src", ROOT, data, tmp / "before")
+        before = run_micro(old / "src", old, data, tmp / "before", pins)
+        after = run_micro(ROOT / "src", ROOT, data, tmp / "after", pins_after)
+        again = run_micro(ROOT / "src", ROOT, data, tmp / "before", pins_after)
         a = leaves(normalise(json.loads((tmp / "before" / "summary.json").read_text()), str(tmp / "before")))
         b = leaves(normalise(json.loads((tmp / "after" / "summary.json").read_text()), str(tmp / "after")))
         sa = leaves(normalise(run_scaling(old / "src", tmp / "scaling-before"), str(tmp / "scaling-before")))
