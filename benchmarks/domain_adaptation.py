@@ -250,7 +250,8 @@ def answer(runs, before, ner, args) -> str:
     after_r, after_k = runs["random"]["heldout_loss_random_masks"], runs["keyword"]["heldout_loss_random_masks"]
     parts.append(
         f"Continued pretraining lowered minilm's held-out MLM loss from {before:.3f} to {after_r:.3f} "
-        f"(random masking) and {after_k:.3f} (keyword masking): the encoder is learning the corpus."
+        f"(random masking) and {after_k:.3f} (keyword masking); with a new MLM head fitted for only a few steps, "
+        "much of that drop may be the head still fitting rather than the encoder learning the corpus."
     )
     for data, res in ner.items():
         base = res["minilm"]["f1"]
