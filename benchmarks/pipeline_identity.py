@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
         sb = leaves(normalise(run_scaling(ROOT / "src", tmp / "scaling-after"), str(tmp / "scaling-after")))
     head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                           text=True).stdout.strip()
-    differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "<missing>") != b.get(k, "<missing>"))
+    # a leaf only the after summary has is a new field (a feature's setting or count), not a changed result
+    added = sorted(b.keys() - a.keys())
+    differ = sorted(k for k in a.keys() if a[k] != b.get(k, "<missing>"))
     scaling_differ = sorted(k for k in sa.keys() | sb.keys() if sa.get(k, "<missing>") != sb.get(k, "<missing>"))
     numbers = sum(isinstance(v, int | float) and not isinstance(v, bool) for v in a.values())
     lines = ["# Micro pipeline before and after: identical summary and stage keys", "",
@@ -158,17 +160,23 @@ def main(argv: list[str] | None = None) -> None:
              "", f"- before: `{args.before}` ({before['stages']} stages); after: this tree at `{head}` "
              f"({after['stages']} stages)",
              f"- `summary.json` leaves compared (timings left out): {len(a)} before, {len(b)} after, of which "
-             f"{numbers} numbers; **{len(differ)} differ**",
+             f"{numbers} numbers; **{len(differ)} differ or are missing after**; {len(added)} leaves are new after "
+             f"(listed below)",
              f"- this tree over the before run folder: {again['stages']} stages, {len(again['ran'])} ran "
              f"({', '.join(again['ran']) or 'none'}): **every stage key is unchanged**" if not again["ran"] else
              f"- this tree over the before run folder reran {len(again['ran'])} stages: {', '.join(again['ran'])}",
              f"- scaling report (`indus scaling report OUT {' '.join(SCALING_ARGS)}`), `report.json` leaves: "
              f"{len(sa)} before, {len(sb)} after; **{len(scaling_differ)} differ**",
+             *([f"- `--pin-after` settings ({', '.join(args.pin_after)}) enter the keys of the stages they set: "
+                "those stages rerun over the before folder by construction"] if args.pin_after else []),
              ""]
     if differ:
         lines += ["| leaf | before | after |", "|---|---|---|"]
         lines += [f"| `{k}` | {a.get(k, '<missing>')} | {b.get(k, '<missing>')} |" for k in differ[:50]]
         lines.append("")
+    if added:
+        lines += ["New leaves (fields the after code adds; no before value to compare):", "",
+                  ", ".join(f"`{k}`" for k in added), ""]
     if scaling_differ:
         lines += ["| scaling leaf | before | after |", "|---|---|---|"]
         lines += [f"| `{k}` | {sa.get(k, '<missing>')} | {sb.get(k, '<missing>')} |" for k in scaling_differ[:50]]

@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from indus.encoder.presets import PRESETS
 
 MASKING_KINDS = ("random", "keyword")
+#: Settings added after pipeline stage keys were first published (continued pretraining and keyword masking,
+#: issue 18). At their defaults they leave a stage's cache key as it was: upgrading indus reruns no stage that
+#: does not use them (indus.pipeline.stages drops them from the key while they equal their field default).
+KEY_NEUTRAL_AT_DEFAULT = ("masking", "keyword_share", "keyword_top", "keyword_idf_docs", "head_warmup_steps",
+                          "head_warmup_lr")
 
 
 def _h(text: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Any
 from indus.atomic import atomic_write_json
 from indus.config import build_config, config_to_dict
 from indus.data.registry import resolve_dataset
-from indus.encoder.configs import DistillConfig, PretrainConfig
+from indus.encoder.configs import KEY_NEUTRAL_AT_DEFAULT, DistillConfig, PretrainConfig
 from indus.evaluation import evaluate
 from indus.evaluation.suite import validate_settings
 from indus.models import load_model, load_tokenizer
@@ -55,8 +55,12 @@ def fingerprint(paths: Sequence[str | Path]) -> list[list[Any]]:
 
 def _without_paths(cfg: Any, *keys: str) -> dict[str, Any]:
     """A config as a dict without its input paths: inputs enter the key as stages and fingerprints instead, so a
-    run folder or a data root that moves keeps its cache."""
+    run folder or a data root that moves keeps its cache. Settings added later
+    (:data:`~indus.encoder.configs.KEY_NEUTRAL_AT_DEFAULT`) are left out while at their defaults, so the keys of
+    runs that do not use them stay what they were."""
     drop = {"train_files", "valid_files", "pairs", *keys}
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    drop |= {k for k in KEY_NEUTRAL_AT_DEFAULT if k in defaults and getattr(cfg, k) == defaults[k]}
     return {k: v for k, v in config_to_dict(cfg).items() if k not in drop}
 
 
