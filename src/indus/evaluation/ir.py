@@ -126,7 +126,7 @@ def convex_fusion(lexical: dict[str, float], dense: dict[str, float], weight: fl
     Examples
     --------
     >>> convex_fusion({"a": 10.0, "b": 0.0, "c": 5.0}, {"a": 0.2, "b": 0.9, "c": 0.8}, 0.5)
-    [('c', 0.6428571428571428), ('a', 0.5), ('b', 0.5)]
+    [('c', 0.6785714285714286), ('b', 0.5), ('a', 0.5)]
     """
     if not 0.0 <= weight <= 1.0:
         raise IndusError(f"fusion weight must be in [0, 1], got {weight}")
