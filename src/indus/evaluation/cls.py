@@ -183,13 +183,6 @@ class ClassificationEvaluator(FinetuneEvaluator):
         features, truncated = encode_texts(tokenizer, items, label2id, self.max_length)
         return Part(items, features, {"truncated": truncated})
 
-    def model_kwargs(self, ctx: Context) -> dict[str, Any]:
-        labels = ctx.data.labels
-        # a checkpoint that already has a head for other labels gets a fresh one
-        reinit_head = {} if ctx.ref.random_init else {"ignore_mismatched_sizes": True}
-        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-                "label2id": {label: i for i, label in enumerate(labels)}, **reinit_head}
-
     def collate(self, ctx: Context, labels: bool):
         return _collate(ctx.pad_id, ctx.device, labels=labels)
 

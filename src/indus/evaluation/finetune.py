@@ -387,8 +387,15 @@ class FinetuneEvaluator:
         raise NotImplementedError
 
     def model_kwargs(self, ctx: Context) -> dict[str, Any]:
-        """Keyword arguments for :func:`indus.models.load_model` (label maps, ...)."""
-        return {}
+        """Keyword arguments for :func:`indus.models.load_model`: the label maps of ``ctx.data.labels`` when the
+        data has labels (token and sequence classification); none otherwise."""
+        labels = getattr(ctx.data, "labels", None)
+        if labels is None:
+            return {}
+        # a checkpoint that already has a head for other labels gets a fresh one
+        reinit_head = {} if ctx.ref.random_init else {"ignore_mismatched_sizes": True}
+        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)}, **reinit_head}
 
     def trainable(self, net: Any, ctx: Context) -> Any:
         """What :func:`finetune` trains: ``net`` itself, or a wrapper computing the task's own loss."""

@@ -40,6 +40,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,8 +69,8 @@ def _is_jsonl(path: Path) -> bool:
     return path.name.endswith(JSONL_SUFFIXES)
 
 
-def read_documents(path: str | Path, *, kind: str = "documents") -> list[tuple[str, str, str]]:
-    """``(id, title, text)`` triples from a BEIR/JSON-lines file or a plain text file; ids must be unique.
+def iter_documents(path: str | Path, *, kind: str = "documents") -> Iterator[tuple[str, str, str]]:
+    """``(id, title, text)`` triples from a BEIR/JSON-lines file or a plain text file, streamed; ids must be unique.
 
     Parameters
     ----------
@@ -79,7 +80,6 @@ def read_documents(path: str | Path, *, kind: str = "documents") -> list[tuple[s
         ``documents`` or ``queries``; used in messages.
     """
     path = Path(path)
-    items: list[tuple[str, str, str]] = []
     seen: dict[str, int] = {}
     if _is_jsonl(path):
         for lineno, obj in iter_jsonl(path, required=("text",)):
@@ -95,17 +95,22 @@ def read_documents(path: str | Path, *, kind: str = "documents") -> list[tuple[s
             if doc_id in seen:
                 raise DataFormatError(path, lineno, f"duplicate id {doc_id!r} (first on line {seen[doc_id]})")
             seen[doc_id] = lineno
-            items.append((doc_id, title, text))
-    else:
-        with open_text(path) as fh:
-            try:
-                for lineno, line in enumerate(fh, start=1):
-                    if line.strip():
-                        items.append((str(lineno), "", line.rstrip("\n")))
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(path, None, f"could not read as UTF-8 text ({exc})") from None
+            yield doc_id, title, text
+        return
+    with open_text(path) as fh:
+        try:
+            for lineno, line in enumerate(fh, start=1):
+                if line.strip():
+                    yield str(lineno), "", line.rstrip("\n")
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(path, None, f"could not read as UTF-8 text ({exc})") from None
+
+
+def read_documents(path: str | Path, *, kind: str = "documents") -> list[tuple[str, str, str]]:
+    """All of :func:`iter_documents` as a list; an empty file is an error."""
+    items = list(iter_documents(path, kind=kind))
     if not items:
-        raise DataFormatError(path, None, f"no {kind} found")
+        raise DataFormatError(Path(path), None, f"no {kind} found")
     return items
 
 

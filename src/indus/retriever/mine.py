@@ -171,30 +171,10 @@ def read_mine_pairs(paths: Sequence[str | Path]) -> tuple[list[MinePair], list[s
 
 
 def iter_corpus(path: str | Path) -> Iterator[tuple[str, str, str]]:
-    """``(id, title, text)`` of each document, streamed (formats of :func:`indus.retriever.index.read_documents`)."""
-    from indus.data.beir import Document
-    from indus.data.jsonl import iter_jsonl, open_text
+    """``(id, title, text)`` of each document, streamed (:func:`indus.retriever.index.iter_documents`)."""
+    from indus.retriever.index import iter_documents
 
-    path = Path(path)
-    if path.name.endswith((".jsonl", ".jsonl.gz")):
-        for lineno, obj in iter_jsonl(path, required=("text",)):
-            doc_id = obj.get("_id", obj.get("id"))
-            if doc_id is None or isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
-                raise DataFormatError(path, lineno, 'expected a string "_id" (BEIR) or "id" field')
-            text, title = obj["text"], obj.get("title") or ""
-            if not isinstance(text, str) or not isinstance(title, str):
-                raise DataFormatError(path, lineno, 'fields "text" and "title" must be strings')
-            if not Document(title, text).full_text():
-                raise DataFormatError(path, lineno, f"empty text for id {doc_id!r}")
-            yield str(doc_id), title, text
-        return
-    with open_text(path) as fh:
-        try:
-            for lineno, line in enumerate(fh, start=1):
-                if line.strip():
-                    yield str(lineno), "", line.rstrip("\n")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(path, None, f"could not read as UTF-8 text ({exc})") from None
+    return iter_documents(path)
 
 
 def _full(title: str, text: str) -> str:
