@@ -32,6 +32,7 @@ endif
 
 test: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # the studio's browser test drives Debian's chromium with its chromedriver (never a downloaded browser)

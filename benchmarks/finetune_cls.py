@@ -40,42 +40,68 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("INDUS_DATA") is None:
         os.environ["INDUS_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
-    evaluator = ClassificationEvaluator(seeds=args.seeds, epochs=args.epochs, lr="auto", class_weights="balanced",
-                                        progress=False)
-    command = (f"python benchmarks/finetune_cls.py --data {args.data} --model {args.model} --seeds {args.seeds} "
-               f"--epochs {args.epochs:g}")
+    evaluator = ClassificationEvaluator(
+        seeds=args.seeds, epochs=args.epochs, lr="auto", class_weights="balanced", progress=False
+    )
+    command = (
+        f"python benchmarks/finetune_cls.py --data {args.data} --model {args.model} --seeds {args.seeds} "
+        f"--epochs {args.epochs:g}"
+    )
     started = time.perf_counter()
     result = evaluator.evaluate(args.model, args.data)
-    flat = {**result.to_json(), "command": command, "machine": machine_line(),
-            "total_s": time.perf_counter() - started}
+    flat = {**result.to_json(), "command": command, "machine": machine_line(), "total_s": time.perf_counter() - started}
     atomic_write_json(args.out.with_suffix(".json"), flat)
 
     choice = result.info["lr_choice"]
     base = result.info["majority_baseline"]
-    lines = [f"# Classification: {args.model} on {args.data}, class-weighted, lr chosen on dev", "",
-             f"Machine: {flat['machine']}. Other agents shared this 2-core machine during the run; the seconds are "
-             "this run's only.", "", f"Command: `{command}`", "",
-             f"Learning rate: {choice['lr']:g}, the best dev {result.primary_metric} of "
-             + ", ".join(f"{lr} ({v['dev']:.4f}, best epoch {v['best_epoch']:g})" for lr, v in choice["grid"].items())
-             + f" on the {choice['dev']} split ({choice['dev_examples']} examples); early stopping on dev, patience "
-             f"{choice['patience']}. Class weights (balanced): "
-             + ", ".join(f"{lab} {w:.2f}" for lab, w in zip(result.info["labels"], result.info["class_weights"],
-                                                              strict=True)) + ".", "",
-             "| predictor | macro-F1 | micro-F1 | accuracy |", "|---|---|---|---|"]
+    lines = [
+        f"# Classification: {args.model} on {args.data}, class-weighted, lr chosen on dev",
+        "",
+        f"Machine: {flat['machine']}. Other agents shared this 2-core machine during the run; the seconds are "
+        "this run's only.",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Learning rate: {choice['lr']:g}, the best dev {result.primary_metric} of "
+        + ", ".join(f"{lr} ({v['dev']:.4f}, best epoch {v['best_epoch']:g})" for lr, v in choice["grid"].items())
+        + f" on the {choice['dev']} split ({choice['dev_examples']} examples); early stopping on dev, patience "
+        f"{choice['patience']}. Class weights (balanced): "
+        + ", ".join(
+            f"{lab} {w:.2f}" for lab, w in zip(result.info["labels"], result.info["class_weights"], strict=True)
+        )
+        + ".",
+        "",
+        "| predictor | macro-F1 | micro-F1 | accuracy |",
+        "|---|---|---|---|",
+    ]
+
     def pm(key: str) -> str:
         value, std = result.metric(key), result.metric(f"{key}_std")
         return "collapsed" if value is None else f"{value:.4f} ± {std:.4f}"
-    lines.append(f"| {args.model}, {args.seeds} seeds (mean ± std) | {pm('macro_f1')} | {pm('micro_f1')} | "
-                 f"{pm('accuracy')} |")
-    lines.append(f"| always `{base['label']}` (majority class) | {base['macro_f1']:.4f} | {base['micro_f1']:.4f} | "
-                 f"{base['accuracy']:.4f} |")
-    lines += ["", f"Collapsed seeds: {result.counts['collapsed_seeds']} of {args.seeds}. "
-              f"Per seed macro-F1: " + ", ".join(f"{r['macro_f1']:.4f} (lr {r['lr']:g}, best epoch {r['best_epoch']:g})"
-                                                for r in result.per_seed) + ".", "",
-              "| class | F1 (mean over seeds) |", "|---|---|"]
+
+    lines.append(
+        f"| {args.model}, {args.seeds} seeds (mean ± std) | {pm('macro_f1')} | {pm('micro_f1')} | {pm('accuracy')} |"
+    )
+    lines.append(
+        f"| always `{base['label']}` (majority class) | {base['macro_f1']:.4f} | {base['micro_f1']:.4f} | "
+        f"{base['accuracy']:.4f} |"
+    )
+    lines += [
+        "",
+        f"Collapsed seeds: {result.counts['collapsed_seeds']} of {args.seeds}. "
+        f"Per seed macro-F1: "
+        + ", ".join(f"{r['macro_f1']:.4f} (lr {r['lr']:g}, best epoch {r['best_epoch']:g})" for r in result.per_seed)
+        + ".",
+        "",
+        "| class | F1 (mean over seeds) |",
+        "|---|---|",
+    ]
     lines += [f"| {label} | {f1:.4f} |" for label, f1 in (result.metric("per_label") or {}).items()]
-    lines += ["", f"Total {flat['total_s'] / 60:.1f} min ({result.counts['train_examples']} training examples, "
-              f"{result.counts['eval_examples']} test examples)."]
+    lines += [
+        "",
+        f"Total {flat['total_s'] / 60:.1f} min ({result.counts['train_examples']} training examples, "
+        f"{result.counts['eval_examples']} test examples).",
+    ]
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -55,8 +55,10 @@ MASK_FRACTION = 0.15
 
 # --- arithmetic (tested on CPU) ---------------------------------------------------------------------------------
 
-def flops_per_token(layers: int, hidden: int, ffn: int, seq_len: int, vocab: int = 0,
-                    head_fraction: float = 1.0, training: bool = True) -> float:
+
+def flops_per_token(
+    layers: int, hidden: int, ffn: int, seq_len: int, vocab: int = 0, head_fraction: float = 1.0, training: bool = True
+) -> float:
     """Model FLOPs per token of an encoder (multiply-add = 2 FLOPs); ``3x`` the forward for a training step.
 
     Per layer and token, forward: ``2 * 4 h^2`` (Q, K, V, output projections) + ``2 * 2 * L * h`` (scores
@@ -82,6 +84,7 @@ def matmul_flops(n: int) -> float:
 
 
 # --- measurements (GPU) -----------------------------------------------------------------------------------------
+
 
 def measure_matmul_peak(sizes: tuple[int, ...] = (4096, 8192, 16384), repeats: int = 30) -> dict[str, Any]:
     """The best bf16 matmul TFLOP/s over ``sizes`` (CUDA events, after warm-up)."""
@@ -118,7 +121,7 @@ def synthetic_corpus(folder: Path, docs: int = 6000, words_per_doc: int = 320, s
     path = folder / "train.jsonl.gz"
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         for d in range(docs):
-            words = ranks[d * words_per_doc:(d + 1) * words_per_doc]
+            words = ranks[d * words_per_doc : (d + 1) * words_per_doc]
             fh.write(json.dumps({"text": " ".join(types[i] for i in words)}) + "\n")
     return path
 
@@ -130,8 +133,9 @@ def model_shape(preset: str) -> dict[str, int]:
     return {"layers": p.num_hidden_layers, "hidden": p.hidden_size, "ffn": p.intermediate_size}
 
 
-def pretrain_run(preset: str, tokenizer_dir: Path, train: Path, work: Path, *, batch: int, steps: int,
-                 warmup: int) -> dict[str, Any]:
+def pretrain_run(
+    preset: str, tokenizer_dir: Path, train: Path, work: Path, *, batch: int, steps: int, warmup: int
+) -> dict[str, Any]:
     """Steady-state tokens/s of ``indus pretrain`` from its log windows (the first window, warm-up, dropped)."""
     from indus.config import build_config
     from indus.encoder.configs import PretrainConfig
@@ -139,17 +143,34 @@ def pretrain_run(preset: str, tokenizer_dir: Path, train: Path, work: Path, *, b
     from indus.encoder.runlog import read_log
 
     out = work / f"pretrain-{preset}"
-    cfg = build_config(PretrainConfig, {
-        "preset": preset, "tokenizer": str(tokenizer_dir), "train_files": [str(train)], "seq_len": SEQ_LEN,
-        "batch_size": batch, "max_steps": warmup + steps, "eval_every": 10**9, "checkpoint_every": 10**9,
-        "log_every": warmup, "bf16": True, "cache_dir": str(work / "cache")})
+    cfg = build_config(
+        PretrainConfig,
+        {
+            "preset": preset,
+            "tokenizer": str(tokenizer_dir),
+            "train_files": [str(train)],
+            "seq_len": SEQ_LEN,
+            "batch_size": batch,
+            "max_steps": warmup + steps,
+            "eval_every": 10**9,
+            "checkpoint_every": 10**9,
+            "log_every": warmup,
+            "bf16": True,
+            "cache_dir": str(work / "cache"),
+        },
+    )
     metrics = pretrain(cfg, out)
     windows = [r for r in read_log(out / "log.jsonl") if "tokens_per_s" in r][1:]
     tokens = warmup * batch * SEQ_LEN
     tok_s = len(windows) * tokens / sum(tokens / r["tokens_per_s"] for r in windows)
     shutil.rmtree(out, ignore_errors=True)
-    return {"tokens_per_s": tok_s, "batch": batch, "steps_timed": len(windows) * warmup,
-            "params": metrics["params"], "loop_mfu_6N": metrics.get("mfu")}
+    return {
+        "tokens_per_s": tok_s,
+        "batch": batch,
+        "steps_timed": len(windows) * warmup,
+        "params": metrics["params"],
+        "loop_mfu_6N": metrics.get("mfu"),
+    }
 
 
 def trainer_run(preset: str, tokenizer, train: Path, *, batch: int, steps: int, warmup: int) -> dict[str, Any]:
@@ -170,8 +191,9 @@ def trainer_run(preset: str, tokenizer, train: Path, *, batch: int, steps: int, 
 
     n_seqs = (warmup + steps + 1) * batch
     texts = list(iter_texts(train))
-    packed = list(pack_sequences(encode_texts(tokenizer, texts), SEQ_LEN, tokenizer.bos_token_id,
-                                 tokenizer.eos_token_id))[:n_seqs]  # S x [L]
+    packed = list(
+        pack_sequences(encode_texts(tokenizer, texts), SEQ_LEN, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    )[:n_seqs]  # S x [L]
     if len(packed) < n_seqs:
         raise RuntimeError(f"corpus too small: {len(packed)} sequences for {n_seqs}")
 
@@ -190,16 +212,34 @@ def trainer_run(preset: str, tokenizer, train: Path, *, batch: int, steps: int, 
 
     timer = Timer()
     out = tempfile.mkdtemp(prefix="indus-gpu-trainer-")
-    args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=warmup + steps,
-                             learning_rate=6e-4, adam_beta2=0.98, adam_epsilon=1e-6, weight_decay=0.01, bf16=True,
-                             logging_steps=10**6, save_strategy="no", report_to=[], dataloader_num_workers=2,
-                             seed=0, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=batch,
+        max_steps=warmup + steps,
+        learning_rate=6e-4,
+        adam_beta2=0.98,
+        adam_epsilon=1e-6,
+        weight_decay=0.01,
+        bf16=True,
+        logging_steps=10**6,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=2,
+        seed=0,
+        disable_tqdm=True,
+    )
     torch.manual_seed(0)
-    model = AutoModelForMaskedLM.from_config(config_for_tokenizer(preset, tokenizer, max_length=SEQ_LEN),
-                                             attn_implementation="sdpa")
+    model = AutoModelForMaskedLM.from_config(
+        config_for_tokenizer(preset, tokenizer, max_length=SEQ_LEN), attn_implementation="sdpa"
+    )
     ds = Dataset.from_dict({"input_ids": packed})
-    trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[timer],
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=MASK_FRACTION))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        callbacks=[timer],
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=MASK_FRACTION),
+    )
     trainer.train()
     shutil.rmtree(out, ignore_errors=True)
     del trainer, model
@@ -207,8 +247,17 @@ def trainer_run(preset: str, tokenizer, train: Path, *, batch: int, steps: int, 
     return {"tokens_per_s": steps * batch * SEQ_LEN / timer.elapsed, "batch": batch, "steps_timed": steps}
 
 
-def retriever_step(tokenizer_dir: Path, work: Path, *, pairs: int = 1024, mini_batch: int = 128,
-                   seq_len: int = 128, steps: int = 3, preset: str = "small", device: str = "cuda") -> dict[str, Any]:
+def retriever_step(
+    tokenizer_dir: Path,
+    work: Path,
+    *,
+    pairs: int = 1024,
+    mini_batch: int = 128,
+    seq_len: int = 128,
+    steps: int = 3,
+    preset: str = "small",
+    device: str = "cuda",
+) -> dict[str, Any]:
     """Seconds per GradCache step of the GTE loss on ``pairs`` pairs with the ``small`` encoder."""
     import torch
     from transformers import AutoModelForMaskedLM
@@ -230,10 +279,12 @@ def retriever_step(tokenizer_dir: Path, work: Path, *, pairs: int = 1024, mini_b
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=cuda)
     words = (work / "words.txt").read_text().split()
-    anchors = [" ".join(words[i:i + 40]) for i in range(0, pairs * 40, 40)]
-    positives = [" ".join(words[i + 7:i + 150]) for i in range(0, pairs * 40, 40)]
-    features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.preprocess(col).items()}
-                for col in (anchors, positives)]
+    anchors = [" ".join(words[i : i + 40]) for i in range(0, pairs * 40, 40)]
+    positives = [" ".join(words[i + 7 : i + 150]) for i in range(0, pairs * 40, 40)]
+    features = [
+        {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.preprocess(col).items()}
+        for col in (anchors, positives)
+    ]
     times = []
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -249,10 +300,15 @@ def retriever_step(tokenizer_dir: Path, work: Path, *, pairs: int = 1024, mini_b
         if step:
             times.append(time.perf_counter() - t0)
     step_s = sorted(times)[len(times) // 2]
-    return {"pairs": pairs, "mini_batch_size": mini_batch, "seq_len": seq_len, "step_s": step_s,
-            "pairs_per_s": pairs / step_s,
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-            "negatives_per_query": loss_fn.negatives_per_query}
+    return {
+        "pairs": pairs,
+        "mini_batch_size": mini_batch,
+        "seq_len": seq_len,
+        "step_s": step_s,
+        "pairs_per_s": pairs / step_s,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "negatives_per_query": loss_fn.negatives_per_query,
+    }
 
 
 def faiss_gpu(n: int = 1_000_000, dim: int = 384, queries: int = 10_000) -> dict[str, Any]:
@@ -282,6 +338,7 @@ def faiss_gpu(n: int = 1_000_000, dim: int = 384, queries: int = 10_000) -> dict
 
 # --- the run ----------------------------------------------------------------------------------------------------
 
+
 def run(out: Path, *, steps: int, warmup: int) -> dict[str, Any]:
     import torch
 
@@ -292,8 +349,13 @@ def run(out: Path, *, steps: int, warmup: int) -> dict[str, Any]:
 
     started = time.perf_counter()
     name = torch.cuda.get_device_name(0)
-    results: dict[str, Any] = {"machine": machine_info(), "device": name, "datasheet_peak_flops": peak_flops(name),
-                               "seq_len": SEQ_LEN, "errors": {}}
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "device": name,
+        "datasheet_peak_flops": peak_flops(name),
+        "seq_len": SEQ_LEN,
+        "errors": {},
+    }
 
     def attempt(key: str, fn, *args, **kwargs) -> Any:
         try:
@@ -317,16 +379,31 @@ def run(out: Path, *, steps: int, warmup: int) -> dict[str, Any]:
         results["vocab"] = vocab
         for preset, batch in (("base", 32), ("small", 64)):
             shape = model_shape(preset)
-            ours = attempt(f"pretrain_{preset}", pretrain_run, preset, work / "tokenizer", train, work,
-                           batch=batch, steps=steps, warmup=warmup)
-            theirs = attempt(f"trainer_{preset}", trainer_run, preset, tokenizer, train, batch=batch, steps=steps,
-                             warmup=warmup)
+            ours = attempt(
+                f"pretrain_{preset}",
+                pretrain_run,
+                preset,
+                work / "tokenizer",
+                train,
+                work,
+                batch=batch,
+                steps=steps,
+                warmup=warmup,
+            )
+            theirs = attempt(
+                f"trainer_{preset}", trainer_run, preset, tokenizer, train, batch=batch, steps=steps, warmup=warmup
+            )
             for key, run_, head in ((f"pretrain_{preset}", ours, MASK_FRACTION), (f"trainer_{preset}", theirs, 1.0)):
                 if run_ is not None:
                     f_tok = flops_per_token(**shape, seq_len=SEQ_LEN, vocab=vocab, head_fraction=head)
                     tok_s = run_["tokens_per_s"]
-                    run_.update({"flops_per_token": f_tok, "mfu_vs_measured": mfu(tok_s, f_tok, measured),
-                                 "mfu_vs_datasheet": mfu(tok_s, f_tok, results["datasheet_peak_flops"])})
+                    run_.update(
+                        {
+                            "flops_per_token": f_tok,
+                            "mfu_vs_measured": mfu(tok_s, f_tok, measured),
+                            "mfu_vs_datasheet": mfu(tok_s, f_tok, results["datasheet_peak_flops"]),
+                        }
+                    )
         attempt("retriever_gradcache", retriever_step, work / "tokenizer", work)
     attempt("faiss_gpu", faiss_gpu)
     results["total_s"] = time.perf_counter() - started
@@ -339,33 +416,50 @@ def render(r: dict[str, Any]) -> str:
 
     m = r.get("matmul") or {}
     sheet = r["datasheet_peak_flops"]
-    lines = ["# GPU check (`benchmarks/gpu_check.py`)", "",
-             f"Device: {r['device']}; CPU {r['machine']['cpu']}, torch {r['machine']['torch']}, "
-             f"{r['machine']['date']}.",
-             "", f"bf16 matmul peak measured: {m.get('peak_flops', 0) / 1e12:.0f} TFLOP/s (by size: "
-             f"{m.get('tflops_by_size')}); datasheet dense bf16: {'-' if not sheet else f'{sheet / 1e12:.0f}'} "
-             "TFLOP/s.", "",
-             f"Pretraining at sequence {r['seq_len']}, bf16, SDPA, vocabulary {r.get('vocab')}; MFU from "
-             "`flops_per_token` (attention and head included):", "",
-             "| preset | path | batch | tokens/s | MFU vs measured peak | MFU vs datasheet |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "# GPU check (`benchmarks/gpu_check.py`)",
+        "",
+        f"Device: {r['device']}; CPU {r['machine']['cpu']}, torch {r['machine']['torch']}, {r['machine']['date']}.",
+        "",
+        f"bf16 matmul peak measured: {m.get('peak_flops', 0) / 1e12:.0f} TFLOP/s (by size: "
+        f"{m.get('tflops_by_size')}); datasheet dense bf16: {'-' if not sheet else f'{sheet / 1e12:.0f}'} "
+        "TFLOP/s.",
+        "",
+        f"Pretraining at sequence {r['seq_len']}, bf16, SDPA, vocabulary {r.get('vocab')}; MFU from "
+        "`flops_per_token` (attention and head included):",
+        "",
+        "| preset | path | batch | tokens/s | MFU vs measured peak | MFU vs datasheet |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for preset in ("base", "small"):
         for path, key in (("indus pretrain", f"pretrain_{preset}"), ("transformers Trainer", f"trainer_{preset}")):
             x = r.get(key)
             if x:
-                lines.append(f"| {preset} | {path} | {x['batch']} | {x['tokens_per_s']:,.0f} | "
-                             f"{pct(x['mfu_vs_measured'])} | {pct(x['mfu_vs_datasheet'])} |")
+                lines.append(
+                    f"| {preset} | {path} | {x['batch']} | {x['tokens_per_s']:,.0f} | "
+                    f"{pct(x['mfu_vs_measured'])} | {pct(x['mfu_vs_datasheet'])} |"
+                )
             else:
                 lines.append(f"| {preset} | {path} | - | failed | - | - |")
     ret = r.get("retriever_gradcache")
     if ret:
-        lines += ["", f"Retriever step (GTE loss, GradCache mini-batches of {ret['mini_batch_size']}, `small` "
-                  f"encoder, {ret['seq_len']} tokens): {ret['pairs']:,} pairs in {ret['step_s']:.2f} s "
-                  f"({ret['pairs_per_s']:,.0f} pairs/s), peak memory {ret['peak_memory_gib']:.1f} GiB."]
+        lines += [
+            "",
+            f"Retriever step (GTE loss, GradCache mini-batches of {ret['mini_batch_size']}, `small` "
+            f"encoder, {ret['seq_len']} tokens): {ret['pairs']:,} pairs in {ret['step_s']:.2f} s "
+            f"({ret['pairs_per_s']:,.0f} pairs/s), peak memory {ret['peak_memory_gib']:.1f} GiB.",
+        ]
     fg = r.get("faiss_gpu")
     if fg:
-        lines += ["", "faiss GPU: " + ("; ".join(f"{k}: build {v['build_s']:.1f} s, {v['ms_per_query']:.3f} ms/query"
-                                               for k, v in fg.items()) if "skipped" not in fg else fg["skipped"])]
+        lines += [
+            "",
+            "faiss GPU: "
+            + (
+                "; ".join(f"{k}: build {v['build_s']:.1f} s, {v['ms_per_query']:.3f} ms/query" for k, v in fg.items())
+                if "skipped" not in fg
+                else fg["skipped"]
+            ),
+        ]
     if r["errors"]:
         lines += ["", "Failed parts: " + ", ".join(r["errors"]) + " (tracebacks in the JSON)."]
     lines += ["", f"Total: {r['total_s']:.0f} s.", ""]

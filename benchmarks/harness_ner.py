@@ -46,9 +46,17 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("INDUS_DATA") is None:
         os.environ["INDUS_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
-    evaluator = NEREvaluator(seeds=args.seeds, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                             max_length=args.max_length, max_train_sentences=args.max_train_sentences,
-                             max_eval_sentences=args.max_eval_sentences, split="test", progress=False)
+    evaluator = NEREvaluator(
+        seeds=args.seeds,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        max_train_sentences=args.max_train_sentences,
+        max_eval_sentences=args.max_eval_sentences,
+        split="test",
+        progress=False,
+    )
     started = time.perf_counter()
     results = {}
     for model in args.models:
@@ -61,34 +69,49 @@ def main(argv: list[str] | None = None) -> None:
     command = "flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ner.py" + (f" {extra}" if extra else "")
     first = next(iter(results.values()))
     types = list(first["per_type"])
-    lines = [f"# NER harness: {' vs '.join(args.models)} on {args.data} {first['split']}", "",
-             f"Machine: {machine_line()}", "", f"Command: `{command}`", "",
-             f"Budget (identical for every model): {first['train_sentences']} of {first['train_sentences_total']} "
-             f"train sentences, {args.epochs:g} epochs, lr {args.lr:g}, batch {args.batch_size}, max_length "
-             f"{args.max_length} subwords, seeds {', '.join(str(r['seed']) for r in first['per_seed'])}. "
-             f"Scored on {first['eval_sentences']} of {first['eval_sentences_total']} {first['split']} sentences "
-             f"({first['eval_entities']} entities); strict entity-level F1 (seqeval, IOB2), mean ± sample std over "
-             f"seeds. Sentences split into windows: train {first['train_sentences_split']}, "
-             f"{first['split']} {first['eval_sentences_split']}. Total wall time {total / 60:.1f} min.", "",
-             "| model | F1 | precision | recall | " + " | ".join(f"{t} F1" for t in types)
-             + " | F1 per seed | train s / run | eval s / run |",
-             "|---|---|---|---|" + "---|" * len(types) + "---|---|---|"]
+    lines = [
+        f"# NER harness: {' vs '.join(args.models)} on {args.data} {first['split']}",
+        "",
+        f"Machine: {machine_line()}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Budget (identical for every model): {first['train_sentences']} of {first['train_sentences_total']} "
+        f"train sentences, {args.epochs:g} epochs, lr {args.lr:g}, batch {args.batch_size}, max_length "
+        f"{args.max_length} subwords, seeds {', '.join(str(r['seed']) for r in first['per_seed'])}. "
+        f"Scored on {first['eval_sentences']} of {first['eval_sentences_total']} {first['split']} sentences "
+        f"({first['eval_entities']} entities); strict entity-level F1 (seqeval, IOB2), mean ± sample std over "
+        f"seeds. Sentences split into windows: train {first['train_sentences_split']}, "
+        f"{first['split']} {first['eval_sentences_split']}. Total wall time {total / 60:.1f} min.",
+        "",
+        "| model | F1 | precision | recall | "
+        + " | ".join(f"{t} F1" for t in types)
+        + " | F1 per seed | train s / run | eval s / run |",
+        "|---|---|---|---|" + "---|" * len(types) + "---|---|---|",
+    ]
     for model, r in results.items():
         seeds = ", ".join(f"{s['f1']:.4f}" for s in r["per_seed"])
         train_s = sum(s["train_s"] for s in r["per_seed"]) / len(r["per_seed"])
         eval_s = sum(s["eval_s"] for s in r["per_seed"]) / len(r["per_seed"])
-        lines.append(f"| {model} | {r['f1']:.4f} ± {r['f1_std']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
-                     + " | ".join(f"{r['per_type'][t]['f1']:.4f}" for t in types)
-                     + f" | {seeds} | {train_s:.0f} | {eval_s:.0f} |")
+        lines.append(
+            f"| {model} | {r['f1']:.4f} ± {r['f1_std']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
+            + " | ".join(f"{r['per_type'][t]['f1']:.4f}" for t in types)
+            + f" | {seeds} | {train_s:.0f} | {eval_s:.0f} |"
+        )
     if len(results) >= 2:
         (a, ra), (b, rb) = list(results.items())[:2]
         worst_a = min(s["f1"] for s in ra["per_seed"])
         best_b = max(s["f1"] for s in rb["per_seed"])
-        lines += ["", f"{a} − {b}: {ra['f1'] - rb['f1']:+.4f} F1; worst {a} seed {worst_a:.4f} vs best {b} seed "
-                      f"{best_b:.4f} ({'separated' if worst_a > best_b else 'overlapping'})."]
+        lines += [
+            "",
+            f"{a} − {b}: {ra['f1'] - rb['f1']:+.4f} F1; worst {a} seed {worst_a:.4f} vs best {b} seed "
+            f"{best_b:.4f} ({'separated' if worst_a > best_b else 'overlapping'}).",
+        ]
     atomic_write_text(args.out, "\n".join(lines) + "\n")
-    atomic_write_json(args.out.with_suffix(".json"), {"command": command, "machine": machine_line(),
-                                                      "wall_s": total, "results": results})
+    atomic_write_json(
+        args.out.with_suffix(".json"),
+        {"command": command, "machine": machine_line(), "wall_s": total, "results": results},
+    )
     print(f"wrote {args.out}")
 
 

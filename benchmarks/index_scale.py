@@ -77,11 +77,12 @@ def make_data(n: int, n_queries: int, work: Path, seed: int = 0, chunk: int = 10
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         noise = rng.standard_normal((m, DIM)).astype(np.float32) / np.sqrt(DIM)
-        out[start:start + m] = unit(centres[rng.integers(0, len(centres), m)] + noise)
+        out[start : start + m] = unit(centres[rng.integers(0, len(centres), m)] + noise)
     out.flush()
     picks = rng.choice(n, size=n_queries, replace=False)
-    queries = unit(np.asarray(out[np.sort(picks)]) + rng.standard_normal((n_queries, DIM)).astype(np.float32)
-                   / np.sqrt(DIM))
+    queries = unit(
+        np.asarray(out[np.sort(picks)]) + rng.standard_normal((n_queries, DIM)).astype(np.float32) / np.sqrt(DIM)
+    )
     del out
     np.save(q_path, queries.astype(np.float32))
     return vec_path, q_path
@@ -95,7 +96,7 @@ def exact_topk(vec_path: Path, queries: np.ndarray, k: int = K, chunk: int = 200
     best_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_i = np.full((len(queries), k), -1, dtype=np.int64)
     for start in range(0, len(vectors), chunk):
-        block = np.ascontiguousarray(vectors[start:start + chunk])
+        block = np.ascontiguousarray(vectors[start : start + chunk])
         s, i = faiss.knn(queries, block, k, metric=faiss.METRIC_INNER_PRODUCT)  # (Q, k) each
         s_all, i_all = np.hstack([best_s, s]), np.hstack([best_i, i + start])
         order = np.argsort(-s_all, axis=1)[:, :k]
@@ -138,10 +139,19 @@ def run_one(label: str, work: Path) -> dict:
     index = ann.read_faiss_index(path, mmap=False)
     index.search(queries[:10], K)
     ram = anon_rss() - before
-    return {"n": int(vectors.shape[0]), "dim": int(vectors.shape[1]), "type": label, "params": spec.to_json(),
-            "build_s": round(build_s, 1), "disk_bytes": path.stat().st_size, "ram_bytes": int(ram),
-            "mmap_ram_bytes": int(mmap_ram), "recall@10": round(recall_at_k(found, truth), 4),
-            "ms_per_query_batch": round(batch_ms, 3), "ms_per_query_single": round(float(np.median(single)), 3)}
+    return {
+        "n": int(vectors.shape[0]),
+        "dim": int(vectors.shape[1]),
+        "type": label,
+        "params": spec.to_json(),
+        "build_s": round(build_s, 1),
+        "disk_bytes": path.stat().st_size,
+        "ram_bytes": int(ram),
+        "mmap_ram_bytes": int(mmap_ram),
+        "recall@10": round(recall_at_k(found, truth), 4),
+        "ms_per_query_batch": round(batch_ms, 3),
+        "ms_per_query_single": round(float(np.median(single)), 3),
+    }
 
 
 def _fmt_bytes(b: int) -> str:
@@ -162,19 +172,22 @@ def render(results: dict) -> str:
         "(module docstring). RAM = anonymous memory after loading the index into memory; mmap RAM = the same when "
         "loaded memory-mapped (vectors in the shared page cache). Per-query times on the memory-mapped index.",
         "",
-        "| N | type | parameters | build s | disk | RAM | mmap RAM | recall@10 | ms/query (batch) "
-        "| ms/query (one) |",
+        "| N | type | parameters | build s | disk | RAM | mmap RAM | recall@10 | ms/query (batch) | ms/query (one) |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k != "kind") or "-"
-        lines.append(f"| {r['n']:,} | {r['type']} | {params} | {r['build_s']} | {_fmt_bytes(r['disk_bytes'])} | "
-                     f"{_fmt_bytes(r['ram_bytes'])} | {_fmt_bytes(r['mmap_ram_bytes'])} | {r['recall@10']:.3f} | "
-                     f"{r['ms_per_query_batch']} | {r['ms_per_query_single']} |")
+        lines.append(
+            f"| {r['n']:,} | {r['type']} | {params} | {r['build_s']} | {_fmt_bytes(r['disk_bytes'])} | "
+            f"{_fmt_bytes(r['ram_bytes'])} | {_fmt_bytes(r['mmap_ram_bytes'])} | {r['recall@10']:.3f} | "
+            f"{r['ms_per_query_batch']} | {r['ms_per_query_single']} |"
+        )
     lines.append("")
     if results["prepare_s"]:
-        lines.append("Data generation and exact reference per size (s): "
-                     + ", ".join(f"{int(n):,}: {s}" for n, s in results["prepare_s"].items()))
+        lines.append(
+            "Data generation and exact reference per size (s): "
+            + ", ".join(f"{int(n):,}: {s}" for n, s in results["prepare_s"].items())
+        )
     lines += [f"Total wall time: {results['total_s']} s.", ""]
     if results.get("skipped"):
         lines += ["Not run (--skip): " + ", ".join(results["skipped"]) + ".", ""]
@@ -190,8 +203,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/indus-index-scale"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "index_scale")
-    parser.add_argument("--skip", nargs="+", default=[], metavar="TYPE@N",
-                        help="rows not to run, e.g. hnsw@1000000 (they are listed under the table)")
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        metavar="TYPE@N",
+        help="rows not to run, e.g. hnsw@1000000 (they are listed under the table)",
+    )
     parser.add_argument("--note", default="", help="a line added under the table")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: TYPE, in --work
     args = parser.parse_args()
@@ -214,14 +232,23 @@ def main() -> None:
 
     def write(finished: bool) -> dict:
         """The results so far; written after every row, so a run stopped on its time budget keeps its rows."""
-        results = {"machine": machine_info(), "faiss": faiss.__version__,
-                   "faiss_threads": faiss.omp_get_max_threads(), "queries": args.queries,
-                   "load_before": load_before, "load_after": ", ".join(f"{x:.1f}" for x in os.getloadavg()),
-                   "prepare_s": prepare, "total_s": round(time.perf_counter() - total, 1), "rows": rows,
-                   "note": args.note if finished else " ".join(
-                       [args.note, f"Stopped after {len(rows)} rows (sizes asked: {args.sizes})."]).strip(),
-                   "skipped": [f"{kind}@{n}" for kind, n in sorted(skip)], "finished": finished,
-                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+        results = {
+            "machine": machine_info(),
+            "faiss": faiss.__version__,
+            "faiss_threads": faiss.omp_get_max_threads(),
+            "queries": args.queries,
+            "load_before": load_before,
+            "load_after": ", ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "prepare_s": prepare,
+            "total_s": round(time.perf_counter() - total, 1),
+            "rows": rows,
+            "note": args.note
+            if finished
+            else " ".join([args.note, f"Stopped after {len(rows)} rows (sizes asked: {args.sizes})."]).strip(),
+            "skipped": [f"{kind}@{n}" for kind, n in sorted(skip)],
+            "finished": finished,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        }
         atomic_write_json(args.out.with_suffix(".json"), results)
         atomic_write_text(args.out.with_suffix(".md"), render(results))
         return results
@@ -236,8 +263,12 @@ def main() -> None:
         for kind in args.types:
             if (kind, n) in skip:
                 continue
-            done = subprocess.run([sys.executable, __file__, "--one", kind, "--work", str(work)],
-                                  capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", kind, "--work", str(work)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
                 raise SystemExit(f"{kind} at {n}: {done.stderr[-2000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -39,8 +39,10 @@ def machine_info() -> dict[str, str | int]:
 def machine_line() -> str:
     """One line for the header of a results table."""
     m = machine_info()
-    return (f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), {m['memory_gib']} GiB, "
-            f"GPU: {m['gpu']}; Python {m['python']}, torch {m['torch']}; {m['date']}")
+    return (
+        f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), {m['memory_gib']} GiB, "
+        f"GPU: {m['gpu']}; Python {m['python']}, torch {m['torch']}; {m['date']}"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def make_model(preset: str, tokenizer):
     from transformers import AutoModelForMaskedLM
 
     torch.manual_seed(0)
-    return AutoModelForMaskedLM.from_config(config_for_tokenizer(preset, tokenizer, max_length=512),
-                                            attn_implementation="sdpa")
+    return AutoModelForMaskedLM.from_config(
+        config_for_tokenizer(preset, tokenizer, max_length=512), attn_implementation="sdpa"
+    )
 
 
 def trainer_tokens_per_s(preset: str, tokenizer, examples: list[list[int]], steps: int, warmup: int) -> float:
@@ -84,21 +85,36 @@ def trainer_tokens_per_s(preset: str, tokenizer, examples: list[list[int]], step
 
     timer = Timer()
     out = tempfile.mkdtemp(prefix="indus-bench-")
-    args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, max_steps=warmup + steps,
-                             learning_rate=6e-4, adam_beta2=0.98, adam_epsilon=1e-6, weight_decay=0.01,
-                             warmup_steps=0, logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True,
-                             dataloader_num_workers=0, seed=0, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=BATCH,
+        max_steps=warmup + steps,
+        learning_rate=6e-4,
+        adam_beta2=0.98,
+        adam_epsilon=1e-6,
+        weight_decay=0.01,
+        warmup_steps=0,
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=True,
+    )
     ds = Dataset.from_dict({"input_ids": examples})
-    trainer = Trainer(model=make_model(preset, tokenizer), args=args, train_dataset=ds, data_collator=collate,
-                      callbacks=[timer])
+    trainer = Trainer(
+        model=make_model(preset, tokenizer), args=args, train_dataset=ds, data_collator=collate, callbacks=[timer]
+    )
     trainer.train()
     shutil.rmtree(out, ignore_errors=True)
     # the dataloader prefetches one batch ahead; step i trains on the i-th collated batch
-    return sum(counts[warmup:warmup + steps]) / timer.elapsed
+    return sum(counts[warmup : warmup + steps]) / timer.elapsed
 
 
-def our_step_tokens_per_s(preset: str, tokenizer, packed: np.ndarray, steps: int, warmup: int, *,
-                          masked_only: bool, bf16: bool, compile: bool) -> float:
+def our_step_tokens_per_s(
+    preset: str, tokenizer, packed: np.ndarray, steps: int, warmup: int, *, masked_only: bool, bf16: bool, compile: bool
+) -> float:
     """Tokens/s of our step (packed batches, dynamic masking, AdamW, clipping) with the chosen optimisations."""
     from indus.encoder.loop import param_groups
 
@@ -112,7 +128,7 @@ def our_step_tokens_per_s(preset: str, tokenizer, packed: np.ndarray, steps: int
     model.train()
     elapsed = 0.0
     for step in range(warmup + steps):
-        ids = torch.from_numpy(packed[(step * BATCH) % (len(packed) - BATCH):][:BATCH])  # (B, L)
+        ids = torch.from_numpy(packed[(step * BATCH) % (len(packed) - BATCH) :][:BATCH])  # (B, L)
         t0 = time.perf_counter()
         inputs, labels = mask_tokens(ids, spec, torch.Generator().manual_seed(step))
         with autocast:
@@ -134,10 +150,23 @@ def indus_pretrain_tokens_per_s(preset: str, tokenizer_dir: Path, train: Path, s
     from indus.encoder.runlog import read_log
 
     out = Path(tempfile.mkdtemp(prefix="indus-bench-"))
-    cfg = build_config(PretrainConfig, {"preset": preset, "tokenizer": str(tokenizer_dir), "train_files": [str(train)],
-                                        "max_docs": 2000, "seq_len": SEQ_LEN, "batch_size": BATCH,
-                                        "max_steps": warmup + steps, "eval_every": 10**9, "checkpoint_every": 10**9,
-                                        "log_every": warmup, "bf16": True, "cache_dir": str(out / "cache")})
+    cfg = build_config(
+        PretrainConfig,
+        {
+            "preset": preset,
+            "tokenizer": str(tokenizer_dir),
+            "train_files": [str(train)],
+            "max_docs": 2000,
+            "seq_len": SEQ_LEN,
+            "batch_size": BATCH,
+            "max_steps": warmup + steps,
+            "eval_every": 10**9,
+            "checkpoint_every": 10**9,
+            "log_every": warmup,
+            "bf16": True,
+            "cache_dir": str(out / "cache"),
+        },
+    )
     pretrain(cfg, out / "run")
     windows = [r for r in read_log(out / "run" / "log.jsonl") if "tokens_per_s" in r][1:]  # (warm-up dropped)
     shutil.rmtree(out, ignore_errors=True)
@@ -161,7 +190,7 @@ def main() -> None:
     train = args.data / "corpus" / "train.jsonl.gz"
     docs = list(iter_texts(train, limit=2000))
     paragraphs = [p for d in docs for p in d.split("\n\n") if p.strip()]
-    chunks = [ids[:SEQ_LEN - 2] for ids in encode_texts(tok, paragraphs)]
+    chunks = [ids[: SEQ_LEN - 2] for ids in encode_texts(tok, paragraphs)]
     padded = [[tok.bos_token_id, *c, tok.eos_token_id] for c in chunks if c]
     packed = np.asarray(list(pack_sequences(encode_texts(tok, docs), SEQ_LEN, tok.bos_token_id, tok.eos_token_id)))
     rng = np.random.default_rng(0)
@@ -194,33 +223,57 @@ def main() -> None:
         ("indus_pretrain", "`indus pretrain` end to end (masked-only head, bf16; compile off)", None),
     ]
     cols = " | ".join(f"{p} tokens/s | vs baseline" for p in args.presets)
-    lines = ["# Pretraining throughput: our MLM step vs the transformers Trainer path", "",
-             f"Machine: {machine_line()}", "",
-             f"Command: `flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/pretrain_throughput.py --steps "
-             f"{args.steps}`", "",
-             f"Same model shapes and documents, INDUSBPE {len(tok):,} tokens, sequences of {SEQ_LEN}, batch {BATCH}, "
-             f"AdamW; real (non-pad) tokens per second over {args.steps} timed steps after {args.warmup} warm-up "
-             f"steps. Padded paragraphs hold {fill:.1f} real tokens on average (of {SEQ_LEN}). CPU bf16 support "
-             f"(AVX-512 BF16 / AMX): {cpu_supports_bf16()}.", "",
-             f"| configuration | {cols} |", "|---|" + "---|---|" * len(args.presets)]
+    lines = [
+        "# Pretraining throughput: our MLM step vs the transformers Trainer path",
+        "",
+        f"Machine: {machine_line()}",
+        "",
+        f"Command: `flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/pretrain_throughput.py --steps {args.steps}`",
+        "",
+        f"Same model shapes and documents, INDUSBPE {len(tok):,} tokens, sequences of {SEQ_LEN}, batch {BATCH}, "
+        f"AdamW; real (non-pad) tokens per second over {args.steps} timed steps after {args.warmup} warm-up "
+        f"steps. Padded paragraphs hold {fill:.1f} real tokens on average (of {SEQ_LEN}). CPU bf16 support "
+        f"(AVX-512 BF16 / AMX): {cpu_supports_bf16()}.",
+        "",
+        f"| configuration | {cols} |",
+        "|---|" + "---|---|" * len(args.presets),
+    ]
     for key, label, _ in labels:
-        cells = " | ".join(f"{results[p][key]:,.0f} | {results[p][key] / results[p]['trainer_padded']:.2f}x"
-                           for p in args.presets)
+        cells = " | ".join(
+            f"{results[p][key]:,.0f} | {results[p][key] / results[p]['trainer_padded']:.2f}x" for p in args.presets
+        )
         lines.append(f"| {label} | {cells} |")
-    lines += ["", "Each optimisation's contribution (ratio to the row before it):", "",
-              "| optimisation | " + " | ".join(args.presets) + " |", "|---|" + "---|" * len(args.presets)]
-    prev = {"packing": "trainer_padded", "masked-only head": "ours_full_fp32", "bf16": "ours_masked_fp32",
-            "compile": "ours_masked_bf16"}
+    lines += [
+        "",
+        "Each optimisation's contribution (ratio to the row before it):",
+        "",
+        "| optimisation | " + " | ".join(args.presets) + " |",
+        "|---|" + "---|" * len(args.presets),
+    ]
+    prev = {
+        "packing": "trainer_padded",
+        "masked-only head": "ours_full_fp32",
+        "bf16": "ours_masked_fp32",
+        "compile": "ours_masked_bf16",
+    }
     for key, _, name in labels:
         if name:
-            lines.append(f"| {name} | " + " | ".join(f"{results[p][key] / results[p][prev[name]]:.2f}x"
-                                                      for p in args.presets) + " |")
-    lines.append("| end to end (`indus pretrain` / Trainer baseline) | " + " | ".join(
-        f"{results[p]['indus_pretrain'] / results[p]['trainer_padded']:.2f}x" for p in args.presets) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{results[p][key] / results[p][prev[name]]:.2f}x" for p in args.presets)
+                + " |"
+            )
+    lines.append(
+        "| end to end (`indus pretrain` / Trainer baseline) | "
+        + " | ".join(f"{results[p]['indus_pretrain'] / results[p]['trainer_padded']:.2f}x" for p in args.presets)
+        + " |"
+    )
     (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
     atomic_write_text(ROOT / "benchmarks" / "results" / "pretrain_throughput.md", "\n".join(lines) + "\n")
-    atomic_write_json(ROOT / "benchmarks" / "results" / "pretrain_throughput.json",
-                      {"machine": machine_line(), "steps": args.steps, "padded_fill": fill, "results": results})
+    atomic_write_json(
+        ROOT / "benchmarks" / "results" / "pretrain_throughput.json",
+        {"machine": machine_line(), "steps": args.steps, "padded_fill": fill, "results": results},
+    )
     print("\n".join(lines))
 
 

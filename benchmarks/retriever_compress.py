@@ -114,24 +114,35 @@ def main() -> None:
     # ------------------------------------------------------------------------------------------ indexes
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
-    variants = [("float (IndexFlatIP)", flat, None, 0),
-                ("int8 (IndexScalarQuantizer QT_8bit)", build_quantized_index("int8", vectors), "int8", 0),
-                ("int8 + float rescoring of the top 100", None, "int8", RESCORE),
-                ("binary (IndexBinaryFlat, sign bits)", build_quantized_index("binary", vectors), "binary", 0),
-                ("binary + float rescoring of the top 100", None, "binary", RESCORE)]
-    variants = [(name, index if index is not None else next(v[1] for v in variants if v[2] == kind and v[1]),
-                 kind, rescore) for name, index, kind, rescore in variants]
+    variants = [
+        ("float (IndexFlatIP)", flat, None, 0),
+        ("int8 (IndexScalarQuantizer QT_8bit)", build_quantized_index("int8", vectors), "int8", 0),
+        ("int8 + float rescoring of the top 100", None, "int8", RESCORE),
+        ("binary (IndexBinaryFlat, sign bits)", build_quantized_index("binary", vectors), "binary", 0),
+        ("binary + float rescoring of the top 100", None, "binary", RESCORE),
+    ]
+    variants = [
+        (name, index if index is not None else next(v[1] for v in variants if v[2] == kind and v[1]), kind, rescore)
+        for name, index, kind, rescore in variants
+    ]
     index_rows = []
     for name, index, kind, rescore in variants:
         hits = search_index(index, q_emb, K + 1, quantize=kind, rescore=rescore, vectors=lambda r: vectors[r])
         run = _run(qids, [[(ids[r], s) for r, s in h] for h in hits])
-        index_rows.append({"index": name, "quantize": kind, "rescore": rescore, **_metrics(run, test.qrels),
-                           "index_bytes": index_bytes(index),
-                           "float_vectors_on_disk_bytes": int(vectors.nbytes) if rescore else 0})
+        index_rows.append(
+            {
+                "index": name,
+                "quantize": kind,
+                "rescore": rescore,
+                **_metrics(run, test.qrels),
+                "index_bytes": index_bytes(index),
+                "float_vectors_on_disk_bytes": int(vectors.nbytes) if rescore else 0,
+            }
+        )
         print(json.dumps(index_rows[-1]), flush=True)
     times: dict[str, list[float]] = {r["index"]: [] for r in index_rows}
     for _ in range(ROUNDS):
-        for (name, index, kind, rescore) in variants:
+        for name, index, kind, rescore in variants:
             for q in q_emb[:LATENCY_QUERIES]:
                 t0 = time.perf_counter()
                 search_index(index, q[None, :], K, quantize=kind, rescore=rescore, vectors=lambda r: vectors[r])
@@ -153,8 +164,9 @@ def main() -> None:
     enc_rows = []
     for name, (_, emb) in encoders.items():
         hits = search_index(flat, emb, K + 1)
-        enc_rows.append({"query encoder": name, **_metrics(_run(qids, [[(ids[r], s) for r, s in h] for h in hits]),
-                                                           test.qrels)})
+        enc_rows.append(
+            {"query encoder": name, **_metrics(_run(qids, [[(ids[r], s) for r, s in h] for h in hits]), test.qrels)}
+        )
     enc_times: dict[str, list[float]] = {name: [] for name in encoders}
     for _ in range(ROUNDS):
         for name, (m, _) in encoders.items():
@@ -182,15 +194,23 @@ def main() -> None:
     fusion_rows = [
         {"system": "BM25", **_metrics(_run(qids, [trec_order(dict(h)) for h in lexical]), test.qrels)},
         {"system": "minilm", **_metrics(_run(qids, dense_hits), test.qrels)},
-        {"system": "BM25 + minilm, RRF (k = 60)",
-         **_metrics(_run(qids, [reciprocal_rank_fusion([a, b], depth=K + 1) for a, b in zip(lexical, dense_hits)]),
-                    test.qrels)},
-        {"system": f"BM25 + minilm, convex (w = {convex.weight}, chosen on 809 train queries)",
-         "weight": convex.weight,
-         **_metrics(_run(qids, [convex_fusion(a, b, convex.weight) for a, b in cands]), test.qrels)},
+        {
+            "system": "BM25 + minilm, RRF (k = 60)",
+            **_metrics(
+                _run(qids, [reciprocal_rank_fusion([a, b], depth=K + 1) for a, b in zip(lexical, dense_hits)]),
+                test.qrels,
+            ),
+        },
+        {
+            "system": f"BM25 + minilm, convex (w = {convex.weight}, chosen on 809 train queries)",
+            "weight": convex.weight,
+            **_metrics(_run(qids, [convex_fusion(a, b, convex.weight) for a, b in cands]), test.qrels),
+        },
     ]
-    test_grid = {f"{w:.1f}": _metrics(_run(qids, [convex_fusion(a, b, w) for a, b in cands]), test.qrels)["ndcg@10"]
-                 for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)}
+    test_grid = {
+        f"{w:.1f}": _metrics(_run(qids, [convex_fusion(a, b, w) for a, b in cands]), test.qrels)["ndcg@10"]
+        for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    }
     print(json.dumps(fusion_rows), flush=True)
 
     # ------------------------------------------------------------------------------------------- mining
@@ -199,11 +219,19 @@ def main() -> None:
         mining = mine_rows(args, vectors)
 
     load_end = os.getloadavg()
-    result = {"machine": machine_line(), "load_avg_1_5_15_start": [round(v, 2) for v in load_start],
-              "load_avg_1_5_15_end": [round(v, 2) for v in load_end], "index": str(args.index),
-              "index_rows": index_rows, "encoder_rows": enc_rows, "fusion_rows": fusion_rows,
-              "fusion_train_grid_ndcg@10": grid, "fusion_test_grid_ndcg@10_for_reference_only": test_grid,
-              "mining": mining, "wall_s": round(time.perf_counter() - started, 1)}
+    result = {
+        "machine": machine_line(),
+        "load_avg_1_5_15_start": [round(v, 2) for v in load_start],
+        "load_avg_1_5_15_end": [round(v, 2) for v in load_end],
+        "index": str(args.index),
+        "index_rows": index_rows,
+        "encoder_rows": enc_rows,
+        "fusion_rows": fusion_rows,
+        "fusion_train_grid_ndcg@10": grid,
+        "fusion_test_grid_ndcg@10_for_reference_only": test_grid,
+        "mining": mining,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
     write(result, args.results)
 
 
@@ -218,11 +246,33 @@ def mine_rows(args: argparse.Namespace, vectors: np.ndarray) -> list[dict[str, A
     rows = []
     for margin in (0.95, None):
         out = args.work / f"scifact-train-mined{'-nofilter' if margin is None else ''}.jsonl.gz"
-        s = mine_negatives("minilm", ["pairs/scifact-train"], corpus, out,
-                           MineSettings(margin=margin, max_seq_length=MAX_LENGTH), cache_dir=cache, progress=False)
-        rows.append({k: s[k] for k in ("pairs", "anchors", "pairs_written", "rows", "in_range", "removed_by_margin",
-                                       "removed_fraction", "pairs_without_negative", "skipped_positive", "wall_s")}
-                    | {"margin": margin, "corpus_cache_hit": s["cache"]["corpus_hit"]})
+        s = mine_negatives(
+            "minilm",
+            ["pairs/scifact-train"],
+            corpus,
+            out,
+            MineSettings(margin=margin, max_seq_length=MAX_LENGTH),
+            cache_dir=cache,
+            progress=False,
+        )
+        rows.append(
+            {
+                k: s[k]
+                for k in (
+                    "pairs",
+                    "anchors",
+                    "pairs_written",
+                    "rows",
+                    "in_range",
+                    "removed_by_margin",
+                    "removed_fraction",
+                    "pairs_without_negative",
+                    "skipped_positive",
+                    "wall_s",
+                )
+            }
+            | {"margin": margin, "corpus_cache_hit": s["cache"]["corpus_hit"]}
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -250,45 +300,81 @@ def _f(v: Any, d: int = 4) -> str:
 
 def write(result: dict[str, Any], results: Path) -> None:
     la, lb = result["load_avg_1_5_15_start"], result["load_avg_1_5_15_end"]
-    lines = ["# Compressed retrieval, int8 query encoder, fusion and mining: minilm on SciFact test", "",
-             f"Machine: {result['machine']}", "",
-             f"Load average (1, 5, 15 min) at start {la}, at end {lb}: other agents shared this 2-core machine, so "
-             "compare the latencies within this run (interleaved rounds), not with other runs.", "",
-             "Command: `flock /tmp/indus-bench.lock .venv/bin/python benchmarks/retriever_compress.py --index "
-             "runs/scifact-minilm --mine` (see its docstring for the protocol).", "",
-             "## Indexes (documents: minilm float vectors; queries: float minilm)", "",
-             "| index | nDCG@10 | Recall@100 | nDCG vs float | index bytes | memory reduction | float vectors on disk "
-             "(bytes) | search ms/query |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Compressed retrieval, int8 query encoder, fusion and mining: minilm on SciFact test",
+        "",
+        f"Machine: {result['machine']}",
+        "",
+        f"Load average (1, 5, 15 min) at start {la}, at end {lb}: other agents shared this 2-core machine, so "
+        "compare the latencies within this run (interleaved rounds), not with other runs.",
+        "",
+        "Command: `flock /tmp/indus-bench.lock .venv/bin/python benchmarks/retriever_compress.py --index "
+        "runs/scifact-minilm --mine` (see its docstring for the protocol).",
+        "",
+        "## Indexes (documents: minilm float vectors; queries: float minilm)",
+        "",
+        "| index | nDCG@10 | Recall@100 | nDCG vs float | index bytes | memory reduction | float vectors on disk "
+        "(bytes) | search ms/query |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["index_rows"]:
-        lines.append(f"| {r['index']} | {_f(r['ndcg@10'])} | {_f(r['recall@100'])} | {100 * r['ndcg_vs_float']:.1f}% "
-                     f"| {r['index_bytes']:,} | {r['memory_reduction']:.1f}x | {r['float_vectors_on_disk_bytes']:,} | "
-                     f"{_f(r['search_ms'], 3)} |")
-    lines += ["", f"Search latency: median over {ROUNDS} interleaved rounds x {LATENCY_QUERIES} test queries (one "
-              "embedding searched at a time).", "", "## Query encoder (documents: float index)", "",
-              "| query encoder | nDCG@10 | Recall@100 | latency ms/query (encode + search) |", "|---|---|---|---|"]
+        lines.append(
+            f"| {r['index']} | {_f(r['ndcg@10'])} | {_f(r['recall@100'])} | {100 * r['ndcg_vs_float']:.1f}% "
+            f"| {r['index_bytes']:,} | {r['memory_reduction']:.1f}x | {r['float_vectors_on_disk_bytes']:,} | "
+            f"{_f(r['search_ms'], 3)} |"
+        )
+    lines += [
+        "",
+        f"Search latency: median over {ROUNDS} interleaved rounds x {LATENCY_QUERIES} test queries (one "
+        "embedding searched at a time).",
+        "",
+        "## Query encoder (documents: float index)",
+        "",
+        "| query encoder | nDCG@10 | Recall@100 | latency ms/query (encode + search) |",
+        "|---|---|---|---|",
+    ]
     for r in result["encoder_rows"]:
-        lines.append(f"| {r['query encoder']} | {_f(r['ndcg@10'])} | {_f(r['recall@100'])} | "
-                     f"{_f(r['latency_ms'], 2)} |")
+        lines.append(
+            f"| {r['query encoder']} | {_f(r['ndcg@10'])} | {_f(r['recall@100'])} | {_f(r['latency_ms'], 2)} |"
+        )
     e = result["encoder_rows"][1]
-    lines += ["", f"int8 vs float: nDCG@10 change {e['ndcg_change']:+.4f}, latency ratio (float / int8) "
-              f"{e['latency_ratio_float_over_int8']:.2f}x (median over {ROUNDS} interleaved rounds x "
-              f"{LATENCY_QUERIES} queries), lowest cosine between the two encoders' query embeddings "
-              f"{e['cosine_to_float_min']:.4f}.", "", "## Fusion with BM25", "",
-              "| system | nDCG@10 | Recall@100 |", "|---|---|---|"]
+    lines += [
+        "",
+        f"int8 vs float: nDCG@10 change {e['ndcg_change']:+.4f}, latency ratio (float / int8) "
+        f"{e['latency_ratio_float_over_int8']:.2f}x (median over {ROUNDS} interleaved rounds x "
+        f"{LATENCY_QUERIES} queries), lowest cosine between the two encoders' query embeddings "
+        f"{e['cosine_to_float_min']:.4f}.",
+        "",
+        "## Fusion with BM25",
+        "",
+        "| system | nDCG@10 | Recall@100 |",
+        "|---|---|---|",
+    ]
     for r in result["fusion_rows"]:
         lines.append(f"| {r['system']} | {_f(r['ndcg@10'])} | {_f(r['recall@100'])} |")
-    lines += ["", "Convex weight grid, nDCG@10 on the train queries (what chose w): "
-              + ", ".join(f"{w}: {v:.4f}" for w, v in result["fusion_train_grid_ndcg@10"].items()), "",
-              "The same grid on test, for reference only (not used to choose): "
-              + ", ".join(f"{w}: {v:.4f}" for w, v in result["fusion_test_grid_ndcg@10_for_reference_only"].items())]
+    lines += [
+        "",
+        "Convex weight grid, nDCG@10 on the train queries (what chose w): "
+        + ", ".join(f"{w}: {v:.4f}" for w, v in result["fusion_train_grid_ndcg@10"].items()),
+        "",
+        "The same grid on test, for reference only (not used to choose): "
+        + ", ".join(f"{w}: {v:.4f}" for w, v in result["fusion_test_grid_ndcg@10_for_reference_only"].items()),
+    ]
     if result.get("mining"):
-        lines += ["", "## Mining pairs/scifact-train against the SciFact corpus (minilm, dense, top 50, ranks 10-50)",
-                  "", "| margin filter | pairs | pairs written | candidates in ranks 10-50 | removed by the filter | "
-                  "pairs left without a negative | wall (s) |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Mining pairs/scifact-train against the SciFact corpus (minilm, dense, top 50, ranks 10-50)",
+            "",
+            "| margin filter | pairs | pairs written | candidates in ranks 10-50 | removed by the filter | "
+            "pairs left without a negative | wall (s) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in result["mining"]:
-            lines.append(f"| {r['margin'] if r['margin'] is not None else 'off'} | {r['pairs']} | "
-                         f"{r['pairs_written']} | {r['in_range']} | {r['removed_by_margin']} "
-                         f"({100 * r['removed_fraction']:.1f}%) | {r['pairs_without_negative']} | {r['wall_s']} |")
+            lines.append(
+                f"| {r['margin'] if r['margin'] is not None else 'off'} | {r['pairs']} | "
+                f"{r['pairs_written']} | {r['in_range']} | {r['removed_by_margin']} "
+                f"({100 * r['removed_fraction']:.1f}%) | {r['pairs_without_negative']} | {r['wall_s']} |"
+            )
     lines += ["", f"Wall time of the whole run: {result['wall_s']} s."]
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results / "retriever_compress.md", "\n".join(lines) + "\n")

@@ -58,8 +58,10 @@ STUDENTS = ("0,3,5", "0,3,5/ffn=320", "0,3,5/ffn=320+long", "0,3,5/ffn=320+emb",
 #: :class:`~indus.retriever.losses.DistillCSELoss`), 900 steps; ``long``: the control, 900 steps without it. Their
 #: students are also scored as query encoders over the teacher's index (``doc_model``): the same per-query cost,
 #: the teacher's document vectors.
-RECIPES = {"emb": ["embedding_weight=100", "max_steps=900", "time_budget_s=6000"],
-           "long": ["max_steps=900", "time_budget_s=6000"]}  # the control: as long, without the embedding term
+RECIPES = {
+    "emb": ["embedding_weight=100", "max_steps=900", "time_budget_s=6000"],
+    "long": ["max_steps=900", "time_budget_s=6000"],
+}  # the control: as long, without the embedding term
 LOWER_CUT = "0,1,2"
 LATENCY_ROUNDS, LATENCY_QUERIES = 10, 100  # the interleaved re-timing of ``latency``
 MAX_LENGTH = 256
@@ -88,8 +90,13 @@ def distill_config(student: str, extra: list[str] | None = None):
     from indus.retriever.distill import RetrieverDistillConfig
 
     layers, tag = split_student(student)
-    overrides = [f"teacher={TEACHER}", f"student=layers:{layers}@{TEACHER}",
-                 f"teacher_cache={RUNS / 'teacher-cache'}", *RECIPES.get(tag, []), *(extra or [])]
+    overrides = [
+        f"teacher={TEACHER}",
+        f"student=layers:{layers}@{TEACHER}",
+        f"teacher_cache={RUNS / 'teacher-cache'}",
+        *RECIPES.get(tag, []),
+        *(extra or []),
+    ]
     return load_config(RetrieverDistillConfig, CONFIGS / "cpu-distill.yaml", overrides=overrides)
 
 
@@ -110,16 +117,31 @@ def stage_distill(args: argparse.Namespace) -> None:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("loss_curve", "config")}, indent=2))
 
 
-def _evaluate(name: str, model: Any, data: Path, layers: int | None, ffn: int | None = None,
-              doc_model: str | None = None) -> dict[str, Any]:
+def _evaluate(
+    name: str, model: Any, data: Path, layers: int | None, ffn: int | None = None, doc_model: str | None = None
+) -> dict[str, Any]:
     from indus.evaluation import evaluate
 
     start = time.perf_counter()
-    result = evaluate("ir", model, data, split="test", max_length=None if model == "bm25" else MAX_LENGTH,
-                      latency_queries=200, progress=False, doc_model=doc_model)
+    result = evaluate(
+        "ir",
+        model,
+        data,
+        split="test",
+        max_length=None if model == "bm25" else MAX_LENGTH,
+        latency_queries=200,
+        progress=False,
+        doc_model=doc_model,
+    )
     keep = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms", "queries_per_s", "docs_per_s")
-    row = {"model": name, "layers": layers, "ffn": ffn, "doc_model": doc_model,
-           **{k: result.get(k) for k in keep}, "eval_s": round(time.perf_counter() - start, 1)}
+    row = {
+        "model": name,
+        "layers": layers,
+        "ffn": ffn,
+        "doc_model": doc_model,
+        **{k: result.get(k) for k in keep},
+        "eval_s": round(time.perf_counter() - start, 1),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -150,22 +172,36 @@ class DenseRow:
 
 def dense_models(args: argparse.Namespace) -> list[DenseRow]:
     """Every dense row of the table: minilm, the teacher, each cut before distillation and its students."""
-    rows = [DenseRow("minilm (all-MiniLM-L6-v2)", "minilm", 6, None),
-            DenseRow("minilm + GTE fine-tuning (teacher)", str(TEACHER), 6, None)]
+    rows = [
+        DenseRow("minilm (all-MiniLM-L6-v2)", "minilm", 6, None),
+        DenseRow("minilm + GTE fine-tuning (teacher)", str(TEACHER), 6, None),
+    ]
     for layers in dict.fromkeys(split_student(s)[0] for s in (LOWER_CUT, *args.students)):
         n, ffn = shape(layers)
-        rows.append(DenseRow(f"teacher's layers {layers}, no distillation", f"layers:{layers}@{TEACHER}", n, ffn,
-                             cut=layers))
+        rows.append(
+            DenseRow(f"teacher's layers {layers}, no distillation", f"layers:{layers}@{TEACHER}", n, ffn, cut=layers)
+        )
         for student in args.students:
             if split_student(student)[0] != layers or not student_dir(student).is_dir():
                 continue
             tag = split_student(student)[1]
-            what = (f"layers {layers.partition('/')[0]}" + (f", FFN {ffn}" if ffn else "")
-                    + (" + embedding term" if tag == "emb" else "") + f", {distill_config(student).max_steps} steps")
+            what = (
+                f"layers {layers.partition('/')[0]}"
+                + (f", FFN {ffn}" if ffn else "")
+                + (" + embedding term" if tag == "emb" else "")
+                + f", {distill_config(student).max_steps} steps"
+            )
             rows.append(DenseRow(f"{n}-layer DistillCSE student ({what})", str(student_dir(student)), n, ffn))
             if tag:  # also as a query encoder over the teacher's index (+long: the control without the term)
-                rows.append(DenseRow(f"{n}-layer DistillCSE student ({what}), queries over the teacher's index",
-                                     str(student_dir(student)), n, ffn, doc_model=str(TEACHER)))
+                rows.append(
+                    DenseRow(
+                        f"{n}-layer DistillCSE student ({what}), queries over the teacher's index",
+                        str(student_dir(student)),
+                        n,
+                        ffn,
+                        doc_model=str(TEACHER),
+                    )
+                )
     return rows
 
 
@@ -177,8 +213,10 @@ def stage_eval(args: argparse.Namespace) -> None:
         for d in dense_models(args):
             if d.name not in known:
                 group = [i for i, r in enumerate(rows) if (r["layers"], r["ffn"]) == (d.layers, d.ffn)]
-                rows.insert(group[-1] + 1 if group else len(rows),
-                            _evaluate(d.name, d.model(), data, d.layers, d.ffn, d.doc_model))
+                rows.insert(
+                    group[-1] + 1 if group else len(rows),
+                    _evaluate(d.name, d.model(), data, d.layers, d.ffn, d.doc_model),
+                )
     else:
         rows = [_evaluate("BM25 (bm25s, Lucene k1 1.2 b 0.75)", "bm25", data, None)]
         rows += [_evaluate(d.name, d.model(), data, d.layers, d.ffn, d.doc_model) for d in dense_models(args)]
@@ -247,75 +285,117 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]],
-                  machine: str | None = None) -> None:
+def write_results(rows: list[dict[str, Any]], summaries: dict[str, dict[str, Any]], machine: str | None = None) -> None:
     machine = machine or machine_line()
     teacher = next(r for r in rows if r["model"].endswith("(teacher)"))
     minilm = next(r for r in rows if r["model"].startswith("minilm ("))
     for r in rows:
         r["ndcg_vs_teacher"] = r["ndcg@10"] / teacher["ndcg@10"] if r["ndcg@10"] is not None else None
         r["speedup_vs_teacher"] = teacher["latency_ms"] / r["latency_ms"] if r.get("latency_ms") else None
-    lines = ["# Retriever quality on SciFact test", "", f"Machine: {machine}", "",
-             "Commands (each under `flock /tmp/indus-cpu.lock`): `.venv/bin/python benchmarks/retriever_quality.py "
-             "train`, then `distill`, then `eval` (this table), then `latency`. Every other number comes from "
-             "`indus.evaluation.evaluate(\"ir\", model, \"ir/scifact\", split=\"test\", max_length=256)`; "
-             + ("latency of the dense models re-timed by the `latency` stage: the median over "
-                f"{LATENCY_ROUNDS} interleaved rounds (every model in turn, each round) of {LATENCY_QUERIES} test "
-                "queries, each encoded alone and searched exactly over a flat index of 5,183 vectors; BM25's from "
-                "the evaluator (200 single queries)." if any(r.get("latency_method") for r in rows) else
-                "latency = median of 200 single queries, each encoded alone and searched exactly over 5,183 "
-                "abstracts, all models timed in the same process, one after another."), "",
-             "| model | layers | FFN width | documents encoded by | nDCG@10 | Recall@100 | MRR@10 | latency (ms/query) "
-             "| nDCG vs teacher | speed-up vs teacher |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Retriever quality on SciFact test",
+        "",
+        f"Machine: {machine}",
+        "",
+        "Commands (each under `flock /tmp/indus-cpu.lock`): `.venv/bin/python benchmarks/retriever_quality.py "
+        "train`, then `distill`, then `eval` (this table), then `latency`. Every other number comes from "
+        '`indus.evaluation.evaluate("ir", model, "ir/scifact", split="test", max_length=256)`; '
+        + (
+            "latency of the dense models re-timed by the `latency` stage: the median over "
+            f"{LATENCY_ROUNDS} interleaved rounds (every model in turn, each round) of {LATENCY_QUERIES} test "
+            "queries, each encoded alone and searched exactly over a flat index of 5,183 vectors; BM25's from "
+            "the evaluator (200 single queries)."
+            if any(r.get("latency_method") for r in rows)
+            else "latency = median of 200 single queries, each encoded alone and searched exactly over 5,183 "
+            "abstracts, all models timed in the same process, one after another."
+        ),
+        "",
+        "| model | layers | FFN width | documents encoded by | nDCG@10 | Recall@100 | MRR@10 | latency (ms/query) "
+        "| nDCG vs teacher | speed-up vs teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         width = r.get("ffn") or ("full" if r["layers"] else None)
         docs = "n/a" if not r["layers"] else "teacher" if r.get("doc_model") else "itself"
-        lines.append(f"| {r['model']} | {_fmt(r['layers'])} | {_fmt(width)} | {docs} | {_fmt(r['ndcg@10'])} | "
-                     f"{_fmt(r['recall@100'])} | "
-                     f"{_fmt(r['mrr@10'])} | {_fmt(r['latency_ms'], 2)} | {_fmt(r['ndcg_vs_teacher'], 3)} | "
-                     f"{_fmt(r['speedup_vs_teacher'], 2)}x |")
+        lines.append(
+            f"| {r['model']} | {_fmt(r['layers'])} | {_fmt(width)} | {docs} | {_fmt(r['ndcg@10'])} | "
+            f"{_fmt(r['recall@100'])} | "
+            f"{_fmt(r['mrr@10'])} | {_fmt(r['latency_ms'], 2)} | {_fmt(r['ndcg_vs_teacher'], 3)} | "
+            f"{_fmt(r['speedup_vs_teacher'], 2)}x |"
+        )
     lines += ["", "## Targets", ""]
-    lines.append(f"- fine-tuned above minilm: teacher {teacher['ndcg@10']:.4f} vs minilm {minilm['ndcg@10']:.4f} "
-                 f"nDCG@10 -> {'met' if teacher['ndcg@10'] > minilm['ndcg@10'] else 'MISSED'}")
+    lines.append(
+        f"- fine-tuned above minilm: teacher {teacher['ndcg@10']:.4f} vs minilm {minilm['ndcg@10']:.4f} "
+        f"nDCG@10 -> {'met' if teacher['ndcg@10'] > minilm['ndcg@10'] else 'MISSED'}"
+    )
     for r in rows:
         if "DistillCSE student" in r["model"]:
             ok_q, ok_s = r["ndcg_vs_teacher"] >= 0.95, r["speedup_vs_teacher"] >= 3.0
-            lines.append(f"- {r['model']}: {100 * r['ndcg_vs_teacher']:.1f}% of the teacher's nDCG@10 "
-                         f"(target >= 95%: {'met' if ok_q else 'MISSED'}), {r['speedup_vs_teacher']:.2f}x faster "
-                         f"per query (target >= 3x: {'met' if ok_s else 'MISSED'})")
-    dense = [r for r in rows if r["layers"] and r.get("latency_ms") and not r.get("ffn")  # full-width layers
-             and not r.get("doc_model")]
+            lines.append(
+                f"- {r['model']}: {100 * r['ndcg_vs_teacher']:.1f}% of the teacher's nDCG@10 "
+                f"(target >= 95%: {'met' if ok_q else 'MISSED'}), {r['speedup_vs_teacher']:.2f}x faster "
+                f"per query (target >= 3x: {'met' if ok_s else 'MISSED'})"
+            )
+    dense = [
+        r
+        for r in rows
+        if r["layers"]
+        and r.get("latency_ms")
+        and not r.get("ffn")  # full-width layers
+        and not r.get("doc_model")
+    ]
     if len({r["layers"] for r in dense}) >= 2:
         import numpy as np
 
         per_layer, fixed = np.polyfit([r["layers"] for r in dense], [r["latency_ms"] for r in dense], 1)
-        lines.append(f"- latency against depth (least squares over the {len(dense)} dense rows): {per_layer:.2f} ms "
-                     f"per layer + {fixed:.2f} ms per query that does not shrink with depth, so a cut of k of the "
-                     f"teacher's {teacher['layers']} layers is at most "
-                     f"{(per_layer * teacher['layers'] + fixed) / (per_layer + fixed):.1f}x faster even at k = 1")
+        lines.append(
+            f"- latency against depth (least squares over the {len(dense)} dense rows): {per_layer:.2f} ms "
+            f"per layer + {fixed:.2f} ms per query that does not shrink with depth, so a cut of k of the "
+            f"teacher's {teacher['layers']} layers is at most "
+            f"{(per_layer * teacher['layers'] + fixed) / (per_layer + fixed):.1f}x faster even at k = 1"
+        )
     if teacher.get("latency_ms_sequential") and minilm.get("latency_ms_sequential"):
         seq_t, seq_m = teacher["latency_ms_sequential"], minilm["latency_ms_sequential"]
         sequential = {r["model"]: r.get("latency_ms_sequential") for r in rows}
-        pairs = [(sequential[r["model"]], sequential[r["model"].split(", queries over")[0]])
-                 for r in rows if r.get("doc_model")]  # one query model, on its own index and on the teacher's
+        pairs = [
+            (sequential[r["model"]], sequential[r["model"].split(", queries over")[0]])
+            for r in rows
+            if r.get("doc_model")
+        ]  # one query model, on its own index and on the teacher's
         gaps = [max(a, b) / min(a, b) - 1 for a, b in pairs if a and b]
-        lines.append(f"- why the latencies are re-timed interleaved: timed by the evaluator one model after another, "
-                     f"minilm and the teacher (the same 6 x 384 architecture) took {seq_m:.2f} and {seq_t:.2f} ms "
-                     f"({100 * (max(seq_t, seq_m) / min(seq_t, seq_m) - 1):.0f}% apart; interleaved "
-                     f"{minilm['latency_ms']:.2f} and {teacher['latency_ms']:.2f} ms)"
-                     + (f", and the same query model on its own index and on the teacher's up to "
-                        f"{100 * max(gaps):.0f}% apart" if gaps else ""))
-    lines += ["", "## Training runs", "", "| run | steps | pairs seen | wall (s) | final loss | stop | sources |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"- why the latencies are re-timed interleaved: timed by the evaluator one model after another, "
+            f"minilm and the teacher (the same 6 x 384 architecture) took {seq_m:.2f} and {seq_t:.2f} ms "
+            f"({100 * (max(seq_t, seq_m) / min(seq_t, seq_m) - 1):.0f}% apart; interleaved "
+            f"{minilm['latency_ms']:.2f} and {teacher['latency_ms']:.2f} ms)"
+            + (
+                f", and the same query model on its own index and on the teacher's up to {100 * max(gaps):.0f}% apart"
+                if gaps
+                else ""
+            )
+        )
+    lines += [
+        "",
+        "## Training runs",
+        "",
+        "| run | steps | pairs seen | wall (s) | final loss | stop | sources |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, s in summaries.items():
-        lines.append(f"| {name} | {s['steps']} | {s['pairs_seen']} | {s['wall_s']} | {_fmt(s['final_loss'], 3)} | "
-                     f"{s['stop_reason']} | {', '.join(f'{k} {v}' for k, v in s['sources'].items())} |")
+        lines.append(
+            f"| {name} | {s['steps']} | {s['pairs_seen']} | {s['wall_s']} | {_fmt(s['final_loss'], 3)} | "
+            f"{s['stop_reason']} | {', '.join(f'{k} {v}' for k, v in s['sources'].items())} |"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / "retriever_quality.md", "\n".join(lines) + "\n")
-    atomic_write_json(RESULTS / "retriever_quality.json", {"machine": machine, "rows": rows,
-                                                           "runs": {k: {kk: vv for kk, vv in v.items()
-                                                                        if kk != "loss_curve"}
-                                                                    for k, v in summaries.items()}})
+    atomic_write_json(
+        RESULTS / "retriever_quality.json",
+        {
+            "machine": machine,
+            "rows": rows,
+            "runs": {k: {kk: vv for kk, vv in v.items() if kk != "loss_curve"} for k, v in summaries.items()},
+        },
+    )
     print("\n".join(lines))
 
 
@@ -324,18 +404,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("train", "distill", "eval", "latency", "render"))
     parser.add_argument("--data-root", default=os.environ.get("INDUS_DATA", str(REPO.parent / "shared" / "data")))
-    parser.add_argument("--students", nargs="+", default=list(STUDENTS),
-                        help="teacher layers kept by each student, e.g. 0,3,5")
+    parser.add_argument(
+        "--students", nargs="+", default=list(STUDENTS), help="teacher layers kept by each student, e.g. 0,3,5"
+    )
     parser.add_argument("--set", action="append", help="config override for train/distill, key=value")
-    parser.add_argument("--add", action="store_true",
-                        help="eval: score only the --students rows the saved results lack, keep the others")
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="eval: score only the --students rows the saved results lack, keep the others",
+    )
     parser.add_argument("--runs", type=Path, default=RUNS, help="folder of the trained models")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
     args = parser.parse_args()
     os.environ["INDUS_DATA"] = args.data_root
     RUNS, TEACHER, RESULTS = args.runs, args.runs / "teacher", args.results
-    {"train": stage_train, "distill": stage_distill, "eval": stage_eval, "latency": stage_latency,
-     "render": stage_render}[args.stage](args)
+    {
+        "train": stage_train,
+        "distill": stage_distill,
+        "eval": stage_eval,
+        "latency": stage_latency,
+        "render": stage_render,
+    }[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -54,9 +54,26 @@ def start_server(index: Path, db: Path) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "indus", "studio", "serve", "--index", str(index), "--db", str(db),
-                             "--port", str(port), "--pool", "bm25"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "indus",
+            "studio",
+            "serve",
+            "--index",
+            str(index),
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--pool",
+            "bm25",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     while time.perf_counter() - start < 300:
         if proc.poll() is not None:
@@ -109,9 +126,16 @@ def load(base: str, queries: list[str], mode: str, clients: int, seconds: float,
         raise SystemExit(f"{mode} x{clients}: {errors[0]}")
     lat = np.array([x for c in latencies for x in c])
     srv = np.array([x for c in took for x in c])
-    return {"mode": mode, "clients": clients, "requests": int(lat.size), "seconds": round(elapsed, 2),
-            "p50_ms": round(float(np.percentile(lat, 50)), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2),
-            "queries_per_s": round(lat.size / elapsed, 1), "search_p50_ms": round(float(np.percentile(srv, 50)), 2)}
+    return {
+        "mode": mode,
+        "clients": clients,
+        "requests": int(lat.size),
+        "seconds": round(elapsed, 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p95_ms": round(float(np.percentile(lat, 95)), 2),
+        "queries_per_s": round(lat.size / elapsed, 1),
+        "search_p50_ms": round(float(np.percentile(srv, 50)), 2),
+    }
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -145,41 +169,61 @@ def measure(args: argparse.Namespace) -> dict:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    return {"machine": machine_line(), "load_average_at_start": os.getloadavg()[0], "data": str(args.data),
-            "documents": meta["count"], "queries": len(queries), "model": meta["model"], "index": str(index),
-            "index_build_s": build_s, "server_startup_s": round(startup_s, 1), "seconds_per_cell": args.seconds,
-            "k": args.k, "rows": rows,
-            "note": "the load average above shows what else ran on this 2-core machine; compare rows of this run "
-                    "with each other, not with runs taken under other load"}
+    return {
+        "machine": machine_line(),
+        "load_average_at_start": os.getloadavg()[0],
+        "data": str(args.data),
+        "documents": meta["count"],
+        "queries": len(queries),
+        "model": meta["model"],
+        "index": str(index),
+        "index_build_s": build_s,
+        "server_startup_s": round(startup_s, 1),
+        "seconds_per_cell": args.seconds,
+        "k": args.k,
+        "rows": rows,
+        "note": "the load average above shows what else ran on this 2-core machine; compare rows of this run "
+        "with each other, not with runs taken under other load",
+    }
 
 
 def render(result: dict) -> str:
-    lines = ["# Studio search load (`indus studio serve`, one uvicorn worker, loopback)", "",
-             f"Machine: {result['machine']}. Load average at start: {result['load_average_at_start']:.2f}.",
-             f"Note: {result['note']}.", "",
-             f"`{result['data']}`: {result['documents']:,} documents; the {result['queries']} test queries, cycled; "
-             f"k = {result['k']}; index `{result['index']}` (dense: `{result['model']}`, exact inner product; BM25: "
-             "bm25s); each "
-             f"cell runs {result['seconds_per_cell']} s after a warm-up. Latency is client-side per request (HTTP + "
-             "JSON + search); search p50 "
-             "is the app's own `took_ms` (the search, including any wait for the searcher's lock: one search runs at "
-             "a time). Server start to /healthz: "
-             f"{result['server_startup_s']} s.", "",
-             "| mode | clients | requests | p50 ms | p95 ms | queries/s | search p50 ms |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Studio search load (`indus studio serve`, one uvicorn worker, loopback)",
+        "",
+        f"Machine: {result['machine']}. Load average at start: {result['load_average_at_start']:.2f}.",
+        f"Note: {result['note']}.",
+        "",
+        f"`{result['data']}`: {result['documents']:,} documents; the {result['queries']} test queries, cycled; "
+        f"k = {result['k']}; index `{result['index']}` (dense: `{result['model']}`, exact inner product; BM25: "
+        "bm25s); each "
+        f"cell runs {result['seconds_per_cell']} s after a warm-up. Latency is client-side per request (HTTP + "
+        "JSON + search); search p50 "
+        "is the app's own `took_ms` (the search, including any wait for the searcher's lock: one search runs at "
+        "a time). Server start to /healthz: "
+        f"{result['server_startup_s']} s.",
+        "",
+        "| mode | clients | requests | p50 ms | p95 ms | queries/s | search p50 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['mode']} | {r['clients']} | {r['requests']:,} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-                     f"{r['queries_per_s']:.1f} | {r['search_p50_ms']:.1f} |")
+        lines.append(
+            f"| {r['mode']} | {r['clients']} | {r['requests']:,} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+            f"{r['queries_per_s']:.1f} | {r['search_p50_ms']:.1f} |"
+        )
     hybrid = {r["clients"]: r for r in result["rows"] if r["mode"] == "hybrid"}
     if hybrid:
         one, best = hybrid[min(hybrid)], max(hybrid.values(), key=lambda r: r["queries_per_s"])
         ok = one["p50_ms"] <= TARGET_P50_MS and best["queries_per_s"] >= TARGET_QPS
-        lines += ["", f"Target (issue 16): hybrid p50 <= {TARGET_P50_MS:.0f} ms and >= {TARGET_QPS:.0f} queries/s with "
-                      f"one worker. Measured: p50 {one['p50_ms']:.1f} ms with {one['clients']} client, "
-                      f"{best['queries_per_s']:.1f} queries/s at best ({best['clients']} "
-                      f"client{'s' * (best['clients'] > 1)}): {'met' if ok else 'NOT met'}. The dense half of a "
-                      "hybrid search (the minilm query encoding) is most of its time; searches run one at a time, "
-                      "so 8 clients queue rather than add throughput on 2 cores."]
+        lines += [
+            "",
+            f"Target (issue 16): hybrid p50 <= {TARGET_P50_MS:.0f} ms and >= {TARGET_QPS:.0f} queries/s with "
+            f"one worker. Measured: p50 {one['p50_ms']:.1f} ms with {one['clients']} client, "
+            f"{best['queries_per_s']:.1f} queries/s at best ({best['clients']} "
+            f"client{'s' * (best['clients'] > 1)}): {'met' if ok else 'NOT met'}. The dense half of a "
+            "hybrid search (the minilm query encoding) is most of its time; searches run one at a time, "
+            "so 8 clients queue rather than add throughput on 2 cores.",
+        ]
     lines += ["", "Reproduce: `flock /tmp/indus-bench.lock .venv/bin/python benchmarks/studio_load.py`."]
     return "\n".join(lines) + "\n"
 

@@ -30,8 +30,11 @@ def _settings(row: dict) -> str:
     for key in ("seeds", "epochs"):
         if key in m:
             parts.append(f"{key} {m[key]:g}")
-    for used, total in (("train_sentences", "train_sentences_total"), ("train_questions", None),
-                        ("train_examples", "train_examples_total")):
+    for used, total in (
+        ("train_sentences", "train_sentences_total"),
+        ("train_questions", None),
+        ("train_examples", "train_examples_total"),
+    ):
         if used in m:
             parts.append(f"train {m[used]}/{m[total]}" if total in m else f"train {m[used]}")
     for key in ("eval_sentences", "eval_questions", "eval_examples", "queries"):
@@ -53,21 +56,34 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["INDUS_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
     suite = load_suite(args.suite)
-    result = run_suite(args.model, args.suite,
-                       on_row=lambda r: print(f"{r['task']} {r['data']}: {r['metric']} {r['value']:.4f} "
-                                              f"({r['wall_s']:.0f} s)", flush=True))
+    result = run_suite(
+        args.model,
+        args.suite,
+        on_row=lambda r: print(
+            f"{r['task']} {r['data']}: {r['metric']} {r['value']:.4f} ({r['wall_s']:.0f} s)", flush=True
+        ),
+    )
     extra = " ".join(sys.argv[1:] if argv is None else argv)
     command = "flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/suite_default.py" + (f" {extra}" if extra else "")
-    lines = [f"# Suite `{result['suite']}` for {args.model}", "", f"Machine: {machine_line()}", "",
-             f"Command: `{command}` (suite file `{Path(result['suite_path']).name}`; the same as "
-             f"`indus eval suite --model {args.model}{f' --suite {args.suite}' if args.suite else ''}`).", "",
-             f"Total wall time: **{result['wall_s'] / 60:.1f} min** for {len(suite.tasks)} tasks.", "",
-             "| task | data | model | metric | value | std | also | budget | wall (min) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Suite `{result['suite']}` for {args.model}",
+        "",
+        f"Machine: {machine_line()}",
+        "",
+        f"Command: `{command}` (suite file `{Path(result['suite_path']).name}`; the same as "
+        f"`indus eval suite --model {args.model}{f' --suite {args.suite}' if args.suite else ''}`).",
+        "",
+        f"Total wall time: **{result['wall_s'] / 60:.1f} min** for {len(suite.tasks)} tasks.",
+        "",
+        "| task | data | model | metric | value | std | also | budget | wall (min) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         std = f"{r['std']:.4f}" if r["std"] is not None else ""
-        lines.append(f"| {r['task']} | {r['data']} | {r['model']} | {r['metric']} | {r['value']:.4f} | {std} | "
-                     f"{r['also']} | {_settings(r)} | {r['wall_s'] / 60:.1f} |")
+        lines.append(
+            f"| {r['task']} | {r['data']} | {r['model']} | {r['metric']} | {r['value']:.4f} | {std} | "
+            f"{r['also']} | {_settings(r)} | {r['wall_s'] / 60:.1f} |"
+        )
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     atomic_write_json(args.out.with_suffix(".json"), {"command": command, "machine": machine_line(), **result})
     print(f"wrote {args.out}")

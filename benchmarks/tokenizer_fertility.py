@@ -40,32 +40,47 @@ def main() -> None:
     train_s: dict[int, float] = {}
     for v in VOCABS:
         start = time.perf_counter()
-        train_bpe([train], v, out_dir=args.tokenizers / f"indusbpe-{v}", lowercase=True, show_progress=False,
-                  overwrite=True)
+        train_bpe(
+            [train], v, out_dir=args.tokenizers / f"indusbpe-{v}", lowercase=True, show_progress=False, overwrite=True
+        )
         train_s[v] = time.perf_counter() - start
     specs = [str(args.tokenizers / f"indusbpe-{v}") for v in VOCABS] + ["minilm"]
     names = [f"INDUSBPE {v:,} (ours, uncased)" for v in VOCABS] + ["minilm WordPiece 30,522 (uncased, general)"]
     rows = compare_tokenizers(valid, specs, names=names)
     base = rows[-1]
 
-    lines = ["# Tokenizer fertility: INDUSBPE vs minilm's WordPiece", "", f"Machine: {machine_line()}", "",
-             "Command: `flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/tokenizer_fertility.py`", "",
-             f"Trained on `corpus/train.jsonl.gz` (uncased byte-level BPE); counted on `corpus/valid.jsonl.gz` "
-             f"({base.documents:,} documents, {base.words:,} whitespace words), special tokens excluded.", "",
-             "| tokenizer | vocab | tokens | tokens / word | vs INDUSBPE 50,265 | vs minilm | train time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Tokenizer fertility: INDUSBPE vs minilm's WordPiece",
+        "",
+        f"Machine: {machine_line()}",
+        "",
+        "Command: `flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/tokenizer_fertility.py`",
+        "",
+        f"Trained on `corpus/train.jsonl.gz` (uncased byte-level BPE); counted on `corpus/valid.jsonl.gz` "
+        f"({base.documents:,} documents, {base.words:,} whitespace words), special tokens excluded.",
+        "",
+        "| tokenizer | vocab | tokens | tokens / word | vs INDUSBPE 50,265 | vs minilm | train time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r, v in zip(rows, [*VOCABS, None], strict=True):
         vs_minilm = 100.0 * (r.tokens - base.tokens) / base.tokens
         t = f"{train_s[v]:.1f}" if v else "-"
-        lines.append(f"| {r.tokenizer} | {r.vocab_size:,} | {r.tokens:,} | {r.tokens_per_word:.3f} | "
-                     f"{r.relative_diff_pct:+.1f}% | {vs_minilm:+.1f}% | {t} |")
-    lines += ["", "The paper (arXiv 2405.10725, Table 2) reports INDUSBPE producing 4.3% fewer tokens than RoBERTa's "
-              "BPE on ADS abstracts and 8.3% fewer on PMC papers (RoBERTa's tokenizer is not available offline here; "
-              "minilm's general-domain WordPiece is the baseline)."]
+        lines.append(
+            f"| {r.tokenizer} | {r.vocab_size:,} | {r.tokens:,} | {r.tokens_per_word:.3f} | "
+            f"{r.relative_diff_pct:+.1f}% | {vs_minilm:+.1f}% | {t} |"
+        )
+    lines += [
+        "",
+        "The paper (arXiv 2405.10725, Table 2) reports INDUSBPE producing 4.3% fewer tokens than RoBERTa's "
+        "BPE on ADS abstracts and 8.3% fewer on PMC papers (RoBERTa's tokenizer is not available offline here; "
+        "minilm's general-domain WordPiece is the baseline).",
+    ]
     OUT.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OUT / "tokenizer_fertility.md", "\n".join(lines) + "\n")
-    atomic_write_json(OUT / "tokenizer_fertility.json", {"machine": machine_line(), "train_s": train_s,
-                                                         "rows": [r.to_dict() for r in rows]})
+    atomic_write_json(
+        OUT / "tokenizer_fertility.json",
+        {"machine": machine_line(), "train_s": train_s, "rows": [r.to_dict() for r in rows]},
+    )
     print("\n".join(lines))
 
 

@@ -35,8 +35,19 @@ def test_bad_option_exits_2():
 
 def test_missing_data_root_is_one_line_exit_2(tmp_path):
     """The real entry point: a user error prints one line on stderr, no traceback."""
-    proc = subprocess.run([sys.executable, "-c", "from indus.cli import main; main()", "--data-root",
-                           str(tmp_path / "nope"), "data", "list"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from indus.cli import main; main()",
+            "--data-root",
+            str(tmp_path / "nope"),
+            "data",
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0

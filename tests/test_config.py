@@ -43,9 +43,13 @@ def test_roundtrip(tmp_path):
 
 @pytest.mark.parametrize(
     "data, message",
-    [({"stepz": 1}, "unknown setting"), ({"steps": "many"}, "expected an integer"),
-     ({"bf16": "yes please"}, "true or false"), ({"steps": -1}, "steps must be positive"),
-     ({"optim": {"lr": [1]}}, "expected a number")],
+    [
+        ({"stepz": 1}, "unknown setting"),
+        ({"steps": "many"}, "expected an integer"),
+        ({"bf16": "yes please"}, "true or false"),
+        ({"steps": -1}, "steps must be positive"),
+        ({"optim": {"lr": [1]}}, "expected a number"),
+    ],
 )
 def test_bad_config_names_the_key(data, message):
     with pytest.raises(IndusError, match=message):

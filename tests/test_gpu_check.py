@@ -18,8 +18,9 @@ _spec.loader.exec_module(gpu_check)
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the skip path is for machines without CUDA")
 def test_cpu_machine_skips_with_a_message_and_exit_0(tmp_path):
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "gpu_check")], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "gpu_check")], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "no CUDA device" in done.stdout
     assert not list(tmp_path.iterdir())  # nothing written

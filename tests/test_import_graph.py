@@ -130,15 +130,18 @@ def _plant(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_walker_finds_a_cycle_through_a_function_level_import(tmp_path):
-    root = _plant(tmp_path, {
-        "__init__.py": "",
-        "models.py": "from indus.errors import IndusError\n",
-        "errors.py": "",
-        "a/__init__.py": "",
-        "a/x.py": "import indus.models\n\ndef f():\n    from indus.b.y import g\n    return g\n",
-        "b/__init__.py": "",
-        "b/y.py": "from ..a import x\n\ndef g():\n    return x\n",
-    })
+    root = _plant(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "models.py": "from indus.errors import IndusError\n",
+            "errors.py": "",
+            "a/__init__.py": "",
+            "a/x.py": "import indus.models\n\ndef f():\n    from indus.b.y import g\n    return g\n",
+            "b/__init__.py": "",
+            "b/y.py": "from ..a import x\n\ndef g():\n    return x\n",
+        },
+    )
     edges = import_graph(root)
     assert edges["a"]["b"] == ["a/x.py:4"] and edges["b"]["a"] == ["b/y.py:1"]
     assert room_cycles(edges) == [["a", "b"]]
@@ -147,15 +150,18 @@ def test_walker_finds_a_cycle_through_a_function_level_import(tmp_path):
 
 def test_walker_finds_a_cycle_through_a_top_level_module(tmp_path):
     """Today's shape before the presets moved: encoder -> tokenizer -> models -> encoder."""
-    root = _plant(tmp_path, {
-        "__init__.py": "",
-        "models.py": "from indus.encoder.presets import PRESETS\n",
-        "encoder/__init__.py": "",
-        "encoder/presets.py": "PRESETS = {}\n",
-        "encoder/pretrain.py": "def tok():\n    from indus.tokenizer import resolve\n",
-        "tokenizer/__init__.py": "",
-        "tokenizer/resolve.py": "def load():\n    from indus.models import load_tokenizer\n",
-    })
+    root = _plant(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "models.py": "from indus.encoder.presets import PRESETS\n",
+            "encoder/__init__.py": "",
+            "encoder/presets.py": "PRESETS = {}\n",
+            "encoder/pretrain.py": "def tok():\n    from indus.tokenizer import resolve\n",
+            "tokenizer/__init__.py": "",
+            "tokenizer/resolve.py": "def load():\n    from indus.models import load_tokenizer\n",
+        },
+    )
     assert room_cycles(import_graph(root)) == [["encoder", "models", "tokenizer"]]
     (root / "presets.py").write_text("PRESETS = {}\n")
     (root / "models.py").write_text("from indus.presets import PRESETS\n")  # the fix: presets beside models
@@ -164,8 +170,13 @@ def test_walker_finds_a_cycle_through_a_top_level_module(tmp_path):
 
 def _heavy_after(code: str) -> list[str]:
     probe = f"import sys\n{code}\nprint('HEAVY:', *(m for m in {HEAVY!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(SRC.parent), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(SRC.parent), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     return out.stdout.splitlines()[-1].split()[1:]  # the command's own output comes first
 
 

@@ -17,11 +17,14 @@ def test_reads_plain_and_gzip(tmp_path):
     assert [o["x"] for _, o in iter_jsonl(tmp_path / "b.jsonl.gz")] == [3]
 
 
-@pytest.mark.parametrize("content, line, words", [
-    ('{"x": 1}\n{"x": \n', 2, "JSON object per line"),
-    ('{"x": 1}\n[1, 2]\n', 2, "found list"),
-    ('{"x": 1}\n{"y": 1}\n', 2, "missing field"),
-])
+@pytest.mark.parametrize(
+    "content, line, words",
+    [
+        ('{"x": 1}\n{"x": \n', 2, "JSON object per line"),
+        ('{"x": 1}\n[1, 2]\n', 2, "found list"),
+        ('{"x": 1}\n{"y": 1}\n', 2, "missing field"),
+    ],
+)
 def test_errors_name_file_and_line(tmp_path, content, line, words):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)

@@ -10,8 +10,13 @@ from indus.timing import latencies_ms
 
 
 def test_every_reader_shares_the_split_aliases(tmp_path):
-    assert [canonical_split(s) for s in ("validation", "VAL", "devel", "training", "testing")] == \
-        ["dev", "dev", "dev", "train", "test"]
+    assert [canonical_split(s) for s in ("validation", "VAL", "devel", "training", "testing")] == [
+        "dev",
+        "dev",
+        "dev",
+        "train",
+        "test",
+    ]
     (tmp_path / "train.tsv").write_text("a\tO\n")
     (tmp_path / "val.tsv").write_text("b\tB-X\n")
     ds = load_ner_dataset(tmp_path)

@@ -61,33 +61,43 @@ def test_sentence_transformer_mean_pooling_on_plain_folder(micro_model_dir):
 # ------------------------------------------------------------------------ one meaning for a model string
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("minilm", Named("minilm")),
-    ("runs/teacher", Named("runs/teacher")),
-    ("bm25", Bm25("bm25")),
-    ("random:micro", RandomInit("random:micro", "micro", None, "micro")),
-    ("random:micro@runs/tok", RandomInit("random:micro@runs/tok", "micro", "runs/tok", "micro")),
-    ("random:runs/teacher", RandomInit("random:runs/teacher", "runs/teacher", None, None)),
-    ("layers:3@minilm", LayerCut("layers:3@minilm", "minilm", (0, 1, 2), None)),
-    ("minilm-layers:2/ffn=64", LayerCut("minilm-layers:2/ffn=64", "minilm", (0, 1), 64)),
-    ("layers:0,2/ffn=8@random:micro@minilm", LayerCut("layers:0,2/ffn=8@random:micro@minilm", "random:micro@minilm",
-                                                      (0, 2), 8)),
-    ("pretrain:tiny", RunRef("pretrain:tiny", "pretrain", "tiny")),
-    ("bm25+layers:2@minilm", Fused("bm25+layers:2@minilm", (Bm25("bm25"), LayerCut("layers:2@minilm", "minilm",
-                                                                                    (0, 1), None)))),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("minilm", Named("minilm")),
+        ("runs/teacher", Named("runs/teacher")),
+        ("bm25", Bm25("bm25")),
+        ("random:micro", RandomInit("random:micro", "micro", None, "micro")),
+        ("random:micro@runs/tok", RandomInit("random:micro@runs/tok", "micro", "runs/tok", "micro")),
+        ("random:runs/teacher", RandomInit("random:runs/teacher", "runs/teacher", None, None)),
+        ("layers:3@minilm", LayerCut("layers:3@minilm", "minilm", (0, 1, 2), None)),
+        ("minilm-layers:2/ffn=64", LayerCut("minilm-layers:2/ffn=64", "minilm", (0, 1), 64)),
+        (
+            "layers:0,2/ffn=8@random:micro@minilm",
+            LayerCut("layers:0,2/ffn=8@random:micro@minilm", "random:micro@minilm", (0, 2), 8),
+        ),
+        ("pretrain:tiny", RunRef("pretrain:tiny", "pretrain", "tiny")),
+        (
+            "bm25+layers:2@minilm",
+            Fused("bm25+layers:2@minilm", (Bm25("bm25"), LayerCut("layers:2@minilm", "minilm", (0, 1), None))),
+        ),
+    ],
+)
 def test_parse_model_reads_every_form(spec, expected):
     assert parse_model(spec) == expected
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("random:", "random:<preset>"),
-    ("layers:3", "layers:N@MODEL"),
-    ("layers:x@minilm", "integers"),
-    ("layers:0,0@minilm", "distinct"),
-    ("layers:2/width=3@minilm", "/ffn=N"),
-    ("bm25+", "a system on each side"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("random:", "random:<preset>"),
+        ("layers:3", "layers:N@MODEL"),
+        ("layers:x@minilm", "integers"),
+        ("layers:0,0@minilm", "distinct"),
+        ("layers:2/width=3@minilm", "/ffn=N"),
+        ("bm25+", "a system on each side"),
+    ],
+)
 def test_parse_model_refuses_malformed_strings_in_one_line(spec, message):
     with pytest.raises(IndusError, match=message) as err:
         parse_model(spec)

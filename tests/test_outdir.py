@@ -16,8 +16,10 @@ from indus.cards import read_header
 from indus.errors import IndusError
 from indus.outdir import MARKER, check_flags, prepare_output_dir, read_marker
 
-LINES = ["Coronal mass ejections drive geomagnetic storms in the magnetosphere.",
-         "Aerosols scatter sunlight and change the radiative balance of the atmosphere."] * 30
+LINES = [
+    "Coronal mass ejections drive geomagnetic storms in the magnetosphere.",
+    "Aerosols scatter sunlight and change the radiative balance of the atmosphere.",
+] * 30
 
 
 @pytest.fixture()
@@ -80,8 +82,11 @@ def test_the_convention_by_case(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         busy.mkdir()
-        (busy / MARKER).write_text(json.dumps({"command": "pretrain", "status": "running", "pid": sleeper.pid,
-                                               "host": read_marker(out)["host"]}))
+        (busy / MARKER).write_text(
+            json.dumps(
+                {"command": "pretrain", "status": "running", "pid": sleeper.pid, "host": read_marker(out)["host"]}
+            )
+        )
         with pytest.raises(IndusError, match=f"another indus process \\(pid {sleeper.pid}"):
             prepare_output_dir(busy, command="pretrain", resumable=True, resume=True)
     finally:
@@ -91,8 +96,11 @@ def test_the_convention_by_case(tmp_path):
     (busy / "config.yaml").write_text("a: 1\n")
     (busy / "checkpoints").mkdir()
     (busy / "checkpoints" / "step-0000010").mkdir()
-    with pytest.raises(IndusError, match="unfinished `indus pretrain` run with checkpoints\\); pass --resume to "
-                                         "continue it or --overwrite to start again"):
+    with pytest.raises(
+        IndusError,
+        match="unfinished `indus pretrain` run with checkpoints\\); pass --resume to "
+        "continue it or --overwrite to start again",
+    ):
         prepare_output_dir(busy, command="pretrain", resumable=True)
     (busy / "checkpoints" / "step-0000010").rmdir()
     prepare_output_dir(busy, command="pretrain", resumable=True)
@@ -130,8 +138,15 @@ def test_card_header_is_yaml_with_the_hub_base_model(tmp_path):
     from indus.cards import write_card
 
     (tmp_path / "m").mkdir()
-    write_card(tmp_path / "m", title="t", kind="retriever", library_name="sentence-transformers",
-               base_model="layers:3@minilm", settings={"lr": 2e-5, "note": "a | b"}, metrics={"x": float("nan")})
+    write_card(
+        tmp_path / "m",
+        title="t",
+        kind="retriever",
+        library_name="sentence-transformers",
+        base_model="layers:3@minilm",
+        settings={"lr": 2e-5, "note": "a | b"},
+        metrics={"x": float("nan")},
+    )
     text = (tmp_path / "m" / "README.md").read_text()
     head = yaml.safe_load(text.split("---\n")[1])
     assert head == read_header(tmp_path / "m")

@@ -20,8 +20,15 @@ def test_sbatch_script_launches_the_paper_config_through_srun_and_torchrun(tmp_p
     (bin_dir / "srun").write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > {shlex.quote(str(log))}\n')
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-node-[01-02]",
-           "SLURM_NNODES": "2", "SLURM_JOB_ID": "4242", "SLURM_GPUS_ON_NODE": "4", "RUN_DIR": "/shared/runs/p"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "gpu-node-[01-02]",
+        "SLURM_NNODES": "2",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_GPUS_ON_NODE": "4",
+        "RUN_DIR": "/shared/runs/p",
+    }
     done = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     args = log.read_text().splitlines()
@@ -29,9 +36,22 @@ def test_sbatch_script_launches_the_paper_config_through_srun_and_torchrun(tmp_p
     cmd = args[5:]
     assert cmd[1:3] == ["-m", "torch.distributed.run"]
     opts = dict(zip(cmd[3:13:2], cmd[4:14:2]))
-    assert opts == {"--nnodes": "2", "--nproc_per_node": "4", "--rdzv_id": "4242", "--rdzv_backend": "c10d",
-                    "--rdzv_endpoint": "gpu-node-01:29500"}
-    assert cmd[13:] == ["-m", "indus", "--data-root", str(ROOT / "data"), "run", "configs/pipeline/paper.yaml", "--out",
-                        "/shared/runs/p"]
+    assert opts == {
+        "--nnodes": "2",
+        "--nproc_per_node": "4",
+        "--rdzv_id": "4242",
+        "--rdzv_backend": "c10d",
+        "--rdzv_endpoint": "gpu-node-01:29500",
+    }
+    assert cmd[13:] == [
+        "-m",
+        "indus",
+        "--data-root",
+        str(ROOT / "data"),
+        "run",
+        "configs/pipeline/paper.yaml",
+        "--out",
+        "/shared/runs/p",
+    ]
     assert (ROOT / "configs" / "pipeline" / "paper.yaml").is_file()
     assert "#SBATCH --ntasks-per-node=1" in SCRIPT.read_text()

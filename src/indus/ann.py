@@ -132,15 +132,26 @@ class IndexSpec:
         pq_m = self.pq_m or auto_pq_m(dim)
         if dim % pq_m:
             raise IndusError(f"pq_m = {pq_m} does not divide the dimension {dim}")
-        return IndexSpec(kind=kind, hnsw_m=self.hnsw_m, ef_construction=self.ef_construction,
-                         ef_search=self.ef_search, nlist=nlist, nprobe=self.nprobe or max(8, nlist // 32),
-                         pq_m=pq_m, pq_nbits=self.pq_nbits, refine=self.refine,
-                         train_size=min(n, self.train_size or 40 * nlist))
+        return IndexSpec(
+            kind=kind,
+            hnsw_m=self.hnsw_m,
+            ef_construction=self.ef_construction,
+            ef_search=self.ef_search,
+            nlist=nlist,
+            nprobe=self.nprobe or max(8, nlist // 32),
+            pq_m=pq_m,
+            pq_nbits=self.pq_nbits,
+            refine=self.refine,
+            train_size=min(n, self.train_size or 40 * nlist),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The parameters that matter for ``kind`` (for ``meta.json``)."""
-        keep = {"flat": ("kind",), "hnsw": ("kind", "hnsw_m", "ef_construction", "ef_search"),
-                "ivfpq": ("kind", "nlist", "nprobe", "pq_m", "pq_nbits", "refine", "train_size")}.get(self.kind)
+        keep = {
+            "flat": ("kind",),
+            "hnsw": ("kind", "hnsw_m", "ef_construction", "ef_search"),
+            "ivfpq": ("kind", "nlist", "nprobe", "pq_m", "pq_nbits", "refine", "train_size"),
+        }.get(self.kind)
         return {k: v for k, v in asdict(self).items() if keep is None or k in keep}
 
 
@@ -188,8 +199,9 @@ def empty_index(spec: IndexSpec, dim: int) -> Any:
     return index
 
 
-def build_faiss_index(kind: str | IndexSpec, vectors: Any, *, batch_rows: int = 65_536, seed: int = 0,
-                      progress: Any = None, **params: Any) -> tuple[Any, IndexSpec]:
+def build_faiss_index(
+    kind: str | IndexSpec, vectors: Any, *, batch_rows: int = 65_536, seed: int = 0, progress: Any = None, **params: Any
+) -> tuple[Any, IndexSpec]:
     """Build a faiss index from ``vectors``, reading ``batch_rows`` rows at a time.
 
     Parameters
@@ -224,8 +236,10 @@ def build_faiss_index(kind: str | IndexSpec, vectors: Any, *, batch_rows: int = 
     index = empty_index(spec, dim)
     if spec.kind == "ivfpq":
         if spec.train_size < 2**spec.pq_nbits:
-            raise IndusError(f"ivfpq needs at least {2**spec.pq_nbits} vectors to train its codebooks, got "
-                             f"{spec.train_size}; use --index-type flat for a collection this small")
+            raise IndusError(
+                f"ivfpq needs at least {2**spec.pq_nbits} vectors to train its codebooks, got "
+                f"{spec.train_size}; use --index-type flat for a collection this small"
+            )
         sample = _training_sample(vectors, spec.train_size, seed)  # (T, D)
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.seed = seed
@@ -273,9 +287,17 @@ def set_search_params(index: Any, *, ef_search: int | None = None, nprobe: int |
             pass
 
 
-def write_index_sharded(model: Any, texts: Sequence[str], index_path: str | Path, *, kind: str = "auto",
-                        vectors_path: str | Path | None = None, batch_size: int = 64, chunk_size: int = 8192,
-                        **params: Any) -> dict[str, Any] | None:
+def write_index_sharded(
+    model: Any,
+    texts: Sequence[str],
+    index_path: str | Path,
+    *,
+    kind: str = "auto",
+    vectors_path: str | Path | None = None,
+    batch_size: int = 64,
+    chunk_size: int = 8192,
+    **params: Any,
+) -> dict[str, Any] | None:
     """Encode ``texts`` across the processes and write one faiss index, from the main process only.
 
     Parameters
@@ -322,8 +344,9 @@ def binary_codes(vectors: np.ndarray) -> np.ndarray:
     return np.packbits(np.asarray(vectors) > 0, axis=1)
 
 
-def build_quantized_index(kind: str, vectors: Any, *, batch_rows: int = 65_536, seed: int = 0,
-                          train_size: int = 100_000) -> Any:
+def build_quantized_index(
+    kind: str, vectors: Any, *, batch_rows: int = 65_536, seed: int = 0, train_size: int = 100_000
+) -> Any:
     """An exact (brute-force) index over compressed vectors, built ``batch_rows`` rows at a time.
 
     ``int8``: faiss ``IndexScalarQuantizer`` (``QT_8bit``: one byte per dimension, each dimension's range learnt
@@ -342,7 +365,7 @@ def build_quantized_index(kind: str, vectors: Any, *, batch_rows: int = 65_536, 
             raise IndusError(f"--quantize binary needs a dimension divisible by 8, the model embeds in {dim}")
         index = faiss.IndexBinaryFlat(dim)
         for start in range(0, n, batch_rows):
-            index.add(binary_codes(vectors[start:min(n, start + batch_rows)]))
+            index.add(binary_codes(vectors[start : min(n, start + batch_rows)]))
         return index
     index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     index.train(_training_sample(vectors, min(n, train_size), seed))
@@ -370,8 +393,9 @@ def read_binary_index(path: str | Path) -> Any:
         raise IndusError(f"{path}: could not read the binary faiss index ({reason})") from None
 
 
-def search_index(index: Any, emb: np.ndarray, k: int, *, quantize: str | None = None, rescore: int = 0,
-                 vectors: Any = None) -> list[list[tuple[int, float]]]:
+def search_index(
+    index: Any, emb: np.ndarray, k: int, *, quantize: str | None = None, rescore: int = 0, vectors: Any = None
+) -> list[list[tuple[int, float]]]:
     """Top-``k`` ``(row, score)`` per query embedding over a float, ``int8`` or ``binary`` index, best first.
 
     Parameters

@@ -40,11 +40,12 @@ from indus.outdir import command_line
 
 CARD = "README.md"
 #: model specs with a Hugging Face hub id (what ``base_model`` in the header must be)
-HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2",
-           "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
-           "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
-           "sentence-transformers/all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-
+HUB_IDS = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}
 
 
 def data_files(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -113,13 +114,27 @@ def _table(rows: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def write_card(folder: str | Path, *, title: str, kind: str, library_name: str, summary: str = "",
-               tags: Sequence[str] = (), pipeline_tag: str | None = None, base_model: str | None = None,
-               base_description: str | None = None, tokenizer: str | None = None,
-               data: Mapping[str, Iterable[str | Path]] | None = None, recipe: str = "",
-               settings: Mapping[str, Any] | None = None, steps: int | None = None,
-               metrics: Mapping[str, Any] | None = None, metrics_note: str = "",
-               license: str | None = None, usage: str = "") -> Path:
+def write_card(
+    folder: str | Path,
+    *,
+    title: str,
+    kind: str,
+    library_name: str,
+    summary: str = "",
+    tags: Sequence[str] = (),
+    pipeline_tag: str | None = None,
+    base_model: str | None = None,
+    base_description: str | None = None,
+    tokenizer: str | None = None,
+    data: Mapping[str, Iterable[str | Path]] | None = None,
+    recipe: str = "",
+    settings: Mapping[str, Any] | None = None,
+    steps: int | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    metrics_note: str = "",
+    license: str | None = None,
+    usage: str = "",
+) -> Path:
     """Write ``folder/README.md`` (atomically) and return its path.
 
     Parameters
@@ -149,8 +164,7 @@ def write_card(folder: str | Path, *, title: str, kind: str, library_name: str, 
     """
     folder = Path(folder)
     data = {role: list(paths) for role, paths in (data or {}).items()}
-    header: dict[str, Any] = {"library_name": library_name,
-                              "tags": list(dict.fromkeys(["indus", kind, *tags]))}
+    header: dict[str, Any] = {"library_name": library_name, "tags": list(dict.fromkeys(["indus", kind, *tags]))}
     hub = hub_id(base_model)
     if hub:
         header["base_model"] = hub
@@ -171,13 +185,22 @@ def write_card(folder: str | Path, *, title: str, kind: str, library_name: str, 
         lines.append(f"- Base model: none; {base_description or 'trained from scratch'}")
     if tokenizer:
         lines.append(f"- Tokenizer: `{tokenizer}`")
-    lines += [f"- Built by indus {__version__} on {datetime.now(UTC).isoformat(timespec='seconds')}",
-              f"- Command: `{command_line()}`", ""]
+    lines += [
+        f"- Built by indus {__version__} on {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"- Command: `{command_line()}`",
+        "",
+    ]
     if usage:
         lines += ["## Use", "", "```python", usage.strip(), "```", ""]
     if data:
-        lines += ["## Data", "", "Files as read, with their SHA-256 (the card names data; it never quotes it).", "",
-                  "| role | file | bytes | sha256 |", "|---|---|---|---|"]
+        lines += [
+            "## Data",
+            "",
+            "Files as read, with their SHA-256 (the card names data; it never quotes it).",
+            "",
+            "| role | file | bytes | sha256 |",
+            "|---|---|---|---|",
+        ]
         for role, paths in data.items():
             rows = data_files(paths)
             if not rows:
@@ -209,7 +232,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
     text = (path / CARD if path.is_dir() else path).read_text(encoding="utf-8")
     if not text.startswith("---\n"):
         raise ValueError(f"{path}: no YAML front matter")
-    block = text[4:text.index("\n---", 4)]
+    block = text[4 : text.index("\n---", 4)]
     return yaml.safe_load(block)
 
 
@@ -218,8 +241,9 @@ def read_header(path: str | Path) -> dict[str, Any]:
 ENCODER_METRICS = ("valid_loss", "valid_ppl", "valid_distill_loss")
 
 
-def encoder_card(folder: Path, cfg: Any, metrics: Mapping[str, Any], *, kind: str,
-                 location: Path | None = None) -> Path:
+def encoder_card(
+    folder: Path, cfg: Any, metrics: Mapping[str, Any], *, kind: str, location: Path | None = None
+) -> Path:
     """The card of a pretrained encoder (``kind="encoder"``) or a MiniLMv2 student (``kind="distilled-encoder"``),
     written into ``folder``; ``location`` is where the folder will live (for the usage snippet)."""
     settings = config_to_dict(cfg)
@@ -227,29 +251,44 @@ def encoder_card(folder: Path, cfg: Any, metrics: Mapping[str, Any], *, kind: st
     data = {"train": settings.get("train_files") or [], "held-out": settings.get("valid_files") or []}
     shown = {k: v for k, v in settings.items() if k not in paths}
     if kind == "distilled-encoder":
-        title, recipe = (f"indus MiniLMv2 student ({cfg.preset})",
-                         f"MiniLMv2 (arXiv 2012.15828): the student's last layer learns the Q-Q, K-K and V-V "
-                         f"relations of teacher layer {metrics.get('teacher_layer')} of `{cfg.teacher}`; then the "
-                         f"MLM head is fitted for {metrics.get('head_fit_steps')} steps with the encoder frozen.")
+        title, recipe = (
+            f"indus MiniLMv2 student ({cfg.preset})",
+            f"MiniLMv2 (arXiv 2012.15828): the student's last layer learns the Q-Q, K-K and V-V "
+            f"relations of teacher layer {metrics.get('teacher_layer')} of `{cfg.teacher}`; then the "
+            f"MLM head is fitted for {metrics.get('head_fit_steps')} steps with the encoder frozen.",
+        )
         base, base_desc = str(cfg.teacher), None
-        note = ("`valid_loss`: held-out MLM loss with the fitted head; `valid_distill_loss`: held-out MiniLMv2 "
-                "loss.")
+        note = "`valid_loss`: held-out MLM loss with the fitted head; `valid_distill_loss`: held-out MiniLMv2 loss."
     else:
         title = f"indus encoder ({Path(cfg.init_from).name if cfg.init_from else cfg.preset})"
-        recipe = ("Masked-LM pretraining (RoBERTa's recipe: 15% of tokens, 80/10/10 mask/random/keep, dynamic "
-                  "masks), AdamW with linear warm-up and decay.")
+        recipe = (
+            "Masked-LM pretraining (RoBERTa's recipe: 15% of tokens, 80/10/10 mask/random/keep, dynamic "
+            "masks), AdamW with linear warm-up and decay."
+        )
         base = str(cfg.init_from) if cfg.init_from else None
         base_desc = f"random weights, preset `{cfg.preset}`"
         note = "Masked-LM loss on the held-out files (the same masks in every run)."
     extra = {k: metrics.get(k) for k in ("tokens_seen", "params", "train_flops", "world_size", "device", "bf16")}
-    return write_card(folder, title=title, kind=kind, library_name="transformers", tags=["fill-mask", "roberta"],
-                      pipeline_tag="fill-mask", base_model=base, base_description=base_desc,
-                      tokenizer=str(cfg.tokenizer), data=data, recipe=recipe, settings={**shown, **extra},
-                      steps=metrics.get("steps"), metrics={k: metrics.get(k) for k in ENCODER_METRICS},
-                      metrics_note=note,
-                      usage=f'from transformers import AutoModelForMaskedLM, AutoTokenizer\n'
-                            f'model = AutoModelForMaskedLM.from_pretrained("{location or folder}")\n'
-                            f'tokenizer = AutoTokenizer.from_pretrained("{location or folder}")')
+    return write_card(
+        folder,
+        title=title,
+        kind=kind,
+        library_name="transformers",
+        tags=["fill-mask", "roberta"],
+        pipeline_tag="fill-mask",
+        base_model=base,
+        base_description=base_desc,
+        tokenizer=str(cfg.tokenizer),
+        data=data,
+        recipe=recipe,
+        settings={**shown, **extra},
+        steps=metrics.get("steps"),
+        metrics={k: metrics.get(k) for k in ENCODER_METRICS},
+        metrics_note=note,
+        usage=f"from transformers import AutoModelForMaskedLM, AutoTokenizer\n"
+        f'model = AutoModelForMaskedLM.from_pretrained("{location or folder}")\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{location or folder}")',
+    )
 
 
 def retriever_card(folder: Path, cfg: Any, summary: Mapping[str, Any], *, location: Path | None = None) -> Path:
@@ -261,36 +300,61 @@ def retriever_card(folder: Path, cfg: Any, summary: Mapping[str, Any], *, locati
     shown.update({k: summary.get(k) for k in ("pairs_seen", "epochs_done", "stop_reason", "sources")})
     if student:
         title, kind = "indus retriever student (DistillCSE)", "retriever-student"
-        recipe = (f"DistillCSE (arXiv 2310.13499) from the teacher `{cfg.teacher}`: cross-entropy between the "
-                  f"teacher's and the student's in-batch similarity rows at tau_KD = {cfg.tau_kd}, plus the GTE "
-                  "contrastive loss; one source per batch.")
+        recipe = (
+            f"DistillCSE (arXiv 2310.13499) from the teacher `{cfg.teacher}`: cross-entropy between the "
+            f"teacher's and the student's in-batch similarity rows at tau_KD = {cfg.tau_kd}, plus the GTE "
+            "contrastive loss; one source per batch."
+        )
     else:
         title, kind = "indus retriever (GTE contrastive)", "retriever"
-        recipe = (f"GTE improved contrastive loss (arXiv 2308.03281) over in-batch negatives at tau = "
-                  f"{cfg.temperature}, mean pooling, normalised embeddings, one source per batch.")
+        recipe = (
+            f"GTE improved contrastive loss (arXiv 2308.03281) over in-batch negatives at tau = "
+            f"{cfg.temperature}, mean pooling, normalised embeddings, one source per batch."
+        )
     base_desc = f"random weights, preset `{base.split(':', 1)[1]}`" if isinstance(_parse(base), RandomInit) else None
-    return write_card(folder, title=title, kind=kind, library_name="sentence-transformers",
-                      tags=["sentence-transformers", "sentence-similarity", "feature-extraction"],
-                      pipeline_tag="sentence-similarity", base_model=None if base_desc else base,
-                      base_description=base_desc, tokenizer=base if not student else f"{base} (teacher's if random)",
-                      data={"pairs": settings.get("pairs") or []}, recipe=recipe, settings=shown,
-                      steps=summary.get("steps"), metrics={"final_train_loss": summary.get("final_loss")},
-                      metrics_note="No held-out set during training: the loss below is the last logged training "
-                                   "loss; `indus eval ir --model THIS_FOLDER --data DATA` measures retrieval.",
-                      usage=f'from sentence_transformers import SentenceTransformer\n'
-                            f'model = SentenceTransformer("{location or folder}")')
+    return write_card(
+        folder,
+        title=title,
+        kind=kind,
+        library_name="sentence-transformers",
+        tags=["sentence-transformers", "sentence-similarity", "feature-extraction"],
+        pipeline_tag="sentence-similarity",
+        base_model=None if base_desc else base,
+        base_description=base_desc,
+        tokenizer=base if not student else f"{base} (teacher's if random)",
+        data={"pairs": settings.get("pairs") or []},
+        recipe=recipe,
+        settings=shown,
+        steps=summary.get("steps"),
+        metrics={"final_train_loss": summary.get("final_loss")},
+        metrics_note="No held-out set during training: the loss below is the last logged training "
+        "loss; `indus eval ir --model THIS_FOLDER --data DATA` measures retrieval.",
+        usage=f"from sentence_transformers import SentenceTransformer\n"
+        f'model = SentenceTransformer("{location or folder}")',
+    )
 
 
-def tokenizer_card(folder: Path, *, corpus: Sequence[str | Path], settings: Mapping[str, Any],
-                   vocab_size: int, location: Path | None = None) -> Path:
+def tokenizer_card(
+    folder: Path,
+    *,
+    corpus: Sequence[str | Path],
+    settings: Mapping[str, Any],
+    vocab_size: int,
+    location: Path | None = None,
+) -> Path:
     """The card of an INDUSBPE tokenizer folder."""
-    return write_card(folder, title=f"INDUSBPE tokenizer ({vocab_size:,} tokens)", kind="tokenizer",
-                      library_name="transformers", tags=["tokenizer", "byte-level-bpe"],
-                      summary="A byte-level BPE with RoBERTa's special tokens (<s> <pad> </s> <unk> <mask> = ids "
-                              "0..4), trained with the tokenizers library.",
-                      data={"train": list(corpus)}, recipe="Byte-level BPE (tokenizers' BpeTrainer).",
-                      settings=settings,
-                      metrics_note="None measured here; `indus tokenizer compare` reports fertility on held-out "
-                                   "text.",
-                      usage=f'from transformers import AutoTokenizer\ntokenizer = AutoTokenizer.from_pretrained('
-                            f'"{location or folder}")')
+    return write_card(
+        folder,
+        title=f"INDUSBPE tokenizer ({vocab_size:,} tokens)",
+        kind="tokenizer",
+        library_name="transformers",
+        tags=["tokenizer", "byte-level-bpe"],
+        summary="A byte-level BPE with RoBERTa's special tokens (<s> <pad> </s> <unk> <mask> = ids "
+        "0..4), trained with the tokenizers library.",
+        data={"train": list(corpus)},
+        recipe="Byte-level BPE (tokenizers' BpeTrainer).",
+        settings=settings,
+        metrics_note="None measured here; `indus tokenizer compare` reports fertility on held-out text.",
+        usage=f"from transformers import AutoTokenizer\ntokenizer = AutoTokenizer.from_pretrained("
+        f'"{location or folder}")',
+    )

@@ -95,8 +95,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
             last = i == len(parts) - 1
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise IndusError(f"--set {item!r}: {'.'.join(parts[:i])} is a list of {len(node)}; "
-                                     f"expected an index 0..{len(node) - 1}, got {part!r}")
+                    raise IndusError(
+                        f"--set {item!r}: {'.'.join(parts[:i])} is a list of {len(node)}; "
+                        f"expected an index 0..{len(node) - 1}, got {part!r}"
+                    )
                 if last:
                     node[int(part)] = value
                 else:
@@ -174,8 +176,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def build_config(cls: type[T], data: dict[str, Any] | None = None, overrides: list[str] | None = None,
-                 where: str = "config") -> T:
+def build_config(
+    cls: type[T], data: dict[str, Any] | None = None, overrides: list[str] | None = None, where: str = "config"
+) -> T:
     """Build dataclass ``cls`` from a nested mapping plus ``key=value`` overrides.
 
     Unknown keys, wrong types and failed ``__post_init__`` checks raise :class:`IndusError` naming the key.
@@ -201,6 +204,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain, YAML/JSON-serialisable dict of a (nested) config dataclass."""
+
     def convert(v: Any) -> Any:
         if isinstance(v, Path):
             return str(v)
@@ -220,6 +224,7 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
 def config_hash(*parts: Any, length: int = 12) -> str:
     """A stable short hash of configs and other JSON-serialisable values."""
+
     def norm(p: Any) -> Any:
         return config_to_dict(p) if dataclasses.is_dataclass(p) and not isinstance(p, type) else p
 
@@ -230,4 +235,3 @@ def config_hash(*parts: Any, length: int = 12) -> str:
 def launcher_rank() -> tuple[int, int]:
     """``(rank, world size)`` of this process as set by ``torchrun`` / ``accelerate launch`` (``(0, 1)`` alone)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-

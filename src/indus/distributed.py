@@ -118,7 +118,7 @@ def gather_rows(tensor: Tensor, sizes: list[int] | None = None, *, with_grad: bo
     gathered = all_gather_with_grad(padded) if with_grad else all_gather(padded)  # (W * largest, ...)
     if all(s == largest for s in sizes):
         return gathered
-    return torch.cat([gathered[r * largest:r * largest + s] for r, s in enumerate(sizes)])  # (sum_r B_r, ...)
+    return torch.cat([gathered[r * largest : r * largest + s] for r, s in enumerate(sizes)])  # (sum_r B_r, ...)
 
 
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -141,10 +141,17 @@ def _main_first() -> Any:
             barrier()
 
 
-def encode_sharded(model: Any, texts: Sequence[str], out: str | Path, *, batch_size: int = 64,
-                   chunk_size: int = 8192, dim: int | None = None,
-                   encode_fn: Callable[..., np.ndarray] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> np.ndarray | None:
+def encode_sharded(
+    model: Any,
+    texts: Sequence[str],
+    out: str | Path,
+    *,
+    batch_size: int = 64,
+    chunk_size: int = 8192,
+    dim: int | None = None,
+    encode_fn: Callable[..., np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray | None:
     """Encode ``texts`` across the running processes into one ``(N, D)`` float32 ``.npy`` file.
 
     Each process encodes its contiguous shard (:func:`shard_bounds`) ``chunk_size`` texts at a time and
@@ -209,8 +216,15 @@ def encode_sharded(model: Any, texts: Sequence[str], out: str | Path, *, batch_s
     return np.load(out, mmap_mode="r") if rank == 0 else None
 
 
-def encode_gathered(model: Any, texts: Sequence[str], *, batch_size: int = 64, chunk_size: int = 8192,
-                    dim: int | None = None, encode_fn: Callable[..., np.ndarray] | None = None) -> np.ndarray | None:
+def encode_gathered(
+    model: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    chunk_size: int = 8192,
+    dim: int | None = None,
+    encode_fn: Callable[..., np.ndarray] | None = None,
+) -> np.ndarray | None:
     """Encode ``texts`` across the running processes into one ``(N, D)`` float32 array on the main process.
 
     Each process encodes its contiguous shard (:func:`shard_bounds`) ``chunk_size`` texts at a time; after each
@@ -242,8 +256,11 @@ def encode_gathered(model: Any, texts: Sequence[str], *, batch_size: int = 64, c
     for step in range(rounds):
         begin = min(stop, start + step * chunk_size)
         end = min(stop, begin + chunk_size)
-        emb = (encode_fn(model, [texts[i] for i in range(begin, end)], batch_size=batch_size) if end > begin
-               else np.zeros((0, dim), dtype=np.float32))  # (end - begin, D)
+        emb = (
+            encode_fn(model, [texts[i] for i in range(begin, end)], batch_size=batch_size)
+            if end > begin
+            else np.zeros((0, dim), dtype=np.float32)
+        )  # (end - begin, D)
         if emb.shape != (end - begin, dim):
             raise ValueError(f"the encoder returned {emb.shape} for {end - begin} texts of width {dim}")
         if not is_distributed():
@@ -253,7 +270,7 @@ def encode_gathered(model: Any, texts: Sequence[str], *, batch_size: int = 64, c
         dist.gather_object((begin, emb), received, dst=0)
         if rank == 0:
             for row, part in received:
-                out[row:row + len(part)] = part
+                out[row : row + len(part)] = part
     return out
 
 
@@ -311,8 +328,7 @@ def sharded_encoding(timeout_s: float | None = None) -> Iterator[tuple[int, int]
     if world > 1 and dist.is_available() and not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" = this process's GPU
-        timeout = timeout_s if timeout_s is not None else float(os.environ.get("INDUS_DIST_TIMEOUT_S",
-                                                                               GROUP_TIMEOUT_S))
+        timeout = timeout_s if timeout_s is not None else float(os.environ.get("INDUS_DIST_TIMEOUT_S", GROUP_TIMEOUT_S))
         dist.init_process_group("gloo", timeout=timedelta(seconds=timeout))
         atexit.register(dist.destroy_process_group)
     token = _SHARDING.set(True)

@@ -43,16 +43,23 @@ def _direct_encoder(model: Any) -> Any:
         return cached
     mods = list(model)
     direct = None
-    if (len(mods) in (2, 3) and isinstance(mods[0], Transformer) and isinstance(mods[1], Pooling)
-            and mods[1].pooling_mode == "mean" and mods[1].include_prompt
-            and (len(mods) == 2 or isinstance(mods[2], Normalize))
-            and not getattr(mods[0], "do_lower_case", False) and getattr(mods[0], "tokenizer", None) is not None):
+    if (
+        len(mods) in (2, 3)
+        and isinstance(mods[0], Transformer)
+        and isinstance(mods[1], Pooling)
+        and mods[1].pooling_mode == "mean"
+        and mods[1].include_prompt
+        and (len(mods) == 2 or isinstance(mods[2], Normalize))
+        and not getattr(mods[0], "do_lower_case", False)
+        and getattr(mods[0], "tokenizer", None) is not None
+    ):
         transformer, tokenizer = mods[0], mods[0].tokenizer
         accepted = set(tokenizer.model_input_names)
 
         def direct(texts: list[str]) -> Any:
-            batch = tokenizer(texts, padding=True, truncation="longest_first", max_length=model.max_seq_length,
-                              return_tensors="pt")
+            batch = tokenizer(
+                texts, padding=True, truncation="longest_first", max_length=model.max_seq_length, return_tensors="pt"
+            )
             batch = {k: v.to(model.device) for k, v in batch.items() if k in accepted}
             hidden = transformer.auto_model(**batch).last_hidden_state  # (B, T, H)
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
@@ -92,6 +99,11 @@ def encode(model: Any, texts: list[str], *, batch_size: int = 64, progress: bool
             direct = _direct_encoder(model)
             emb = (direct(list(texts)) if direct is not None else _stack_encode(model, list(texts))).cpu().numpy()
         else:
-            emb = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=progress)
+            emb = model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
     return np.ascontiguousarray(emb, dtype=np.float32)

@@ -124,8 +124,9 @@ class RunRef:
 ModelSpec = Named | Bm25 | RandomInit | LayerCut | Fused | RunRef
 
 
-def parse_model(spec: str | Path, runs: Mapping[str, Collection[str]] | None = None, *,
-                fused: bool = True) -> ModelSpec:
+def parse_model(
+    spec: str | Path, runs: Mapping[str, Collection[str]] | None = None, *, fused: bool = True
+) -> ModelSpec:
     """What a model string means (see the module docstring); reads no file beyond checking a path exists.
 
     Parameters
@@ -151,7 +152,7 @@ def parse_model(spec: str | Path, runs: Mapping[str, Collection[str]] | None = N
             raise IndusError(f"{text!r}: a fused model is A+B with a system on each side of '+', e.g. bm25+minilm")
         return Fused(text, tuple(parse_model(part, runs, fused=False) for part in parts))
     if text.startswith(RANDOM_PREFIX):
-        base, _, tok = text[len(RANDOM_PREFIX):].partition("@")
+        base, _, tok = text[len(RANDOM_PREFIX) :].partition("@")
         if not base:
             raise IndusError(f"{text}: expected random:<preset> (one of {', '.join(PRESETS)}) or random:<model>")
         return RandomInit(text, base, tok or None, base if base in PRESETS else None)
@@ -170,9 +171,9 @@ def parse_model(spec: str | Path, runs: Mapping[str, Collection[str]] | None = N
 
 def _parse_layers(spec: str) -> LayerCut | None:
     if spec.startswith(MINILM_LAYERS_PREFIX):
-        layers, base = spec[len(MINILM_LAYERS_PREFIX):], "minilm"
+        layers, base = spec[len(MINILM_LAYERS_PREFIX) :], "minilm"
     elif spec.startswith(LAYERS_PREFIX):
-        layers, sep, base = spec[len(LAYERS_PREFIX):].partition("@")
+        layers, sep, base = spec[len(LAYERS_PREFIX) :].partition("@")
         if not sep or not base:
             raise IndusError(f"{spec}: expected layers:N@MODEL or layers:i,j,...@MODEL (e.g. layers:3@minilm)")
     else:
@@ -182,8 +183,10 @@ def _parse_layers(spec: str) -> LayerCut | None:
     if option:
         name, eq, value = option.partition("=")
         if name != "ffn" or not eq or not value.isdigit() or int(value) < 1:
-            raise IndusError(f"{spec}: expected /ffn=N (N >= 1 neurons per feed-forward block) after the layers, "
-                             f"e.g. layers:0,3,5/ffn=384@minilm")
+            raise IndusError(
+                f"{spec}: expected /ffn=N (N >= 1 neurons per feed-forward block) after the layers, "
+                f"e.g. layers:0,3,5/ffn=384@minilm"
+            )
         ffn = int(value)
     return LayerCut(spec, base, tuple(_layer_list(spec, layers)), ffn)
 
@@ -266,8 +269,12 @@ def _torch_bin_problem(path: Path, size: int) -> str | None:
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic.startswith(b"PK"):
-        return None if zipfile.is_zipfile(path) else f"truncated weights file ({size:,} bytes; the zip archive " \
-                                                      "torch.save writes has no end record); re-save it"
+        return (
+            None
+            if zipfile.is_zipfile(path)
+            else f"truncated weights file ({size:,} bytes; the zip archive "
+            "torch.save writes has no end record); re-save it"
+        )
     if magic[:1] == b"\x80":  # the legacy (pre-zip) torch.save format: a pickle, checked when loaded
         return None
     return "not a PyTorch weights file (expected a torch.save zip archive)"
@@ -296,14 +303,18 @@ def resolve_model(spec: str | Path | ModelRef) -> ModelRef:
     parsed = parse_model(spec, fused=False)
     if isinstance(parsed, RandomInit):
         if parsed.preset is not None:
-            return ModelRef(parsed.spec, None, _local_model(parsed.tokenizer or "minilm"), random_init=True,
-                            preset=parsed.preset)
+            return ModelRef(
+                parsed.spec, None, _local_model(parsed.tokenizer or "minilm"), random_init=True, preset=parsed.preset
+            )
         path = _local_model(parsed.base)
-        return ModelRef(parsed.spec, path, _local_model(parsed.tokenizer) if parsed.tokenizer else path,
-                        random_init=True)
+        return ModelRef(
+            parsed.spec, path, _local_model(parsed.tokenizer) if parsed.tokenizer else path, random_init=True
+        )
     if isinstance(parsed, LayerCut | Fused):
-        raise IndusError(f"{parsed.spec}: a {'layer cut' if isinstance(parsed, LayerCut) else 'fused system'} is "
-                         "not one model folder (only the retriever and IR commands take it)")
+        raise IndusError(
+            f"{parsed.spec}: a {'layer cut' if isinstance(parsed, LayerCut) else 'fused system'} is "
+            "not one model folder (only the retriever and IR commands take it)"
+        )
     # a name, ``bm25`` or an unresolved run reference: a folder of that name or nothing (an existing folder wins)
     path = _local_model(parsed.spec)
     return ModelRef(parsed.spec, path, path)
@@ -379,8 +390,9 @@ def materialize(spec: str | Path | ModelRef, out_dir: str | Path | None = None, 
     return out
 
 
-def load_sentence_transformer(spec: str | Path | ModelRef, *, device: str = "cpu", max_seq_length: int | None = None,
-                              seed: int = 0):
+def load_sentence_transformer(
+    spec: str | Path | ModelRef, *, device: str = "cpu", max_seq_length: int | None = None, seed: int = 0
+):
     """A ``SentenceTransformer``: the folder's own modules if it has them, else the encoder with mean pooling."""
     from sentence_transformers import SentenceTransformer, models
 

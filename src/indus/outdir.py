@@ -122,8 +122,14 @@ class OutputDir:
         if _rank() != 0:
             return
         record = read_marker(self.path) or {}
-        record.update({"command": self.command, "status": "complete",
-                       "finished": datetime.now(UTC).isoformat(timespec="seconds"), **extra})
+        record.update(
+            {
+                "command": self.command,
+                "status": "complete",
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                **extra,
+            }
+        )
         atomic_write_json(self.path / MARKER, record)
 
 
@@ -160,8 +166,15 @@ def _clear_run_state(path: Path, command: str, same_command: bool) -> None:
                 entry.unlink()
 
 
-def prepare_output_dir(path: str | Path, *, command: str, resume: bool = False, overwrite: bool = False,
-                       resumable: bool = False, completion_file: str | None = None) -> OutputDir:
+def prepare_output_dir(
+    path: str | Path,
+    *,
+    command: str,
+    resume: bool = False,
+    overwrite: bool = False,
+    resumable: bool = False,
+    completion_file: str | None = None,
+) -> OutputDir:
     """Check ``path`` against the convention (module docstring), create it and record the run in it.
 
     Parameters
@@ -205,35 +218,52 @@ def prepare_output_dir(path: str | Path, *, command: str, resume: bool = False, 
     if record and record.get("status") == "running" and record.get("host") == socket.gethostname():
         pid = record.get("pid")
         if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
-            raise IndusError(f"{path}: another indus process (pid {pid}, `{record.get('argv', '?')}`) is writing "
-                             "this folder; wait for it or choose another --out")
+            raise IndusError(
+                f"{path}: another indus process (pid {pid}, `{record.get('argv', '?')}`) is writing "
+                "this folder; wait for it or choose another --out"
+            )
     same = bool(record) and record.get("command") == command
     if record and not same and entries and (resume or not overwrite):
         flag = "--overwrite to write into it anyway" if not resume else "another --out"
-        raise IndusError(f"{path}: output folder is not empty (it holds an `indus {record.get('command')}` run, "
-                         f"not `indus {command}`); choose {flag}")
+        raise IndusError(
+            f"{path}: output folder is not empty (it holds an `indus {record.get('command')}` run, "
+            f"not `indus {command}`); choose {flag}"
+        )
     if entries and not (resume or overwrite):
-        unfinished = (same and record.get("status") != "complete"
-                      and not (completion_file and (path / completion_file).is_file()))
+        unfinished = (
+            same and record.get("status") != "complete" and not (completion_file and (path / completion_file).is_file())
+        )
         if unfinished and not has_checkpoints(path):
             _clear_run_state(path, command, same_command=True)  # a failed run's leftovers: the retry replaces them
         elif unfinished:
-            raise IndusError(f"{path}: output folder is not empty (an unfinished `indus {command}` run with "
-                             "checkpoints); pass --resume to continue it or --overwrite to start again")
+            raise IndusError(
+                f"{path}: output folder is not empty (an unfinished `indus {command}` run with "
+                "checkpoints); pass --resume to continue it or --overwrite to start again"
+            )
         elif same:
             also = " or --resume to continue it (a finished run is returned as it is)" if resumable else ""
-            raise IndusError(f"{path}: output folder is not empty (a finished `indus {command}` run); pass "
-                             f"--overwrite to replace it{also}")
+            raise IndusError(
+                f"{path}: output folder is not empty (a finished `indus {command}` run); pass "
+                f"--overwrite to replace it{also}"
+            )
         else:
-            raise IndusError(f"{path}: output folder is not empty ({len(entries)} entries indus did not write); "
-                             "pass --overwrite to write into it (files of the same names are replaced, the others "
-                             "kept) or choose another --out")
+            raise IndusError(
+                f"{path}: output folder is not empty ({len(entries)} entries indus did not write); "
+                "pass --overwrite to write into it (files of the same names are replaced, the others "
+                "kept) or choose another --out"
+            )
     if overwrite and entries:
         _clear_run_state(path, command, same_command=same)
     path.mkdir(parents=True, exist_ok=True)
-    record = {"command": command, "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-              "argv": command_line(), "indus_version": __version__,
-              "started": datetime.now(UTC).isoformat(timespec="seconds")}
+    record = {
+        "command": command,
+        "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "argv": command_line(),
+        "indus_version": __version__,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     atomic_write_json(path / MARKER, record)
     return OutputDir(path, command, resume)
 

@@ -53,8 +53,17 @@ def get_preset(name: str) -> Preset:
         raise IndusError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}") from None
 
 
-def roberta_config(preset: str, *, vocab_size: int, pad_token_id: int = 1, bos_token_id: int = 0,
-                   eos_token_id: int = 2, max_length: int = 512, type_vocab_size: int = 1, **overrides):
+def roberta_config(
+    preset: str,
+    *,
+    vocab_size: int,
+    pad_token_id: int = 1,
+    bos_token_id: int = 0,
+    eos_token_id: int = 2,
+    max_length: int = 512,
+    type_vocab_size: int = 1,
+    **overrides,
+):
     """A ``RobertaConfig`` for ``preset`` sized to a tokenizer.
 
     RoBERTa offsets positions by ``pad_token_id + 1``, so the position table holds ``max_length`` plus that.
@@ -85,5 +94,13 @@ def config_for_tokenizer(preset: str, tokenizer, max_length: int = 512, **overri
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     type_vocab = 2 if "token_type_ids" in tokenizer.model_input_names else 1
-    return roberta_config(preset, vocab_size=len(tokenizer), pad_token_id=pad, bos_token_id=bos or 0,
-                          eos_token_id=eos or 2, max_length=max_length, type_vocab_size=type_vocab, **overrides)
+    return roberta_config(
+        preset,
+        vocab_size=len(tokenizer),
+        pad_token_id=pad,
+        bos_token_id=bos or 0,
+        eos_token_id=eos or 2,
+        max_length=max_length,
+        type_vocab_size=type_vocab,
+        **overrides,
+    )

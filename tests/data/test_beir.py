@@ -14,8 +14,9 @@ def make_beir(root, docs=None, queries=None, qrels=None, split="test"):
     docs = docs if docs is not None else {"d1": ("Cats", "Cats purr."), "d2": ("", "Dogs bark."), 3: ("T", "Eels.")}
     queries = queries if queries is not None else {"q1": "do cats purr", 2: "which animal barks"}
     qrels = qrels if qrels is not None else ["q1\td1\t1", "2\td2\t2", "2\t3\t0"]
-    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n"
-                                               for k, (t, x) in docs.items()))
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n" for k, (t, x) in docs.items())
+    )
     (root / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": t}) + "\n" for k, t in queries.items()))
     (root / "qrels").mkdir(exist_ok=True)
     (root / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(r + "\n" for r in qrels))
@@ -34,18 +35,27 @@ def test_reads_folder(tmp_path):
 def test_check_counts_and_repeated_rows(tmp_path):
     root = make_beir(tmp_path / "toy", qrels=["q1\td1\t1", "q1\td1\t1", "2\td2\t0"])
     counts = check(root)
-    assert counts == {"docs": 3, "queries": 2, "test queries": 2, "test qrels": 2, "test relevant": 1,
-                      "test repeated rows": 1}
+    assert counts == {
+        "docs": 3,
+        "queries": 2,
+        "test queries": 2,
+        "test qrels": 2,
+        "test relevant": 1,
+        "test repeated rows": 1,
+    }
 
 
-@pytest.mark.parametrize("qrels, line, message", [
-    (["q1\td1\t1", "q9\td1\t1"], 3, "query-id 'q9' is not in queries.jsonl"),
-    (["q1\tnope\t1"], 2, "corpus-id 'nope' is not in corpus.jsonl"),
-    (["q1\td1\thigh"], 2, "score must be an integer"),
-    (["q1\td1\t0.5"], 2, "score must be an integer"),
-    (["q1 d1 1"], 2, "expected 3 tab-separated fields"),
-    (["q1\td1\t1", "q1\td1\t2"], 3, "has score 2 here and 1 at line 2"),
-])
+@pytest.mark.parametrize(
+    "qrels, line, message",
+    [
+        (["q1\td1\t1", "q9\td1\t1"], 3, "query-id 'q9' is not in queries.jsonl"),
+        (["q1\tnope\t1"], 2, "corpus-id 'nope' is not in corpus.jsonl"),
+        (["q1\td1\thigh"], 2, "score must be an integer"),
+        (["q1\td1\t0.5"], 2, "score must be an integer"),
+        (["q1 d1 1"], 2, "expected 3 tab-separated fields"),
+        (["q1\td1\t1", "q1\td1\t2"], 3, "has score 2 here and 1 at line 2"),
+    ],
+)
 def test_bad_qrels_name_file_and_line(tmp_path, qrels, line, message):
     root = make_beir(tmp_path / "toy", qrels=qrels)
     with pytest.raises(DataFormatError) as info:

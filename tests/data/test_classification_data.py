@@ -20,8 +20,10 @@ def write_jsonl(path, rows):
 
 
 def test_folder_with_alias_gzip_and_extra_fields(tmp_path):
-    write_jsonl(tmp_path / "train.jsonl", [{"text": "a b c", "label": "pos", "metadata": {"x": 1}},
-                                           {"text": "d", "label": "neg"}])
+    write_jsonl(
+        tmp_path / "train.jsonl",
+        [{"text": "a b c", "label": "pos", "metadata": {"x": 1}}, {"text": "d", "label": "neg"}],
+    )
     write_jsonl(tmp_path / "devel.jsonl.gz", [{"text": "e f", "label": 1}])
     write_jsonl(tmp_path / "test.jsonl", [{"text": "g", "label": "neg"}, {"text": "h", "label": "other"}])
     ds = load_classification_dataset(tmp_path)
@@ -29,19 +31,28 @@ def test_folder_with_alias_gzip_and_extra_fields(tmp_path):
     assert ds.labels == ["1", "neg", "other", "pos"]
     assert ds.splits["train"][0].text == "a b c" and ds.splits["dev"][0].label == "1"
     result = check(tmp_path)
-    assert result["splits"]["train"] == {"file": "train.jsonl", "examples": 2, "labels": 2, "mean_words": 2.0,
-                                         "max_words": 3, "unseen_labels": 0}
+    assert result["splits"]["train"] == {
+        "file": "train.jsonl",
+        "examples": 2,
+        "labels": 2,
+        "mean_words": 2.0,
+        "max_words": 3,
+        "unseen_labels": 0,
+    }
     assert result["splits"]["test"]["unseen_labels"] == 1
     assert result["labels"] == {"1": 1, "neg": 2, "other": 1, "pos": 1}
 
 
-@pytest.mark.parametrize("line, expected", [
-    ('{"text": "a"}', "missing field(s) label"),
-    ('{"text": "", "label": "x"}', "'text' must be a non-empty string"),
-    ('{"text": "a", "label": ["x", "y"]}', "'label' must be one class name"),
-    ('{"text": "a", "label": true}', "'label' must be one class name"),
-    ('{"text": "a", "label": "x"', "expected one JSON object per line"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('{"text": "a"}', "missing field(s) label"),
+        ('{"text": "", "label": "x"}', "'text' must be a non-empty string"),
+        ('{"text": "a", "label": ["x", "y"]}', "'label' must be one class name"),
+        ('{"text": "a", "label": true}', "'label' must be one class name"),
+        ('{"text": "a", "label": "x"', "expected one JSON object per line"),
+    ],
+)
 def test_malformed_lines(tmp_path, line, expected):
     path = tmp_path / "train.jsonl"
     path.write_text('{"text": "ok", "label": "x"}\n' + line + "\n")

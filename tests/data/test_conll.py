@@ -20,9 +20,11 @@ from indus.errors import DataFormatError, IndusError
 
 IOB2_TSV = "Selegiline\tB-Chemical\n-\tO\ninduced\tO\npostural\tB-Disease\nhypotension\tI-Disease\n\nA\tO\nb\tO\n"
 # SciERC dialect: space separated, dummy POS column, -DOCSTART-, IOB1 (B- only between adjacent same-type entities)
-SCIIE_TXT = ("-DOCSTART- NN O O\n\n"
-             "English NN O I-Material\nis NN O O\nshown NN O O\n\n"
-             "word NN O I-Method\nsense NN O I-Method\nlexicon NN O B-Method\n.\tNN\tO\tO\n")
+SCIIE_TXT = (
+    "-DOCSTART- NN O O\n\n"
+    "English NN O I-Material\nis NN O O\nshown NN O O\n\n"
+    "word NN O I-Method\nsense NN O I-Method\nlexicon NN O B-Method\n.\tNN\tO\tO\n"
+)
 
 
 def write(tmp_path, name, text):
@@ -89,13 +91,16 @@ def test_unknown_scheme(tmp_path):
         read_conll(write(tmp_path, "a.tsv", "a\tO\n"), scheme="IOE2")
 
 
-@pytest.mark.parametrize("text, line, expected", [
-    ("a\tO\nb\n", 2, "found one column"),
-    ("a\tO\nb\tX-Foo\n", 2, "found 'X-Foo'"),
-    ("a NN O\nb O\n", 2, "expected 3 columns like line 1, found 2"),
-    ("a\tO\nb\tB-\n", 2, "found 'B-'"),
-    ("a\tO\nb\to\n", 2, "found 'o'"),
-])
+@pytest.mark.parametrize(
+    "text, line, expected",
+    [
+        ("a\tO\nb\n", 2, "found one column"),
+        ("a\tO\nb\tX-Foo\n", 2, "found 'X-Foo'"),
+        ("a NN O\nb O\n", 2, "expected 3 columns like line 1, found 2"),
+        ("a\tO\nb\tB-\n", 2, "found 'B-'"),
+        ("a\tO\nb\to\n", 2, "found 'o'"),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path, text, line, expected):
     path = write(tmp_path, "train.tsv", text)
     with pytest.raises(DataFormatError) as err:
@@ -150,8 +155,15 @@ def test_check_counts(tmp_path):
     write(tmp_path, "test.tsv", "a\tB-Chemical\nb\tI-Chemical\nc\tB-Chemical\n")
     result = check(tmp_path)
     assert result["scheme"] == "IOB2"
-    assert result["splits"]["train"] == {"file": "train.tsv", "sentences": 2, "tokens": 7, "entities": 2, "types": 2,
-                                         "max_tokens": 5, "repaired": 0}
+    assert result["splits"]["train"] == {
+        "file": "train.tsv",
+        "sentences": 2,
+        "tokens": 7,
+        "entities": 2,
+        "types": 2,
+        "max_tokens": 5,
+        "repaired": 0,
+    }
     assert result["splits"]["test"]["entities"] == 2
     assert result["entity_types"] == {"Chemical": 3, "Disease": 1}
     single = check(tmp_path / "test.tsv")
@@ -229,15 +241,22 @@ def test_every_scheme_converts_to_the_same_iob2_entities(sample, scheme):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name, split, sentences, tokens, entities, scheme", [
-    ("bc5cdr", "train", 4560, 118170, 9385, "IOB2"),
-    ("bc5cdr", "test", 4797, 124750, 9809, "IOB2"),
-    ("sciie", "train", 1861, 45412, 5572, "IOB1"),
-    ("sciie", "test", 551, 13401, 1683, "IOB1"),
-])
+@pytest.mark.parametrize(
+    "name, split, sentences, tokens, entities, scheme",
+    [
+        ("bc5cdr", "train", 4560, 118170, 9385, "IOB2"),
+        ("bc5cdr", "test", 4797, 124750, 9809, "IOB2"),
+        ("sciie", "train", 1861, 45412, 5572, "IOB1"),
+        ("sciie", "test", 551, 13401, 1683, "IOB1"),
+    ],
+)
 def test_shared_ner_counts(shared_data, name, split, sentences, tokens, entities, scheme):
     result = check(shared_data / "ner" / name)
     assert result["scheme"] == scheme
     counts = result["splits"][split]
-    assert (counts["sentences"], counts["tokens"], counts["entities"], counts["repaired"]) == \
-        (sentences, tokens, entities, 0)
+    assert (counts["sentences"], counts["tokens"], counts["entities"], counts["repaired"]) == (
+        sentences,
+        tokens,
+        entities,
+        0,
+    )

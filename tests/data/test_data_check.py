@@ -37,21 +37,61 @@ def formats(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("The sun is a star.\n\nIt is hot.\n")
     squad = tmp_path / "squad.json"
-    squad.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [
-        {"context": "The sun is hot.", "qas": [{"id": "1", "question": "What is hot?",
-                                                "answers": [{"text": "The sun", "answer_start": 0}]}]}]}]}))
+    squad.write_text(
+        json.dumps(
+            {
+                "version": "1.1",
+                "data": [
+                    {
+                        "title": "t",
+                        "paragraphs": [
+                            {
+                                "context": "The sun is hot.",
+                                "qas": [
+                                    {
+                                        "id": "1",
+                                        "question": "What is hot?",
+                                        "answers": [{"text": "The sun", "answer_start": 0}],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     beir = tmp_path / "ir" / "toy"
     (beir / "qrels").mkdir(parents=True)
     jsonl(beir / "corpus.jsonl", [{"_id": "d1", "title": "", "text": "sun"}])
     jsonl(beir / "queries.jsonl", [{"_id": "q1", "text": "sun?"}])
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
-    return {"ner": ner, "sciie": sciie, "classification": cls, "pairs": pairs, "corpus": corpus, "plain": plain,
-            "squad": squad, "beir": beir, "root": tmp_path}
+    return {
+        "ner": ner,
+        "sciie": sciie,
+        "classification": cls,
+        "pairs": pairs,
+        "corpus": corpus,
+        "plain": plain,
+        "squad": squad,
+        "beir": beir,
+        "root": tmp_path,
+    }
 
 
-@pytest.mark.parametrize("key, fmt", [("ner", "ner"), ("sciie", "ner"), ("classification", "classification"),
-                                      ("pairs", "pairs"), ("corpus", "corpus"), ("plain", "corpus"),
-                                      ("squad", "squad"), ("beir", "beir")])
+@pytest.mark.parametrize(
+    "key, fmt",
+    [
+        ("ner", "ner"),
+        ("sciie", "ner"),
+        ("classification", "classification"),
+        ("pairs", "pairs"),
+        ("corpus", "corpus"),
+        ("plain", "corpus"),
+        ("squad", "squad"),
+        ("beir", "beir"),
+    ],
+)
 def test_detect_format(formats, key, fmt):
     assert detect_format(formats[key]) == fmt
 
@@ -117,15 +157,23 @@ def _malformed(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"text": "a"}\n{"text": 3}\n')
     squad = tmp_path / "squad.json"
-    squad.write_text('{"data": [{"paragraphs": [{"context": "x", "qas": [{"id": "1", "question": "q", '
-                     '"answers": [{"text": "x", "answer_start": "zero"}]}]}]}]}')
+    squad.write_text(
+        '{"data": [{"paragraphs": [{"context": "x", "qas": [{"id": "1", "question": "q", '
+        '"answers": [{"text": "x", "answer_start": "zero"}]}]}]}]}'
+    )
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)
     (beir / "corpus.jsonl").write_text('{"_id": "d1", "text": "a"}\nnot json\n')
     (beir / "queries.jsonl").write_text('{"_id": "q1", "text": "a"}\n')
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\n")
-    return {"ner": (ner, "train.tsv:2"), "classification": (cls, "train.jsonl:2"), "pairs": (pairs, "pairs.jsonl:2"),
-            "corpus": (corpus, "corpus.jsonl:2"), "squad": (squad, "squad.json"), "beir": (beir, "")}
+    return {
+        "ner": (ner, "train.tsv:2"),
+        "classification": (cls, "train.jsonl:2"),
+        "pairs": (pairs, "pairs.jsonl:2"),
+        "corpus": (corpus, "corpus.jsonl:2"),
+        "squad": (squad, "squad.json"),
+        "beir": (beir, ""),
+    }
 
 
 @pytest.mark.parametrize("fmt", ["ner", "classification", "pairs", "corpus", "squad", "beir"])

@@ -36,6 +36,7 @@ def root(tmp_path, monkeypatch) -> Path:
 
 # ----------------------------------------------------------------------------------------------- held-out split
 
+
 def test_folder_split_rules(tmp_path):
     for name in ("train.jsonl", "part-0001.jsonl.gz", "valid.jsonl.gz", "shard-dev.txt", "test.txt", "notes.md"):
         (tmp_path / name).write_bytes(b"")
@@ -71,8 +72,9 @@ def test_the_same_file_for_training_and_held_out_is_refused(root):
 
 
 def test_tokenizer_train_by_name_never_sees_held_out_text(root, tmp_path, capsys):
-    code, err = run_cli(["tokenizer", "train", "--corpus", "corpus", "--vocab-size", "320", "--out",
-                         str(tmp_path / "tok")], capsys)
+    code, err = run_cli(
+        ["tokenizer", "train", "--corpus", "corpus", "--vocab-size", "320", "--out", str(tmp_path / "tok")], capsys
+    )
     assert code == 0, err
     vocab = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())["model"]["vocab"]
     assert TRAIN_WORD in vocab  # frequent enough to become one token
@@ -82,8 +84,7 @@ def test_tokenizer_train_by_name_never_sees_held_out_text(root, tmp_path, capsys
 def test_tokenizer_compare_by_name_measures_held_out_text(root, tmp_path, capsys):
     from indus.tokenizer.fertility import compare_tokenizers
 
-    run_cli(["tokenizer", "train", "--corpus", "corpus", "--vocab-size", "320", "--out", str(tmp_path / "tok")],
-            capsys)
+    run_cli(["tokenizer", "train", "--corpus", "corpus", "--vocab-size", "320", "--out", str(tmp_path / "tok")], capsys)
     rows = compare_tokenizers("corpus", [str(tmp_path / "tok")])
     held_words = sum(len(t.split()) for t in iter_texts(root / "corpus", split="heldout"))
     assert rows[0].words == held_words
@@ -111,8 +112,11 @@ def test_pipeline_default_corpus_is_the_named_dataset():
     assert CorpusSection().train == "corpus" and CorpusSection().valid == "corpus"
 
 
-@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*/*.yaml")),
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "config",
+    sorted((Path(__file__).resolve().parents[2] / "configs").glob("*/*.yaml")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_shipped_configs_name_data_by_dataset_name(config):
     settings = [line.split("#")[0] for line in config.read_text().splitlines()]
     assert not any("shared/data" in line for line in settings)
@@ -123,6 +127,7 @@ def test_shipped_configs_name_data_by_dataset_name(config):
 
 
 # ----------------------------------------------------------------------------------------------- names stay inside
+
 
 def test_a_name_never_leaves_the_data_root(root):
     with pytest.raises(IndusError, match="may not contain '..'"):

@@ -27,6 +27,7 @@ def _one_error_line(err: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- the reader layer
 
+
 def test_gzip_corrupt_in_the_middle_names_the_line(tmp_path):
     lines = "".join(json.dumps({"text": f"document number {i} " * 8}) + "\n" for i in range(5000)).encode()
     packed = bytearray(gzip.compress(lines, mtime=0))
@@ -89,8 +90,24 @@ def test_byte_order_marks_are_dropped_everywhere(tmp_path):
     assert [o["text"] for _, o in iter_jsonl(tmp_path / "a.jsonl")] == ["x"]
     (tmp_path / "a.txt").write_text(bom + "plain text\n", encoding="utf-8")
     assert list(iter_texts(tmp_path / "a.txt")) == ["plain text"]
-    (tmp_path / "s.json").write_text(bom + json.dumps({"data": [{"paragraphs": [{"context": "ab", "qas": [
-        {"id": "1", "question": "q", "answers": [{"text": "b", "answer_start": 1}]}]}]}]}), encoding="utf-8")
+    (tmp_path / "s.json").write_text(
+        bom
+        + json.dumps(
+            {
+                "data": [
+                    {
+                        "paragraphs": [
+                            {
+                                "context": "ab",
+                                "qas": [{"id": "1", "question": "q", "answers": [{"text": "b", "answer_start": 1}]}],
+                            }
+                        ]
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
     from indus.data.squad import read_squad
 
     assert len(read_squad(tmp_path / "s.json")) == 1
@@ -110,12 +127,14 @@ def test_lone_surrogate_escapes_are_refused(tmp_path, capsys):
     with pytest.raises(DataFormatError, match="lone surrogate") as info:
         list(iter_texts(path))
     assert info.value.line == 2
-    code, err = run_cli(["tokenizer", "train", "--corpus", str(path), "--vocab-size", "300", "--out",
-                         str(tmp_path / "tok")], capsys)
+    code, err = run_cli(
+        ["tokenizer", "train", "--corpus", str(path), "--vocab-size", "300", "--out", str(tmp_path / "tok")], capsys
+    )
     assert code == 2 and "c.jsonl:2" in _one_error_line(err)
 
 
 # ----------------------------------------------------------------------------------------------- configs
+
 
 def test_set_value_that_is_not_yaml(capsys):
     with pytest.raises(IndusError, match=r"--set 'lr=\[1,': invalid YAML"):
@@ -126,8 +145,10 @@ def test_set_value_that_is_not_yaml(capsys):
     assert code == 2 and "invalid YAML" in _one_error_line(err)
 
 
-@pytest.mark.parametrize("setting", ["lr=nan", "lr=.nan", "lr=.inf", "max_minutes=.inf", "max_minutes=-.inf",
-                                     "warmup_ratio=NaN", "grad_clip=inf"])
+@pytest.mark.parametrize(
+    "setting",
+    ["lr=nan", "lr=.nan", "lr=.inf", "max_minutes=.inf", "max_minutes=-.inf", "warmup_ratio=NaN", "grad_clip=inf"],
+)
 def test_nan_and_infinity_are_refused(setting):
     from indus.encoder.configs import PretrainConfig
 
@@ -145,6 +166,7 @@ def test_nan_in_every_config_dataclass_of_a_pipeline(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- data list
+
 
 def test_data_list_marks_a_bad_file_and_lists_the_rest(tmp_path, monkeypatch, capsys):
     root = tmp_path / "data"
@@ -168,9 +190,17 @@ def test_data_list_marks_a_bad_file_and_lists_the_rest(tmp_path, monkeypatch, ca
 
 # ----------------------------------------------------------------------------------------------- models
 
-@pytest.mark.parametrize("weights, cut", [("model.safetensors", 0), ("model.safetensors", 0.5),
-                                          ("model.safetensors", 7), ("pytorch_model.bin", 0),
-                                          ("pytorch_model.bin", 0.5)])
+
+@pytest.mark.parametrize(
+    "weights, cut",
+    [
+        ("model.safetensors", 0),
+        ("model.safetensors", 0.5),
+        ("model.safetensors", 7),
+        ("pytorch_model.bin", 0),
+        ("pytorch_model.bin", 0.5),
+    ],
+)
 def test_truncated_or_empty_weights_file(micro_model_dir, tmp_path, capsys, weights, cut):
     from indus.models import resolve_model
 
@@ -188,9 +218,20 @@ def test_truncated_or_empty_weights_file(micro_model_dir, tmp_path, capsys, weig
     with pytest.raises(IndusError, match="empty|truncated") as info:
         resolve_model(str(folder))
     assert weights in str(info.value)
-    for args in (["eval", "ner", "--model", str(folder), "--data", str(tmp_path)],
-                 ["distill", "--teacher", str(folder), "--student-preset", "micro", "--set", "max_steps=1",
-                  "--out", str(tmp_path / "student")]):
+    for args in (
+        ["eval", "ner", "--model", str(folder), "--data", str(tmp_path)],
+        [
+            "distill",
+            "--teacher",
+            str(folder),
+            "--student-preset",
+            "micro",
+            "--set",
+            "max_steps=1",
+            "--out",
+            str(tmp_path / "student"),
+        ],
+    ):
         code, err = run_cli(args, capsys)
         assert code == 2 and weights in _one_error_line(err), args
 
@@ -203,9 +244,12 @@ def test_whole_weights_files_pass(micro_model_dir):
 
 # ----------------------------------------------------------------------------------------------- SQuAD
 
+
 def _squad(tmp_path: Path, answers: list[tuple[str, str, int]]) -> Path:
-    qas = [{"id": qid, "question": "q?", "answers": [{"text": text, "answer_start": start}]}
-           for qid, text, start in answers]
+    qas = [
+        {"id": qid, "question": "q?", "answers": [{"text": text, "answer_start": start}]}
+        for qid, text, start in answers
+    ]
     path = tmp_path / "qa.json"
     path.write_text(json.dumps({"data": [{"paragraphs": [{"context": "the sun is a star", "qas": qas}]}]}))
     return path
@@ -231,12 +275,14 @@ def test_squad_unlocated_answers_warn_and_none_located_fails(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------------- tokenizer
 
+
 @pytest.mark.parametrize("content", ["", "\n\n   \n", '{"text": ""}\n{"text": "   "}\n'])
 def test_tokenizer_refuses_an_empty_or_blank_corpus(tmp_path, capsys, content):
     path = tmp_path / ("c.jsonl" if content.startswith("{") else "c.txt")
     path.write_text(content)
-    code, err = run_cli(["tokenizer", "train", "--corpus", str(path), "--vocab-size", "300", "--out",
-                         str(tmp_path / "tok")], capsys)
+    code, err = run_cli(
+        ["tokenizer", "train", "--corpus", str(path), "--vocab-size", "300", "--out", str(tmp_path / "tok")], capsys
+    )
     assert code == 2 and "nothing to train a tokenizer on" in _one_error_line(err)
     assert not (tmp_path / "tok").exists()
 
@@ -251,8 +297,7 @@ def test_scores_with_fewer_models_than_pcs(tmp_path, capsys):
     path.write_text(SCORES_HEAD + "m1,a,1,1,1,0.2,0.3,0.1\nm2,a,2,2,4,0.3,0.4,0.2\n")
     code, err = run_cli(["scaling", "pca", "--scores", str(path)], capsys)
     assert code == 2 and "more than the 2 models" in _one_error_line(err)
-    code, err = run_cli(["scaling", "fit", "--scores", str(path), "--target", "GSM8K", "--n-bootstrap", "0"],
-                        capsys)
+    code, err = run_cli(["scaling", "fit", "--scores", str(path), "--target", "GSM8K", "--n-bootstrap", "0"], capsys)
     assert code == 2
     _one_error_line(err)
 
@@ -260,8 +305,11 @@ def test_scores_with_fewer_models_than_pcs(tmp_path, capsys):
 def test_scores_with_an_empty_benchmark_column(tmp_path, capsys):
     path = tmp_path / "s.csv"
     path.write_text(SCORES_HEAD + "".join(f"m{i},a,{i},{i},{i * i},,0.{i},0.{i}\n" for i in range(1, 6)))
-    for args in (["scaling", "pca", "--scores", str(path)], ["data", "check", str(path)],
-                 ["scaling", "fit", "--scores", str(path), "--target", "GSM8K", "--n-bootstrap", "0"]):
+    for args in (
+        ["scaling", "pca", "--scores", str(path)],
+        ["data", "check", str(path)],
+        ["scaling", "fit", "--scores", str(path), "--target", "GSM8K", "--n-bootstrap", "0"],
+    ):
         code, err = run_cli(args, capsys)
         assert code == 2 and "'MMLU'" in _one_error_line(err) and "s.csv:1" in err, args
 

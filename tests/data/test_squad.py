@@ -25,11 +25,25 @@ def _qa(qid, question, text=None, start=None, impossible=None):
 
 def test_v1_exact_and_repaired_offsets(tmp_path):
     true = CTX.index("1897")
-    path = _write(tmp_path / "a.json", [{"title": "t", "paragraphs": [{"context": CTX, "qas": [
-        _qa("q1", "What does aspirin inhibit?", "cyclooxygenase", CTX.index("cyclooxygenase")),
-        _qa("q2", "When was it made?", "1897", true + 1),      # stored one too far: shift -1
-        _qa(3, "Who made it?", "Felix Hoffmann", CTX.index("Felix") - 3),  # integer id; shift +3
-    ]}]}], version="1.1")
+    path = _write(
+        tmp_path / "a.json",
+        [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": CTX,
+                        "qas": [
+                            _qa("q1", "What does aspirin inhibit?", "cyclooxygenase", CTX.index("cyclooxygenase")),
+                            _qa("q2", "When was it made?", "1897", true + 1),  # stored one too far: shift -1
+                            _qa(3, "Who made it?", "Felix Hoffmann", CTX.index("Felix") - 3),  # integer id; shift +3
+                        ],
+                    }
+                ],
+            }
+        ],
+        version="1.1",
+    )
     squad = read_squad(path)
     assert squad.version == "1.1" and len(squad) == 3 and not squad.has_unanswerable
     assert [ex.id for ex in squad] == ["q1", "q2", "3"]
@@ -41,8 +55,7 @@ def test_v1_exact_and_repaired_offsets(tmp_path):
 
 
 def test_unlocated_answer_kept_for_scoring_or_strict_error(tmp_path):
-    path = _write(tmp_path / "a.json", [{"paragraphs": [{"context": CTX, "qas": [
-        _qa("q1", "Who?", "Bayer", 5)]}]}])
+    path = _write(tmp_path / "a.json", [{"paragraphs": [{"context": CTX, "qas": [_qa("q1", "Who?", "Bayer", 5)]}]}])
     squad = read_squad(path)
     ans = squad.examples[0].answers[0]
     assert ans.text == "Bayer" and ans.start is None and squad.repairs.unlocated == 1
@@ -61,11 +74,33 @@ def test_locate_answer_prefers_nearest_and_respects_window():
 
 
 def test_v2_unanswerable(tmp_path):
-    path = _write(tmp_path / "v2.json", [{"paragraphs": [{"context": CTX, "qas": [
-        _qa("a", "What does aspirin inhibit?", "cyclooxygenase", CTX.index("cyclooxygenase"), impossible=False),
-        {**_qa("b", "Who sold it?", impossible=True), "plausible_answers": [{"text": "Felix", "answer_start": 61}]},
-        _qa("c", "Where?"),  # empty answers: unanswerable even without is_impossible
-    ]}]}], version="v2.0")
+    path = _write(
+        tmp_path / "v2.json",
+        [
+            {
+                "paragraphs": [
+                    {
+                        "context": CTX,
+                        "qas": [
+                            _qa(
+                                "a",
+                                "What does aspirin inhibit?",
+                                "cyclooxygenase",
+                                CTX.index("cyclooxygenase"),
+                                impossible=False,
+                            ),
+                            {
+                                **_qa("b", "Who sold it?", impossible=True),
+                                "plausible_answers": [{"text": "Felix", "answer_start": 61}],
+                            },
+                            _qa("c", "Where?"),  # empty answers: unanswerable even without is_impossible
+                        ],
+                    }
+                ]
+            }
+        ],
+        version="v2.0",
+    )
     squad = read_squad(path)
     assert [ex.is_impossible for ex in squad] == [False, True, True] and squad.has_unanswerable
     assert squad.counts()["unanswerable"] == 2
@@ -73,8 +108,17 @@ def test_v2_unanswerable(tmp_path):
 
 def _article(doc_id, n_questions, tag):
     ctx = f"Article {tag} talks about topic {tag} at length."
-    return {"paragraphs": [{"document_id": doc_id, "context": ctx, "qas": [
-        _qa(f"{tag}-{i}", f"What is {tag}?", f"topic {tag}", ctx.index("topic")) for i in range(n_questions)]}]}
+    return {
+        "paragraphs": [
+            {
+                "document_id": doc_id,
+                "context": ctx,
+                "qas": [
+                    _qa(f"{tag}-{i}", f"What is {tag}?", f"topic {tag}", ctx.index("topic")) for i in range(n_questions)
+                ],
+            }
+        ]
+    }
 
 
 def test_single_file_split_rule_sorts_by_integer_document_id(tmp_path):
@@ -105,15 +149,20 @@ def test_explicit_split_files_take_precedence(tmp_path):
     assert len(load_squad_split(tmp_path, "validation")) == 1
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].update(answers=[{"text": "x"}]), "answer_start"),
-    (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].pop("question"), "question"),
-    (lambda d: d["data"][0]["paragraphs"][0].pop("context"), '"context"'),
-    (lambda d: d["data"][0]["paragraphs"][0]["qas"].append(dict(d["data"][0]["paragraphs"][0]["qas"][0])),
-     "repeats"),
-    (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].update(is_impossible=True), "is_impossible"),
-    (lambda d: d.update(data={}), '"data" list'),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].update(answers=[{"text": "x"}]), "answer_start"),
+        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].pop("question"), "question"),
+        (lambda d: d["data"][0]["paragraphs"][0].pop("context"), '"context"'),
+        (
+            lambda d: d["data"][0]["paragraphs"][0]["qas"].append(dict(d["data"][0]["paragraphs"][0]["qas"][0])),
+            "repeats",
+        ),
+        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].update(is_impossible=True), "is_impossible"),
+        (lambda d: d.update(data={}), '"data" list'),
+    ],
+)
 def test_malformed_files_name_file_and_question(tmp_path, mutate, message):
     doc = {"data": [{"paragraphs": [{"context": CTX, "qas": [_qa("q7", "Q?", "Aspirin", 0)]}]}]}
     mutate(doc)
@@ -126,8 +175,21 @@ def test_malformed_files_name_file_and_question(tmp_path, mutate, message):
 
 
 def test_error_gives_line_of_question_id(tmp_path):
-    doc = {"data": [{"paragraphs": [{"context": CTX, "qas": [
-        _qa("ok", "Q?", "Aspirin", 0), {"id": "bad-one", "question": "Q?", "answers": [{"text": "x"}]}]}]}]}
+    doc = {
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": CTX,
+                        "qas": [
+                            _qa("ok", "Q?", "Aspirin", 0),
+                            {"id": "bad-one", "question": "Q?", "answers": [{"text": "x"}]},
+                        ],
+                    }
+                ]
+            }
+        ]
+    }
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc, indent=1))
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if '"bad-one"' in t)
@@ -162,13 +224,25 @@ def test_covid_qa_split_and_repairs(shared_data):
     assert (counts["repaired shift -1"], counts["repaired shift +2"], counts["repaired shift +3"]) == (196, 10, 28)
     for ex in splits["test"]:
         for ans in ex.answers:
-            assert ex.context[ans.start:ans.end] == ans.text
+            assert ex.context[ans.start : ans.end] == ans.text
 
 
 def test_integer_id_error_line(tmp_path):
-    doc = {"data": [{"paragraphs": [{"context": CTX, "qas": [
-        {"id": 26, "question": "Q?", "answers": [{"text": "Aspirin", "answer_start": 0}]},
-        {"id": 262, "question": "", "answers": []}]}]}]}
+    doc = {
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": CTX,
+                        "qas": [
+                            {"id": 26, "question": "Q?", "answers": [{"text": "Aspirin", "answer_start": 0}]},
+                            {"id": 262, "question": "", "answers": []},
+                        ],
+                    }
+                ]
+            }
+        ]
+    }
     path = tmp_path / "ints.json"
     path.write_text(json.dumps(doc, indent=1))
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if '"id": 262' in t)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-WORDS = ("solar wind plasma magnetic field protein cell climate ocean star galaxy orbit energy aerosol "
-         "the of and in is a to with from by").split()
+WORDS = (
+    "solar wind plasma magnetic field protein cell climate ocean star galaxy orbit energy aerosol "
+    "the of and in is a to with from by"
+).split()
 
 
 def write_corpus(path: Path, n_docs: int, seed: int) -> Path:
@@ -41,7 +43,18 @@ def bpe_dir(corpus_dir, tmp_path_factory) -> Path:
 @pytest.fixture()
 def micro_cfg(corpus_dir, bpe_dir, tmp_path) -> dict:
     """Settings of a seconds-long micro pretraining run (2 layers x 32)."""
-    return {"preset": "micro", "tokenizer": str(bpe_dir), "train_files": [str(corpus_dir / "train.jsonl")],
-            "valid_files": [str(corpus_dir / "valid.jsonl")], "seq_len": 32, "batch_size": 8, "max_steps": 30,
-            "lr": 3e-3, "eval_every": 10, "checkpoint_every": 10, "log_every": 1, "valid_max_seqs": 32,
-            "cache_dir": str(tmp_path / "cache")}
+    return {
+        "preset": "micro",
+        "tokenizer": str(bpe_dir),
+        "train_files": [str(corpus_dir / "train.jsonl")],
+        "valid_files": [str(corpus_dir / "valid.jsonl")],
+        "seq_len": 32,
+        "batch_size": 8,
+        "max_steps": 30,
+        "lr": 3e-3,
+        "eval_every": 10,
+        "checkpoint_every": 10,
+        "log_every": 1,
+        "valid_max_seqs": 32,
+        "cache_dir": str(tmp_path / "cache"),
+    }

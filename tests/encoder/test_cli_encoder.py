@@ -30,8 +30,19 @@ def test_pretrain_user_errors(tmp_path):
 
 
 def test_distill_user_errors(tmp_path):
-    code, out = _run(["distill", "--teacher", str(tmp_path), "--student-preset", "micro", "--out",
-                      str(tmp_path / "s"), "--set", "max_steps=1"])
+    code, out = _run(
+        [
+            "distill",
+            "--teacher",
+            str(tmp_path),
+            "--student-preset",
+            "micro",
+            "--out",
+            str(tmp_path / "s"),
+            "--set",
+            "max_steps=1",
+        ]
+    )
     assert code == 2 and "not a model folder" in out
 
 

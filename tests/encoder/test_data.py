@@ -25,7 +25,7 @@ def test_packing_is_full_length_and_keeps_every_token_once():
     assert all(1 not in s for s in seqs), "no padding"
     stream = [t for d in docs if d for t in (*d, 2)]
     body = [t for s in seqs for t in s[1:]]
-    assert body == stream[:len(body)], "documents appear in order, each token exactly once"
+    assert body == stream[: len(body)], "documents appear in order, each token exactly once"
     assert len(stream) - len(body) < 15, "only the final partial sequence is dropped"
 
 
@@ -56,8 +56,12 @@ def test_data_order_is_a_pure_function_of_seed_and_position():
     assert sorted(epoch.tolist()) == list(range(100)), "one epoch visits every sequence once"
     assert not np.array_equal(epoch, batch_indices(100, 100, n=100, seed=3)), "each epoch is reshuffled"
     # ranks and micro-steps tile the order without overlap
-    pos = {micro_batch_position(s, m, r, grad_accum=2, world=3, batch_size=4)
-           for s in range(3) for m in range(2) for r in range(3)}
+    pos = {
+        micro_batch_position(s, m, r, grad_accum=2, world=3, batch_size=4)
+        for s in range(3)
+        for m in range(2)
+        for r in range(3)
+    }
     assert sorted(pos) == list(range(0, 3 * 2 * 3 * 4, 4))
 
 
@@ -72,16 +76,18 @@ def test_streaming_corpus_replays_the_same_sequences(corpus_dir, bpe_dir):
     fresh = StreamingCorpus([corpus_dir / "train.jsonl"], tok, 32, seed=0, shuffle_buffer=50)
     assert np.array_equal(fresh.batch(8, 4), later), "a resumed reader yields the same sequences"
     assert np.array_equal(s.batch(0, 4), first), "going back replays the stream"
-    assert not np.array_equal(StreamingCorpus([corpus_dir / "train.jsonl"], tok, 32, seed=1,
-                                              shuffle_buffer=50).batch(0, 4), first)
+    assert not np.array_equal(
+        StreamingCorpus([corpus_dir / "train.jsonl"], tok, 32, seed=1, shuffle_buffer=50).batch(0, 4), first
+    )
 
 
 def test_packed_corpus_batches_by_position(corpus_dir, bpe_dir, tmp_path):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(bpe_dir))
-    corpus = PackedCorpus(build_packed_dataset([corpus_dir / "train.jsonl"], tok, 32, cache_dir=tmp_path,
-                                               progress=False), seed=0)
+    corpus = PackedCorpus(
+        build_packed_dataset([corpus_dir / "train.jsonl"], tok, 32, cache_dir=tmp_path, progress=False), seed=0
+    )
     assert corpus.batch(5, 3).shape == (3, 32) and np.array_equal(corpus.batch(5, 3), corpus.batch(5, 3))
 
 

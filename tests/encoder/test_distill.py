@@ -35,8 +35,10 @@ def test_distill_micro_end_to_end(micro_cfg, teacher_dir, tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     settings = {k: v for k, v in micro_cfg.items() if k != "tokenizer"}
-    cfg = build_config(DistillConfig, {**settings, "teacher": str(teacher_dir), "preset": "micro",
-                                       "max_steps": 20, "head_fit_steps": 5, "lr": 5e-3})
+    cfg = build_config(
+        DistillConfig,
+        {**settings, "teacher": str(teacher_dir), "preset": "micro", "max_steps": 20, "head_fit_steps": 5, "lr": 5e-3},
+    )
     out = tmp_path / "student"
     metrics = distill(cfg, out)
     assert metrics["teacher_layer"] == 1 and metrics["relation_heads"] == 2

@@ -16,8 +16,14 @@ def test_pretrain_by_name_and_refusal(micro_cfg, corpus_dir, tmp_path, monkeypat
     root = tmp_path / "data"
     shutil.copytree(corpus_dir, root / "corpus")
     monkeypatch.setenv("INDUS_DATA", str(root))
-    cfg = {**micro_cfg, "train_files": ["corpus"], "valid_files": ["corpus"], "max_steps": 2, "eval_every": 2,
-           "checkpoint_every": 2}
+    cfg = {
+        **micro_cfg,
+        "train_files": ["corpus"],
+        "valid_files": ["corpus"],
+        "max_steps": 2,
+        "eval_every": 2,
+        "checkpoint_every": 2,
+    }
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(cfg))
     code, err = run_cli(["pretrain", "--config", str(tmp_path / "ok.yaml"), "--out", str(tmp_path / "ok")], capsys)
     assert code == 0, err

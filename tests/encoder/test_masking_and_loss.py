@@ -64,8 +64,9 @@ def micro_mlm():
     from indus.encoder.presets import roberta_config
 
     torch.manual_seed(0)
-    model = AutoModelForMaskedLM.from_config(roberta_config("micro", vocab_size=1000, max_length=128),
-                                             attn_implementation="sdpa")
+    model = AutoModelForMaskedLM.from_config(
+        roberta_config("micro", vocab_size=1000, max_length=128), attn_implementation="sdpa"
+    )
     return model.eval()
 
 
@@ -82,8 +83,10 @@ def test_masked_only_gradients_equal_full_vocabulary_gradients(micro_mlm):
     ids = _ids(2, 64, seed=5)
     inputs, labels = mask_tokens(ids, SPEC, torch.Generator().manual_seed(4))
     grads = []
-    for fn in (lambda: masked_lm_loss(micro_mlm, inputs, labels)[0],
-               lambda: masked_lm_loss_reference(micro_mlm, inputs, labels)):
+    for fn in (
+        lambda: masked_lm_loss(micro_mlm, inputs, labels)[0],
+        lambda: masked_lm_loss_reference(micro_mlm, inputs, labels),
+    ):
         micro_mlm.zero_grad()
         fn().backward()
         grads.append({n: p.grad.clone() for n, p in micro_mlm.named_parameters() if p.grad is not None})

@@ -15,7 +15,7 @@ from indus.errors import IndusError
 def _relation(states, i, r, heads):
     """Row-softmax of the scaled dot products of relation head ``r`` of example ``i``, as nested lists."""
     n, d = states.shape[1], states.shape[-1] // heads
-    a = states[i, :, r * d:(r + 1) * d].tolist()
+    a = states[i, :, r * d : (r + 1) * d].tolist()
     rows = []
     for q in range(n):
         logits = [sum(x * y for x, y in zip(a[q], a[k], strict=True)) / math.sqrt(d) for k in range(n)]

@@ -80,8 +80,10 @@ def test_weight_decay_skips_biases_and_layernorm():
     decay, no_decay = param_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
-    assert all("LayerNorm" in names[id(p)] or "layer_norm" in names[id(p)] or names[id(p)].endswith("bias")
-               for p in no_decay["params"])
+    assert all(
+        "LayerNorm" in names[id(p)] or "layer_norm" in names[id(p)] or names[id(p)].endswith("bias")
+        for p in no_decay["params"]
+    )
     assert all(p.ndim == 2 for p in decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 

@@ -114,7 +114,7 @@ def test_encoder_and_student_folders_carry_a_model_card(micro_cfg, corpus_dir, t
     head = read_header(teacher)
     assert head["library_name"] == "transformers" and "indus" in head["tags"] and "base_model" not in head
     text = _card_text(teacher)
-    train = (corpus_dir / "train.jsonl")
+    train = corpus_dir / "train.jsonl"
     import hashlib
 
     assert hashlib.sha256(train.read_bytes()).hexdigest() in text  # the data file, hashed
@@ -123,8 +123,13 @@ def test_encoder_and_student_folders_carry_a_model_card(micro_cfg, corpus_dir, t
     first_doc = json.loads(train.read_text().splitlines()[0])["text"]
     assert first_doc[:40] not in text  # names data, never quotes it
     student = tmp_path / "student"
-    distill(build_config(DistillConfig, {**micro_cfg, "teacher": str(teacher), "preset": "micro", "max_steps": 2,
-                                         "head_fit_steps": 1}), student)
+    distill(
+        build_config(
+            DistillConfig,
+            {**micro_cfg, "teacher": str(teacher), "preset": "micro", "max_steps": 2, "head_fit_steps": 1},
+        ),
+        student,
+    )
     head = read_header(student)
     assert "distilled-encoder" in head["tags"]
     assert f"Base model: `{teacher}`" in _card_text(student) and "valid_distill_loss" in _card_text(student)

@@ -14,10 +14,15 @@ from indus.models import load_tokenizer
 def cls_dir(tmp_path):
     d = tmp_path / "toy-cls"
     d.mkdir()
-    rows = [("the drug inhibits the enzyme", "inhibitor"), ("the drug activates the receptor", "activator"),
-            ("an inhibitor of kinase activity", "inhibitor"), ("strongly activates gene expression", "activator")]
-    (d / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": y, "metadata": {}}) + "\n"
-                                           for t, y in rows * 3))
+    rows = [
+        ("the drug inhibits the enzyme", "inhibitor"),
+        ("the drug activates the receptor", "activator"),
+        ("an inhibitor of kinase activity", "inhibitor"),
+        ("strongly activates gene expression", "activator"),
+    ]
+    (d / "train.jsonl").write_text(
+        "".join(json.dumps({"text": t, "label": y, "metadata": {}}) + "\n" for t, y in rows * 3)
+    )
     (d / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows[:3]))
     return d
 
@@ -46,8 +51,17 @@ def test_truncation_is_counted():
 
 def test_evaluator_end_to_end(micro_model_dir, cls_dir):
     # on_collapse keep: a micro model on 12 toy texts may well predict one class; this test is about the plumbing
-    result = evaluate("cls", str(micro_model_dir), cls_dir, seeds=2, epochs=1, batch_size=4, lr=1e-3,
-                      on_collapse="keep", progress=False)
+    result = evaluate(
+        "cls",
+        str(micro_model_dir),
+        cls_dir,
+        seeds=2,
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        on_collapse="keep",
+        progress=False,
+    )
     assert result["task"] == "cls" and result["primary_metric"] == "macro_f1"
     for key in ("macro_f1", "micro_f1", "accuracy", "macro_f1_std", "micro_f1_std"):
         assert 0.0 <= result[key] <= 1.0
@@ -59,8 +73,9 @@ def test_evaluator_end_to_end(micro_model_dir, cls_dir):
 
 
 def test_primary_metric_setting_and_bad_settings(micro_model_dir, cls_dir):
-    result = ClassificationEvaluator(seeds=1, max_steps=1, primary_metric="micro_f1", progress=False,
-                                     max_eval_examples=2).evaluate(str(micro_model_dir), cls_dir)
+    result = ClassificationEvaluator(
+        seeds=1, max_steps=1, primary_metric="micro_f1", progress=False, max_eval_examples=2
+    ).evaluate(str(micro_model_dir), cls_dir)
     assert result["primary_metric"] == "micro_f1" and result["eval_examples"] == 2
     with pytest.raises(IndusError, match="primary_metric must be one of"):
         get_evaluator("cls", primary_metric="f2")

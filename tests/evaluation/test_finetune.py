@@ -71,8 +71,14 @@ def test_length_grouped_batches_are_homogeneous_and_seeded():
     def batches(grouped: bool) -> list[list[int]]:
         seen.clear()
         torch.manual_seed(0)
-        finetune(Spy(), feats, _collate, FinetuneSettings(epochs=1, batch_size=4, progress=False), seed=1,
-                 lengths=lengths if grouped else None)
+        finetune(
+            Spy(),
+            feats,
+            _collate,
+            FinetuneSettings(epochs=1, batch_size=4, progress=False),
+            seed=1,
+            lengths=lengths if grouped else None,
+        )
         return list(seen)
 
     grouped, again, shuffled = batches(True), batches(True), batches(False)

@@ -16,15 +16,15 @@ DOCS = {
     "d4": ("", "Photosynthesis uses chlorophyll to capture light energy."),
     "d5": ("Birds", "Many birds migrate south before the winter."),
 }
-QUERIES = {"q1": "how do marmots hibernating survive", "q2": "chlorophyll photosynthesis light",
-           "q3": "unjudged query"}
+QUERIES = {"q1": "how do marmots hibernating survive", "q2": "chlorophyll photosynthesis light", "q3": "unjudged query"}
 QRELS = ["q1\td2\t1", "q2\td4\t2", "q2\td1\t0"]
 
 
 def make_beir(root, docs, queries, qrels):
     (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n"
-                                               for k, (t, x) in docs.items()))
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n" for k, (t, x) in docs.items())
+    )
     (root / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": t}) + "\n" for k, t in queries.items()))
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(r + "\n" for r in qrels))
     return root

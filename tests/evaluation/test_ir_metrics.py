@@ -8,8 +8,8 @@ from indus.evaluation.ir_metrics import score_run, trec_order, truncate_run, wri
 
 QRELS = {
     "q1": {"d1": 2, "d2": 1, "d3": 0},  # graded; d3 judged non-relevant
-    "q2": {"d9": 1},                     # its relevant doc is retrieved at rank 11
-    "q3": {"d5": 1},                     # not in the run at all
+    "q2": {"d9": 1},  # its relevant doc is retrieved at rank 11
+    "q3": {"d5": 1},  # not in the run at all
 }
 RUN = {
     "q1": {"d3": 0.9, "d1": 0.8, "d4": 0.7, "d2": 0.6},

@@ -30,8 +30,12 @@ def ner_dir(tmp_path):
 def cls_dir(tmp_path):
     d = tmp_path / "cls"
     d.mkdir()
-    rows = [("inhibits the enzyme", "a"), ("blocks the kinase", "a"), ("binds weakly", "a"),
-            ("activates the receptor", "b")]
+    rows = [
+        ("inhibits the enzyme", "a"),
+        ("blocks the kinase", "a"),
+        ("binds weakly", "a"),
+        ("activates the receptor", "b"),
+    ]
     (d / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows * 2))
     (d / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
     return d
@@ -52,15 +56,23 @@ def _forced_to_predict_o(monkeypatch):
 
 def test_a_model_forced_to_predict_o_is_collapsed_retried_and_left_out(monkeypatch, micro_model_dir, ner_dir):
     _forced_to_predict_o(monkeypatch)
-    result = evaluate("ner", str(micro_model_dir), ner_dir, seeds=2, epochs=1, batch_size=4, lr=1e-3,
-                      progress=False)
+    result = evaluate("ner", str(micro_model_dir), ner_dir, seeds=2, epochs=1, batch_size=4, lr=1e-3, progress=False)
     runs = result.per_seed
     assert [r["collapsed"] for r in runs] == [True, True]
     assert [r["retried_lr"] for r in runs] == pytest.approx([1e-3 / 3] * 2)  # retried once, lower
     assert result.collapsed and result.counts["collapsed_seeds"] == 2
     assert result.value is None and result.to_json()["f1"] is None  # never averaged in as F1 0
-    kept = evaluate("ner", str(micro_model_dir), ner_dir, seeds=1, epochs=1, batch_size=4, lr=1e-3,
-                    on_collapse="keep", progress=False)
+    kept = evaluate(
+        "ner",
+        str(micro_model_dir),
+        ner_dir,
+        seeds=1,
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        on_collapse="keep",
+        progress=False,
+    )
     assert kept.per_seed[0]["collapsed"] and "retried_lr" not in kept.per_seed[0]
     assert kept.value == 0.0 and not kept.collapsed and kept.counts["collapsed_seeds"] == 1
 
@@ -78,14 +90,20 @@ def test_the_lr_grid_picks_the_planted_best_on_dev(monkeypatch, micro_model_dir,
     tried = []
 
     def fake(model, features, collate, settings, **kw):
-        stats = real(model, features, collate, FinetuneSettings(epochs=1, max_steps=1, lr=settings.lr,
-                                                                 progress=False), **{**kw, "dev_score": None})
+        stats = real(
+            model,
+            features,
+            collate,
+            FinetuneSettings(epochs=1, max_steps=1, lr=settings.lr, progress=False),
+            **{**kw, "dev_score": None},
+        )
         tried.append(settings.lr)
         return {**stats, "best_dev": planted[settings.lr], "best_epoch": 1.0}
 
     monkeypatch.setattr(ft, "finetune", fake)
-    result = evaluate("ner", str(micro_model_dir), ner_dir, seeds=2, lr="auto", lr_grid=[1e-4, 1e-3, 1e-2],
-                      progress=False)
+    result = evaluate(
+        "ner", str(micro_model_dir), ner_dir, seeds=2, lr="auto", lr_grid=[1e-4, 1e-3, 1e-2], progress=False
+    )
     choice = result.info["lr_choice"]
     assert choice["mode"] == "auto" and choice["lr"] == 1e-3 and choice["dev_score"] == 0.7
     assert {k: v["dev"] for k, v in choice["grid"].items()} == {"0.0001": 0.2, "0.001": 0.7, "0.01": 0.4}
@@ -99,8 +117,9 @@ def test_the_lr_grid_picks_the_planted_best_on_dev(monkeypatch, micro_model_dir,
 
 def test_lr_auto_end_to_end_uses_the_dev_split(micro_model_dir, ner_dir):
     (ner_dir / "dev.tsv").write_text(NER_TRAIN)
-    result = evaluate("ner", str(micro_model_dir), ner_dir, seeds=1, epochs=2, batch_size=4, progress=False,
-                      on_collapse="keep")
+    result = evaluate(
+        "ner", str(micro_model_dir), ner_dir, seeds=1, epochs=2, batch_size=4, progress=False, on_collapse="keep"
+    )
     choice = result.info["lr_choice"]
     assert result.settings["lr"] == "auto" and choice["dev"] == "dev" and choice["dev_examples"] == 2
     assert [float(k) for k in choice["grid"]] == list(ft.SMALL_LR_GRID)  # random:micro is a small encoder
@@ -139,8 +158,14 @@ def test_early_stopping_restores_the_best_epoch_and_stops_on_patience():
         snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
         return next(planted)
 
-    stats = finetune(model, feats, collate, FinetuneSettings(epochs=6, batch_size=4, lr=0.5, progress=False),
-                     dev_score=dev_score, patience=2)
+    stats = finetune(
+        model,
+        feats,
+        collate,
+        FinetuneSettings(epochs=6, batch_size=4, lr=0.5, progress=False),
+        dev_score=dev_score,
+        patience=2,
+    )
     # epoch 2 scored best; epochs 3 and 4 did not beat it: stopped there, epochs 5 and 6 never ran
     assert [s for _, s in stats["dev_curve"]] == [0.1, 0.9, 0.2, 0.3] and stats["steps"] == 8
     assert stats["best_epoch"] == 2.0 and stats["best_dev"] == 0.9
@@ -168,12 +193,26 @@ def test_class_weights_change_the_loss_as_computed_by_hand(micro_model_dir, cls_
     by_hand = (w[0] * ce[0] + w[1] * ce[1] + w[1] * ce[2]) / (w[0] + w[1] + w[1])
     assert loss == pytest.approx(by_hand, rel=1e-6) and loss != pytest.approx(sum(ce) / 3, rel=1e-3)
     # balanced: n / (classes x count), here 8 examples, a: 6, b: 2
-    result = evaluate("cls", str(micro_model_dir), cls_dir, seeds=1, epochs=1, batch_size=4, lr=1e-3,
-                      class_weights="balanced", on_collapse="keep", progress=False)
+    result = evaluate(
+        "cls",
+        str(micro_model_dir),
+        cls_dir,
+        seeds=1,
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        class_weights="balanced",
+        on_collapse="keep",
+        progress=False,
+    )
     assert result.info["class_weights"] == pytest.approx([8 / (2 * 6), 8 / (2 * 2)])
     # always "a" on the 4 test texts (3 a, 1 b): F1 of a = 2 * 0.75 * 1 / 1.75 = 6/7, of b 0
-    assert result.info["majority_baseline"] == {"label": "a", "macro_f1": pytest.approx(3 / 7),
-                                                "micro_f1": 0.75, "accuracy": 0.75}
+    assert result.info["majority_baseline"] == {
+        "label": "a",
+        "macro_f1": pytest.approx(3 / 7),
+        "micro_f1": 0.75,
+        "accuracy": 0.75,
+    }
 
 
 def test_majority_baseline_by_hand():

@@ -61,8 +61,10 @@ def test_perfect_prediction_scores_one():
     gold = [["B-X", "I-X", "O", "B-Y"], ["O", "B-Y", "I-Y"]]
     scores = ner_metrics(gold, gold)
     assert scores["f1"] == scores["precision"] == scores["recall"] == 1.0
-    assert scores["per_type"] == {"X": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1},
-                                  "Y": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}}
+    assert scores["per_type"] == {
+        "X": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1},
+        "Y": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2},
+    }
 
 
 def test_strict_mode_by_hand():
@@ -170,8 +172,9 @@ def test_predictions_are_reassembled_across_windows():
     sentences = [sentence(vocab, tags), sentence(vocab[:3], tags[:3])]
     windows, stats = encode_sentences(tok, sentences, label2id, max_length=6)
     assert stats["sentences_split"] == 1
-    pred = predict_tags(Oracle(windows, len(labels)), windows, [len(s) for s in sentences], dict(enumerate(labels)),
-                        batch_size=2)
+    pred = predict_tags(
+        Oracle(windows, len(labels)), windows, [len(s) for s in sentences], dict(enumerate(labels)), batch_size=2
+    )
     assert pred == [list(s.tags) for s in sentences]
     assert ner_metrics([list(s.tags) for s in sentences], pred)["f1"] == 1.0
 
@@ -181,8 +184,18 @@ def test_predictions_are_reassembled_across_windows():
 
 def test_evaluator_end_to_end(micro_model_dir, ner_dir, tmp_path):
     pred_path = tmp_path / "pred.conll"
-    result = evaluate("ner", str(micro_model_dir), ner_dir, seeds=2, epochs=1, batch_size=4, lr=1e-3,
-                      max_length=12, progress=False, predictions_path=pred_path)
+    result = evaluate(
+        "ner",
+        str(micro_model_dir),
+        ner_dir,
+        seeds=2,
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        max_length=12,
+        progress=False,
+        predictions_path=pred_path,
+    )
     assert result["task"] == "ner" and result["primary_metric"] == "f1"
     for key in ("f1", "f1_std", "precision", "recall", "precision_std", "recall_std"):
         assert 0.0 <= result[key] <= 1.0
@@ -197,8 +210,10 @@ def test_evaluator_end_to_end(micro_model_dir, ner_dir, tmp_path):
     json.dumps(result.to_json())  # JSON-able
     for seed in (0, 1):
         written = read_conll(tmp_path / f"pred.seed{seed}.conll")
-        assert [s.tokens for s in written] == [("Lithium", "caused", "renal", "failure"),
-                                               ("No", "seizures", "were", "seen")]
+        assert [s.tokens for s in written] == [
+            ("Lithium", "caused", "renal", "failure"),
+            ("No", "seizures", "were", "seen"),
+        ]
 
 
 def test_seeds_change_the_run_and_repeat_exactly(micro_model_dir, ner_dir):
@@ -232,20 +247,24 @@ def test_bf16_run(micro_model_dir, ner_dir):
 
 
 def test_budgets_and_subsets_are_fixed(micro_model_dir, ner_dir):
-    result = NEREvaluator(seeds=1, epochs=1, max_train_sentences=4, max_eval_sentences=1, progress=False,
-                          split="test").evaluate(str(micro_model_dir), ner_dir)
+    result = NEREvaluator(
+        seeds=1, epochs=1, max_train_sentences=4, max_eval_sentences=1, progress=False, split="test"
+    ).evaluate(str(micro_model_dir), ner_dir)
     # lr auto (the default), no dev split: 1 of the 4 drawn sentences is held out to choose the rate on
     assert (result["train_sentences"], result["train_sentences_total"]) == (3, 9)
     assert result["lr_choice"]["dev_examples"] == 1
     assert (result["eval_sentences"], result["eval_sentences_total"]) == (1, 2)
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"seeds": 0}, "seeds must be >= 1"),
-    ({"epochs": 0}, "epochs must be > 0"),
-    ({"max_train_sentences": 0}, "max_train_sentences must be >= 1"),
-    ({"no_such_setting": 1}, "bad evaluation setting"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"seeds": 0}, "seeds must be >= 1"),
+        ({"epochs": 0}, "epochs must be > 0"),
+        ({"max_train_sentences": 0}, "max_train_sentences must be >= 1"),
+        ({"no_such_setting": 1}, "bad evaluation setting"),
+    ],
+)
 def test_bad_settings(settings, match):
     with pytest.raises(IndusError, match=match):
         get_evaluator("ner", **settings)

@@ -59,7 +59,7 @@ def test_windows_overlap_and_labels_map_back_to_answer_text(tokenizer):
         if windows.holds_answer(i):
             s, e = windows.start[i], windows.end[i]
             # the labelled tokens cover exactly the answer text (surrounding whitespace stripped)
-            assert ex.context[off[s, 0]:off[e, 1]] == ex.answers[0].text.strip()
+            assert ex.context[off[s, 0] : off[e, 1]] == ex.answers[0].text.strip()
     # consecutive windows of one question share doc_stride context tokens
     first_two = [i for i in range(len(windows)) if windows.example[i] == 0][:2]
     a, b = (windows.offsets[i][windows.offsets[i][:, 0] >= 0] for i in first_two)
@@ -104,7 +104,7 @@ def test_decode_picks_best_span_across_windows_and_maps_characters(tokenizer):
     starts, ends = _planted_logits(windows, spans)
     pred = decode(examples, windows, starts, ends, n_best=5, max_answer_length=10)[0]
     assert pred.text == "Sylvania City"
-    assert examples[0].context[pred.start_char:pred.end_char] == "Sylvania City"
+    assert examples[0].context[pred.start_char : pred.end_char] == "Sylvania City"
     assert pred.span_score == pytest.approx(16.0 - 10.0)
     # with max_answer_length=1 neither planted span fits; the best one-token span starts at the planted start
     s, e = windows.start[w], windows.end[w]
@@ -142,8 +142,11 @@ def test_no_answer_logic(tokenizer):
 def _squad_file(path, examples):
     by_ctx: dict[str, list] = {}
     for ex in examples:
-        qa = {"id": ex.id, "question": ex.question,
-              "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers]}
+        qa = {
+            "id": ex.id,
+            "question": ex.question,
+            "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers],
+        }
         by_ctx.setdefault(ex.context, []).append(qa)
     data = [{"paragraphs": [{"context": c, "qas": qas}]} for c, qas in by_ctx.items()]
     path.write_text(json.dumps({"version": "v2.0", "data": data}))
@@ -157,10 +160,21 @@ def test_evaluator_end_to_end_micro(tmp_path, micro_model_dir):
     _squad_file(folder / "train.json", examples)
     _squad_file(folder / "test.json", examples)
     preds = tmp_path / "preds.json"
-    evaluator = get_evaluator("qa", epochs=1, batch_size=4, max_length=48, doc_stride=16, max_question_length=16,
-                              max_answer_length=8, seeds=2, progress=False, predictions_path=preds,
-                              # a fixed rate trains on all 3 questions; keep: a collapsed seed still counts here
-                              lr=1e-3, on_collapse="keep")
+    evaluator = get_evaluator(
+        "qa",
+        epochs=1,
+        batch_size=4,
+        max_length=48,
+        doc_stride=16,
+        max_question_length=16,
+        max_answer_length=8,
+        seeds=2,
+        progress=False,
+        predictions_path=preds,
+        # a fixed rate trains on all 3 questions; keep: a collapsed seed still counts here
+        lr=1e-3,
+        on_collapse="keep",
+    )
     result = evaluator.evaluate(str(micro_model_dir), folder)
     assert result["task"] == "qa" and result["primary_metric"] == "f1"
     for key in ("exact_match", "f1", "f1_std", "exact_match_std", "HasAns_f1", "NoAns_f1", "best_f1", "wall_s"):
@@ -226,7 +240,7 @@ def test_answer_labels_in_every_overlapping_window_of_a_long_context(tokenizer):
                 labelled.append(i)
                 s, e = windows.start[i], windows.end[i]
                 assert off[s, 0] >= 0 and off[e, 0] >= 0  # labels point at context tokens only
-                assert context[off[s, 0]:off[e, 1]] == answer.text
+                assert context[off[s, 0] : off[e, 1]] == answer.text
         assert labelled, position
 
 
@@ -247,4 +261,4 @@ def test_spans_never_come_from_question_or_special_tokens(tokenizer):
     for scoring in ("span", "null_relative"):
         pred = decode(examples, windows, starts, ends, n_best=5, max_answer_length=5, scoring=scoring)[0]
         assert pred.span_score == pytest.approx(-10.0) and pred.start_char >= 0
-        assert pred.text == examples[0].context[pred.start_char:pred.end_char] != ""
+        assert pred.text == examples[0].context[pred.start_char : pred.end_char] != ""

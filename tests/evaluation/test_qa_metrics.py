@@ -30,10 +30,10 @@ def test_f1_hand_computed():
 def test_max_over_gold_answers_and_no_answer():
     em, f1 = question_scores("Tower in Paris", ["Eiffel Tower", "the tower in Paris"])
     assert em == 1.0 and f1 == 1.0
-    assert question_scores("", []) == (1.0, 1.0)        # unanswerable, abstained
-    assert question_scores("Paris", []) == (0.0, 0.0)   # unanswerable, answered
+    assert question_scores("", []) == (1.0, 1.0)  # unanswerable, abstained
+    assert question_scores("Paris", []) == (0.0, 0.0)  # unanswerable, answered
     assert question_scores("", ["Paris"]) == (0.0, 0.0)  # answerable, abstained
-    assert question_scores("", ["the"]) == (1.0, 1.0)   # gold normalises to empty -> treated as no-answer (v2 rule)
+    assert question_scores("", ["the"]) == (1.0, 1.0)  # gold normalises to empty -> treated as no-answer (v2 rule)
 
 
 def test_squad_scores_v2_split_keys():

@@ -15,8 +15,10 @@ from indus.errors import IndusError
 from indus.pipeline import PipelineConfig, build_plan, explain, run_pipeline
 from indus.pipeline.report import speedup
 
-WORDS = ("protein cell gene enzyme receptor solar plasma magnetic orbit comet climate aerosol ocean ice sheet "
-         "glacier neutron star galaxy cluster drug dose tumour therapy").split()
+WORDS = (
+    "protein cell gene enzyme receptor solar plasma magnetic orbit comet climate aerosol ocean ice sheet "
+    "glacier neutron star galaxy cluster drug dose tumour therapy"
+).split()
 
 
 def _sentence(rng: random.Random, n: int = 12) -> str:
@@ -60,20 +62,54 @@ MICRO = {
     "name": "micro",
     "corpus": {"train": "corpus/train.jsonl", "valid": "corpus/valid.jsonl"},
     "tokenizer": {"vocab_size": 400, "compare_with": ["minilm"]},
-    "pretrain": {"defaults": {"seq_len": 32, "batch_size": 4, "eval_every": 4, "checkpoint_every": 4,
-                              "log_every": 1, "valid_max_seqs": 8, "bf16": False},
-                 "runs": [{"name": "micro-s", "preset": "micro", "settings": {"max_steps": 3}},
-                          {"name": "micro-m", "preset": "micro", "settings": {"max_steps": 6}},
-                          {"name": "micro-l", "preset": "micro", "settings": {"max_steps": 9}}]},
-    "distill": [{"name": "micro-student", "teacher": "micro-l", "student_preset": "micro",
-                 "settings": {"max_steps": 3, "head_fit_steps": 2}}],
-    "retriever": [{"name": "ret", "model": "random:micro", "pairs": ["pairs/toy.jsonl"],
-                   "settings": {"max_steps": 2, "batch_size": 4, "max_seq_length": 32}}],
-    "retriever_distill": [{"name": "ret-student", "teacher": "ret", "student": "random:micro",
-                           "settings": {"max_steps": 2, "batch_size": 4, "max_seq_length": 32}}],
-    "eval": {"baselines": ["random", "minilm", "bm25"], "latency_sentences": 3,
-             "tasks": [{"task": "ner", "data": "toy", "settings": {"seeds": 1, "epochs": 1, "progress": False}},
-                       {"task": "ir", "data": "toyir", "settings": {"latency_queries": 2, "progress": False}}]},
+    "pretrain": {
+        "defaults": {
+            "seq_len": 32,
+            "batch_size": 4,
+            "eval_every": 4,
+            "checkpoint_every": 4,
+            "log_every": 1,
+            "valid_max_seqs": 8,
+            "bf16": False,
+        },
+        "runs": [
+            {"name": "micro-s", "preset": "micro", "settings": {"max_steps": 3}},
+            {"name": "micro-m", "preset": "micro", "settings": {"max_steps": 6}},
+            {"name": "micro-l", "preset": "micro", "settings": {"max_steps": 9}},
+        ],
+    },
+    "distill": [
+        {
+            "name": "micro-student",
+            "teacher": "micro-l",
+            "student_preset": "micro",
+            "settings": {"max_steps": 3, "head_fit_steps": 2},
+        }
+    ],
+    "retriever": [
+        {
+            "name": "ret",
+            "model": "random:micro",
+            "pairs": ["pairs/toy.jsonl"],
+            "settings": {"max_steps": 2, "batch_size": 4, "max_seq_length": 32},
+        }
+    ],
+    "retriever_distill": [
+        {
+            "name": "ret-student",
+            "teacher": "ret",
+            "student": "random:micro",
+            "settings": {"max_steps": 2, "batch_size": 4, "max_seq_length": 32},
+        }
+    ],
+    "eval": {
+        "baselines": ["random", "minilm", "bm25"],
+        "latency_sentences": 3,
+        "tasks": [
+            {"task": "ner", "data": "toy", "settings": {"seeds": 1, "epochs": 1, "progress": False}},
+            {"task": "ir", "data": "toyir", "settings": {"latency_queries": 2, "progress": False}},
+        ],
+    },
     "forecast": {"multipliers": [10]},
     "scaling": {"n_bootstrap": 0},
 }
@@ -96,20 +132,34 @@ def test_micro_pipeline_end_to_end_then_cached_then_one_change(micro_run):
     for heading in ("Tokenizer", "Encoders", "Every model against the baselines", "Forecast", "Observational"):
         assert heading in report
     models = {(e["model"], e["task"]) for e in summary["evals"]}
-    assert {("random:micro", "ner"), ("minilm", "ner"), ("micro-l", "ner"), ("micro-student", "ner"),
-            ("bm25", "ir"), ("minilm", "ir"), ("ret", "ir"), ("ret-student", "ir")} <= models
+    assert {
+        ("random:micro", "ner"),
+        ("minilm", "ner"),
+        ("micro-l", "ner"),
+        ("micro-student", "ner"),
+        ("bm25", "ir"),
+        ("minilm", "ir"),
+        ("ret", "ir"),
+        ("ret-student", "ir"),
+    } <= models
     fc = summary["forecast"]["ner:toy"]
     assert fc["n"] == 3 and fc["compute"]["forecasts"][0]["multiplier"] == 10
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and 'src="figures/' not in html
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
-        "fertility.png", "forecast.png", "loss_curves.png", "models.png", "tradeoff.png"]
+        "fertility.png",
+        "forecast.png",
+        "loss_curves.png",
+        "models.png",
+        "tradeoff.png",
+    ]
     if os.environ.get("INDUS_SAVE_FIGURES"):  # to look at them: INDUS_SAVE_FIGURES=DIR pytest tests/pipeline
         shutil.copytree(out / "figures", os.environ["INDUS_SAVE_FIGURES"], dirs_exist_ok=True)
     # the speed-up column is teacher ms / student ms with the precision to show it (a fixed decimal wrote "0.0x")
     lat = summary["latency"]
-    speedups = [line.rsplit("|", 2)[-2].strip() for line in report.splitlines()
-                if line.startswith("| ner: toy | micro-student")]
+    speedups = [
+        line.rsplit("|", 2)[-2].strip() for line in report.splitlines() if line.startswith("| ner: toy | micro-student")
+    ]
     assert speedups == [speedup(lat["micro-l"], lat["micro-student"])] and float(speedups[0].rstrip("x")) > 0
     assert not any(s["cached"] for s in summary["stages"])
 
@@ -118,9 +168,20 @@ def test_micro_pipeline_end_to_end_then_cached_then_one_change(micro_run):
     assert again["evals"] == summary["evals"]
 
     # one setting of the middle rung changes: the dry run says what will rerun and why, and runs nothing
-    middle = load_config(PipelineConfig, config, ["pretrain.runs=" + json.dumps(
-        [*MICRO["pretrain"]["runs"][:1], {"name": "micro-m", "preset": "micro", "settings": {"max_steps": 5}},
-         MICRO["pretrain"]["runs"][2]])])
+    middle = load_config(
+        PipelineConfig,
+        config,
+        [
+            "pretrain.runs="
+            + json.dumps(
+                [
+                    *MICRO["pretrain"]["runs"][:1],
+                    {"name": "micro-m", "preset": "micro", "settings": {"max_steps": 5}},
+                    MICRO["pretrain"]["runs"][2],
+                ]
+            )
+        ],
+    )
     before = sorted(p.name for p in (out / "stages").rglob("*"))
     dry = {line.split()[1]: line for line in explain(build_plan(middle, out))[:-1]}
     assert sorted(p.name for p in (out / "stages").rglob("*")) == before
@@ -134,8 +195,9 @@ def test_micro_pipeline_end_to_end_then_cached_then_one_change(micro_run):
     assert ran == to_run
 
     # a per-model setting reruns that model's evaluation only
-    tuned = run_pipeline(load_config(PipelineConfig, config, ["eval.tasks.0.per_model={minilm: {lr: 1.0e-4}}"]), out,
-                         log=logs.append)
+    tuned = run_pipeline(
+        load_config(PipelineConfig, config, ["eval.tasks.0.per_model={minilm: {lr: 1.0e-4}}"]), out, log=logs.append
+    )
     assert {s["name"] for s in tuned["stages"] if not s["cached"]} == {"eval/ner-toy/minilm"}
     minilm = next(e for e in tuned["evals"] if e["model"] == "minilm" and e["task"] == "ner")
     assert minilm["result"]["settings"]["lr"] == pytest.approx(1e-4)

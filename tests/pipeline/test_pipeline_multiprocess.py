@@ -29,8 +29,11 @@ def test_pipeline_on_two_processes_trains_together_and_writes_once(tmp_path):
     data = _data_root(tmp_path / "data")
     # the retriever stops on its time budget: the stop decision is shared by the two processes
     retriever = [{**MICRO["retriever"][0], "settings": {**MICRO["retriever"][0]["settings"], "time_budget_s": 0.01}}]
-    cfg = {**MICRO, "retriever": retriever,
-           "eval": {**MICRO["eval"], "baselines": ["random"], "tasks": MICRO["eval"]["tasks"][:1]}}
+    cfg = {
+        **MICRO,
+        "retriever": retriever,
+        "eval": {**MICRO["eval"], "baselines": ["random"], "tasks": MICRO["eval"]["tasks"][:1]},
+    }
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "INDUS_DATA": str(data), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     out = tmp_path / "run"

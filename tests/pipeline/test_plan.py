@@ -48,11 +48,14 @@ def _bad_eval_type(cfg):
     cfg["eval"]["tasks"][0]["settings"]["epochs"] = "many"
 
 
-@pytest.mark.parametrize("change, key, says", [
-    (_last_stage_typo, "eval.tasks[ir:toyir]", "latency_querys"),
-    (_retriever_distill_typo, "retriever_distill[ret-student]", "max_stepz"),
-    (_bad_eval_type, "eval.tasks[ner:toy]", "epochs"),
-])
+@pytest.mark.parametrize(
+    "change, key, says",
+    [
+        (_last_stage_typo, "eval.tasks[ir:toyir]", "latency_querys"),
+        (_retriever_distill_typo, "retriever_distill[ret-student]", "max_stepz"),
+        (_bad_eval_type, "eval.tasks[ner:toy]", "epochs"),
+    ],
+)
 def test_a_bad_setting_in_a_late_stage_is_refused_before_any_stage_runs(data, change, key, says):
     config = _config(data, change)
     out = data / "run"
@@ -65,11 +68,16 @@ def test_a_bad_setting_in_a_late_stage_is_refused_before_any_stage_runs(data, ch
 
 
 def test_cli_refuses_a_bad_last_stage_and_a_bad_reference_in_one_line(data):
-    for change, says in ((_last_stage_typo, "latency_querys"),
-                         (lambda c: c["retriever"][0].update(model="pretrain:nope"), "'pretrain:nope' names no")):
+    for change, says in (
+        (_last_stage_typo, "latency_querys"),
+        (lambda c: c["retriever"][0].update(model="pretrain:nope"), "'pretrain:nope' names no"),
+    ):
         config = _config(data, change)
-        proc = subprocess.run([sys.executable, "-m", "indus", "run", str(config), "--out", str(data / "o")],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "indus", "run", str(config), "--out", str(data / "o")],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert str(config) in proc.stderr and says in proc.stderr and proc.stderr.strip().count("\n") == 0
         assert not (data / "o" / "stages").exists()
@@ -95,7 +103,10 @@ def test_plan_keys_and_folders_are_known_before_anything_runs(data):
 
 def test_diff_names_the_changed_leaf():
     assert diff_settings({"a": {"b": [1, 2]}, "c": 1}, {"a": {"b": [1, 3]}, "d": 2}) == [
-        "a.b[1]: 2 -> 3", "c: 1 (removed)", "d: (new) 2"]
+        "a.b[1]: 2 -> 3",
+        "c: 1 (removed)",
+        "d: (new) 2",
+    ]
 
 
 def test_dry_run_says_why_from_the_last_finished_record(data):

@@ -22,17 +22,24 @@ from indus.pipeline.report import (
 
 
 def test_html_is_self_contained(tmp_path):
-    name = plot_fertility([{"tokenizer": "ours", "tokens_per_word": 1.3}, {"tokenizer": "minilm",
-                                                                           "tokens_per_word": 1.5}],
-                          tmp_path / "fertility.png")
+    name = plot_fertility(
+        [{"tokenizer": "ours", "tokens_per_word": 1.3}, {"tokenizer": "minilm", "tokens_per_word": 1.5}],
+        tmp_path / "fertility.png",
+    )
     html = markdown_to_html(f"# Run\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![f]({name})\n", tmp_path, "demo")
     assert "<table>" in html and "<title>demo</title>" in html
     assert 'src="data:image/png;base64,' in html and "fertility.png" not in html
 
 
 def test_forecast_plot_draws_without_intervals(tmp_path):
-    fc = {"compute": {"intercept": 0.1, "slope_per_decade": 0.05,
-                      "forecasts": [{"flops": 1e15, "y": 0.4, "lo": None, "hi": None}]}, "loss": None}
+    fc = {
+        "compute": {
+            "intercept": 0.1,
+            "slope_per_decade": 0.05,
+            "forecasts": [{"flops": 1e15, "y": 0.4, "lo": None, "hi": None}],
+        },
+        "loss": None,
+    }
     pts = [{"flops": 1e13, "metric": 0.2}, {"flops": 1e14, "metric": 0.25}]
     assert (tmp_path / plot_forecast({"ner": fc}, {"ner": pts}, tmp_path / "f.png")).stat().st_size > 1000
 
@@ -65,7 +72,7 @@ class _Page(HTMLParser):
 
     def handle_endtag(self, tag):
         if tag in self._open:
-            del self._open[len(self._open) - 1 - self._open[::-1].index(tag):]
+            del self._open[len(self._open) - 1 - self._open[::-1].index(tag) :]
 
     def handle_data(self, data):
         for tag in ("title", "h1"):
@@ -74,8 +81,12 @@ class _Page(HTMLParser):
 
 
 def _log(path: Path, losses: list[float]) -> str:
-    path.write_text("".join(json.dumps({"step": i, "tokens": 100 * (i + 1), "loss": v, "valid_loss": v}) + "\n"
-                            for i, v in enumerate(losses)))
+    path.write_text(
+        "".join(
+            json.dumps({"step": i, "tokens": 100 * (i + 1), "loss": v, "valid_loss": v}) + "\n"
+            for i, v in enumerate(losses)
+        )
+    )
     return str(path)
 
 
@@ -86,43 +97,112 @@ def _hostile_summary(tmp_path: Path) -> dict:
     scaling.mkdir(parents=True)
     plot_fertility([{"tokenizer": "t", "tokens_per_word": 1.0}], scaling / "pc1_vs_flops.png")
     evals = []
-    for task, data, metric, models in (("ner", f"data{XSS}", "f1", [("minilm", "baseline"), (enc, "built"),
-                                                                      (student, "built")]),
-                                       (f"ir{SCRIPT}", f"beir{LINK}", "ndcg@10", [("bm25", "baseline"),
-                                                                                   (ret, "built"),
-                                                                                   (ret_student, "built")])):
+    for task, data, metric, models in (
+        ("ner", f"data{XSS}", "f1", [("minilm", "baseline"), (enc, "built"), (student, "built")]),
+        (f"ir{SCRIPT}", f"beir{LINK}", "ndcg@10", [("bm25", "baseline"), (ret, "built"), (ret_student, "built")]),
+    ):
         for i, (m, kind) in enumerate(models):
-            evals.append({"task": task, "data": data, "model": m, "kind": kind, "metric": metric,
-                          "role": "retriever" if task != "ner" else "encoder", "value": 0.5 + 0.1 * i, "std": None,
-                          "wall_s": 1.0, "latency_ms": 2.0 + i, "result": {"primary_metric": metric,
-                                                                             metric: 0.5 + 0.1 * i}})
+            evals.append(
+                {
+                    "task": task,
+                    "data": data,
+                    "model": m,
+                    "kind": kind,
+                    "metric": metric,
+                    "role": "retriever" if task != "ner" else "encoder",
+                    "value": 0.5 + 0.1 * i,
+                    "std": None,
+                    "wall_s": 1.0,
+                    "latency_ms": 2.0 + i,
+                    "result": {"primary_metric": metric, metric: 0.5 + 0.1 * i},
+                }
+            )
     point = {"model": enc, "flops": 1e12, "loss": 5.0, "metric": 0.6}
-    fc = {"n": 1, "alpha": 0.1, "metric": "f1", "note": f"note {XSS}", "points": [point],
-          "compute": {"intercept": 0.1, "slope_per_decade": 0.05, "r2": 0.9,
-                      "forecasts": [{"multiplier": 10.0, "flops": 1e13, "y": 0.65, "lo": 0.5, "hi": 0.8}]},
-          "loss": None}
+    fc = {
+        "n": 1,
+        "alpha": 0.1,
+        "metric": "f1",
+        "note": f"note {XSS}",
+        "points": [point],
+        "compute": {
+            "intercept": 0.1,
+            "slope_per_decade": 0.05,
+            "r2": 0.9,
+            "forecasts": [{"multiplier": 10.0, "flops": 1e13, "y": 0.65, "lo": 0.5, "hi": 0.8}],
+        },
+        "loss": None,
+    }
     return {
-        "name": XSS, "out_dir": str(tmp_path), "wall_s": 3.0,
+        "name": XSS,
+        "out_dir": str(tmp_path),
+        "wall_s": 3.0,
         "stages": [{"name": f"pretrain/{enc}", "key": f"k{SCRIPT}", "cached": False, "wall_s": 1.0}],
-        "fertility": [{"tokenizer": f"tok{XSS}", "vocab_size": 100, "tokens": 10, "tokens_per_word": 1.1,
-                       "relative_diff_pct": 0.0}, {"tokenizer": f"other{LINK}", "vocab_size": 200, "tokens": 11,
-                                                  "tokens_per_word": 1.2, "relative_diff_pct": 10.0}],
-        "pretrain": [{"name": enc, "preset": f"tiny{XSS}", "log": _log(tmp_path / "a.jsonl", [6.0, 5.5, 5.2]),
-                      "params": 10, "steps": 3, "tokens_seen": 300, "train_flops": 1e12, "valid_loss": 5.2}],
-        "distill": [{"name": student, "teacher": enc, "preset": f"nano{SCRIPT}",
-                     "log": _log(tmp_path / "b.jsonl", [3e-4, 2e-4]), "params": 5, "steps": 2}],
-        "models": [{"name": enc, "role": "encoder", "kind": "built", "teacher": None},
-                   {"name": student, "role": "encoder", "kind": "built", "teacher": enc},
-                   {"name": "minilm", "role": "encoder", "kind": "baseline", "teacher": None},
-                   {"name": ret, "role": "retriever", "kind": "built", "teacher": None},
-                   {"name": ret_student, "role": "retriever", "kind": "built", "teacher": ret},
-                   {"name": "bm25", "role": "retriever", "kind": "baseline", "teacher": None}],
-        "evals": evals, "latency": {enc: 2.0, student: 1.0, "minilm": 5.0},
+        "fertility": [
+            {
+                "tokenizer": f"tok{XSS}",
+                "vocab_size": 100,
+                "tokens": 10,
+                "tokens_per_word": 1.1,
+                "relative_diff_pct": 0.0,
+            },
+            {
+                "tokenizer": f"other{LINK}",
+                "vocab_size": 200,
+                "tokens": 11,
+                "tokens_per_word": 1.2,
+                "relative_diff_pct": 10.0,
+            },
+        ],
+        "pretrain": [
+            {
+                "name": enc,
+                "preset": f"tiny{XSS}",
+                "log": _log(tmp_path / "a.jsonl", [6.0, 5.5, 5.2]),
+                "params": 10,
+                "steps": 3,
+                "tokens_seen": 300,
+                "train_flops": 1e12,
+                "valid_loss": 5.2,
+            }
+        ],
+        "distill": [
+            {
+                "name": student,
+                "teacher": enc,
+                "preset": f"nano{SCRIPT}",
+                "log": _log(tmp_path / "b.jsonl", [3e-4, 2e-4]),
+                "params": 5,
+                "steps": 2,
+            }
+        ],
+        "models": [
+            {"name": enc, "role": "encoder", "kind": "built", "teacher": None},
+            {"name": student, "role": "encoder", "kind": "built", "teacher": enc},
+            {"name": "minilm", "role": "encoder", "kind": "baseline", "teacher": None},
+            {"name": ret, "role": "retriever", "kind": "built", "teacher": None},
+            {"name": ret_student, "role": "retriever", "kind": "built", "teacher": ret},
+            {"name": "bm25", "role": "retriever", "kind": "baseline", "teacher": None},
+        ],
+        "evals": evals,
+        "latency": {enc: 2.0, student: 1.0, "minilm": 5.0},
         "forecast": {f"ner:data{XSS}": fc},
-        "scaling": {"folder": str(scaling), "summary": {
-            "pca": {"n_models": 3, "top3": 0.9},
-            "tasks": [{"task": f"gsm{XSS}", "group": f"g{LINK}", "n_train": 2, "n_test": 1, "pcs_test_mse": 0.1,
-                       "flops_test_mse": None, "params_test_mse": 0.2}]}},
+        "scaling": {
+            "folder": str(scaling),
+            "summary": {
+                "pca": {"n_models": 3, "top3": 0.9},
+                "tasks": [
+                    {
+                        "task": f"gsm{XSS}",
+                        "group": f"g{LINK}",
+                        "n_train": 2,
+                        "n_test": 1,
+                        "pcs_test_mse": 0.1,
+                        "flops_test_mse": None,
+                        "params_test_mse": 0.2,
+                    }
+                ],
+            },
+        },
     }
 
 
@@ -156,8 +236,12 @@ def test_report_escapes_every_name_that_reaches_the_page(tmp_path):
 
 
 def test_raw_html_and_unsafe_links_in_markdown_are_inert(tmp_path):
-    html = markdown_to_html(f"# {XSS}\n\n{SCRIPT}\n\n{LINK} [ok](https://example.org) [rel](figures/x.png)\n\n"
-                            f"![i](../../../etc/passwd.png)\n", tmp_path, "{{body}}</title><script>x</script>")
+    html = markdown_to_html(
+        f"# {XSS}\n\n{SCRIPT}\n\n{LINK} [ok](https://example.org) [rel](figures/x.png)\n\n"
+        f"![i](../../../etc/passwd.png)\n",
+        tmp_path,
+        "{{body}}</title><script>x</script>",
+    )
     page = _Page()
     page.feed(html)
     assert not {"script"} & {t for t, _ in page.tags}
@@ -180,8 +264,10 @@ def _rendered(fig):
 
 
 def test_loss_curves_give_each_objective_its_own_axis():
-    mlm = {"a": [{"tokens": 100 * i, "loss": 6 - 0.1 * i} for i in range(1, 6)],
-           "b": [{"tokens": 100 * i, "valid_loss": 6 - 0.2 * i} for i in range(6)]}
+    mlm = {
+        "a": [{"tokens": 100 * i, "loss": 6 - 0.1 * i} for i in range(1, 6)],
+        "b": [{"tokens": 100 * i, "valid_loss": 6 - 0.2 * i} for i in range(6)],
+    }
     kl = {"s": [{"tokens": 100 * i, "loss": 3e-4 / i, "valid_loss": 2e-4 / i} for i in range(1, 4)]}
     fig = draw_loss_curves({"masked-LM loss": mlm, "MiniLMv2 loss": kl})
     axes = fig.axes
@@ -203,16 +289,29 @@ def test_loss_curves_on_a_log_axis_leave_out_step_zero():
 
 def _tradeoff_points():
     def p(task, model, kind, value, ms, teacher=None):
-        return {"task": task, "model": model, "kind": kind, "teacher": teacher, "metric": "f1", "value": value,
-                "latency_ms": ms, "latency_label": "ms per sentence (batch 1)"}
+        return {
+            "task": task,
+            "model": model,
+            "kind": kind,
+            "teacher": teacher,
+            "metric": "f1",
+            "value": value,
+            "latency_ms": ms,
+            "latency_label": "ms per sentence (batch 1)",
+        }
 
-    return [p("ner: toy", "minilm", "baseline", 0.31, 16.7), p("ner: toy", "micro-s", "built", 0.184, 1.44),
-            p("ner: toy", "micro-m", "built", 0.184, 1.40), p("ner: toy", "micro-l", "built", 0.213, 1.74),
-            p("ner: toy", "micro-student", "built", 0.265, 1.69, "micro-l"),
-            p("ner: toy", "a-rather-long-model-name-at-the-right", "built", 0.30, 17.5),
-            p("ir: toyir", "bm25", "baseline", 1.0, 1.2), p("ir: toyir", "ret", "built", 0.744, 3.60),
-            p("ir: toyir", "ret-student", "built", 0.744, 3.33, "ret"),
-            p("ir: toyir", "minilm", "baseline", 0.917, 13.0)]
+    return [
+        p("ner: toy", "minilm", "baseline", 0.31, 16.7),
+        p("ner: toy", "micro-s", "built", 0.184, 1.44),
+        p("ner: toy", "micro-m", "built", 0.184, 1.40),
+        p("ner: toy", "micro-l", "built", 0.213, 1.74),
+        p("ner: toy", "micro-student", "built", 0.265, 1.69, "micro-l"),
+        p("ner: toy", "a-rather-long-model-name-at-the-right", "built", 0.30, 17.5),
+        p("ir: toyir", "bm25", "baseline", 1.0, 1.2),
+        p("ir: toyir", "ret", "built", 0.744, 3.60),
+        p("ir: toyir", "ret-student", "built", 0.744, 3.33, "ret"),
+        p("ir: toyir", "minilm", "baseline", 0.917, 13.0),
+    ]
 
 
 def test_tradeoff_labels_neither_overlap_nor_leave_their_panel(tmp_path):
@@ -240,19 +339,37 @@ def test_tradeoff_labels_neither_overlap_nor_leave_their_panel(tmp_path):
 
 
 def test_forecast_has_its_metric_on_the_y_axis():
-    fc = {"metric": "f1", "alpha": 0.1, "compute": {"intercept": 0.1, "slope_per_decade": 0.05,
-                                                    "forecasts": [{"flops": 1e15, "y": 0.4, "lo": 0.3, "hi": 0.5}]},
-          "loss": None}
+    fc = {
+        "metric": "f1",
+        "alpha": 0.1,
+        "compute": {
+            "intercept": 0.1,
+            "slope_per_decade": 0.05,
+            "forecasts": [{"flops": 1e15, "y": 0.4, "lo": 0.3, "hi": 0.5}],
+        },
+        "loss": None,
+    }
     fig = draw_forecast({"ner:toy": fc}, {"ner:toy": [{"flops": 1e13, "metric": 0.2}, {"flops": 1e14, "metric": 0.3}]})
     ax = fig.axes[0]
     assert ax.get_ylabel() == "f1 on ner:toy" and "FLOPs" in ax.get_xlabel()
 
 
 def test_model_bars_name_their_metric_and_the_legend_covers_no_bar():
-    evals = [{"task": "ner", "data": "toy", "metric": "f1", "model": m, "kind": k, "value": v, "std": None}
-             for m, k, v in (("minilm", "baseline", 0.9), ("a", "built", 0.5))]
-    evals += [{"task": "ir", "data": "toyir", "metric": "ndcg@10", "model": "bm25", "kind": "baseline",
-               "value": 1.0, "std": 0.0}]
+    evals = [
+        {"task": "ner", "data": "toy", "metric": "f1", "model": m, "kind": k, "value": v, "std": None}
+        for m, k, v in (("minilm", "baseline", 0.9), ("a", "built", 0.5))
+    ]
+    evals += [
+        {
+            "task": "ir",
+            "data": "toyir",
+            "metric": "ndcg@10",
+            "model": "bm25",
+            "kind": "baseline",
+            "value": 1.0,
+            "std": 0.0,
+        }
+    ]
     fig = draw_models(evals)
     renderer = _rendered(fig)
     assert [ax.get_xlabel() for ax in fig.axes] == ["f1", "ndcg@10"]
@@ -271,8 +388,17 @@ def test_fertility_values_stay_inside_the_axes():
     assert all(t.get_window_extent(renderer).x1 <= ax.get_window_extent(renderer).x1 for t in ax.texts)
 
 
-@pytest.mark.parametrize("slow, fast, text", [(1.74, 1.69, "1.03x"), (0.05, 1.0, "0.05x"), (3.6, 3.6, "1x"),
-                                              (17.54, 1.0, "17.5x"), (1234.0, 1.0, "1,234x"), (None, 1.0, "n/a"),
-                                              (1.0, 0.0, "n/a")])
+@pytest.mark.parametrize(
+    "slow, fast, text",
+    [
+        (1.74, 1.69, "1.03x"),
+        (0.05, 1.0, "0.05x"),
+        (3.6, 3.6, "1x"),
+        (17.54, 1.0, "17.5x"),
+        (1234.0, 1.0, "1,234x"),
+        (None, 1.0, "n/a"),
+        (1.0, 0.0, "n/a"),
+    ],
+)
 def test_speedup_never_rounds_a_ratio_to_zero(slow, fast, text):
     assert speedup(slow, fast) == text

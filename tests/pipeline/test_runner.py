@@ -86,8 +86,7 @@ def _in_thread(fn):
 
 def test_non_main_process_waits_for_the_main_result_and_never_runs_the_stage(tmp_path):
     calls = []
-    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None,
-                         token="launch-1")
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None, token="launch-1")
     thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: calls.append(1) or {}))
     time.sleep(0.1)
     assert thread.is_alive()  # still waiting: the main process has not finished
@@ -105,10 +104,10 @@ def test_collective_stage_runs_on_every_process_and_only_main_writes(tmp_path):
         def run(out, resume):
             seen.append((rank, out.name))
             return {"rank": rank}
+
         return run
 
-    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None,
-                         token="launch-1")
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None, token="launch-1")
     thread, box = _in_thread(lambda: worker.stage("pretrain/a", {"n": 1}, fn(1), collective=True))
     thread.join(0.5)
     assert thread.is_alive()  # ran its part, now waits for the main process's stage.json
@@ -120,8 +119,7 @@ def test_collective_stage_runs_on_every_process_and_only_main_writes(tmp_path):
 
 
 def test_a_failure_on_the_main_process_reaches_the_waiting_ones(tmp_path):
-    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None,
-                         token="launch-1")
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, log=lambda line: None, token="launch-1")
     thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: {}))
     time.sleep(0.05)
     main = StageRunner(tmp_path, rank=0, world=2, log=lambda line: None, token="launch-1")
@@ -133,7 +131,8 @@ def test_a_failure_on_the_main_process_reaches_the_waiting_ones(tmp_path):
         main.stage("eval/x", {"n": 1}, boom)
     thread.join(5)
     assert isinstance(box.get("error"), IndusError) and "failed on the main process: ValueError: bad column" in str(
-        box["error"])
+        box["error"]
+    )
 
 
 def test_rank_and_world_come_from_the_launcher_environment(tmp_path, monkeypatch):
@@ -155,8 +154,7 @@ def test_a_forced_stage_is_waited_for_by_run_token_not_by_file_time(tmp_path):
     done = next((tmp_path / "stages" / "eval--x").glob("*/stage.json"))
     assert json.loads(done.read_text())["run"] == "old"
     os.utime(done, (time.time() + 3600, time.time() + 3600))  # a clock ahead: a file time would say "fresh"
-    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, force=["eval/x"], log=lambda line: None,
-                         token="new")
+    worker = StageRunner(tmp_path, rank=1, world=2, poll_s=0.01, force=["eval/x"], log=lambda line: None, token="new")
     thread, box = _in_thread(lambda: worker.stage("eval/x", {"n": 1}, lambda out, resume: {}))
     time.sleep(0.2)
     assert thread.is_alive()  # neither the old result nor the old failure counts for this launch

@@ -7,16 +7,29 @@ from pathlib import Path
 
 import pytest
 
-TOPICS = ["stellar winds", "dark matter", "protein folding", "ocean heat", "gene regulation", "solar flares",
-          "cloud feedback", "comet dust", "sea ice", "soil carbon"]
+TOPICS = [
+    "stellar winds",
+    "dark matter",
+    "protein folding",
+    "ocean heat",
+    "gene regulation",
+    "solar flares",
+    "cloud feedback",
+    "comet dust",
+    "sea ice",
+    "soil carbon",
+]
 
 
 def write_pairs(path: Path, source: str, n: int = 10, negatives: bool = False) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             topic = TOPICS[i % len(TOPICS)]
-            row = {"anchor": f"{source}: what is {topic}? ({i})", "positive": f"{source} notes on {topic}, part {i}.",
-                   "source": source}
+            row = {
+                "anchor": f"{source}: what is {topic}? ({i})",
+                "positive": f"{source} notes on {topic}, part {i}.",
+                "source": source,
+            }
             if negatives:
                 row["negative"] = f"{source} unrelated text number {i}."
             fh.write(json.dumps(row) + "\n")

@@ -27,8 +27,14 @@ from indus.retriever.losses import DistillCSELoss, GTELoss
 # Six pairs with a hard negative each; duplicates across the two halves: pair 4 repeats pair 0's anchor,
 # pair 5 repeats pair 1's positive, and pair 3's negative is pair 0's positive (a false negative).
 ANCHORS = ["stellar winds", "dark matter halos", "protein folding", "ocean heat", "stellar winds", "comet dust"]
-POSITIVES = ["mass loss of hot stars", "rotation curves", "alpha helices", "argo floats", "winds of giants",
-             "rotation curves"]
+POSITIVES = [
+    "mass loss of hot stars",
+    "rotation curves",
+    "alpha helices",
+    "argo floats",
+    "winds of giants",
+    "rotation curves",
+]
 NEGATIVES = ["coral reefs", "soil carbon", "sea ice", "mass loss of hot stars", "gene regulation", "cloud feedback"]
 
 
@@ -69,8 +75,13 @@ def main(model_dir: str, out: Path) -> None:
         "gte": (GTELoss, [ANCHORS, POSITIVES, NEGATIVES], None, [(0, 3), (3, 6)], {}),
         "gte_cached": (GTELoss, [ANCHORS, POSITIVES, NEGATIVES], None, [(0, 3), (3, 6)], {"mini_batch_size": 2}),
         "gte_unequal": (GTELoss, [ANCHORS, POSITIVES], None, [(0, 4), (4, 6)], {}),
-        "distillcse": (DistillCSELoss, [ANCHORS, POSITIVES, NEGATIVES], teacher, [(0, 3), (3, 6)],
-                       {"embedding_weight": 0.5}),
+        "distillcse": (
+            DistillCSELoss,
+            [ANCHORS, POSITIVES, NEGATIVES],
+            teacher,
+            [(0, 3), (3, 6)],
+            {"embedding_weight": 0.5},
+        ),
     }
     results = {}
     for name, (loss_cls, columns, labels, split, kwargs) in scenarios.items():

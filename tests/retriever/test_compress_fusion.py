@@ -24,7 +24,7 @@ N_DOCS = 400
 def vector(text: str) -> np.ndarray:
     """A fixed random unit vector per document; ``near: X`` is X's vector plus noise (cosine about 0.9)."""
     near = text.startswith("near: ")
-    base = text[len("near: "):] if near else text
+    base = text[len("near: ") :] if near else text
     rng = np.random.default_rng(int(hashlib.md5(base.encode()).hexdigest()[:8], 16))
     v = rng.standard_normal(DIM)
     if near:
@@ -48,8 +48,7 @@ def fake_encoder(monkeypatch):
 @pytest.fixture
 def corpus(tmp_path):
     path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"document number {i}"}) + "\n"
-                            for i in range(N_DOCS)))
+    path.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"document number {i}"}) + "\n" for i in range(N_DOCS)))
     return path
 
 
@@ -78,18 +77,57 @@ def test_binary_without_rescoring_scores_sign_agreement(tmp_path, corpus, fake_e
 
 
 def test_quantize_cli_and_bad_input(tmp_path, corpus, fake_encoder, monkeypatch, capsys):
-    code, out, err = invoke(monkeypatch, capsys, "retriever", "index", "--model", "fake", "--corpus", corpus,
-                            "--out", tmp_path / "i", "--quantize", "binary", "--rescore", "50")
+    code, out, err = invoke(
+        monkeypatch,
+        capsys,
+        "retriever",
+        "index",
+        "--model",
+        "fake",
+        "--corpus",
+        corpus,
+        "--out",
+        tmp_path / "i",
+        "--quantize",
+        "binary",
+        "--rescore",
+        "50",
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "i" / "meta.json").read_text())["rescore"] == 50
-    code, out, err = invoke(monkeypatch, capsys, "retriever", "search", "--index", tmp_path / "i", "--query",
-                            "near: document number 9", "--mode", "dense", "-k", "1")
+    code, out, err = invoke(
+        monkeypatch,
+        capsys,
+        "retriever",
+        "search",
+        "--index",
+        tmp_path / "i",
+        "--query",
+        "near: document number 9",
+        "--mode",
+        "dense",
+        "-k",
+        "1",
+    )
     assert code == 0 and "[d9]" in out
-    for args, expected in ((["--quantize", "int4"], "--quantize must be one of"),
-                           (["--quantize", "int8", "--approximate"], "exhaustive"),
-                           (["--rescore", "10"], "--rescore")):
-        code, _, err = invoke(monkeypatch, capsys, "retriever", "index", "--model", "fake", "--corpus", corpus,
-                              "--out", tmp_path / "bad", *args)
+    for args, expected in (
+        (["--quantize", "int4"], "--quantize must be one of"),
+        (["--quantize", "int8", "--approximate"], "exhaustive"),
+        (["--rescore", "10"], "--rescore"),
+    ):
+        code, _, err = invoke(
+            monkeypatch,
+            capsys,
+            "retriever",
+            "index",
+            "--model",
+            "fake",
+            "--corpus",
+            corpus,
+            "--out",
+            tmp_path / "bad",
+            *args,
+        )
         assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
 
 
@@ -104,9 +142,15 @@ DOCS = {
     "d6": "Arctic sea ice declines in winter and summer alike.",
     "d7": "Light energy from the sun warms the ocean surface.",
 }
-QUERIES = {"q1": "how do marmots survive the winter", "q2": "chlorophyll light energy", "q3": "rain in the south",
-           "q4": "winter sea ice and birds", "t1": "light from the sun", "t2": "birds in winter",
-           "t3": "marmot burrows"}
+QUERIES = {
+    "q1": "how do marmots survive the winter",
+    "q2": "chlorophyll light energy",
+    "q3": "rain in the south",
+    "q4": "winter sea ice and birds",
+    "t1": "light from the sun",
+    "t2": "birds in winter",
+    "t3": "marmot burrows",
+}
 
 
 @pytest.fixture
@@ -115,8 +159,7 @@ def beir(tmp_path):
     (root / "qrels").mkdir(parents=True)
     (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "text": t}) + "\n" for k, t in DOCS.items()))
     (root / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": t}) + "\n" for k, t in QUERIES.items()))
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td4\t1\nq3\td1\t1\n"
-                                             "q4\td6\t1\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td4\t1\nq3\td1\t1\nq4\td6\t1\n")
     (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nt1\td7\t1\nt2\td5\t1\nt3\td2\t1\n")
     return root
 
@@ -138,21 +181,24 @@ def test_convex_weight_one_and_zero_rank_as_bm25_and_dense(beir, weight, alone):
     queries = list(QUERIES.values())
     mine, ref = fused.search(queries, 5), single.search(queries, 5)
     for a, b in zip(mine, ref, strict=True):  # (the ranking the metrics see: ties by id, as trec_eval)
-        assert [d for d, _ in a[:len(b)]] == [d for d, _ in trec_order(dict(b))]
+        assert [d for d, _ in a[: len(b)]] == [d for d, _ in trec_order(dict(b))]
 
 
 def test_convex_weight_is_chosen_on_train_and_searcher_matches_eval(beir, tmp_path):
     result = IREvaluator(split="test", k=5, progress=False, latency_queries=0, fusion="convex").evaluate(
-        "bm25+random:micro", beir)
+        "bm25+random:micro", beir
+    )
     assert result["fusion"] == "convex" and result["fusion_weight_from"] == "train qrels (3 queries)"
     grid = result["fusion_grid_ndcg@10"]
     assert len(grid) == 11 and result["fusion_weight"] == float(max(grid, key=lambda w: (grid[w], -float(w))))
     # the index's hybrid mode with the same weight gives the evaluator's run
     build_index("random:micro", beir, tmp_path / "index", progress=False)
-    searcher = Searcher.open(tmp_path / "index", fusion="convex", fusion_weight=result["fusion_weight"],
-                             fusion_depth=5)  # the union of the same top lists as the evaluator's
-    ev = IREvaluator(split="test", k=5, progress=False, latency_queries=0, fusion="convex",
-                     fusion_weight=result["fusion_weight"])
+    searcher = Searcher.open(
+        tmp_path / "index", fusion="convex", fusion_weight=result["fusion_weight"], fusion_depth=5
+    )  # the union of the same top lists as the evaluator's
+    ev = IREvaluator(
+        split="test", k=5, progress=False, latency_queries=0, fusion="convex", fusion_weight=result["fusion_weight"]
+    )
     fused = ev.retriever("bm25+random:micro")
     fused.index(list(DOCS), list(DOCS.values()))
     for query in ("rain in the south", "winter sea ice and birds"):
@@ -162,11 +208,26 @@ def test_convex_weight_is_chosen_on_train_and_searcher_matches_eval(beir, tmp_pa
 
 def test_convex_without_dev_or_train_qrels_asks_for_a_weight(beir, monkeypatch, capsys):
     (beir / "qrels" / "train.tsv").unlink()
-    code, _, err = invoke(monkeypatch, capsys, "eval", "ir", "--model", "bm25+random:micro", "--data", beir,
-                          "--fusion", "convex")
+    code, _, err = invoke(
+        monkeypatch, capsys, "eval", "ir", "--model", "bm25+random:micro", "--data", beir, "--fusion", "convex"
+    )
     assert code == 2 and "--fusion-weight" in err and len(err.strip().splitlines()) == 1
-    code, _, err = invoke(monkeypatch, capsys, "eval", "ir", "--model", "bm25+random:micro", "--data", beir,
-                          "--fusion", "convex", "--fusion-weight", "0.3", "--json", beir / "r.json")
+    code, _, err = invoke(
+        monkeypatch,
+        capsys,
+        "eval",
+        "ir",
+        "--model",
+        "bm25+random:micro",
+        "--data",
+        beir,
+        "--fusion",
+        "convex",
+        "--fusion-weight",
+        "0.3",
+        "--json",
+        beir / "r.json",
+    )
     assert code == 0, err
     assert json.loads((beir / "r.json").read_text())["fusion_weight"] == 0.3
 

@@ -19,19 +19,32 @@ from indus.retriever.bi_encoder import (
 from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("minilm-layers:3", ("minilm", [0, 1, 2])),
-    ("layers:2@some/dir", ("some/dir", [0, 1])),
-    ("layers:0,2,4@minilm", ("minilm", [0, 2, 4])),
-    ("minilm", None),
-    ("random:tiny", None),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("minilm-layers:3", ("minilm", [0, 1, 2])),
+        ("layers:2@some/dir", ("some/dir", [0, 1])),
+        ("layers:0,2,4@minilm", ("minilm", [0, 2, 4])),
+        ("minilm", None),
+        ("random:tiny", None),
+    ],
+)
 def test_parse_layer_spec(spec, expected):
     assert parse_layer_spec(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["layers:3", "layers:x@minilm", "layers:0@minilm", "layers:1,1@minilm",
-                                  "layers:2/ffn=0@minilm", "layers:2/width=8@minilm", "layers:2/ffn=@minilm"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "layers:3",
+        "layers:x@minilm",
+        "layers:0@minilm",
+        "layers:1,1@minilm",
+        "layers:2/ffn=0@minilm",
+        "layers:2/width=8@minilm",
+        "layers:2/ffn=@minilm",
+    ],
+)
 def test_bad_layer_specs_are_clear(spec):
     with pytest.raises(IndusError, match="layers:|ffn|integers|distinct|at least"):
         parse_layer_spec(spec)
@@ -133,11 +146,14 @@ def _bpe_model_dir(tmp_path):
 
     from indus.encoder.presets import config_for_tokenizer
 
-    texts = [f"{w} notes on stellar winds, dark matter and protein folding {i}" for i, w in
-             enumerate(["alpha", "beta", "gamma", "what", "is"] * 4)]
+    texts = [
+        f"{w} notes on stellar winds, dark matter and protein folding {i}"
+        for i, w in enumerate(["alpha", "beta", "gamma", "what", "is"] * 4)
+    ]
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=300, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        texts, vocab_size=300, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     folder = tmp_path / "bpe-model"
     folder.mkdir()
     bpe.save_model(str(folder))
@@ -152,9 +168,17 @@ def _bpe_model_dir(tmp_path):
 def test_micro_distill_end_to_end_with_a_layer_cut_student(micro_model_dir, pairs_dir, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    cfg = RetrieverDistillConfig(teacher=str(micro_model_dir), student=f"layers:1@{micro_model_dir}",
-                                 pairs=[str(pairs_dir)], batch_size=4, max_seq_length=24, max_steps=3,
-                                 logging_steps=1, save_steps=10, teacher_cache=str(tmp_path / "cache"))
+    cfg = RetrieverDistillConfig(
+        teacher=str(micro_model_dir),
+        student=f"layers:1@{micro_model_dir}",
+        pairs=[str(pairs_dir)],
+        batch_size=4,
+        max_seq_length=24,
+        max_steps=3,
+        logging_steps=1,
+        save_steps=10,
+        teacher_cache=str(tmp_path / "cache"),
+    )
     summary = distill_retriever(cfg, tmp_path / "student")
     assert not summary["teacher_cached"] and len(list((tmp_path / "cache").glob("teacher-*.npy"))) == 1
     again = distill_retriever(cfg, tmp_path / "student-again")  # same teacher, texts and length: from the cache
@@ -171,8 +195,15 @@ def test_micro_distill_end_to_end_with_a_layer_cut_student(micro_model_dir, pair
 
 
 def test_embedding_term_needs_a_student_as_wide_as_the_teacher(micro_model_dir, pairs_dir, tmp_path):
-    cfg = RetrieverDistillConfig(teacher=str(micro_model_dir), student="random:nano", pairs=[str(pairs_dir)],
-                                 batch_size=4, max_seq_length=24, max_steps=1, embedding_weight=1.0)
+    cfg = RetrieverDistillConfig(
+        teacher=str(micro_model_dir),
+        student="random:nano",
+        pairs=[str(pairs_dir)],
+        batch_size=4,
+        max_seq_length=24,
+        max_steps=1,
+        embedding_weight=1.0,
+    )
     with pytest.raises(IndusError, match="as wide as its teacher"):
         distill_retriever(cfg, tmp_path / "student")
 
@@ -183,8 +214,15 @@ def test_distill_into_a_student_with_another_tokenizer(micro_model_dir, pairs_di
     student_dir, vocab = _bpe_model_dir(tmp_path)
     teacher_vocab = len(load_bi_encoder(str(micro_model_dir)).tokenizer)
     assert vocab != teacher_vocab
-    cfg = RetrieverDistillConfig(teacher=str(micro_model_dir), student=str(student_dir), pairs=[str(pairs_dir)],
-                                 batch_size=4, max_seq_length=24, max_steps=2, save_steps=10)
+    cfg = RetrieverDistillConfig(
+        teacher=str(micro_model_dir),
+        student=str(student_dir),
+        pairs=[str(pairs_dir)],
+        batch_size=4,
+        max_seq_length=24,
+        max_steps=2,
+        save_steps=10,
+    )
     summary = distill_retriever(cfg, tmp_path / "bpe-student")
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
     model = SentenceTransformer(str(tmp_path / "bpe-student"), device="cpu")
@@ -197,8 +235,9 @@ def test_random_preset_student_takes_the_teachers_tokenizer(micro_model_dir):
     assert len(student.tokenizer) == len(load_bi_encoder(str(micro_model_dir)).tokenizer)
 
 
-@pytest.mark.parametrize("bad", [{"tau_kd": 0.0}, {"kd_weight": -1.0}, {"embedding_weight": -1.0},
-                                 {"teacher_batch_size": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"tau_kd": 0.0}, {"kd_weight": -1.0}, {"embedding_weight": -1.0}, {"teacher_batch_size": 0}]
+)
 def test_distill_config_validation(bad):
     with pytest.raises(ValueError):
         RetrieverDistillConfig(**bad)

@@ -41,9 +41,9 @@ def test_masks_of_a_process_rows_are_those_rows_of_the_global_masks(k):
         for offset, b in ((0, 5), (5, 4), (9, 3)):
             part = pair_masks(groups, b, offset=offset, total=g)
             for key in ("qd", "qq", "dq", "dd"):
-                assert torch.equal(part[key], full[key][offset:offset + b]), (trial, key, offset)
+                assert torch.equal(part[key], full[key][offset : offset + b]), (trial, key, offset)
             for mine, theirs in zip(part["negatives"] or [], full["negatives"] or []):
-                assert torch.equal(mine, theirs[offset:offset + b])
+                assert torch.equal(mine, theirs[offset : offset + b])
 
 
 def test_row_logits_and_global_mean_share_add_up_to_the_global_loss():
@@ -67,8 +67,10 @@ def test_text_hashes_agree_with_text_groups(micro_model_dir):
     from indus.models import load_sentence_transformer
 
     model = load_sentence_transformer(micro_model_dir, max_seq_length=8)
-    features = [model.preprocess(["a b", "c", "a b", "long text " * 10]),
-                model.preprocess(["c", "a b", "d", "long text " * 12])]  # the two long texts agree after truncation
+    features = [
+        model.preprocess(["a b", "c", "a b", "long text " * 10]),
+        model.preprocess(["c", "a b", "d", "long text " * 12]),
+    ]  # the two long texts agree after truncation
     ids, hashes = text_groups(features), text_hashes(features)
     flat_ids, flat_hashes = torch.cat(ids).tolist(), torch.cat(hashes).tolist()
     for i in range(len(flat_ids)):
@@ -125,10 +127,24 @@ def test_encode_sharded_in_one_process_streams_into_the_array(tmp_path, micro_mo
 def two_processes(tmp_path_factory, micro_model_dir):
     """Run the worker once on two processes; the per-rank results."""
     out = tmp_path_factory.mktemp("distributed")
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-           str(micro_model_dir), str(out)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        str(micro_model_dir),
+        str(out),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)], done.stderr
@@ -163,8 +179,10 @@ def test_sharded_encoding_writes_one_process_vectors_and_one_index(two_processes
     sharded = ranks[0]["sharded"]
     np.testing.assert_allclose(sharded["vectors"], sharded["single"], atol=1e-5)
     assert sharded["meta"]["count"] == 11 and ranks[1]["sharded"]["meta"] is None
-    writes = {r: (out / f"writes-{r}.txt").read_text().splitlines() if (out / f"writes-{r}.txt").exists() else []
-              for r in (0, 1)}
+    writes = {
+        r: (out / f"writes-{r}.txt").read_text().splitlines() if (out / f"writes-{r}.txt").exists() else []
+        for r in (0, 1)
+    }
     assert len(writes[0]) == 1 and writes[1] == []
     from indus.ann import read_faiss_index
 

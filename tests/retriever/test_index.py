@@ -44,7 +44,12 @@ def test_index_directory_loads_and_its_ids_match(micro_model_dir, corpus, tmp_pa
     out = tmp_path / "index"
     build_index(str(micro_model_dir), corpus, out, progress=False)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "bm25", "docs.jsonl", "ids.json", "index.faiss", "meta.json"]
+        "bm25",
+        "docs.jsonl",
+        "ids.json",
+        "index.faiss",
+        "meta.json",
+    ]
     assert json.loads((out / "ids.json").read_text()) == [d["_id"] for d in DOCS]
     stored = [json.loads(line) for line in (out / "docs.jsonl").read_text().splitlines()]
     assert stored == [{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in DOCS]

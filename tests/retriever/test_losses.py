@@ -83,10 +83,15 @@ def test_gte_equals_sentence_transformers_four_direction_mnrl(embeddings):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     q, d, _ = embeddings
-    mnrl = MultipleNegativesRankingLoss(None, scale=50.0, partition_mode="joint",
-                                        directions=("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"))
-    assert float(gte_loss(q, d, temperature=0.02)) == pytest.approx(float(mnrl.compute_loss_from_embeddings(
-        [q, d], None)), rel=1e-9)
+    mnrl = MultipleNegativesRankingLoss(
+        None,
+        scale=50.0,
+        partition_mode="joint",
+        directions=("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"),
+    )
+    assert float(gte_loss(q, d, temperature=0.02)) == pytest.approx(
+        float(mnrl.compute_loss_from_embeddings([q, d], None)), rel=1e-9
+    )
 
 
 def test_positive_counts_twice_so_loss_is_at_least_log2():
@@ -142,6 +147,7 @@ def _row_loss(q, d, i, tau=0.02):
 
 # --- the micro model: GradCache against the plain loss -------------------------------------------------------------
 
+
 @pytest.fixture
 def micro_st(micro_model_dir):
     from indus.models import load_sentence_transformer
@@ -149,12 +155,33 @@ def micro_st(micro_model_dir):
     return load_sentence_transformer(micro_model_dir, max_seq_length=32).double()  # float64: tight comparisons
 
 
-ANCHORS = ["stellar winds", "dark matter halos", "protein folding", "ocean heat uptake", "gene regulation",
-           "solar flares", "cloud feedback"]
-POSITIVES = ["winds blown by stars", "halos of dark matter around galaxies", "how proteins fold",
-             "the ocean takes up heat", "how genes are regulated", "flares on the sun", "clouds amplify warming"]
-NEGATIVES = ["a recipe for bread", "football results", "a train timetable", "poetry", "tax law", "knitting",
-             "a chess opening"]
+ANCHORS = [
+    "stellar winds",
+    "dark matter halos",
+    "protein folding",
+    "ocean heat uptake",
+    "gene regulation",
+    "solar flares",
+    "cloud feedback",
+]
+POSITIVES = [
+    "winds blown by stars",
+    "halos of dark matter around galaxies",
+    "how proteins fold",
+    "the ocean takes up heat",
+    "how genes are regulated",
+    "flares on the sun",
+    "clouds amplify warming",
+]
+NEGATIVES = [
+    "a recipe for bread",
+    "football results",
+    "a train timetable",
+    "poetry",
+    "tax law",
+    "knitting",
+    "a chess opening",
+]
 
 
 def _grads(model, loss, columns, labels=None, seed=0):
@@ -190,8 +217,11 @@ def test_cached_replays_dropout_masks(micro_st):
     groups = text_groups(features)
     reps = []
     for f in features:  # the same order of random draws as GradCache's first pass
-        reps.append(torch.cat([micro_st(_create_minibatch(f, s, s + 3))["sentence_embedding"]
-                               for s in range(0, len(ANCHORS), 3)]))
+        reps.append(
+            torch.cat(
+                [micro_st(_create_minibatch(f, s, s + 3))["sentence_embedding"] for s in range(0, len(ANCHORS), 3)]
+            )
+        )
     gte_loss(reps[0], reps[1], groups=groups).backward()
     for name, p in micro_st.named_parameters():
         if p.grad is not None:
@@ -200,6 +230,7 @@ def test_cached_replays_dropout_masks(micro_st):
 
 
 # --- DistillCSE ----------------------------------------------------------------------------------------------------
+
 
 def reference_kd(sq, sd, tq, td, tau=0.02, tau_kd=4.0):
     """Explicit loops: cross-entropy between the softened teacher and student rows (query -> passages)."""
@@ -227,16 +258,21 @@ def test_distillcse_equals_hand_written_reference(embeddings, micro_st):
 def test_embedding_term_equals_hand_written_reference(embeddings, micro_st):
     q, d, _ = embeddings
     g = torch.Generator().manual_seed(5)
-    tq, td = torch.randn(*q.shape, generator=g, dtype=torch.float64), torch.randn(*d.shape, generator=g,
-                                                                                    dtype=torch.float64)
+    tq, td = (
+        torch.randn(*q.shape, generator=g, dtype=torch.float64),
+        torch.randn(*d.shape, generator=g, dtype=torch.float64),
+    )
     labels = torch.cat([tq, td], dim=1)
     plain = DistillCSELoss(micro_st, mask_duplicates=False)
     with_emb = DistillCSELoss(micro_st, mask_duplicates=False, embedding_weight=3.0)
     gap = float(with_emb.calculate_loss([[q], [d]], labels)) - float(plain.calculate_loss([[q], [d]], labels))
     texts = [(q[i], tq[i]) for i in range(len(q))] + [(d[i], td[i]) for i in range(len(d))]
     assert gap == pytest.approx(3.0 * sum(1 - _cos(s, t) for s, t in texts) / len(texts), rel=1e-6)
-    assert float(DistillCSELoss(micro_st, kd_weight=0.0, contrastive_weight=0.0, embedding_weight=1.0)
-                 .calculate_loss([[q], [d]], torch.cat([2 * q, d], dim=1))) == pytest.approx(0.0, abs=1e-9)
+    assert float(
+        DistillCSELoss(micro_st, kd_weight=0.0, contrastive_weight=0.0, embedding_weight=1.0).calculate_loss(
+            [[q], [d]], torch.cat([2 * q, d], dim=1)
+        )
+    ) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="as wide as the teacher"):
         with_emb.calculate_loss([[q], [d]], torch.cat([tq[:, :-1], td[:, :-1]], dim=1))
 
@@ -260,8 +296,9 @@ def test_distillcse_cached_matches_uncached(micro_st, embedding_weight):
     teacher = torch.randn(len(ANCHORS), 3 * width, generator=g, dtype=torch.float64)
     columns = [ANCHORS, POSITIVES, NEGATIVES]
     v1, plain = _grads(micro_st, DistillCSELoss(micro_st, embedding_weight=embedding_weight), columns, teacher)
-    v2, cached = _grads(micro_st, DistillCSELoss(micro_st, mini_batch_size=2, embedding_weight=embedding_weight),
-                        columns, teacher)
+    v2, cached = _grads(
+        micro_st, DistillCSELoss(micro_st, mini_batch_size=2, embedding_weight=embedding_weight), columns, teacher
+    )
     assert v2 == pytest.approx(v1, rel=1e-10)
     for name in plain:
         assert torch.allclose(cached[name], plain[name], rtol=1e-8, atol=1e-10), name

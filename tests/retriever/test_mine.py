@@ -56,9 +56,18 @@ def calls(monkeypatch):
     return counter
 
 
-TOPICS = ["stellar winds shape the heliosphere", "dark matter halos around galaxies", "protein folding pathways",
-          "ocean heat content rises", "gene regulation by enhancers", "solar flares and radio bursts",
-          "cloud feedback in warming", "comet dust composition", "sea ice loss in the arctic", "soil carbon storage"]
+TOPICS = [
+    "stellar winds shape the heliosphere",
+    "dark matter halos around galaxies",
+    "protein folding pathways",
+    "ocean heat content rises",
+    "gene regulation by enhancers",
+    "solar flares and radio bursts",
+    "cloud feedback in warming",
+    "comet dust composition",
+    "sea ice loss in the arctic",
+    "soil carbon storage",
+]
 
 
 def write_data(tmp_path, near_duplicate: bool = True):
@@ -110,9 +119,15 @@ def test_positive_id_is_skipped_even_when_the_text_differs(tmp_path, calls):
     rows[0]["positive_id"] = "pos0"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "mined.jsonl.gz"
-    mine_negatives("minilm", [pairs], corpus, out, MineSettings(top_k=60, rank_range=(1, 60), margin=None,
-                                                                negatives=60), cache_dir=tmp_path / "c",
-                   progress=False)
+    mine_negatives(
+        "minilm",
+        [pairs],
+        corpus,
+        out,
+        MineSettings(top_k=60, rank_range=(1, 60), margin=None, negatives=60),
+        cache_dir=tmp_path / "c",
+        progress=False,
+    )
     first = [r for r in read_rows(out) if r["anchor"] == rows[0]["anchor"]]
     assert first and "pos0" not in {r["negative_id"] for r in first}
 
@@ -120,10 +135,24 @@ def test_positive_id_is_skipped_even_when_the_text_differs(tmp_path, calls):
 def test_margin_filter_removes_a_planted_near_duplicate(tmp_path, calls):
     pairs, corpus = write_data(tmp_path)
     settings = dict(top_k=20, rank_range=(1, 20), negatives=20)
-    off = mine_negatives("minilm", [pairs], corpus, tmp_path / "off.jsonl.gz", MineSettings(margin=None, **settings),
-                         cache_dir=tmp_path / "cache", progress=False)
-    on = mine_negatives("minilm", [pairs], corpus, tmp_path / "on.jsonl.gz", MineSettings(margin=0.95, **settings),
-                        cache_dir=tmp_path / "cache", progress=False)
+    off = mine_negatives(
+        "minilm",
+        [pairs],
+        corpus,
+        tmp_path / "off.jsonl.gz",
+        MineSettings(margin=None, **settings),
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
+    on = mine_negatives(
+        "minilm",
+        [pairs],
+        corpus,
+        tmp_path / "on.jsonl.gz",
+        MineSettings(margin=0.95, **settings),
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     anchor = f"what do we know about {TOPICS[0]}?"
     neg_off = {r["negative_id"] for r in read_rows(tmp_path / "off.jsonl.gz") if r["anchor"] == anchor}
     neg_on = {r["negative_id"] for r in read_rows(tmp_path / "on.jsonl.gz") if r["anchor"] == anchor}
@@ -136,21 +165,29 @@ def test_margin_filter_removes_a_planted_near_duplicate(tmp_path, calls):
 
 def test_second_run_hits_the_cache_without_a_model_call(tmp_path, calls):
     pairs, corpus = write_data(tmp_path)
-    first = mine_negatives("minilm", [pairs], corpus, tmp_path / "a.jsonl.gz", cache_dir=tmp_path / "cache",
-                           progress=False)
+    first = mine_negatives(
+        "minilm", [pairs], corpus, tmp_path / "a.jsonl.gz", cache_dir=tmp_path / "cache", progress=False
+    )
     assert calls["encode"] >= 3 and calls["load"] == 1 and not first["cache"]["corpus_hit"]
     before = dict(calls)
-    second = mine_negatives("minilm", [pairs], corpus, tmp_path / "b.jsonl.gz", cache_dir=tmp_path / "cache",
-                            progress=False)
+    second = mine_negatives(
+        "minilm", [pairs], corpus, tmp_path / "b.jsonl.gz", cache_dir=tmp_path / "cache", progress=False
+    )
     assert calls == before  # no encode, no model load
-    assert second["cache"] == {**first["cache"], "corpus_hit": True, "anchors_hit": True, "positives_hit": True,
-                               "model_loaded": False}
+    assert second["cache"] == {
+        **first["cache"],
+        "corpus_hit": True,
+        "anchors_hit": True,
+        "positives_hit": True,
+        "model_loaded": False,
+    }
     assert read_rows(tmp_path / "a.jsonl.gz") == read_rows(tmp_path / "b.jsonl.gz")
     # a changed corpus is a new cache entry
     with corpus.open("a") as fh:
         fh.write(json.dumps({"_id": "extra", "text": "one more document"}) + "\n")
-    third = mine_negatives("minilm", [pairs], corpus, tmp_path / "c.jsonl.gz", cache_dir=tmp_path / "cache",
-                           progress=False)
+    third = mine_negatives(
+        "minilm", [pairs], corpus, tmp_path / "c.jsonl.gz", cache_dir=tmp_path / "cache", progress=False
+    )
     assert not third["cache"]["corpus_hit"] and third["cache"]["anchors_hit"]
 
 
@@ -158,9 +195,15 @@ def test_second_run_hits_the_cache_without_a_model_call(tmp_path, calls):
 def test_bm25_and_hybrid_modes_skip_positives(tmp_path, calls, mode):
     pairs, corpus = write_data(tmp_path)
     out = tmp_path / f"{mode}.jsonl.gz"
-    summary = mine_negatives("minilm", [pairs], corpus, out, MineSettings(mode=mode, top_k=10, rank_range=(1, 10),
-                                                                          margin=None, negatives=10),
-                             cache_dir=tmp_path / "cache", progress=False)
+    summary = mine_negatives(
+        "minilm",
+        [pairs],
+        corpus,
+        out,
+        MineSettings(mode=mode, top_k=10, rank_range=(1, 10), margin=None, negatives=10),
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     rows = read_rows(out)
     assert rows and summary["mode"] == mode
     assert all(r["negative_id"] not in {f"pos{TOPICS.index(t)}" for t in TOPICS if t in r["anchor"]} for r in rows)
@@ -179,9 +222,27 @@ def test_streamed_search_equals_one_flat_search():
 def test_cli_mines_with_a_random_micro_model(tmp_path, monkeypatch, capsys):
     pairs, corpus = write_data(tmp_path)
     out = tmp_path / "m.jsonl.gz"
-    code, stdout, _ = invoke(monkeypatch, capsys, "retriever", "mine", "--model", "random:micro", "--pairs", pairs,
-                             "--corpus", corpus, "--out", out, "--top-k", "20", "--range", "1-20", "--no-filter",
-                             "--cache", tmp_path / "cache")
+    code, stdout, _ = invoke(
+        monkeypatch,
+        capsys,
+        "retriever",
+        "mine",
+        "--model",
+        "random:micro",
+        "--pairs",
+        pairs,
+        "--corpus",
+        corpus,
+        "--out",
+        out,
+        "--top-k",
+        "20",
+        "--range",
+        "1-20",
+        "--no-filter",
+        "--cache",
+        tmp_path / "cache",
+    )
     assert code == 0, stdout
     summary = json.loads(summary_path(out).read_text())
     assert "margin filter removed" in stdout and summary["rows"] == len(read_rows(out)) > 0
@@ -189,16 +250,23 @@ def test_cli_mines_with_a_random_micro_model(tmp_path, monkeypatch, capsys):
         assert row["negative"] != row["positive"]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--range", "30-10"], "--range"),
-    (["--range", "10-90"], "must end at or before --top-k"),
-    (["--mode", "sparse"], "--mode must be one of"),
-    (["--model", "bm25"], "must be a dense model"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--range", "30-10"], "--range"),
+        (["--range", "10-90"], "must end at or before --top-k"),
+        (["--mode", "sparse"], "--mode must be one of"),
+        (["--model", "bm25"], "must be a dense model"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, expected):
     pairs, corpus = write_data(tmp_path)
-    base = {"--model": "random:micro", "--pairs": str(pairs), "--corpus": str(corpus),
-            "--out": str(tmp_path / "x.jsonl.gz")}
+    base = {
+        "--model": "random:micro",
+        "--pairs": str(pairs),
+        "--corpus": str(corpus),
+        "--out": str(tmp_path / "x.jsonl.gz"),
+    }
     extra = dict(zip(args[::2], args[1::2]))
     argv = [x for kv in {**base, **extra}.items() for x in kv]
     code, _, err = invoke(monkeypatch, capsys, "retriever", "mine", *argv)
@@ -208,6 +276,18 @@ def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, expec
 def test_a_bad_pairs_line_names_file_and_line(tmp_path, monkeypatch, capsys):
     pairs, corpus = write_data(tmp_path)
     pairs.write_text(pairs.read_text() + '{"anchor": "x"}\n')
-    code, _, err = invoke(monkeypatch, capsys, "retriever", "mine", "--model", "random:micro", "--pairs", pairs,
-                          "--corpus", corpus, "--out", tmp_path / "x.jsonl.gz")
+    code, _, err = invoke(
+        monkeypatch,
+        capsys,
+        "retriever",
+        "mine",
+        "--model",
+        "random:micro",
+        "--pairs",
+        pairs,
+        "--corpus",
+        corpus,
+        "--out",
+        tmp_path / "x.jsonl.gz",
+    )
     assert code == 2 and f"{pairs}:11" in err and len(err.strip().splitlines()) == 1

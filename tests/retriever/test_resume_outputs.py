@@ -25,8 +25,15 @@ from indus.retriever.train import RetrieverTrainConfig, train_retriever
 
 
 def _cfg(model, pairs_dir, **kw) -> RetrieverTrainConfig:
-    base = dict(model=str(model), pairs=[str(pairs_dir)], batch_size=4, max_seq_length=24, max_steps=6,
-                logging_steps=1, save_steps=2)
+    base = dict(
+        model=str(model),
+        pairs=[str(pairs_dir)],
+        batch_size=4,
+        max_seq_length=24,
+        max_steps=6,
+        logging_steps=1,
+        save_steps=2,
+    )
     base.update(kw)
     return RetrieverTrainConfig(**base)
 
@@ -41,9 +48,15 @@ def pairs_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("pairs")
     topics = ["stellar winds", "dark matter", "protein folding", "ocean heat", "sea ice"]
     for source in ("alpha", "beta", "gamma"):
-        rows = [{"anchor": f"{source}: what is {topics[i % 5]}? ({i})", "positive": f"{source} notes {i} on "
-                 f"{topics[i % 5]}.", "source": source, **({"negative": f"{source} unrelated {i}."}
-                                                          if source == "gamma" else {})} for i in range(10)]
+        rows = [
+            {
+                "anchor": f"{source}: what is {topics[i % 5]}? ({i})",
+                "positive": f"{source} notes {i} on {topics[i % 5]}.",
+                "source": source,
+                **({"negative": f"{source} unrelated {i}."} if source == "gamma" else {}),
+            }
+            for i in range(10)
+        ]
         (folder / f"{source}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return folder
 
@@ -55,7 +68,7 @@ def full(micro_model_dir, pairs_dir, tmp_path_factory) -> tuple[dict, Path]:
     return train_retriever(_cfg(micro_model_dir, pairs_dir, keep_checkpoints=True), out), out
 
 
-KILL_SCRIPT = textwrap.dedent('''
+KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from transformers import Trainer
     from indus.retriever.train import RetrieverTrainConfig, train_retriever
@@ -71,7 +84,7 @@ KILL_SCRIPT = textwrap.dedent('''
     model, pairs, out = sys.argv[1:4]
     train_retriever(RetrieverTrainConfig(model=model, pairs=[pairs], batch_size=4, max_seq_length=24, max_steps=6,
                                          logging_steps=1, save_steps=2), out)
-''')
+""")
 
 
 @pytest.mark.slow
@@ -83,10 +96,20 @@ def test_sigkill_inside_a_checkpoint_write_then_resume(micro_model_dir, pairs_di
     """
     full_run = full[0]
     out = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(micro_model_dir), str(pairs_dir), str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(micro_model_dir), str(pairs_dir), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     partial, complete = out / "checkpoints" / "checkpoint-4", out / "checkpoints" / "checkpoint-2"
     assert (partial / "model.safetensors").is_file() and not (partial / MANIFEST).exists()
@@ -136,15 +159,17 @@ def test_a_budget_stopped_run_resumes_on_the_same_curve(micro_model_dir, pairs_d
     assert again == json.loads((out / "summary.json").read_text())
 
 
-def test_resume_refuses_another_world_size_and_curve_changing_settings(micro_model_dir, pairs_dir, tmp_path,
-                                                                      full):
+def test_resume_refuses_another_world_size_and_curve_changing_settings(micro_model_dir, pairs_dir, tmp_path, full):
     part = tmp_path / "part"
     (part / "checkpoints").mkdir(parents=True)
     ckpt = part / "checkpoints" / "checkpoint-2"
     shutil.copytree(full[1] / "checkpoints" / "checkpoint-2", ckpt)
     assert json.loads((ckpt / MANIFEST).read_text())["world_size"] == 1
-    with pytest.raises(IndusError, match=r"settings that change the loss curve \(lr: 2e-05 -> 0.001, "
-                                         r"temperature: 0.02 -> 0.05\)"):
+    with pytest.raises(
+        IndusError,
+        match=r"settings that change the loss curve \(lr: 2e-05 -> 0.001, "
+        r"temperature: 0.02 -> 0.05\)",
+    ):
         train_retriever(_cfg(micro_model_dir, pairs_dir, lr=1e-3, temperature=0.05), part, resume=True)
     write_manifest(ckpt, world_size=2)  # the checkpoint as a two-process run writes it
     with pytest.raises(IndusError, match="2 processes, this launch has 1"):
@@ -189,8 +214,17 @@ def test_retriever_and_student_cards(micro_model_dir, pairs_dir, tmp_path):
     assert "alpha.jsonl" in text and "GTE" in text and "indus 0.1.0" in text
     _no_training_text(text, pairs_dir)
     student = tmp_path / "student"
-    distill_retriever(RetrieverDistillConfig(teacher=str(out), student=f"layers:1@{out}", pairs=[str(pairs_dir)],
-                                             batch_size=4, max_seq_length=24, max_steps=1), student)
+    distill_retriever(
+        RetrieverDistillConfig(
+            teacher=str(out),
+            student=f"layers:1@{out}",
+            pairs=[str(pairs_dir)],
+            batch_size=4,
+            max_seq_length=24,
+            max_steps=1,
+        ),
+        student,
+    )
     head = read_header(student)
     assert "retriever-student" in head["tags"] and head["pipeline_tag"] == "sentence-similarity"
     text = (student / "README.md").read_text()

@@ -241,8 +241,9 @@ def test_a_build_that_fails_midway_leaves_no_index(monkeypatch, bm25_index, corp
     with pytest.raises(RuntimeError, match="disk full"):
         build_index("bm25", corpus, bm25_index, progress=False, overwrite=True)  # rebuilding in place
     assert not (tmp_path / "fresh" / "meta.json").exists()  # at most the run record: a retry reuses it
-    assert {p.name: p.read_bytes() for p in bm25_index.iterdir()
-            if p.is_file() and p.name != ".indus-run.json"} == before  # the old index intact
+    assert {
+        p.name: p.read_bytes() for p in bm25_index.iterdir() if p.is_file() and p.name != ".indus-run.json"
+    } == before  # the old index intact
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left behind
     assert Searcher.open(bm25_index).search("sea ice", k=1)[0].id == "d5"
     monkeypatch.undo()

@@ -22,8 +22,19 @@ from indus.errors import IndusError
 
 WORKER = Path(__file__).with_name("sharded_cli_worker.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
-TOPICS = ["stellar winds", "dark matter halos", "protein folding", "ocean heat", "comet dust", "soil carbon",
-          "sea ice", "gene regulation", "cloud feedback", "coral reefs", "exoplanet transits"]
+TOPICS = [
+    "stellar winds",
+    "dark matter halos",
+    "protein folding",
+    "ocean heat",
+    "comet dust",
+    "soil carbon",
+    "sea ice",
+    "gene regulation",
+    "cloud feedback",
+    "coral reefs",
+    "exoplanet transits",
+]
 
 
 def make_beir(root: Path) -> Path:
@@ -35,8 +46,9 @@ def make_beir(root: Path) -> Path:
     with (root / "queries.jsonl").open("w") as fh:
         for i in (0, 3, 6, 9):
             fh.write(json.dumps({"_id": f"q{i}", "text": f"what about {TOPICS[i]}?"}) + "\n")
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
-                                             + "".join(f"q{i}\td{i}\t1\n" for i in (0, 3, 6, 9)))
+    (root / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in (0, 3, 6, 9))
+    )
     return root
 
 
@@ -83,22 +95,59 @@ def two_processes(tmp_path_factory, micro_model_dir):
     beir, logs = make_beir(root / "beir"), root / "logs"
     logs.mkdir()
     commands = [
-        ["retriever", "index", "--model", str(micro_model_dir), "--corpus", str(beir), "--out", str(root / "index"),
-         "--batch-size", "2"],
-        ["eval", "ir", "--model", str(micro_model_dir), "--data", str(beir), "--batch-size", "2",
-         "--json", str(root / "ir.json"), "--run", str(root / "ir.trec"), "--set", "latency_queries=2"],
+        [
+            "retriever",
+            "index",
+            "--model",
+            str(micro_model_dir),
+            "--corpus",
+            str(beir),
+            "--out",
+            str(root / "index"),
+            "--batch-size",
+            "2",
+        ],
+        [
+            "eval",
+            "ir",
+            "--model",
+            str(micro_model_dir),
+            "--data",
+            str(beir),
+            "--batch-size",
+            "2",
+            "--json",
+            str(root / "ir.json"),
+            "--run",
+            str(root / "ir.trec"),
+            "--set",
+            "latency_queries=2",
+        ],
         # again into the finished index without --overwrite: the main process refuses, the other must not hang
         ["retriever", "index", "--model", str(micro_model_dir), "--corpus", str(beir), "--out", str(root / "index")],
     ]
     (root / "commands.json").write_text(json.dumps(commands))
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-           str(logs), str(root / "commands.json")]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        str(logs),
+        str(root / "commands.json"),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    records = {r: [json.loads(line) for line in (logs / f"rank{r}.jsonl").read_text().splitlines()]
-               for r in (0, 1)}
+    records = {r: [json.loads(line) for line in (logs / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)}
     pids = {r: int((logs / f"pid{r}").read_text()) for r in (0, 1)}
     exits = {r: [int(e["exit"]) for e in records[r] if "exit" in e] for r in (0, 1)}
     assert exits == {0: [0, 0, 2], 1: [0, 0, 2]}, done.stderr[-4000:]
@@ -135,8 +184,9 @@ def test_sharded_index_is_written_once_by_the_main_process(two_processes):
     faiss_writes = [Path(r["faiss"]) for r in records[0] if "faiss" in r]
     assert len(faiss_writes) == 1 and faiss_writes[0].name == "index.faiss"  # into the folder moved into place
     into_out = [Path(r["replace"]).name for r in records[0] if "replace" in r and Path(r["replace"]).parent == out]
-    assert sorted(into_out) == sorted([".indus-run.json", "index.faiss", "ids.json", "docs.jsonl", "bm25",
-                                       "meta.json"])  # each once: the run record, then the index's parts
+    assert sorted(into_out) == sorted(
+        [".indus-run.json", "index.faiss", "ids.json", "docs.jsonl", "bm25", "meta.json"]
+    )  # each once: the run record, then the index's parts
     assert sorted(p.name for p in out.iterdir()) == sorted(into_out)  # no staging folder or vectors left
     marker = json.loads((out / ".indus-run.json").read_text())
     assert marker["pid"] == pids[0] and marker["command"] == "retriever index"
@@ -157,8 +207,9 @@ def test_sharded_eval_ir_scores_once_as_one_process_would(two_processes, micro_m
 
     root, beir, records, _ = two_processes
     result = json.loads((root / "ir.json").read_text())
-    single = IREvaluator(progress=False, latency_queries=2, batch_size=2,
-                         run_path=tmp_path / "single.trec").evaluate(str(micro_model_dir), beir)
+    single = IREvaluator(progress=False, latency_queries=2, batch_size=2, run_path=tmp_path / "single.trec").evaluate(
+        str(micro_model_dir), beir
+    )
     assert result["encode_processes"] == 2 and single["encode_processes"] == 1
     for metric in ("ndcg@10", "recall@10", "recall@100", "mrr@10"):
         assert result[metric] == pytest.approx(single[metric], abs=1e-9), metric

@@ -14,8 +14,15 @@ from indus.retriever.train import RetrieverTrainConfig, train_retriever
 
 
 def _cfg(model, pairs_dir, **kw) -> RetrieverTrainConfig:
-    base = dict(model=str(model), pairs=[str(pairs_dir)], batch_size=4, max_seq_length=24, max_steps=4,
-                logging_steps=1, save_steps=2)
+    base = dict(
+        model=str(model),
+        pairs=[str(pairs_dir)],
+        batch_size=4,
+        max_seq_length=24,
+        max_steps=4,
+        logging_steps=1,
+        save_steps=2,
+    )
     base.update(kw)
     return RetrieverTrainConfig(**base)
 
@@ -28,8 +35,9 @@ def _batches(model_dir, pairs_dir, one_source: bool, tmp_path):
     cfg = _cfg(model_dir, pairs_dir, batch_size=6, one_source_per_batch=one_source)
     data = load_pairs(cfg.pairs)
     model = load_bi_encoder(cfg.model)
-    trainer = build_trainer(model, GTELoss(model), pair_datasets(data, one_source_per_batch=one_source), cfg,
-                            tmp_path / "ckpt")
+    trainer = build_trainer(
+        model, GTELoss(model), pair_datasets(data, one_source_per_batch=one_source), cfg, tmp_path / "ckpt"
+    )
     return list(trainer.get_train_dataloader().batch_sampler), data.counts
 
 
@@ -63,7 +71,8 @@ def test_micro_train_end_to_end_loads_in_sentence_transformers(micro_model_dir, 
     assert summary["steps"] == 4 and summary["pairs_seen"] == 16 and summary["stop_reason"] == "max_steps"
     assert np.isfinite(summary["final_loss"]) and len(summary["loss_curve"]) == 4
     assert summary["sources"] == {"alpha": 10, "beta": 10, "gamma": 10} and summary["hard_negative_sources"] == [
-        "gamma"]
+        "gamma"
+    ]
     # one process, 4 pairs: at most 4 blocks of 4 plus one hard-negative column, less the two positive terms
     assert summary["world_size"] == 1 and summary["global_batch"] == 4
     assert 4 <= summary["negatives_per_query"] <= (4 + 1) * 4 - 2
@@ -101,13 +110,15 @@ def test_time_budget_stops_training(micro_model_dir, pairs_dir, tmp_path):
 
 
 def test_gradient_cached_bf16_training_runs(micro_model_dir, pairs_dir, tmp_path):
-    summary = train_retriever(_cfg(micro_model_dir, pairs_dir, mini_batch_size=2, max_steps=2, bf16=True),
-                              tmp_path / "c")
+    summary = train_retriever(
+        _cfg(micro_model_dir, pairs_dir, mini_batch_size=2, max_steps=2, bf16=True), tmp_path / "c"
+    )
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"temperature": 0.0}, {"source_sampling": "random"},
-                                 {"mini_batch_size": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"batch_size": 0}, {"temperature": 0.0}, {"source_sampling": "random"}, {"mini_batch_size": 0}]
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         RetrieverTrainConfig(**bad)

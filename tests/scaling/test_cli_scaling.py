@@ -47,10 +47,27 @@ def test_fit_builtin_task_writes_the_json_schema_and_plot(tmp_path):
 
 def test_fit_user_tables(tmp_path):
     out = tmp_path / "fit.json"
-    _ok(["fit", "--scores", str(builtin_table_path("base_llm_benchmark_eval")),
-         "--targets", str(builtin_table_path("base_llm_emergent_capability_eval")),
-         "--target", "word_unscrambling_2_exact_match", "--cutoff-flops", "8.4e22", "--n-pcs", "2",
-         "--drop-benchmark", "HumanEval", "--n-bootstrap", "0", "--json", str(out)])
+    _ok(
+        [
+            "fit",
+            "--scores",
+            str(builtin_table_path("base_llm_benchmark_eval")),
+            "--targets",
+            str(builtin_table_path("base_llm_emergent_capability_eval")),
+            "--target",
+            "word_unscrambling_2_exact_match",
+            "--cutoff-flops",
+            "8.4e22",
+            "--n-pcs",
+            "2",
+            "--drop-benchmark",
+            "HumanEval",
+            "--n-bootstrap",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
     doc = json.loads(out.read_text())
     assert doc["task"] == "word_unscrambling_2_exact_match" and len(doc["pcs"]["coef"]) == 2
     assert doc["predictions"][0]["lo"] is None
@@ -59,16 +76,31 @@ def test_fit_user_tables(tmp_path):
 def test_fit_errors_are_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("Model,Model Family,FLOPs (1E21),MMLU\na,F,1,0.3\nb,F,2\n", encoding="utf-8")
-    for args, expected in ((["fit", "--scores", str(bad), "--target", "MMLU"], f"{bad}:3: 4 comma-separated"),
-                           (["fit", "--task", "nope"], "unknown task 'nope'"),
-                           (["fit", "--task", "gsm8k-cot", "--target", "x"], "--target/--targets go with --scores"),
-                           (["fit"], "give either --task")):
+    for args, expected in (
+        (["fit", "--scores", str(bad), "--target", "MMLU"], f"{bad}:3: 4 comma-separated"),
+        (["fit", "--task", "nope"], "unknown task 'nope'"),
+        (["fit", "--task", "gsm8k-cot", "--target", "x"], "--target/--targets go with --scores"),
+        (["fit"], "give either --task"),
+    ):
         result = runner.invoke(app, ["scaling", *args])
         assert isinstance(result.exception, IndusError), result.output
         assert expected in str(result.exception)
     # through the real entry point: one line on stderr, exit code 2
-    proc = subprocess.run([sys.executable, "-c", "from indus.cli import main; main()", "scaling", "fit", "--scores",
-                           str(bad), "--target", "MMLU"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from indus.cli import main; main()",
+            "scaling",
+            "fit",
+            "--scores",
+            str(bad),
+            "--target",
+            "MMLU",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and f"{bad}:3" in proc.stderr
 
@@ -86,9 +118,11 @@ def test_pca_and_select_json(tmp_path):
 
 def test_predict_new_models(tmp_path):
     scores = tmp_path / "mine.csv"
-    scores.write_text("Model,MMLU,ARC-C,HellaSwag,Winograd,TruthfulQA,GSM8K,XWinograd,HumanEval\n"
-                      "mine-7b,0.55,0.52,0.79,0.74,0.41,0.30,0.76,0.20\nmine-1b,0.30,0.35,0.60,0.60,0.38,0.05,0.62,\n",
-                      encoding="utf-8")
+    scores.write_text(
+        "Model,MMLU,ARC-C,HellaSwag,Winograd,TruthfulQA,GSM8K,XWinograd,HumanEval\n"
+        "mine-7b,0.55,0.52,0.79,0.74,0.41,0.30,0.76,0.20\nmine-1b,0.30,0.35,0.60,0.60,0.38,0.05,0.62,\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "pred.json"
     _ok(["predict", "--scores", str(scores), "--task", "gsm8k-cot", "--n-bootstrap", "20", "--json", str(out)])
     rows = json.loads(out.read_text())
@@ -100,8 +134,20 @@ def test_predict_new_models(tmp_path):
 
 
 def test_report_writes_markdown_json_and_figures(tmp_path):
-    _ok(["report", str(tmp_path / "rep"), "--task", "gsm8k-naive", "--task", "arith-2dm", "--n-bootstrap", "10",
-         "--n-random", "2"])
+    _ok(
+        [
+            "report",
+            str(tmp_path / "rep"),
+            "--task",
+            "gsm8k-naive",
+            "--task",
+            "arith-2dm",
+            "--n-bootstrap",
+            "10",
+            "--n-random",
+            "2",
+        ]
+    )
     rep = tmp_path / "rep"
     text = (rep / "report.md").read_text()
     assert "`gsm8k-naive`" in text and "`arith-2dm`" in text and "Model subset selection" in text
@@ -122,10 +168,19 @@ def test_tasks_say_which_link_each_task_fits(tmp_path):
 
 def test_floor_max_sets_the_link_of_law_and_baselines(tmp_path):
     plain, floored = tmp_path / "plain.json", tmp_path / "floored.json"
-    common = ["fit", "--scores", str(builtin_table_path("base_llm_benchmark_eval")), "--targets",
-              str(builtin_table_path("base_llm_post_training_eval")), "--target",
-              "bbh_cot_fewshot_overall_3_exact_match,flexible-extract", "--drop-benchmark", "GSM8K",
-              "--n-bootstrap", "0"]
+    common = [
+        "fit",
+        "--scores",
+        str(builtin_table_path("base_llm_benchmark_eval")),
+        "--targets",
+        str(builtin_table_path("base_llm_post_training_eval")),
+        "--target",
+        "bbh_cot_fewshot_overall_3_exact_match,flexible-extract",
+        "--drop-benchmark",
+        "GSM8K",
+        "--n-bootstrap",
+        "0",
+    ]
     _ok([*common, "--floor-max", "0", "--json", str(plain)])
     _ok([*common, "--json", str(floored)])
     p, f = json.loads(plain.read_text()), json.loads(floored.read_text())

@@ -16,8 +16,9 @@ def _synthetic(coef, intercept, floor, n=200, noise=0.0, seed=0):
     return X, y + rng.normal(0, noise, n)
 
 
-@pytest.mark.parametrize("coef,intercept,floor", [([2.56, 4.63, 4.30], -2.5, 0.0), ([1.5, -0.7], 0.4, 0.12),
-                                                  ([3.0], -1.0, 0.2)])
+@pytest.mark.parametrize(
+    "coef,intercept,floor", [([2.56, 4.63, 4.30], -2.5, 0.0), ([1.5, -0.7], 0.4, 0.12), ([3.0], -1.0, 0.2)]
+)
 def test_recovers_known_parameters_exactly_without_noise(coef, intercept, floor):
     X, y = _synthetic(coef, intercept, floor)
     link = SigmoidLink().fit(X, y)

@@ -11,9 +11,24 @@ from indus.scaling.scores import BASE_BENCHMARKS, BASE_SCORES, FAMILY, load_buil
 from indus.scaling.selection import candidate_pool, select_subset, selection_curve
 from indus.scaling.tasks import TASKS, default_models, load_task
 
-STABLE_NAMES = ["gsm8k-naive", "gsm8k-cot", "gsm8k-cot-sc", "bbh", "word-unscramble", "persian-qa", "arith-2da",
-                "arith-2dm", "arith-3da", "arith-3ds", "agentbench", "agentboard", "agentboard-progress", "gpqa",
-                "math-lvl5", "bbh-v2"]
+STABLE_NAMES = [
+    "gsm8k-naive",
+    "gsm8k-cot",
+    "gsm8k-cot-sc",
+    "bbh",
+    "word-unscramble",
+    "persian-qa",
+    "arith-2da",
+    "arith-2dm",
+    "arith-3da",
+    "arith-3ds",
+    "agentbench",
+    "agentboard",
+    "agentboard-progress",
+    "gpqa",
+    "math-lvl5",
+    "bbh-v2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +105,9 @@ def test_selection_reproduces_the_papers_subsets():
 
 
 def test_twelve_chosen_models_forecast_better_than_random_subsets():
-    points, all_mse = selection_curve(load_task("gsm8k-naive"), [12], criterion_benchmarks=BASE_BENCHMARKS,
-                                      n_random=10, random_state=0)
+    points, all_mse = selection_curve(
+        load_task("gsm8k-naive"), [12], criterion_benchmarks=BASE_BENCHMARKS, n_random=10, random_state=0
+    )
     p = points[0]
     assert p.n_models == 12
     assert p.test_mse < 1.5 * all_mse  # about as good as all 45 training models on naive GSM8K
@@ -99,8 +115,9 @@ def test_twelve_chosen_models_forecast_better_than_random_subsets():
 
 
 def test_twelve_single_models_forecast_about_as_well_as_all_training_models():
-    points, all_mse = selection_curve(load_task("gsm8k-cot"), [12], unit="model",
-                                      criterion_benchmarks=BASE_BENCHMARKS, n_random=10, random_state=0)
+    points, all_mse = selection_curve(
+        load_task("gsm8k-cot"), [12], unit="model", criterion_benchmarks=BASE_BENCHMARKS, n_random=10, random_state=0
+    )
     p = points[0]
     assert p.n_models == 12 and p.method == "greedy-exchange"
     assert p.test_mse < 1.5 * all_mse

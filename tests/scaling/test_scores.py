@@ -56,8 +56,12 @@ def test_unknown_columns_are_one_line_errors_naming_the_file(tmp_path):
 
 
 def test_packaged_tables_load_and_match_the_released_shapes():
-    shapes = {"base_llm_benchmark_eval.csv": (148, 13), "instruct_llm_agent_eval.csv": (27, 30),
-              "base_llm_post_training_eval.csv": (96, 235), "base_llm_leaderboard_v2_eval.csv": (72, 7)}
+    shapes = {
+        "base_llm_benchmark_eval.csv": (148, 13),
+        "instruct_llm_agent_eval.csv": (27, 30),
+        "base_llm_post_training_eval.csv": (96, 235),
+        "base_llm_leaderboard_v2_eval.csv": (72, 7),
+    }
     for name, shape in shapes.items():
         assert load_builtin(name).shape == shape
     assert len(BUILTIN_TABLES) == 7

@@ -8,18 +8,31 @@ from pathlib import Path
 import pytest
 
 DOCS = [
-    {"_id": "d1", "title": "Stellar winds", "text": "Massive stars lose mass through radiation-driven winds. "
-                                                    "The winds carry metals into the interstellar medium."},
+    {
+        "_id": "d1",
+        "title": "Stellar winds",
+        "text": "Massive stars lose mass through radiation-driven winds. "
+        "The winds carry metals into the interstellar medium.",
+    },
     {"_id": "d2", "title": "Dark matter", "text": "Rotation curves of galaxies imply unseen mass in halos."},
     {"_id": "d3", "title": "Protein folding", "text": "Chaperones help proteins reach their native structure."},
-    {"_id": "d4", "title": "Ocean heat", "text": "The upper ocean stores most of the excess heat of warming. "
-                                                 "Heat content rose by 0.4 W/m2 since 2005."},
+    {
+        "_id": "d4",
+        "title": "Ocean heat",
+        "text": "The upper ocean stores most of the excess heat of warming. Heat content rose by 0.4 W/m2 since 2005.",
+    },
     {"_id": "d5", "title": "Sea ice", "text": "Arctic sea ice extent declines in every month of the year."},
     {"_id": "d6", "title": "", "text": "Comet dust trails cause meteor showers on Earth."},
-    {"_id": "d7", "title": "Markup <b>test</b>", "text": "A passage with <script>alert('x')</script> in its text "
-                                                         "about sea ice and ocean heat."},
-    {"_id": "d8", "title": "Glaciers", "text": "Mountain glaciers retreat as summers warm; meltwater raises sea "
-                                               "level by about one millimetre a year."},
+    {
+        "_id": "d7",
+        "title": "Markup <b>test</b>",
+        "text": "A passage with <script>alert('x')</script> in its text about sea ice and ocean heat.",
+    },
+    {
+        "_id": "d8",
+        "title": "Glaciers",
+        "text": "Mountain glaciers retreat as summers warm; meltwater raises sea level by about one millimetre a year.",
+    },
 ]
 
 
@@ -57,8 +70,9 @@ def studio(searcher, corpus_file, tmp_path):
     store = Store.open(tmp_path / "studio.db")
     store.set_meta("index", str(searcher.path))
     passages = load_passages(corpus_file, words=20, seed=0)
-    return Studio(store, searcher, passages, make_pool_systems(["bm25", "dense"], searcher, progress=False),
-                  pool_depth=3)
+    return Studio(
+        store, searcher, passages, make_pool_systems(["bm25", "dense"], searcher, progress=False), pool_depth=3
+    )
 
 
 @pytest.fixture

@@ -15,9 +15,17 @@ def _question(client, annotator="ana", word_index=2):
     text = passage["text"]
     word = text.split()[word_index]
     start = text.index(word)
-    r = client.post("/api/annotations", json={"annotator": annotator, "passage_id": passage["id"], "kind": "question",
-                                              "question": f"Which word is {word}?", "answer_start": start,
-                                              "answer_text": word})
+    r = client.post(
+        "/api/annotations",
+        json={
+            "annotator": annotator,
+            "passage_id": passage["id"],
+            "kind": "question",
+            "question": f"Which word is {word}?",
+            "answer_start": start,
+            "answer_text": word,
+        },
+    )
     assert r.status_code == 200, r.text
     return passage, r.json()
 
@@ -35,14 +43,17 @@ def test_healthz_and_search_json(client):
     assert client.get("/api/search", params={"q": "arctic sea ice", "mode": "bm25"}).json()["results"][0]["id"] == "d5"
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"q": ""}, "the query is empty"),
-    ({"q": "x" * 10_000}, "10000 characters"),
-    ({"q": "ice", "mode": "nope"}, "unknown mode 'nope'"),
-    ({"q": "ice", "k": "0"}, "k must be an integer from 1 to 100"),
-    ({"q": "ice", "k": "101"}, "k must be an integer from 1 to 100"),
-    ({"q": "ice", "k": "ten"}, "k must be an integer"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"q": ""}, "the query is empty"),
+        ({"q": "x" * 10_000}, "10000 characters"),
+        ({"q": "ice", "mode": "nope"}, "unknown mode 'nope'"),
+        ({"q": "ice", "k": "0"}, "k must be an integer from 1 to 100"),
+        ({"q": "ice", "k": "101"}, "k must be an integer from 1 to 100"),
+        ({"q": "ice", "k": "ten"}, "k must be an integer"),
+    ],
+)
 def test_bad_search_is_a_one_line_400(client, params, message):
     r = client.get("/api/search", params=params)
     assert r.status_code == 400 and message in r.json()["error"] and "\n" not in r.json()["error"]
@@ -81,22 +92,31 @@ def test_a_question_is_a_qa_item_an_ir_query_and_a_pool(client, studio):
     assert client.get("/api/passages/next", params={"annotator": "bob"}).json()["passage"]["id"] == passage["id"]
 
 
-@pytest.mark.parametrize("change, status, message", [
-    ({"answer_start": 10_000}, 400, "outside the passage"),
-    ({"answer_start": -1}, 400, "outside the passage"),
-    ({"answer_start": 1}, 400, "does not match"),
-    ({"answer_start": "3"}, 400, "answer_start must be an integer"),
-    ({"passage_id": "nope"}, 404, "unknown passage"),
-    ({"annotator": "<script>"}, 400, "annotator name"),
-    ({"annotator": ""}, 400, "annotator name"),
-    ({"kind": "maybe"}, 400, "unknown kind"),
-    ({"question": " "}, 400, "the question is empty"),
-    ({"question": "q" * 2000}, 400, "the limit is 1000"),
-])
+@pytest.mark.parametrize(
+    "change, status, message",
+    [
+        ({"answer_start": 10_000}, 400, "outside the passage"),
+        ({"answer_start": -1}, 400, "outside the passage"),
+        ({"answer_start": 1}, 400, "does not match"),
+        ({"answer_start": "3"}, 400, "answer_start must be an integer"),
+        ({"passage_id": "nope"}, 404, "unknown passage"),
+        ({"annotator": "<script>"}, 400, "annotator name"),
+        ({"annotator": ""}, 400, "annotator name"),
+        ({"kind": "maybe"}, 400, "unknown kind"),
+        ({"question": " "}, 400, "the question is empty"),
+        ({"question": "q" * 2000}, 400, "the limit is 1000"),
+    ],
+)
 def test_bad_annotation_is_rejected(client, change, status, message):
     passage = client.get("/api/passages/item", params={"id": "d5"}).json()["passage"]
-    body = {"annotator": "ana", "passage_id": "d5", "kind": "question", "question": "Which ice?",
-            "answer_start": passage["text"].index("sea ice"), "answer_text": "sea ice"} | change
+    body = {
+        "annotator": "ana",
+        "passage_id": "d5",
+        "kind": "question",
+        "question": "Which ice?",
+        "answer_start": passage["text"].index("sea ice"),
+        "answer_text": "sea ice",
+    } | change
     r = client.post("/api/annotations", json=body)
     assert r.status_code == status and message in r.json()["error"], r.text
     assert client.get("/api/progress").json()["total"]["questions"] == 0
@@ -104,13 +124,19 @@ def test_bad_annotation_is_rejected(client, change, status, message):
 
 def test_unanswerable_and_no_question(client):
     for kind in ("unanswerable", "no_question"):
-        r = client.post("/api/annotations", json={"annotator": "ana", "passage_id": "d2", "kind": kind,
-                                                  "question": "When did the sun form?"})
+        r = client.post(
+            "/api/annotations",
+            json={"annotator": "ana", "passage_id": "d2", "kind": kind, "question": "When did the sun form?"},
+        )
         assert r.status_code == 200 and r.json()["query_id"] is None
     total = client.get("/api/progress").json()["total"]
     assert (total["unanswerable"], total["no_question"], total["passages_seen"]) == (1, 1, 1)
-    assert client.post("/api/annotations", json={"annotator": "ana", "passage_id": "d2", "kind": "unanswerable",
-                                                 "question": ""}).status_code == 400
+    assert (
+        client.post(
+            "/api/annotations", json={"annotator": "ana", "passage_id": "d2", "kind": "unanswerable", "question": ""}
+        ).status_code
+        == 400
+    )
 
 
 def test_judgements_two_annotators_both_count_and_kappa_matches_sklearn(client):
@@ -119,8 +145,9 @@ def test_judgements_two_annotators_both_count_and_kappa_matches_sklearn(client):
     pool = [p["doc_id"] for p in client.get("/api/pool", params={"query": qid}).json()["pool"]]
     ana = {d: [2, 1, 0][i % 3] for i, d in enumerate(pool)}
     bob = {d: [2, 0, 0][i % 3] for i, d in enumerate(pool)}
-    assert client.post("/api/judgements", json={"annotator": "ana", "query_id": qid, "grades": ana}).json()["added"] \
-        == len(pool)
+    assert client.post("/api/judgements", json={"annotator": "ana", "query_id": qid, "grades": ana}).json()[
+        "added"
+    ] == len(pool)
     assert client.post("/api/judgements", json={"annotator": "bob", "query_id": qid, "grades": bob}).status_code == 200
     # changing a grade updates it, it does not add a second judgement
     again = client.post("/api/judgements", json={"annotator": "bob", "query_id": qid, "grades": {pool[0]: 1}}).json()
@@ -136,13 +163,16 @@ def test_judgements_two_annotators_both_count_and_kappa_matches_sklearn(client):
     assert {p["doc_id"]: p["grade"] for p in mine} == bob
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"query_id": "nope", "grades": {"d1": 2}}, 404, "unknown query"),
-    ({"grades": {"not-in-pool": 2}}, 400, "not in the pool"),
-    ({"grades": {"POOLED": 3}}, 400, "must be 2 (relevant), 1 (partly) or 0"),
-    ({"grades": {}}, 400, "no judgements"),
-    ({"annotator": "a b"}, 400, "annotator name"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"query_id": "nope", "grades": {"d1": 2}}, 404, "unknown query"),
+        ({"grades": {"not-in-pool": 2}}, 400, "not in the pool"),
+        ({"grades": {"POOLED": 3}}, 400, "must be 2 (relevant), 1 (partly) or 0"),
+        ({"grades": {}}, 400, "no judgements"),
+        ({"annotator": "a b"}, 400, "annotator name"),
+    ],
+)
 def test_bad_judgement_is_rejected(client, body, status, message):
     _, result = _question(client)
     pooled = client.get("/api/pool", params={"query": result["query_id"]}).json()["pool"][0]["doc_id"]
@@ -173,8 +203,9 @@ def test_token_guards_every_write(studio):
     assert local.post("/api/annotations", json=body).status_code == 403
     assert local.post("/api/annotations", json=body, headers={"X-Studio-Token": "wrong"}).status_code == 403
     assert local.post("/api/annotations", json=body, headers={"X-Studio-Token": "s3cret-token"}).status_code == 200
-    assert local.post("/api/annotations", json=body,
-                      headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    assert (
+        local.post("/api/annotations", json=body, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    )
     remote = TestClient(app, client=("203.0.113.7", 4000))
     assert remote.post("/token", data={"token": "nope"}).status_code == 403
     remote.post("/token", data={"token": "s3cret-token"})  # sets the cookie
@@ -188,8 +219,16 @@ def test_pages_write_and_judge_through_forms(client):
     assert 'id="passage"' in page.text
     passage = client.get("/api/passages/next", params={"annotator": "ana"}).json()["passage"]
     word = passage["text"].split()[1]
-    r = client.post("/write", data={"passage_id": passage["id"], "kind": "question", "question": "<script>x</script>?",
-                                    "answer_start": str(passage["text"].index(word)), "answer_text": word})
+    r = client.post(
+        "/write",
+        data={
+            "passage_id": passage["id"],
+            "kind": "question",
+            "question": "<script>x</script>?",
+            "answer_start": str(passage["text"].index(word)),
+            "answer_text": word,
+        },
+    )
     assert r.status_code == 200 and "Saved question" in r.text
     qid = client.get("/api/queries").json()["queries"][0]["id"]
     judge = client.get("/judge/q", params={"id": qid}).text
@@ -248,11 +287,13 @@ def test_queries_from_a_file_are_stored_once_and_pooled(index_dir, tmp_path):
     from indus.cli.studio import build_studio
 
     queries = tmp_path / "queries.jsonl"
-    queries.write_text('{"_id": "q1", "text": "arctic sea ice"}\n{"_id": "q2", "text": "<script>heat</script>"}\n',
-                       encoding="utf-8")
+    queries.write_text(
+        '{"_id": "q1", "text": "arctic sea ice"}\n{"_id": "q2", "text": "<script>heat</script>"}\n', encoding="utf-8"
+    )
     db_path = tmp_path / "s.db"
-    studio = build_studio(index_dir, db=str(db_path), pool=["bm25", "hybrid"], pool_depth=2, queries=str(queries),
-                          progress=False)
+    studio = build_studio(
+        index_dir, db=str(db_path), pool=["bm25", "hybrid"], pool_depth=2, queries=str(queries), progress=False
+    )
     assert [q["id"] for q in studio.queries()] == ["q1", "q2"] and all(q["pool_size"] > 0 for q in studio.queries())
     assert len(studio.passages) == 8 and {p.id for p in studio.passages} == {f"d{i}" for i in range(1, 9)}
     again = build_studio(index_dir, db=str(db_path), pool=["bm25"], queries=str(queries), progress=False)

@@ -26,24 +26,56 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
 DOCS = [
-    ("arctic-1", "Arctic sea ice minimum", "Satellite passive-microwave records show that the September minimum of "
-     "Arctic sea ice extent has declined by about 13 percent per decade since 1979. The loss is largest in the "
-     "Beaufort and Chukchi seas, where thinner first-year ice now dominates."),
-    ("ocean-2", "Ocean heat content", "The upper 2,000 metres of the ocean have absorbed more than 90 percent of the "
-     "excess heat trapped by greenhouse gases. Argo floats sample temperature and salinity profiles every ten days "
-     "across the global ocean."),
-    ("glacier-3", "Mountain glacier retreat", "Alpine glaciers lost roughly a third of their volume between 2000 and "
-     "2023. Meltwater from retreating glaciers contributes about one millimetre per year to global sea level rise."),
-    ("aerosol-4", "Aerosols and clouds", "Sulfate aerosols brighten marine stratocumulus clouds by increasing the "
-     "number of cloud droplets, an effect that partly masks greenhouse warming over the oceans."),
-    ("fire-5", "Boreal wildfires", "Boreal forest fires in Siberia and Canada released record amounts of carbon in "
-     "2021 and 2023, as longer fire seasons followed earlier snowmelt and hotter summers."),
-    ("soil-6", "Soil moisture from space", "The SMAP mission measures surface soil moisture with an L-band "
-     "radiometer, giving global maps every two to three days that improve drought monitoring."),
-    ("ozone-7", "Stratospheric ozone recovery", "Total column ozone over Antarctica is recovering slowly since the "
-     "Montreal Protocol phased out chlorofluorocarbons; full recovery is expected around 2066."),
-    ("permafrost-8", "Thawing permafrost", "Permafrost temperatures rose by about 0.3 degrees Celsius per decade, "
-     "and thaw releases methane and carbon dioxide stored in frozen soils for millennia."),
+    (
+        "arctic-1",
+        "Arctic sea ice minimum",
+        "Satellite passive-microwave records show that the September minimum of "
+        "Arctic sea ice extent has declined by about 13 percent per decade since 1979. The loss is largest in the "
+        "Beaufort and Chukchi seas, where thinner first-year ice now dominates.",
+    ),
+    (
+        "ocean-2",
+        "Ocean heat content",
+        "The upper 2,000 metres of the ocean have absorbed more than 90 percent of the "
+        "excess heat trapped by greenhouse gases. Argo floats sample temperature and salinity profiles every ten days "
+        "across the global ocean.",
+    ),
+    (
+        "glacier-3",
+        "Mountain glacier retreat",
+        "Alpine glaciers lost roughly a third of their volume between 2000 and "
+        "2023. Meltwater from retreating glaciers contributes about one millimetre per year to global sea level rise.",
+    ),
+    (
+        "aerosol-4",
+        "Aerosols and clouds",
+        "Sulfate aerosols brighten marine stratocumulus clouds by increasing the "
+        "number of cloud droplets, an effect that partly masks greenhouse warming over the oceans.",
+    ),
+    (
+        "fire-5",
+        "Boreal wildfires",
+        "Boreal forest fires in Siberia and Canada released record amounts of carbon in "
+        "2021 and 2023, as longer fire seasons followed earlier snowmelt and hotter summers.",
+    ),
+    (
+        "soil-6",
+        "Soil moisture from space",
+        "The SMAP mission measures surface soil moisture with an L-band "
+        "radiometer, giving global maps every two to three days that improve drought monitoring.",
+    ),
+    (
+        "ozone-7",
+        "Stratospheric ozone recovery",
+        "Total column ozone over Antarctica is recovering slowly since the "
+        "Montreal Protocol phased out chlorofluorocarbons; full recovery is expected around 2066.",
+    ),
+    (
+        "permafrost-8",
+        "Thawing permafrost",
+        "Permafrost temperatures rose by about 0.3 degrees Celsius per decade, "
+        "and thaw releases methane and carbon dioxide stored in frozen soils for millennia.",
+    ),
 ]
 
 
@@ -66,14 +98,20 @@ def served(micro_model_dir, tmp_path):
     from indus.studio.service import Studio, make_pool_systems
 
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS),
-                      encoding="utf-8")
+    corpus.write_text(
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS), encoding="utf-8"
+    )
     build_index(str(micro_model_dir), corpus, tmp_path / "index", progress=False)
     searcher = Searcher.open(tmp_path / "index")
     store = Store.open(tmp_path / "studio.db")
     store.set_meta("index", str(tmp_path / "index"))
-    studio = Studio(store, searcher, load_passages(corpus, words=120),
-                    make_pool_systems(["bm25", "dense"], searcher, progress=False), pool_depth=3)
+    studio = Studio(
+        store,
+        searcher,
+        load_passages(corpus, words=120),
+        make_pool_systems(["bm25", "dense"], searcher, progress=False),
+        pool_depth=3,
+    )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -88,8 +126,10 @@ def served(micro_model_dir, tmp_path):
 @pytest.fixture
 def browser():
     if CHROMIUM is None or DRIVER is None:
-        pytest.skip("no chromium / chromedriver: install Debian's chromium and chromium-driver (make browser) to run "
-                    "the browser test")
+        pytest.skip(
+            "no chromium / chromedriver: install Debian's chromium and chromium-driver (make browser) to run "
+            "the browser test"
+        )
     pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -97,8 +137,14 @@ def browser():
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a browser or a driver
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1200,860", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,860",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
     driver.implicitly_wait(3)
@@ -128,7 +174,11 @@ def _select_with_mouse(driver, element, start: int, end: int) -> None:
         "r.setStart(node, arguments[2] - 1); r.setEnd(node, arguments[2]); const b = r.getBoundingClientRect();"
         "const e = el.getBoundingClientRect();"
         "return [a.left - e.left, a.top - e.top + a.height / 2, b.right - e.left, b.top - e.top + b.height / 2,"
-        "        e.width, e.height];", element, start, end)
+        "        e.width, e.height];",
+        element,
+        start,
+        end,
+    )
     ax, ay, bx, by, width, height = box
     chain = ActionChains(driver)
     chain.move_to_element_with_offset(element, int(ax - width / 2 + 1), int(ay - height / 2))
@@ -176,8 +226,9 @@ def test_search_write_judge_export_in_a_real_browser(served, browser, tmp_path):
     grades = {}
     for item in items:
         title = item.find_element(By.CSS_SELECTOR, ".title").text
-        grades[item.find_element(By.CSS_SELECTOR, ".docid").text] = grade = \
+        grades[item.find_element(By.CSS_SELECTOR, ".docid").text] = grade = (
             2 if title == "Arctic sea ice minimum" else 1 if "ice" in title.lower() else 0
+        )
         item.find_element(By.CSS_SELECTOR, f".grade.g{grade} input").click()
     assert 2 in grades.values()  # the question's own passage is in its pool
     browser.execute_script("window.scrollTo(0, 0)")
@@ -201,7 +252,7 @@ def test_search_write_judge_export_in_a_real_browser(served, browser, tmp_path):
     qa = json.loads((out / "qa.json").read_text())
     item = qa["data"][0]["paragraphs"][0]
     assert item["qas"][0]["answers"] == [{"text": answer, "answer_start": start}]
-    assert item["context"][start:start + len(answer)] == answer
+    assert item["context"][start : start + len(answer)] == answer
     for path in (out / "qa.json", out / "ir"):
         assert runner.invoke(cli, ["data", "check", str(path)]).exit_code == 0
     scores = tmp_path / "ir.json"

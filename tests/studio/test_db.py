@@ -52,8 +52,11 @@ def test_a_database_of_something_else_is_refused(tmp_path):
 def test_passages_are_exact_substrings_of_at_least_n_words(tmp_path):
     text = "One two three. Four five six seven. Eight nine ten eleven twelve thirteen fourteen. Fin."
     spans = split_text(text, 4)
-    assert [text[a:b] for a, b in spans] == ["One two three. Four five six seven.", "Eight nine ten eleven",
-                                             "twelve thirteen fourteen. Fin."]
+    assert [text[a:b] for a, b in spans] == [
+        "One two three. Four five six seven.",
+        "Eight nine ten eleven",
+        "twelve thirteen fourteen. Fin.",
+    ]
     corpus = tmp_path / "c.txt"
     corpus.write_text("short line\n" + " ".join(f"w{i}." for i in range(45)) + "\n", encoding="utf-8")
     passages = load_passages(corpus, words=20, seed=1)
@@ -103,14 +106,36 @@ def test_sigkill_mid_write_keeps_every_committed_annotation(tmp_path):
     from indus.retriever.index import build_index
 
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"sea ice report {i} of the year."})
-                              + "\n" for i in range(6)), encoding="utf-8")
+    corpus.write_text(
+        "".join(
+            json.dumps({"_id": f"d{i}", "title": "", "text": f"sea ice report {i} of the year."}) + "\n"
+            for i in range(6)
+        ),
+        encoding="utf-8",
+    )
     build_index("bm25", corpus, tmp_path / "index", progress=False)
     port, db_path = _free_port(), tmp_path / "s.db"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "indus", "studio", "serve", "--index", str(tmp_path / "index"),
-                               "--db", str(db_path), "--port", str(port), "--pool", "bm25"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "indus",
+            "studio",
+            "serve",
+            "--index",
+            str(tmp_path / "index"),
+            "--db",
+            str(db_path),
+            "--port",
+            str(port),
+            "--pool",
+            "bm25",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -129,9 +154,17 @@ def test_sigkill_mid_write_keeps_every_committed_annotation(tmp_path):
                 i = 0
                 while not stop.is_set():
                     try:
-                        r = http.post("/api/annotations", json={"annotator": name, "passage_id": f"d{i % 6}",
-                                                                "kind": "question", "question": f"sea ice {i}?",
-                                                                "answer_start": 0, "answer_text": "sea ice"})
+                        r = http.post(
+                            "/api/annotations",
+                            json={
+                                "annotator": name,
+                                "passage_id": f"d{i % 6}",
+                                "kind": "question",
+                                "question": f"sea ice {i}?",
+                                "answer_start": 0,
+                                "answer_text": "sea ice",
+                            },
+                        )
                     except httpx.HTTPError:
                         return  # the server is gone
                     assert r.status_code == 200, r.text

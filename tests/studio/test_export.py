@@ -21,8 +21,9 @@ def _annotate(studio):
     ids = []
     for annotator, pid, answer in [("ana", "d4", "0.4 W/m2"), ("ana", "d5", "sea ice"), ("bob", "d8", "glaciers")]:
         text = studio.passage(pid).text
-        ids.append(studio.annotate(annotator, pid, "question", f"What about {answer}?", text.index(answer),
-                                   answer)["query_id"])
+        ids.append(
+            studio.annotate(annotator, pid, "question", f"What about {answer}?", text.index(answer), answer)["query_id"]
+        )
     studio.annotate("bob", "d2", "unanswerable", "Who discovered halos?")
     studio.annotate("bob", "d3", "no_question")
     for who, grade in (("ana", 2), ("bob", 1)):
@@ -32,8 +33,17 @@ def _annotate(studio):
 
 
 def test_combined_grade_is_the_mean_rounded_half_up():
-    assert [combined_grade(g) for g in ([2], [1], [0], [2, 1], [1, 0], [2, 0], [2, 1, 1], [2, 2, 1], [0, 0])] == \
-        [2, 1, 0, 2, 1, 1, 1, 2, 0]
+    assert [combined_grade(g) for g in ([2], [1], [0], [2, 1], [1, 0], [2, 0], [2, 1, 1], [2, 2, 1], [0, 0])] == [
+        2,
+        1,
+        0,
+        2,
+        1,
+        1,
+        1,
+        2,
+        0,
+    ]
 
 
 def test_export_writes_squad_v2_and_graded_beir(studio, tmp_path):
@@ -50,7 +60,7 @@ def test_export_writes_squad_v2_and_graded_beir(studio, tmp_path):
             assert qa["answers"] == [] and qa["question"] == "Who discovered halos?"
         else:
             ans = qa["answers"][0]
-            assert context[ans["answer_start"]:ans["answer_start"] + len(ans["text"])] == ans["text"]
+            assert context[ans["answer_start"] : ans["answer_start"] + len(ans["text"])] == ans["text"]
     counts = squad.check(out / "qa.json")
     assert counts["questions"] == 4 and counts["unanswerable"] == 1 and counts["answers exact"] == 3
     # IR: the written question's passage is 2; the doubly judged first pool document is mean(2, 1) -> 2

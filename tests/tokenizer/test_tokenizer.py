@@ -76,11 +76,36 @@ def test_cli_train_and_compare(corpus, tmp_path):
     from indus.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "350", "--lowercase",
-                              "--out", str(tmp_path / "t")])
+    res = runner.invoke(
+        app,
+        [
+            "tokenizer",
+            "train",
+            "--corpus",
+            str(corpus),
+            "--vocab-size",
+            "350",
+            "--lowercase",
+            "--out",
+            str(tmp_path / "t"),
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["tokenizer", "compare", "--text", str(corpus), "--tokenizer", str(tmp_path / "t"),
-                              "--tokenizer", "minilm", "--json", str(tmp_path / "rows.json")])
+    res = runner.invoke(
+        app,
+        [
+            "tokenizer",
+            "compare",
+            "--text",
+            str(corpus),
+            "--tokenizer",
+            str(tmp_path / "t"),
+            "--tokenizer",
+            "minilm",
+            "--json",
+            str(tmp_path / "rows.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["vocab_size"] for r in rows] == [350, 30522]

@@ -8,8 +8,9 @@ import typer
 
 from indus.cli.common import console, err_console, print_table, write_json
 
-app = typer.Typer(help="Find, count and validate datasets (CoNLL, SQuAD, BEIR, pairs, corpus, classification).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Find, count and validate datasets (CoNLL, SQuAD, BEIR, pairs, corpus, classification).", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -34,9 +35,15 @@ def list_datasets() -> None:
         bad = {k: v for k, v in counts.items() if isinstance(v, str)}
         for key, problem in bad.items():
             err_console.print(f"warning: {e.kind}/{e.name} ({key}): {problem}", markup=False, highlight=False)
-        rows.append({"name": e.name, "kind": e.kind, "path": str(e.path.relative_to(root)),
-                     "counts": ", ".join(f"{k}: {v:,}" for k, v in counts.items() if k not in bad),
-                     "problems": "; ".join(f"{k}: {v}" for k, v in bad.items())})
+        rows.append(
+            {
+                "name": e.name,
+                "kind": e.kind,
+                "path": str(e.path.relative_to(root)),
+                "counts": ", ".join(f"{k}: {v:,}" for k, v in counts.items() if k not in bad),
+                "problems": "; ".join(f"{k}: {v}" for k, v in bad.items()),
+            }
+        )
     if not any(r["problems"] for r in rows):
         for r in rows:
             del r["problems"]
@@ -46,10 +53,16 @@ def list_datasets() -> None:
 @app.command("check")
 def check_dataset(
     path: str = typer.Argument(..., help="A file, a folder, or a dataset name under the data root."),
-    fmt: str | None = typer.Option(None, "--format", "-f", show_default=False,
-                                   help="Force the format: ner, squad, beir, pairs, classification, corpus."),
-    scheme: str = typer.Option("auto", "--scheme",
-                               help="NER tag scheme: auto (detect, repair), or IOB1 / IOB2 / BIOES / BILOU (strict)."),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        show_default=False,
+        help="Force the format: ner, squad, beir, pairs, classification, corpus.",
+    ),
+    scheme: str = typer.Option(
+        "auto", "--scheme", help="NER tag scheme: auto (detect, repair), or IOB1 / IOB2 / BIOES / BILOU (strict)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the counts as JSON.", show_default=False),
 ) -> None:
     """Validate a dataset (format detected from the path) and print its counts."""

@@ -8,8 +8,10 @@ import typer
 
 from indus._extras import require_extra
 
-RESUME_HELP = ("Continue from the newest complete checkpoint in --out (from the start if there is none); the "
-               "settings that change the loss curve must match.")
+RESUME_HELP = (
+    "Continue from the newest complete checkpoint in --out (from the start if there is none); the "
+    "settings that change the loss curve must match."
+)
 OVERWRITE_HELP = "Start again in a non-empty --out (its earlier run's checkpoints go; files indus did not write stay)."
 
 
@@ -21,10 +23,17 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="YAML file of PretrainConfig settings."),
         overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         out: Path = typer.Option(..., "--out", help="Output folder (model, tokenizer, metrics.json, checkpoints)."),
-        init_from: str | None = typer.Option(None, "--init-from", help="Continue from a general encoder ('minilm' "
-                                             "or a model folder) with its own tokenizer: domain adaptation."),
-        masking: str | None = typer.Option(None, "--masking", help="random (RoBERTa, 15%) or keyword (INDUS-SDE: "
-                                           "30%, most masks on each document's TF-IDF keywords)."),
+        init_from: str | None = typer.Option(
+            None,
+            "--init-from",
+            help="Continue from a general encoder ('minilm' "
+            "or a model folder) with its own tokenizer: domain adaptation.",
+        ),
+        masking: str | None = typer.Option(
+            None,
+            "--masking",
+            help="random (RoBERTa, 15%) or keyword (INDUS-SDE: 30%, most masks on each document's TF-IDF keywords).",
+        ),
         resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
@@ -38,8 +47,9 @@ def register(app: typer.Typer) -> None:
 
         check_flags(resume, overwrite)
         extra = ([f"init_from={init_from}"] if init_from else []) + ([f"masking={masking}"] if masking else [])
-        metrics = run(load_config(PretrainConfig, config, [*extra, *overrides]), out, resume=resume,
-                      overwrite=overwrite)
+        metrics = run(
+            load_config(PretrainConfig, config, [*extra, *overrides]), out, resume=resume, overwrite=overwrite
+        )
         print_table([_summary(metrics)], title=f"pretrained {out}")
         console.print(f"wrote {out} (loads with AutoModelForMaskedLM.from_pretrained)")
 
@@ -64,13 +74,21 @@ def register(app: typer.Typer) -> None:
         from indus.outdir import check_flags
 
         check_flags(resume, overwrite)
-        metrics = run(load_config(DistillConfig, config, [*extra, *overrides]), out, resume=resume,
-                      overwrite=overwrite)
+        metrics = run(load_config(DistillConfig, config, [*extra, *overrides]), out, resume=resume, overwrite=overwrite)
         print_table([_summary(metrics)], title=f"distilled {out}")
         console.print(f"wrote {out} (loads with AutoModelForMaskedLM.from_pretrained)")
 
 
 def _summary(metrics: dict) -> dict:
-    keys = ("steps", "tokens_seen", "params", "train_flops", "valid_loss", "valid_ppl", "valid_distill_loss",
-            "tokens_per_s", "wall_s")
+    keys = (
+        "steps",
+        "tokens_seen",
+        "params",
+        "train_flops",
+        "valid_loss",
+        "valid_ppl",
+        "valid_distill_loss",
+        "tokens_per_s",
+        "wall_s",
+    )
     return {k: metrics[k] for k in keys if metrics.get(k) is not None}

@@ -16,12 +16,17 @@ def register(app: typer.Typer) -> None:
     def run(
         config: Path = typer.Argument(..., help="Pipeline YAML (e.g. configs/pipeline/demo.yaml).", show_default=False),
         out: Path | None = typer.Option(None, "--out", help="Run folder (default: runs/<name>).", show_default=False),
-        overrides: list[str] = typer.Option([], "--set", help="Override a setting: key=value, e.g. "
-                                            "tokenizer.vocab_size=8000 (repeatable)."),
-        force: list[str] = typer.Option([], "--force", help="Rerun this stage even when cached, e.g. "
-                                        "pretrain/tiny-s; '*' reruns all (repeatable)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Build and check the whole plan, print each stage "
-                                     "(cached or to run, and why) and run nothing."),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="Override a setting: key=value, e.g. tokenizer.vocab_size=8000 (repeatable)."
+        ),
+        force: list[str] = typer.Option(
+            [], "--force", help="Rerun this stage even when cached, e.g. pretrain/tiny-s; '*' reruns all (repeatable)."
+        ),
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help="Build and check the whole plan, print each stage (cached or to run, and why) and run nothing.",
+        ),
     ) -> None:
         """Run the whole pipeline: tokenizer, pretrain, distill, retriever, retriever distill, eval, forecast,
         report. The whole plan is built and checked first; finished stages are reused; a changed setting reruns
@@ -46,10 +51,20 @@ def register(app: typer.Typer) -> None:
         summary = run_pipeline(cfg, out_dir, force=force, log=log, source=config)
         if not main_process:
             return
-        rows = [{"benchmark": f"{e['task']}:{e['data']}", "model": e["model"], "kind": e["kind"],
-                 "metric": e["metric"], "value": e["value"],
-                 "std": e["std"] if e["std"] is not None else ""} for e in summary["evals"]]
+        rows = [
+            {
+                "benchmark": f"{e['task']}:{e['data']}",
+                "model": e["model"],
+                "kind": e["kind"],
+                "metric": e["metric"],
+                "value": e["value"],
+                "std": e["std"] if e["std"] is not None else "",
+            }
+            for e in summary["evals"]
+        ]
         print_table(rows, title="every model against the baselines")
         ran = sum(not s["cached"] for s in summary["stages"])
-        console.print(f"{len(summary['stages'])} stages ({ran} ran, {len(summary['stages']) - ran} cached) in "
-                      f"{summary['wall_s']:.0f} s; report: {summary['report']} and {out_dir / 'report.html'}")
+        console.print(
+            f"{len(summary['stages'])} stages ({ran} ran, {len(summary['stages']) - ran} cached) in "
+            f"{summary['wall_s']:.0f} s; report: {summary['report']} and {out_dir / 'report.html'}"
+        )

@@ -12,8 +12,9 @@ import typer
 from indus.cli.common import console, print_table, write_json
 from indus.errors import IndusError
 
-app = typer.Typer(help="Observational scaling laws: capability PCs, sigmoid forecasts, model selection.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Observational scaling laws: capability PCs, sigmoid forecasts, model selection.", no_args_is_help=True
+)
 
 JSON_OPT = typer.Option(None, "--json", help="Also write the result as JSON to this file.", show_default=False)
 
@@ -28,8 +29,10 @@ def _cutoff(value: float | None) -> float | None:
     if value is None:
         return None
     if value < 1e15:
-        raise IndusError(f"--cutoff-flops {value:g} looks like it is in units of 1e21; give training FLOPs, "
-                         "e.g. 8.4e22 for Llama-2-7B")
+        raise IndusError(
+            f"--cutoff-flops {value:g} looks like it is in units of 1e21; give training FLOPs, "
+            "e.g. 8.4e22 for Llama-2-7B"
+        )
     from indus.scaling.scores import FLOPS_UNIT
 
     return value / FLOPS_UNIT
@@ -55,45 +58,85 @@ def tasks_cmd(json_out: Path | None = JSON_OPT) -> None:
             bench = f"base without {', '.join(dropped)}" if dropped else f"base ({len(task.benchmarks)})"
         lo, hi = task.floor_bounds
         link = "sigmoid" if hi <= lo else f"sigmoid, floor in [{lo:g}, {hi:g}]"
-        rows.append({"name": task.name, "group": task.group, "title": task.title, "target": task.target,
-                     "benchmarks": bench, "split": task.describe(), "link": link, "n_train": int(data.train.sum()),
-                     "n_test": int(data.test.sum())})
-    print_table(rows, title="Built-in scaling tasks", columns=["name", "group", "title", "benchmarks", "split",
-                                                              "link", "n_train", "n_test"])
+        rows.append(
+            {
+                "name": task.name,
+                "group": task.group,
+                "title": task.title,
+                "target": task.target,
+                "benchmarks": bench,
+                "split": task.describe(),
+                "link": link,
+                "n_train": int(data.train.sum()),
+                "n_test": int(data.test.sum()),
+            }
+        )
+    print_table(
+        rows,
+        title="Built-in scaling tasks",
+        columns=["name", "group", "title", "benchmarks", "split", "link", "n_train", "n_test"],
+    )
     write_json(json_out, rows)
 
 
 @app.command("fit")
 def fit_cmd(
-    task: str | None = typer.Option(None, "--task", help="Built-in task (see `indus scaling tasks`).",
-                                    show_default=False),
-    scores: Path | None = typer.Option(None, "--scores", help="Your scores CSV (schema of the built-in tables: "
-                                       "Model, Model Family, Model Size (B), Pretraining Data Size (T), "
-                                       "FLOPs (1E21), benchmark columns).", show_default=False),
+    task: str | None = typer.Option(
+        None, "--task", help="Built-in task (see `indus scaling tasks`).", show_default=False
+    ),
+    scores: Path | None = typer.Option(
+        None,
+        "--scores",
+        help="Your scores CSV (schema of the built-in tables: "
+        "Model, Model Family, Model Size (B), Pretraining Data Size (T), "
+        "FLOPs (1E21), benchmark columns).",
+        show_default=False,
+    ),
     target: str | None = typer.Option(None, "--target", help="Target column (with --scores).", show_default=False),
-    targets: Path | None = typer.Option(None, "--targets", help="CSV with Model and the target column; default: "
-                                        "the target is a column of --scores.", show_default=False),
-    cutoff_flops: float | None = typer.Option(None, "--cutoff-flops", help="Train on models with at most this "
-                                              "many training FLOPs, e.g. 8.4e22 (default: the task's; 8.4e22 for "
-                                              "--scores).", show_default=False),
+    targets: Path | None = typer.Option(
+        None,
+        "--targets",
+        help="CSV with Model and the target column; default: the target is a column of --scores.",
+        show_default=False,
+    ),
+    cutoff_flops: float | None = typer.Option(
+        None,
+        "--cutoff-flops",
+        help="Train on models with at most this "
+        "many training FLOPs, e.g. 8.4e22 (default: the task's; 8.4e22 for "
+        "--scores).",
+        show_default=False,
+    ),
     n_pcs: int = typer.Option(3, "--n-pcs", min=1, help="Capability PCs K."),
-    drop_benchmark: list[str] = typer.Option([], "--drop-benchmark", help="Leave this benchmark out of the "
-                                             "capabilities (repeatable).", show_default=False),
-    metric_range: tuple[float, float] = typer.Option((0.0, 1.0), "--metric-range", help="With --scores: raw "
-                                                     "target values mapped to 0 and 1 (random-guess floor, "
-                                                     "perfect score)."),
-    ref_family: str = typer.Option("Llama-2", "--ref-family", help="Family defining effective compute "
-                                   "(with --scores)."),
-    floor_max: float | None = typer.Option(None, "--floor-max", min=0.0, max=0.99, help="Upper bound of the "
-                                           "sigmoid's floor b, for the law and its FLOPs/params baselines (0: a "
-                                           "plain sigmoid; default: the task's, 0.2 for --scores).",
-                                           show_default=False),
-    n_bootstrap: int = typer.Option(200, "--n-bootstrap", min=0, help="Bootstrap rounds for the 90% prediction "
-                                    "intervals (0: none)."),
+    drop_benchmark: list[str] = typer.Option(
+        [], "--drop-benchmark", help="Leave this benchmark out of the capabilities (repeatable).", show_default=False
+    ),
+    metric_range: tuple[float, float] = typer.Option(
+        (0.0, 1.0),
+        "--metric-range",
+        help="With --scores: raw target values mapped to 0 and 1 (random-guess floor, perfect score).",
+    ),
+    ref_family: str = typer.Option(
+        "Llama-2", "--ref-family", help="Family defining effective compute (with --scores)."
+    ),
+    floor_max: float | None = typer.Option(
+        None,
+        "--floor-max",
+        min=0.0,
+        max=0.99,
+        help="Upper bound of the "
+        "sigmoid's floor b, for the law and its FLOPs/params baselines (0: a "
+        "plain sigmoid; default: the task's, 0.2 for --scores).",
+        show_default=False,
+    ),
+    n_bootstrap: int = typer.Option(
+        200, "--n-bootstrap", min=0, help="Bootstrap rounds for the 90% prediction intervals (0: none)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     json_out: Path | None = JSON_OPT,
-    plot: Path | None = typer.Option(None, "--plot", help="Write the fit figure (PNG) to this file.",
-                                     show_default=False),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the fit figure (PNG) to this file.", show_default=False
+    ),
 ) -> None:
     """Fit an observational scaling law on the weaker models and forecast the stronger ones.
 
@@ -115,8 +158,10 @@ def fit_cmd(
         data = load_task(task, cutoff=_cutoff(cutoff_flops))
         unknown = [b for b in drop_benchmark if b not in data.benchmarks]
         if unknown:
-            raise IndusError(f"task {task!r}: unknown benchmark {', '.join(map(repr, unknown))}; its benchmarks: "
-                             f"{', '.join(data.benchmarks)}")
+            raise IndusError(
+                f"task {task!r}: unknown benchmark {', '.join(map(repr, unknown))}; its benchmarks: "
+                f"{', '.join(data.benchmarks)}"
+            )
         data.benchmarks = [b for b in data.benchmarks if b not in set(drop_benchmark)]
         if floor_max is not None:
             data.floor_bounds = (0.0, floor_max)
@@ -124,25 +169,50 @@ def fit_cmd(
         if target is None:
             raise IndusError("--scores needs --target COLUMN (the metric to forecast)")
         cut = _cutoff(cutoff_flops)
-        data = load_user_task(scores, target, targets, cutoff=84.0 if cut is None else cut,
-                              drop_benchmarks=drop_benchmark, metric_range=metric_range, reference_family=ref_family,
-                              floor_bounds=(0.0, 0.2 if floor_max is None else floor_max))
+        data = load_user_task(
+            scores,
+            target,
+            targets,
+            cutoff=84.0 if cut is None else cut,
+            drop_benchmarks=drop_benchmark,
+            metric_range=metric_range,
+            reference_family=ref_family,
+            floor_bounds=(0.0, 0.2 if floor_max is None else floor_max),
+        )
     result = fit_holdout(data, n_components=n_pcs, n_bootstrap=n_bootstrap, random_state=seed)
     doc = result.to_json()
-    console.print(f"[bold]{data.name}[/bold]: {data.description}; {doc['n_train']} train / {doc['n_test']} test "
-                  f"models; capabilities from {', '.join(data.benchmarks)}")
+    console.print(
+        f"[bold]{data.name}[/bold]: {data.description}; {doc['n_train']} train / {doc['n_test']} test "
+        f"models; capabilities from {', '.join(data.benchmarks)}"
+    )
     console.print(f"fitted law: y = {result.formula()}")
-    console.print("variance explained by the PCs: "
-                  + ", ".join(f"{v:.1%}" for v in doc["explained_variance_ratio"]))
-    print_table([{"predictor": "capability PCs", "train MSE": _fmt(result.pcs_train_mse),
-                  "test MSE": _fmt(result.pcs_test_mse)},
-                 {"predictor": "log FLOPs", "train MSE": "", "test MSE": _fmt(result.flops_test_mse)},
-                 {"predictor": "log params", "train MSE": "", "test MSE": _fmt(result.params_test_mse)}],
-                title="Held-out error")
+    console.print("variance explained by the PCs: " + ", ".join(f"{v:.1%}" for v in doc["explained_variance_ratio"]))
+    print_table(
+        [
+            {
+                "predictor": "capability PCs",
+                "train MSE": _fmt(result.pcs_train_mse),
+                "test MSE": _fmt(result.pcs_test_mse),
+            },
+            {"predictor": "log FLOPs", "train MSE": "", "test MSE": _fmt(result.flops_test_mse)},
+            {"predictor": "log params", "train MSE": "", "test MSE": _fmt(result.params_test_mse)},
+        ],
+        title="Held-out error",
+    )
     test_rows = [p for p in doc["predictions"] if p["split"] == "test"]
-    print_table([{"model": p["model"], "family": p["family"], "observed": _fmt(p["y"]),
-                  "forecast": _fmt(p["y_pred"]), "90% interval": f"[{_fmt(p['lo'])}, {_fmt(p['hi'])}]"}
-                 for p in test_rows], title="Test-model forecasts")
+    print_table(
+        [
+            {
+                "model": p["model"],
+                "family": p["family"],
+                "observed": _fmt(p["y"]),
+                "forecast": _fmt(p["y_pred"]),
+                "90% interval": f"[{_fmt(p['lo'])}, {_fmt(p['hi'])}]",
+            }
+            for p in test_rows
+        ],
+        title="Test-model forecasts",
+    )
     write_json(json_out, doc)
     if plot is not None:
         from indus.scaling.plots import plot_fit
@@ -152,13 +222,21 @@ def fit_cmd(
 
 @app.command("pca")
 def pca_cmd(
-    scores: Path | None = typer.Option(None, "--scores", help="Your scores CSV (default: the packaged table, "
-                                       "the paper's 77 default base models).", show_default=False),
+    scores: Path | None = typer.Option(
+        None,
+        "--scores",
+        help="Your scores CSV (default: the packaged table, the paper's 77 default base models).",
+        show_default=False,
+    ),
     n_pcs: int = typer.Option(3, "--n-pcs", min=1, help="PCs to show loadings and family fits for."),
-    drop_benchmark: list[str] = typer.Option([], "--drop-benchmark", help="Leave this benchmark out "
-                                             "(repeatable).", show_default=False),
-    train_only: bool = typer.Option(False, "--train-only", help="Fit on the models below --cutoff-flops only "
-                                    "(default: all models, as in the paper's Sec. 3)."),
+    drop_benchmark: list[str] = typer.Option(
+        [], "--drop-benchmark", help="Leave this benchmark out (repeatable).", show_default=False
+    ),
+    train_only: bool = typer.Option(
+        False,
+        "--train-only",
+        help="Fit on the models below --cutoff-flops only (default: all models, as in the paper's Sec. 3).",
+    ),
     cutoff_flops: float = typer.Option(8.4e22, "--cutoff-flops", help="Cutoff for --train-only, in FLOPs."),
     json_out: Path | None = JSON_OPT,
 ) -> None:
@@ -191,15 +269,38 @@ def pca_cmd(
     except ValueError as exc:  # e.g. a benchmark with no score among the fitted models
         raise IndusError(f"{source}: {exc}") from None
     evr = analysis.explained_variance_ratio
-    console.print(f"[bold]Capability PCs[/bold] of {source}: {len(analysis.models)} models "
-                  f"(fitted on {analysis.n_fit}), {len(benchmarks)} benchmarks")
-    print_table([{"PC": f"PC-{k + 1}", "variance": f"{v:.1%}", "cumulative": f"{sum(evr[:k + 1]):.1%}"}
-                 for k, v in enumerate(evr)], title="Variance explained")
-    print_table([{"benchmark": b, **{f"PC-{k + 1}": f"{analysis.loadings[k, j]:+.3f}" for k in range(n_pcs)}}
-                 for j, b in enumerate(benchmarks)], title="Loadings")
-    print_table([{"family": f.family, "PC": f"PC-{f.pc}", "n": f.n, "slope / ln FLOPs": f"{f.slope:.3f}",
-                  "R^2": f"{f.r2:.3f}"} for f in analysis.fits if f.pc == 1],
-                title="PC-1 against log training FLOPs within each family (families with >= 3 models)")
+    console.print(
+        f"[bold]Capability PCs[/bold] of {source}: {len(analysis.models)} models "
+        f"(fitted on {analysis.n_fit}), {len(benchmarks)} benchmarks"
+    )
+    print_table(
+        [
+            {"PC": f"PC-{k + 1}", "variance": f"{v:.1%}", "cumulative": f"{sum(evr[: k + 1]):.1%}"}
+            for k, v in enumerate(evr)
+        ],
+        title="Variance explained",
+    )
+    print_table(
+        [
+            {"benchmark": b, **{f"PC-{k + 1}": f"{analysis.loadings[k, j]:+.3f}" for k in range(n_pcs)}}
+            for j, b in enumerate(benchmarks)
+        ],
+        title="Loadings",
+    )
+    print_table(
+        [
+            {
+                "family": f.family,
+                "PC": f"PC-{f.pc}",
+                "n": f.n,
+                "slope / ln FLOPs": f"{f.slope:.3f}",
+                "R^2": f"{f.r2:.3f}",
+            }
+            for f in analysis.fits
+            if f.pc == 1
+        ],
+        title="PC-1 against log training FLOPs within each family (families with >= 3 models)",
+    )
     write_json(json_out, analysis.to_json())
 
 
@@ -225,44 +326,76 @@ def select_cmd(
     if unit not in {"family", "model"}:
         raise IndusError(f"--unit must be family or model, got {unit!r}")
     data = load_task(task)
-    criterion = [b for b in BASE_BENCHMARKS if b in data.frame] if "Winogrande" not in data.benchmarks \
+    criterion = (
+        [b for b in BASE_BENCHMARKS if b in data.frame]
+        if "Winogrande" not in data.benchmarks
         else list(data.benchmarks)
+    )
     pool, S = candidate_pool(data, criterion)
     groups = pool["Model Family"].to_numpy() if unit == "family" else None
     chosen = select_subset(S, budget, groups=groups, method=method, random_state=seed)
-    points, all_mse = selection_curve(data, [budget], unit=unit, criterion_benchmarks=criterion,
-                                      n_random=n_random, method=method, random_state=seed)
+    points, all_mse = selection_curve(
+        data, [budget], unit=unit, criterion_benchmarks=criterion, n_random=n_random, method=method, random_state=seed
+    )
     point = points[0].to_dict()
     rnd = np.array([v for v in point["random_test_mse"] if np.isfinite(v)])
     models = pool.loc[chosen.rows, MODEL].tolist()
-    doc = {"task": task, "budget": budget, "unit": unit, "method": chosen.method, "n_evaluated": chosen.n_evaluated,
-           "criterion": chosen.criterion, "units": chosen.units, "models": models, "n_models": chosen.n_models,
-           "n_candidates": len(pool), "test_mse": point["test_mse"], "all_test_mse": all_mse,
-           "n_train_all": int(data.train.sum()), "random": {
-               "n": len(rnd), "test_mse_median": float(np.median(rnd)) if len(rnd) else None,
-               "test_mse_q25": float(np.quantile(rnd, 0.25)) if len(rnd) else None,
-               "test_mse_q75": float(np.quantile(rnd, 0.75)) if len(rnd) else None,
-               "criterion_median": point["random_criterion_median"]}}
-    console.print(f"[bold]{task}[/bold]: chose {chosen.n_models} of {len(pool)} candidate models "
-                  f"({unit} units, {chosen.method} search over {chosen.n_evaluated} subsets), "
-                  f"criterion {chosen.criterion:.3f}")
+    doc = {
+        "task": task,
+        "budget": budget,
+        "unit": unit,
+        "method": chosen.method,
+        "n_evaluated": chosen.n_evaluated,
+        "criterion": chosen.criterion,
+        "units": chosen.units,
+        "models": models,
+        "n_models": chosen.n_models,
+        "n_candidates": len(pool),
+        "test_mse": point["test_mse"],
+        "all_test_mse": all_mse,
+        "n_train_all": int(data.train.sum()),
+        "random": {
+            "n": len(rnd),
+            "test_mse_median": float(np.median(rnd)) if len(rnd) else None,
+            "test_mse_q25": float(np.quantile(rnd, 0.25)) if len(rnd) else None,
+            "test_mse_q75": float(np.quantile(rnd, 0.75)) if len(rnd) else None,
+            "criterion_median": point["random_criterion_median"],
+        },
+    }
+    console.print(
+        f"[bold]{task}[/bold]: chose {chosen.n_models} of {len(pool)} candidate models "
+        f"({unit} units, {chosen.method} search over {chosen.n_evaluated} subsets), "
+        f"criterion {chosen.criterion:.3f}"
+    )
     console.print("units: " + ", ".join(chosen.units))
     console.print("models: " + ", ".join(models))
-    print_table([{"fitted on": f"V-optimal {chosen.n_models}", "test MSE": _fmt(doc["test_mse"])},
-                 {"fitted on": f"all {doc['n_train_all']} training models", "test MSE": _fmt(all_mse)},
-                 {"fitted on": f"random subsets (median of {len(rnd)})",
-                  "test MSE": _fmt(doc["random"]["test_mse_median"])}], title="Held-out test MSE")
+    print_table(
+        [
+            {"fitted on": f"V-optimal {chosen.n_models}", "test MSE": _fmt(doc["test_mse"])},
+            {"fitted on": f"all {doc['n_train_all']} training models", "test MSE": _fmt(all_mse)},
+            {"fitted on": f"random subsets (median of {len(rnd)})", "test MSE": _fmt(doc["random"]["test_mse_median"])},
+        ],
+        title="Held-out test MSE",
+    )
     write_json(json_out, doc)
 
 
 @app.command("predict")
 def predict_cmd(
-    scores: Path = typer.Option(..., "--scores", help="CSV with Model and the benchmark columns of the built-in "
-                                "tables (your own models)."),
-    task: list[str] = typer.Option([], "--task", help="Built-in task(s) to forecast (repeatable; default: every "
-                                   "task whose benchmarks the CSV has).", show_default=False),
-    holdout: bool = typer.Option(False, "--holdout", help="Fit each law on the task's training split only "
-                                 "(default: on every model with a score)."),
+    scores: Path = typer.Option(
+        ..., "--scores", help="CSV with Model and the benchmark columns of the built-in tables (your own models)."
+    ),
+    task: list[str] = typer.Option(
+        [],
+        "--task",
+        help="Built-in task(s) to forecast (repeatable; default: every task whose benchmarks the CSV has).",
+        show_default=False,
+    ),
+    holdout: bool = typer.Option(
+        False,
+        "--holdout",
+        help="Fit each law on the task's training split only (default: on every model with a score).",
+    ),
     n_bootstrap: int = typer.Option(200, "--n-bootstrap", min=0, help="Bootstrap rounds for 90% intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     json_out: Path | None = JSON_OPT,
@@ -287,8 +420,7 @@ def predict_cmd(
         missing = [b for b in spec.benchmarks if b not in frame.columns]
         if missing:
             if task:
-                raise IndusError(f"{scores}: task {name!r} needs benchmark column(s) "
-                                 f"{', '.join(map(repr, missing))}")
+                raise IndusError(f"{scores}: task {name!r} needs benchmark column(s) {', '.join(map(repr, missing))}")
             skipped.append(name)
             continue
         data = load_task(spec)
@@ -299,25 +431,47 @@ def predict_cmd(
         S_new = law.capabilities(frame[data.benchmarks])
         S_train = law.capabilities(data.frame.loc[data.train, data.benchmarks])
         y_new = law.link_.predict(S_new)
-        lo, hi = bootstrap_intervals(law.link_, S_train, data.frame.loc[data.train, TARGET].to_numpy(), S_new,
-                                     n_bootstrap=n_bootstrap, random_state=seed)
+        lo, hi = bootstrap_intervals(
+            law.link_,
+            S_train,
+            data.frame.loc[data.train, TARGET].to_numpy(),
+            S_new,
+            n_bootstrap=n_bootstrap,
+            random_state=seed,
+        )
         low, high = spec.metric_range
-        eff = result.effective(law.link_.decision_function(S_new)) if result.effective else np.full(len(y_new),
-                                                                                                    np.nan)
+        eff = result.effective(law.link_.decision_function(S_new)) if result.effective else np.full(len(y_new), np.nan)
         for i, model in enumerate(frame[MODEL]):
-            rows.append({"model": model, "task": name, "metric": spec.target,
-                         "forecast": float(low + (high - low) * y_new[i]),
-                         "lo": None if np.isnan(lo[i]) else float(low + (high - low) * lo[i]),
-                         "hi": None if np.isnan(hi[i]) else float(low + (high - low) * hi[i]),
-                         "effective_flops": None if np.isnan(eff[i]) else float(eff[i] * 1e21),
-                         "reference_family": spec.reference_family})
+            rows.append(
+                {
+                    "model": model,
+                    "task": name,
+                    "metric": spec.target,
+                    "forecast": float(low + (high - low) * y_new[i]),
+                    "lo": None if np.isnan(lo[i]) else float(low + (high - low) * lo[i]),
+                    "hi": None if np.isnan(hi[i]) else float(low + (high - low) * hi[i]),
+                    "effective_flops": None if np.isnan(eff[i]) else float(eff[i] * 1e21),
+                    "reference_family": spec.reference_family,
+                }
+            )
     if not rows:
-        raise IndusError(f"{scores}: no built-in task can use these columns; base tasks need "
-                         "MMLU, ARC-C, HellaSwag, Winograd, TruthfulQA, (GSM8K,) XWinograd, HumanEval")
-    print_table([{"model": r["model"], "task": r["task"], "forecast": _fmt(r["forecast"]),
-                  "90% interval": f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]",
-                  "eff. FLOPs": "n/a" if r["effective_flops"] is None else f"{r['effective_flops']:.2g}"}
-                 for r in rows], title="Forecasts (metric units; eff. FLOPs: reference-family equivalent)")
+        raise IndusError(
+            f"{scores}: no built-in task can use these columns; base tasks need "
+            "MMLU, ARC-C, HellaSwag, Winograd, TruthfulQA, (GSM8K,) XWinograd, HumanEval"
+        )
+    print_table(
+        [
+            {
+                "model": r["model"],
+                "task": r["task"],
+                "forecast": _fmt(r["forecast"]),
+                "90% interval": f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]",
+                "eff. FLOPs": "n/a" if r["effective_flops"] is None else f"{r['effective_flops']:.2g}",
+            }
+            for r in rows
+        ],
+        title="Forecasts (metric units; eff. FLOPs: reference-family equivalent)",
+    )
     if skipped:
         console.print(f"skipped (benchmark columns missing): {', '.join(skipped)}")
     write_json(json_out, rows)
@@ -326,13 +480,15 @@ def predict_cmd(
 @app.command("report")
 def report_cmd(
     out_dir: Path = typer.Argument(..., help="Folder for report.md, report.json and the figures."),
-    task: list[str] = typer.Option([], "--task", help="Only these tasks (repeatable; default: all).",
-                                   show_default=False),
+    task: list[str] = typer.Option(
+        [], "--task", help="Only these tasks (repeatable; default: all).", show_default=False
+    ),
     n_bootstrap: int = typer.Option(100, "--n-bootstrap", min=0, help="Bootstrap rounds per task."),
     n_random: int = typer.Option(10, "--n-random", min=0, help="Random subsets per budget in the selection curve."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the random subsets."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder (the report's files "
-                                   "replaced, other files kept)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into a non-empty folder (the report's files replaced, other files kept)."
+    ),
 ) -> None:
     """Every built-in task in one markdown table (PC vs FLOPs vs params test MSE) plus the paper's figures."""
     from rich.progress import Progress
@@ -349,10 +505,21 @@ def report_cmd(
         def step(msg: str) -> None:
             bar.update(job, description=msg, advance=1)
 
-        summary = write_report(out_dir, tasks=names, n_bootstrap=n_bootstrap, n_random=n_random, random_state=seed,
-                               progress=step)
+        summary = write_report(
+            out_dir, tasks=names, n_bootstrap=n_bootstrap, n_random=n_random, random_state=seed, progress=step
+        )
     folder.complete()
-    print_table([{"task": r["task"], "train/test": f"{r['n_train']}/{r['n_test']}", "PC": _fmt(r["pcs_test_mse"]),
-                  "FLOPs": _fmt(r["flops_test_mse"]), "params": _fmt(r["params_test_mse"])}
-                 for r in summary["tasks"]], title="Held-out test MSE")
+    print_table(
+        [
+            {
+                "task": r["task"],
+                "train/test": f"{r['n_train']}/{r['n_test']}",
+                "PC": _fmt(r["pcs_test_mse"]),
+                "FLOPs": _fmt(r["flops_test_mse"]),
+                "params": _fmt(r["params_test_mse"]),
+            }
+            for r in summary["tasks"]
+        ],
+        title="Held-out test MSE",
+    )
     console.print(f"wrote {out_dir / 'report.md'} and {', '.join(f for f in summary['files'] if f != 'report.md')}")

@@ -83,8 +83,9 @@ def _find(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.jsonl", f"{stem}.jsonl.gz"):
         if (folder / name).is_file():
             return folder / name
-    raise IndusError(f"{folder}: not a BEIR folder (no {stem}.jsonl; expected corpus.jsonl, queries.jsonl, "
-                     "qrels/<split>.tsv)")
+    raise IndusError(
+        f"{folder}: not a BEIR folder (no {stem}.jsonl; expected corpus.jsonl, queries.jsonl, qrels/<split>.tsv)"
+    )
 
 
 def _id(value: Any, path: Path, line: int, what: str) -> str:
@@ -142,8 +143,9 @@ def _score(raw: str, path: Path, line: int) -> int:
     raise DataFormatError(path, line, f"score must be an integer relevance grade, found {raw!r}")
 
 
-def read_qrels(path: str | Path, *, queries: dict[str, str] | None = None,
-               corpus: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, int]], int]:
+def read_qrels(
+    path: str | Path, *, queries: dict[str, str] | None = None, corpus: dict[str, Any] | None = None
+) -> tuple[dict[str, dict[str, int]], int]:
     """Read one ``qrels/<split>.tsv``; ids are checked against ``queries`` and ``corpus`` when given.
 
     Returns
@@ -164,13 +166,17 @@ def read_qrels(path: str | Path, *, queries: dict[str, str] | None = None,
             if not header_seen:
                 names = tuple(f.strip().lower().replace("_", "-") for f in fields)
                 if names != QRELS_HEADER:
-                    raise DataFormatError(path, line, "expected the header line 'query-id<TAB>corpus-id<TAB>score', "
-                                                      f"found {raw.strip()[:60]!r}")
+                    raise DataFormatError(
+                        path,
+                        line,
+                        f"expected the header line 'query-id<TAB>corpus-id<TAB>score', found {raw.strip()[:60]!r}",
+                    )
                 header_seen = True
                 continue
             if len(fields) != 3:
-                raise DataFormatError(path, line, f"expected 3 tab-separated fields (query-id, corpus-id, score), "
-                                                  f"found {len(fields)}")
+                raise DataFormatError(
+                    path, line, f"expected 3 tab-separated fields (query-id, corpus-id, score), found {len(fields)}"
+                )
             qid, doc_id, score = fields[0].strip(), fields[1].strip(), _score(fields[2].strip(), path, line)
             if not qid or not doc_id:
                 raise DataFormatError(path, line, "empty query-id or corpus-id")
@@ -181,8 +187,12 @@ def read_qrels(path: str | Path, *, queries: dict[str, str] | None = None,
             judged = qrels.setdefault(qid, {})
             if doc_id in judged:
                 if judged[doc_id] != score:
-                    raise DataFormatError(path, line, f"({qid}, {doc_id}) has score {score} here and "
-                                                      f"{judged[doc_id]} at line {first_line[qid, doc_id]}")
+                    raise DataFormatError(
+                        path,
+                        line,
+                        f"({qid}, {doc_id}) has score {score} here and "
+                        f"{judged[doc_id]} at line {first_line[qid, doc_id]}",
+                    )
                 repeated += 1
                 continue
             judged[doc_id] = score

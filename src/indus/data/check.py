@@ -49,8 +49,15 @@ VALIDATORS: dict[str, str] = {
     "scores": "indus.scaling.scores:check",
 }
 #: registry kind -> format
-KIND_FORMATS = {"ner": "ner", "qa": "squad", "ir": "beir", "pairs": "pairs", "classification": "classification",
-                "corpus": "corpus", "scaling": "scores"}
+KIND_FORMATS = {
+    "ner": "ner",
+    "qa": "squad",
+    "ir": "beir",
+    "pairs": "pairs",
+    "classification": "classification",
+    "corpus": "corpus",
+    "scaling": "scores",
+}
 _JSONL = (".jsonl", ".jsonl.gz")
 _SNIFF_LINES = 200
 
@@ -88,8 +95,12 @@ def _jsonl_format(path: Path) -> str:
         return "classification"
     if "text" in first:
         return "corpus"
-    raise DataFormatError(path, 1, f"unrecognised JSON lines (keys {', '.join(sorted(first))}); expected "
-                                   "pairs {anchor, positive}, classification {text, label} or corpus {text}")
+    raise DataFormatError(
+        path,
+        1,
+        f"unrecognised JSON lines (keys {', '.join(sorted(first))}); expected "
+        "pairs {anchor, positive}, classification {text, label} or corpus {text}",
+    )
 
 
 def _file_format(path: Path) -> str:
@@ -104,8 +115,9 @@ def _file_format(path: Path) -> str:
         return "ner" if _looks_like_conll(path) else "corpus"
     if path.suffix in NER_SUFFIXES:
         return "ner"
-    raise IndusError(f"{path}: unknown file type (expected .json, .jsonl(.gz), .txt(.gz), .csv or CoNLL "
-                     f"{', '.join(NER_SUFFIXES)})")
+    raise IndusError(
+        f"{path}: unknown file type (expected .json, .jsonl(.gz), .txt(.gz), .csv or CoNLL {', '.join(NER_SUFFIXES)})"
+    )
 
 
 def _folder_format(path: Path) -> str:
@@ -127,8 +139,10 @@ def _folder_format(path: Path) -> str:
         return "corpus"
     if any(p.suffix == ".csv" for p in files):
         return "scores"
-    raise IndusError(f"{path}: no dataset files recognised (expected CoNLL split files, SQuAD .json, a BEIR "
-                     "folder, or .jsonl(.gz) / .txt files)")
+    raise IndusError(
+        f"{path}: no dataset files recognised (expected CoNLL split files, SQuAD .json, a BEIR "
+        "folder, or .jsonl(.gz) / .txt files)"
+    )
 
 
 def detect_format(path: str | Path) -> str:
@@ -160,8 +174,9 @@ def validator(fmt: str):
     return lazy_attr(VALIDATORS, fmt, what="data format")
 
 
-def check(name_or_path: str | Path, fmt: str | None = None, *, scheme: str = "auto",
-          root: str | Path | None = None) -> dict[str, Any]:
+def check(
+    name_or_path: str | Path, fmt: str | None = None, *, scheme: str = "auto", root: str | Path | None = None
+) -> dict[str, Any]:
     """Validate a dataset given by path or name; the format is detected unless ``fmt`` is given.
 
     Parameters
@@ -202,7 +217,6 @@ def summary_rows(result: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str
         else:
             summary.append({"key": key, "value": _fmt(value)})
     return summary, tables
-
 
 
 def _fmt(value: Any) -> str:

@@ -70,8 +70,9 @@ def read_classification(path: str | Path) -> list[Example]:
         if not isinstance(text, str) or not text.strip():
             raise DataFormatError(path, lineno, "field 'text' must be a non-empty string")
         if isinstance(label, bool) or not isinstance(label, str | int) or (isinstance(label, str) and not label):
-            raise DataFormatError(path, lineno, f"field 'label' must be one class name (string or integer), "
-                                                f"found {label!r}")
+            raise DataFormatError(
+                path, lineno, f"field 'label' must be one class name (string or integer), found {label!r}"
+            )
         examples.append(Example(text, str(label), lineno))
     if not examples:
         raise DataFormatError(path, None, 'no examples (expected one {"text", "label"} object per line)')
@@ -92,8 +93,9 @@ def classification_split_files(path: str | Path) -> dict[str, Path]:
             raise IndusError(f"{path}: two files for the {split} split ({found[split].name}, {file.name})")
         found[split] = file
     if not found:
-        raise IndusError(f"{path}: no classification split files (expected train/dev/test with a suffix "
-                         f"{' or '.join(CLS_SUFFIXES)})")
+        raise IndusError(
+            f"{path}: no classification split files (expected train/dev/test with a suffix {' or '.join(CLS_SUFFIXES)})"
+        )
     return {s: found[s] for s in SPLIT_ORDER if s in found}
 
 
@@ -128,8 +130,12 @@ def check(path: str | Path) -> dict[str, Any]:
         labels = Counter(e.label for e in examples)
         all_labels.update(labels)
         words = [len(e.text.split()) for e in examples]
-        splits[split] = {"file": file.name, "examples": len(examples), "labels": len(labels),
-                         "mean_words": round(sum(words) / len(words), 1), "max_words": max(words),
-                         "unseen_labels": len(set(labels) - train_labels) if train_labels is not None else 0}
-    return {"format": "classification", "path": str(path), "labels": dict(sorted(all_labels.items())),
-            "splits": splits}
+        splits[split] = {
+            "file": file.name,
+            "examples": len(examples),
+            "labels": len(labels),
+            "mean_words": round(sum(words) / len(words), 1),
+            "max_words": max(words),
+            "unseen_labels": len(set(labels) - train_labels) if train_labels is not None else 0,
+        }
+    return {"format": "classification", "path": str(path), "labels": dict(sorted(all_labels.items())), "splits": splits}

@@ -202,8 +202,9 @@ def scheme_violations(tags: Sequence[str], scheme: str) -> list[tuple[int, str]]
         if scheme == "IOB2" and prefix == "I" and not after_same:
             problems.append((i, f"{tag!r} {where}: an IOB2 entity must start with B-{typ}"))
         elif scheme == "IOB1" and prefix == "B" and not after_same:
-            problems.append((i, f"{tag!r} {where}: in IOB1, B- only separates adjacent entities of the same type "
-                                f"(use I-{typ})"))
+            problems.append(
+                (i, f"{tag!r} {where}: in IOB1, B- only separates adjacent entities of the same type (use I-{typ})")
+            )
         elif scheme in ("BIOES", "BILOU"):
             if prefix in ("I", end) and not after_same:
                 problems.append((i, f"{tag!r} must follow B-{typ} or I-{typ}"))
@@ -255,13 +256,17 @@ def _read_raw(path: str | Path) -> _Raw:
             flush()
             continue
         if len(fields) < 2:
-            raise DataFormatError(path, lineno, f"expected a token and a tag separated by a tab or spaces, "
-                                                f"found one column {stripped[:40]!r}")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"expected a token and a tag separated by a tab or spaces, found one column {stripped[:40]!r}",
+            )
         if columns == 0:
             columns, first_line = len(fields), lineno
         elif len(fields) != columns:
-            raise DataFormatError(path, lineno, f"expected {columns} columns like line {first_line}, "
-                                                f"found {len(fields)}")
+            raise DataFormatError(
+                path, lineno, f"expected {columns} columns like line {first_line}, found {len(fields)}"
+            )
         tag = fields[-1]
         if not is_tag(tag):
             raise DataFormatError(path, lineno, f"expected {_TAG_HELP}, found {tag!r}")
@@ -272,8 +277,9 @@ def _read_raw(path: str | Path) -> _Raw:
         lines.append(lineno)
     flush()
     if not sentences:
-        raise DataFormatError(path, None, "no sentences found (expected token and tag columns, blank lines "
-                                          "between sentences)")
+        raise DataFormatError(
+            path, None, "no sentences found (expected token and tag columns, blank lines between sentences)"
+        )
     return _Raw(path, sentences, columns)
 
 
@@ -292,8 +298,9 @@ def _convert(raw: _Raw, scheme: str, strict: bool) -> ConllFile:
         problems = scheme_violations(tags, scheme)
         if problems and strict:
             i, what = problems[0]
-            raise DataFormatError(raw.path, lines[i], f"{what} (declared scheme {scheme}; "
-                                                      f"use scheme='auto' to repair such tags)")
+            raise DataFormatError(
+                raw.path, lines[i], f"{what} (declared scheme {scheme}; use scheme='auto' to repair such tags)"
+            )
         repaired += len(problems)
         sentences.append(Sentence(tuple(tokens), tuple(to_iob2(tags)), lines[0]))
     return ConllFile(raw.path, sentences, scheme, repaired, raw.columns)
@@ -337,8 +344,9 @@ def ner_split_files(path: str | Path) -> dict[str, Path]:
             raise IndusError(f"{path}: two files for the {split} split ({found[split].name}, {file.name})")
         found[split] = file
     if not found:
-        raise IndusError(f"{path}: no NER split files (expected train/dev/test with a suffix "
-                         f"{', '.join(NER_SUFFIXES)})")
+        raise IndusError(
+            f"{path}: no NER split files (expected train/dev/test with a suffix {', '.join(NER_SUFFIXES)})"
+        )
     return {s: found[s] for s in SPLIT_ORDER if s in found}
 
 
@@ -358,17 +366,27 @@ def load_ner_dataset(path: str | Path, scheme: str = "auto") -> NERDataset:
     resolved = _canonical_scheme(scheme) if strict else _detect(list(raws.values()))
     parsed = {split: _convert(raw, resolved, strict) for split, raw in raws.items()}
     types = {t for f in parsed.values() for s in f.sentences for t in entity_count(s.tags)}
-    return NERDataset(Path(path), {s: f.sentences for s, f in parsed.items()}, label_list(types), resolved,
-                      files, {s: f.repaired for s, f in parsed.items()})
+    return NERDataset(
+        Path(path),
+        {s: f.sentences for s, f in parsed.items()},
+        label_list(types),
+        resolved,
+        files,
+        {s: f.repaired for s, f in parsed.items()},
+    )
 
 
 def _split_counts(sentences: Sequence[Sentence]) -> tuple[dict[str, int], Counter[str]]:
     types: Counter[str] = Counter()
     for s in sentences:
         types.update(entity_count(s.tags))
-    counts = {"sentences": len(sentences), "tokens": sum(len(s) for s in sentences),
-              "entities": sum(types.values()), "types": len(types),
-              "max_tokens": max((len(s) for s in sentences), default=0)}
+    counts = {
+        "sentences": len(sentences),
+        "tokens": sum(len(s) for s in sentences),
+        "entities": sum(types.values()),
+        "types": len(types),
+        "max_tokens": max((len(s) for s in sentences), default=0),
+    }
     return counts, types
 
 
@@ -398,8 +416,13 @@ def check(path: str | Path, scheme: str = "auto") -> dict[str, Any]:
         counts, types = _split_counts(sentences)
         all_types.update(types)
         splits[split] = {"file": file.name, **counts, "repaired": repaired}
-    return {"format": "ner", "path": str(path), "scheme": resolved, "entity_types": dict(sorted(all_types.items())),
-            "splits": splits}
+    return {
+        "format": "ner",
+        "path": str(path),
+        "scheme": resolved,
+        "entity_types": dict(sorted(all_types.items())),
+        "splits": splits,
+    }
 
 
 def write_conll(path: str | Path, rows: Iterable[Sequence[Sequence[str]]]) -> Path:

@@ -91,11 +91,15 @@ def corpus_files(path: str | Path, split: str = "all", *, from_config: bool = Fa
         files = sorted(parts["train"] + parts["heldout"]) if split == "all" else parts[split]
         if not files:
             if split == "train" and parts["heldout"]:
-                raise IndusError(f"{path}: no training files in this folder, only held-out ones "
-                                 f"({', '.join(p.name for p in parts['heldout'])}), which are never trained on")
+                raise IndusError(
+                    f"{path}: no training files in this folder, only held-out ones "
+                    f"({', '.join(p.name for p in parts['heldout'])}), which are never trained on"
+                )
             if split == "heldout":
-                raise IndusError(f"{path}: no held-out files in this folder (expected a file named like "
-                                 f"valid.jsonl.gz or dev.txt, or a valid/ sub-folder)")
+                raise IndusError(
+                    f"{path}: no held-out files in this folder (expected a file named like "
+                    f"valid.jsonl.gz or dev.txt, or a valid/ sub-folder)"
+                )
             raise IndusError(f"{path}: no corpus files ({', '.join(CORPUS_SUFFIXES)}) in this folder")
         return files
     if not path.is_file():
@@ -111,8 +115,9 @@ def has_held_out(path: str | Path) -> bool:
     return path.is_dir() and bool(folder_splits(path)["heldout"])
 
 
-def split_corpus(train: Sequence[str | Path], heldout: Sequence[str | Path], *,
-                 from_config: bool = False) -> tuple[list[Path], list[Path]]:
+def split_corpus(
+    train: Sequence[str | Path], heldout: Sequence[str | Path], *, from_config: bool = False
+) -> tuple[list[Path], list[Path]]:
     """The training and held-out files of a run; a file on both sides is refused.
 
     Raises
@@ -125,8 +130,10 @@ def split_corpus(train: Sequence[str | Path], heldout: Sequence[str | Path], *,
     held = {f.resolve(): f for f in held_files}
     both = [f for f in train_files if f.resolve() in held]
     if both:
-        raise IndusError(f"{both[0]}: the same file is given as training and as held-out data; held-out text "
-                         f"must never be trained on (give the held-out files separately, e.g. valid.jsonl.gz)")
+        raise IndusError(
+            f"{both[0]}: the same file is given as training and as held-out data; held-out text "
+            f"must never be trained on (give the held-out files separately, e.g. valid.jsonl.gz)"
+        )
     return train_files, held_files
 
 
@@ -180,8 +187,16 @@ def check(path: str | Path) -> dict:
         if texts == empty:
             raise DataFormatError(file, None, f"all {texts} texts are blank")
         name = str(file.relative_to(path)) if path.is_dir() else file.name
-        files[name] = {"split": "held-out" if file in held or (not path.is_dir() and is_held_out(file.name))
-                       else "train", "texts": texts, "empty": empty,
-                       "characters": chars, "words": words}
-    return {"format": "corpus", "path": str(path), "texts": sum(int(f["texts"]) for f in files.values()),
-            "files": files}
+        files[name] = {
+            "split": "held-out" if file in held or (not path.is_dir() and is_held_out(file.name)) else "train",
+            "texts": texts,
+            "empty": empty,
+            "characters": chars,
+            "words": words,
+        }
+    return {
+        "format": "corpus",
+        "path": str(path),
+        "texts": sum(int(f["texts"]) for f in files.values()),
+        "files": files,
+    }

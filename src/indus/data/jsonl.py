@@ -35,10 +35,15 @@ def iter_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tup
         if not isinstance(obj, dict):
             raise DataFormatError(path, lineno, f"expected a JSON object, found {type(obj).__name__}")
         if has_surrogate_escape(line) and (bad := lone_surrogate(obj)) is not None:
-            raise DataFormatError(path, lineno, f"expected text, found the lone surrogate escape {bad} (not a "
-                                                "character; a pair \\ud83d\\ude00 is fine)")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"expected text, found the lone surrogate escape {bad} (not a "
+                "character; a pair \\ud83d\\ude00 is fine)",
+            )
         missing = [f for f in required if f not in obj]
         if missing:
-            raise DataFormatError(path, lineno, f"missing field(s) {', '.join(missing)} "
-                                                f"(expected {', '.join(required)})")
+            raise DataFormatError(
+                path, lineno, f"missing field(s) {', '.join(missing)} (expected {', '.join(required)})"
+            )
         yield lineno, obj

@@ -87,8 +87,11 @@ def check(path: str | Path) -> dict:
     files: dict[str, dict[str, int]] = {}
     for file in pair_files(path):
         pairs = read_pairs(file)
-        files[file.name] = {"pairs": len(pairs), "anchors": len({p.anchor for p in pairs}),
-                            "positives": len({p.positive for p in pairs}),
-                            "negatives": sum(p.negative is not None for p in pairs),
-                            "sources": len({p.source for p in pairs})}
+        files[file.name] = {
+            "pairs": len(pairs),
+            "anchors": len({p.anchor for p in pairs}),
+            "positives": len({p.positive for p in pairs}),
+            "negatives": sum(p.negative is not None for p in pairs),
+            "sources": len({p.source for p in pairs}),
+        }
     return {"format": "pairs", "path": str(path), "pairs": sum(f["pairs"] for f in files.values()), "files": files}

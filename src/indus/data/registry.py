@@ -84,8 +84,9 @@ def is_explicit_path(value: str | Path) -> bool:
     return Path(text).is_absolute() or text in (".", "..") or text.startswith(("./", "../", "~", ".\\", "..\\"))
 
 
-def resolve_dataset(name_or_path: str | Path, kind: str | None = None, root: str | Path | None = None, *,
-                    from_config: bool = False) -> Path:
+def resolve_dataset(
+    name_or_path: str | Path, kind: str | None = None, root: str | Path | None = None, *, from_config: bool = False
+) -> Path:
     """Turn a dataset name or a path into a path.
 
     A value spelled as a path (``/abs``, ``./rel``, ``../rel``, ``~/x``) is that path. On the command line
@@ -106,8 +107,10 @@ def resolve_dataset(name_or_path: str | Path, kind: str | None = None, root: str
     if not from_config and candidate.exists():
         return candidate
     if ".." in Path(text).parts:
-        raise IndusError(f"{text}: a dataset name may not contain '..' (names resolve inside the data root); "
-                         "to read a file elsewhere give its path, starting with ./, ../ or /")
+        raise IndusError(
+            f"{text}: a dataset name may not contain '..' (names resolve inside the data root); "
+            "to read a file elsewhere give its path, starting with ./, ../ or /"
+        )
     base = data_root(root)
     if base is None:
         if from_config and candidate.exists():
@@ -158,8 +161,12 @@ def _count_squad_questions(path: Path) -> int:
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         raise DataFormatError(path, None, 'expected a SQuAD JSON object with a "data" list')
-    return sum(len(p.get("qas") or []) if isinstance(p, dict) else 0
-               for a in data if isinstance(a, dict) for p in (a.get("paragraphs") or []))
+    return sum(
+        len(p.get("qas") or []) if isinstance(p, dict) else 0
+        for a in data
+        if isinstance(a, dict)
+        for p in (a.get("paragraphs") or [])
+    )
 
 
 #: what a count of one file may raise on a bad file (``indus data check`` says more)
@@ -202,8 +209,11 @@ def count(entry: DatasetEntry) -> dict[str, int | str]:
     if entry.kind == "pairs":
         return {"files": len(files), "pairs": _sum([_safe(_count_lines, p) for p in files if ".jsonl" in p.name])}
     if entry.kind == "ner":
-        return {f"{p.stem} sent": _safe(_count_sentences, p) for p in files
-                if p.suffix in {".tsv", ".txt", ".conll", ".iob", ".iob2", ".bio"}}
+        return {
+            f"{p.stem} sent": _safe(_count_sentences, p)
+            for p in files
+            if p.suffix in {".tsv", ".txt", ".conll", ".iob", ".iob2", ".bio"}
+        }
     if entry.kind == "qa":
         return {f"{p.stem} questions": _safe(_count_squad_questions, p) for p in files if p.suffix == ".json"}
     if entry.kind == "ir":

@@ -12,8 +12,17 @@ Example
 from __future__ import annotations
 
 #: file stem or split name -> split
-SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "dev", "devel": "dev", "valid": "dev",
-                 "validation": "dev", "val": "dev", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "dev": "dev",
+    "devel": "dev",
+    "valid": "dev",
+    "validation": "dev",
+    "val": "dev",
+    "test": "test",
+    "testing": "test",
+}
 #: the splits, in the order they are listed
 SPLIT_ORDER = ("train", "dev", "test")
 

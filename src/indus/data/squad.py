@@ -173,7 +173,7 @@ def _line_of(raw: str, qid: Any) -> int | None:
     if qid is None:
         return None
     token = json.dumps(qid, ensure_ascii=False) if isinstance(qid, str) else str(qid)
-    hits = [m.start() for m in re.finditer(r'"id"\s*:\s*' + re.escape(token) + r'(?![\w.])', raw)]
+    hits = [m.start() for m in re.finditer(r'"id"\s*:\s*' + re.escape(token) + r"(?![\w.])", raw)]
     return raw.count("\n", 0, hits[0]) + 1 if len(hits) == 1 else None
 
 
@@ -229,15 +229,19 @@ def _parse(path: Path, *, window: int, strict: bool) -> _ParsedFile:
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise DataFormatError(path, exc.lineno, f"invalid JSON ({exc.msg}, column {exc.colno}); "
-                                                "expected a SQuAD file {\"data\": [...]}") from None
+        raise DataFormatError(
+            path, exc.lineno, f'invalid JSON ({exc.msg}, column {exc.colno}); expected a SQuAD file {{"data": [...]}}'
+        ) from None
     except RecursionError:
         raise DataFormatError(path, None, "invalid JSON (nested too deeply)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataFormatError(path, None, 'expected a SQuAD JSON object with a "data" list of articles')
     if has_surrogate_escape(raw) and (bad := lone_surrogate(doc)) is not None:
-        raise DataFormatError(path, line_at(raw, raw.lower().find(bad)), f"expected text, found the lone surrogate "
-                                                                          f"escape {bad} (not a character)")
+        raise DataFormatError(
+            path,
+            line_at(raw, raw.lower().find(bad)),
+            f"expected text, found the lone surrogate escape {bad} (not a character)",
+        )
     if not doc["data"]:
         raise DataFormatError(path, line_at(raw, raw.find('"data"')), 'no articles: the "data" list is empty')
     version = doc.get("version")
@@ -284,8 +288,12 @@ def _parse(path: Path, *, window: int, strict: bool) -> _ParsedFile:
                 if not isinstance(impossible, bool):
                     raise fail(where, qid, f'"is_impossible" must be true or false, found {impossible!r}')
                 if impossible and answers_raw:
-                    raise fail(where, qid, '"is_impossible" is true but "answers" is not empty '
-                                           '(SQuAD v2 keeps those in "plausible_answers")')
+                    raise fail(
+                        where,
+                        qid,
+                        '"is_impossible" is true but "answers" is not empty '
+                        '(SQuAD v2 keeps those in "plausible_answers")',
+                    )
                 answers: list[Answer] = []
                 for i, ans in enumerate(answers_raw):
                     where_ans = f"{where}.answers[{i}]"
@@ -298,13 +306,19 @@ def _parse(path: Path, *, window: int, strict: bool) -> _ParsedFile:
                         raise fail(where_ans, qid, f'"answer_start" must be an integer, found {start!r}')
                     found = locate_answer(context, text, start, window)
                     if found is None and strict:
-                        raise fail(where_ans, qid, f"answer text {text[:40]!r} not found within {window} "
-                                                   f"characters of answer_start {start}")
+                        raise fail(
+                            where_ans,
+                            qid,
+                            f"answer text {text[:40]!r} not found within {window} characters of answer_start {start}",
+                        )
                     answers.append(Answer(text, found, start))
                 examples.append(QAExample(sid, question, context, tuple(answers), a, where))
     if not examples:
-        raise DataFormatError(path, None, f"no questions in its {len(doc['data'])} article(s) (expected "
-                                          '"qas" lists of {id, question, answers})')
+        raise DataFormatError(
+            path,
+            None,
+            f'no questions in its {len(doc["data"])} article(s) (expected "qas" lists of {{id, question, answers}})',
+        )
     squad = SquadSet(path, str(version) if version is not None else None, examples, len(doc["data"]))
     return _ParsedFile(squad, keys)
 
@@ -320,8 +334,9 @@ def read_squad(path: str | Path, *, window: int = REPAIR_WINDOW, strict: bool = 
     return _parse(Path(path), window=window, strict=strict).squad
 
 
-def split_by_article(squad: SquadSet, article_keys: list[Any] | None = None,
-                     fractions: tuple[float, float] = DEFAULT_FRACTIONS) -> dict[str, SquadSet]:
+def split_by_article(
+    squad: SquadSet, article_keys: list[Any] | None = None, fractions: tuple[float, float] = DEFAULT_FRACTIONS
+) -> dict[str, SquadSet]:
     """Split ``squad`` by article into train / dev / test (the rule in the module docstring).
 
     ``article_keys`` holds one sort key per article (its ``document_id``); articles are sorted by them as integers
@@ -332,12 +347,11 @@ def split_by_article(squad: SquadSet, article_keys: list[Any] | None = None,
     order = sorted(range(n), key=lambda i: ints[i]) if ints and all(v is not None for v in ints) else list(range(n))
     n_train = round(fractions[0] * n)
     n_dev = round(fractions[1] * n)
-    bounds = {"train": order[:n_train], "dev": order[n_train:n_train + n_dev], "test": order[n_train + n_dev:]}
+    bounds = {"train": order[:n_train], "dev": order[n_train : n_train + n_dev], "test": order[n_train + n_dev :]}
     out = {}
     for name, ids in bounds.items():
         chosen = set(ids)
-        out[name] = SquadSet(squad.path, squad.version, [ex for ex in squad.examples if ex.article in chosen],
-                             len(ids))
+        out[name] = SquadSet(squad.path, squad.version, [ex for ex in squad.examples if ex.article in chosen], len(ids))
     return out
 
 
@@ -354,8 +368,13 @@ def _split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def squad_splits(path: str | Path, *, window: int = REPAIR_WINDOW, strict: bool = False,
-                 fractions: tuple[float, float] = DEFAULT_FRACTIONS) -> dict[str, SquadSet]:
+def squad_splits(
+    path: str | Path,
+    *,
+    window: int = REPAIR_WINDOW,
+    strict: bool = False,
+    fractions: tuple[float, float] = DEFAULT_FRACTIONS,
+) -> dict[str, SquadSet]:
     """The splits of a SQuAD dataset: explicit split files if the folder has them, else the by-article rule.
 
     Returns
@@ -372,8 +391,10 @@ def squad_splits(path: str | Path, *, window: int = REPAIR_WINDOW, strict: bool 
         files = sorted(path.glob("*.json"))
         if len(files) != 1:
             names = ", ".join(p.name for p in files) or "none"
-            raise IndusError(f"{path}: expected train/dev/test .json files or exactly one .json file to split "
-                             f"by article, found: {names}")
+            raise IndusError(
+                f"{path}: expected train/dev/test .json files or exactly one .json file to split "
+                f"by article, found: {names}"
+            )
         path = files[0]
     elif not path.is_file():
         raise IndusError(f"{path}: no such SQuAD file or folder")
@@ -408,9 +429,13 @@ def check(path: str | Path) -> dict[str, Any]:
     answerable = [ex for ex in examples if ex.answers]
     unlocated = [ex for ex in answerable if any(a.start is None for a in ex.answers)]
     if answerable and not any(ex.located_answers for ex in answerable):
-        raise DataFormatError(path, None, f"none of the {sum(len(ex.answers) for ex in answerable)} answers can be "
-                                          f"located in its context (within {REPAIR_WINDOW} characters of "
-                                          f"answer_start); question ids: {_ids(answerable)}")
+        raise DataFormatError(
+            path,
+            None,
+            f"none of the {sum(len(ex.answers) for ex in answerable)} answers can be "
+            f"located in its context (within {REPAIR_WINDOW} characters of "
+            f"answer_start); question ids: {_ids(answerable)}",
+        )
     counts: dict[str, Any] = {}
     for key in ("articles", "contexts", "questions", "answerable", "unanswerable", "answers"):
         counts[key] = sum(s.counts()[key] for s in splits.values())
@@ -422,7 +447,9 @@ def check(path: str | Path) -> dict[str, Any]:
     for name, s in splits.items():
         counts[f"{name} questions"] = len(s)
     if unlocated:
-        counts["warnings"] = [f"{path}: {total.unlocated} answer(s) of {len(unlocated)} question(s) not found in "
-                              f"their context near answer_start (kept for scoring, not trained on); question ids: "
-                              f"{_ids(unlocated)}"]
+        counts["warnings"] = [
+            f"{path}: {total.unlocated} answer(s) of {len(unlocated)} question(s) not found in "
+            f"their context near answer_start (kept for scoring, not trained on); question ids: "
+            f"{_ids(unlocated)}"
+        ]
     return counts

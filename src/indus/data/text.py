@@ -80,7 +80,7 @@ def _locate_decode_error(path: Path) -> DataFormatError:
     with _open_binary(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if lineno == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
+                raw = raw[len(BOM) :]
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -175,16 +175,15 @@ def read_text(path: str | Path) -> str:
             newlines += chunk.count(b"\n")
     data = b"".join(chunks)
     if data.startswith(BOM):
-        data = data[len(BOM):]
+        data = data[len(BOM) :]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         line = data.count(b"\n", 0, exc.start) + 1
         line_end = data.find(b"\n", exc.start)
-        raw = data[line_start: line_end if line_end != -1 else len(data)]
-        shifted = UnicodeDecodeError(exc.encoding, exc.object, exc.start - line_start, exc.end - line_start,
-                                     exc.reason)
+        raw = data[line_start : line_end if line_end != -1 else len(data)]
+        shifted = UnicodeDecodeError(exc.encoding, exc.object, exc.start - line_start, exc.end - line_start, exc.reason)
         raise DataFormatError(path, line, _decode_problem(path, raw if line > 1 else data[:64], shifted)) from None
     nul = text.find("\x00")
     if nul != -1:  # NUL is no character of any text format indus reads: binary data, or UTF-16 saved as bytes

@@ -35,14 +35,17 @@ class CheckpointError(IndusError):
     """A checkpoint that is incomplete, truncated or corrupt."""
 
 
-
 def rng_state() -> dict[str, Any]:
     """The python, numpy and torch (CPU and CUDA) random states, as plain lists and tensors."""
     np_state = np.random.get_state(legacy=False)
     state = {
         "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": np_state["state"]["pos"],
-                  "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]},
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": np_state["state"]["pos"],
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -55,9 +58,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     npd = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": npd["key"].numpy().astype(np.uint32),
-                                                               "pos": npd["pos"]},
-                         "has_gauss": npd["has_gauss"], "gauss": npd["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": npd["key"].numpy().astype(np.uint32), "pos": npd["pos"]},
+            "has_gauss": npd["has_gauss"],
+            "gauss": npd["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -139,8 +147,10 @@ def check_resume_settings(saved_path: Path, now: dict[str, Any], free: frozenset
     diff = sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k) != now.get(k))
     if diff:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
-        raise IndusError(f"{saved_path}: --resume with settings that change the loss curve ({details}); use the "
-                         f"saved config, or --overwrite to start again")
+        raise IndusError(
+            f"{saved_path}: --resume with settings that change the loss curve ({details}); use the "
+            f"saved config, or --overwrite to start again"
+        )
 
 
 def check_world_size(checkpoint: Path, saved: int | None, world: int) -> None:
@@ -150,9 +160,11 @@ def check_world_size(checkpoint: Path, saved: int | None, world: int) -> None:
     processes would not continue the same loss curve.
     """
     if saved is not None and saved != world:
-        raise IndusError(f"{checkpoint}: written by a run on {saved} process{'es' if saved != 1 else ''}, this "
-                         f"launch has {world}; resume with {saved} (the batches and RNG streams are per process), "
-                         "or --overwrite to start again")
+        raise IndusError(
+            f"{checkpoint}: written by a run on {saved} process{'es' if saved != 1 else ''}, this "
+            f"launch has {world}; resume with {saved} (the batches and RNG streams are per process), "
+            "or --overwrite to start again"
+        )
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:
@@ -162,8 +174,17 @@ def checkpoint_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
 
 
-def save_checkpoint(root: Path, step: int, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict[str, Any], config_yaml: str, rng_states: list[dict[str, Any]], keep: int) -> Path:
+def save_checkpoint(
+    root: Path,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    config_yaml: str,
+    rng_states: list[dict[str, Any]],
+    keep: int,
+) -> Path:
     """Write ``root/step-<step>`` atomically and delete all but the newest ``keep`` checkpoints."""
     from safetensors.torch import save_model
 
@@ -189,8 +210,7 @@ def save_checkpoint(root: Path, step: int, *, model: torch.nn.Module, optimizer:
     return final
 
 
-def load_checkpoint(folder: Path, *, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def load_checkpoint(folder: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Verify ``folder``, load the weights and optimizer in place and return the saved state (with ``rng``)."""
     from safetensors.torch import load_model
 

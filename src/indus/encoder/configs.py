@@ -18,8 +18,14 @@ MASKING_KINDS = ("random", "keyword")
 #: Settings added after pipeline stage keys were first published (continued pretraining and keyword masking,
 #: issue 18). At their defaults they leave a stage's cache key as it was: upgrading indus reruns no stage that
 #: does not use them (indus.pipeline.stages drops them from the key while they equal their field default).
-KEY_NEUTRAL_AT_DEFAULT = ("masking", "keyword_share", "keyword_top", "keyword_idf_docs", "head_warmup_steps",
-                          "head_warmup_lr")
+KEY_NEUTRAL_AT_DEFAULT = (
+    "masking",
+    "keyword_share",
+    "keyword_top",
+    "keyword_idf_docs",
+    "head_warmup_steps",
+    "head_warmup_lr",
+)
 
 
 def _h(text: str) -> dict[str, str]:
@@ -37,21 +43,32 @@ class PretrainConfig:
     # model and data
     preset: str = field(default="tiny", metadata=_h(f"model shape: {', '.join(PRESETS)}"))
     tokenizer: str = field(default="", metadata=_h("tokenizer folder (indus tokenizer train) or model spec"))
-    init_from: str | None = field(default=None, metadata=_h("continue from this encoder instead of random weights: "
-                                                             "'minilm' or a model folder (its own tokenizer unless "
-                                                             "tokenizer is set)"))
+    init_from: str | None = field(
+        default=None,
+        metadata=_h(
+            "continue from this encoder instead of random weights: "
+            "'minilm' or a model folder (its own tokenizer unless "
+            "tokenizer is set)"
+        ),
+    )
     train_files: list[str] = field(default_factory=list, metadata=_h("corpus files or folders (JSONL 'text' / txt)"))
     valid_files: list[str] = field(default_factory=list, metadata=_h("held-out corpus for MLM loss and perplexity"))
     max_docs: int | None = field(default=None, metadata=_h("read only the first N training documents"))
     valid_max_seqs: int = field(default=256, metadata=_h("held-out sequences scored at each evaluation"))
     streaming: bool = field(default=False, metadata=_h("tokenise on the fly (corpora larger than memory)"))
     shuffle_buffer: int = field(default=10_000, metadata=_h("documents in the shuffle buffer when streaming"))
-    cache_dir: str | None = field(default=None, metadata=_h("tokenised-corpus cache (default $INDUS_CACHE or "
-                                                               "~/.cache/indus)"))
+    cache_dir: str | None = field(
+        default=None, metadata=_h("tokenised-corpus cache (default $INDUS_CACHE or ~/.cache/indus)")
+    )
     seq_len: int = field(default=128, metadata=_h("tokens per packed sequence (paper: 512)"))
-    dropout: float | None = field(default=None, metadata=_h("hidden and attention dropout while pretraining "
-                                                             "(default: the preset's 0.1); the saved model keeps "
-                                                             "0.1 for fine-tuning"))
+    dropout: float | None = field(
+        default=None,
+        metadata=_h(
+            "hidden and attention dropout while pretraining "
+            "(default: the preset's 0.1); the saved model keeps "
+            "0.1 for fine-tuning"
+        ),
+    )
     # optimisation
     batch_size: int = field(default=32, metadata=_h("sequences per device per micro-step"))
     grad_accum: int = field(default=1, metadata=_h("micro-steps per optimizer step"))
@@ -60,24 +77,35 @@ class PretrainConfig:
     warmup_ratio: float = field(default=0.06, metadata=_h("warm-up as a fraction of the run when warmup_steps unset"))
     max_steps: int | None = field(default=None, metadata=_h("optimizer steps (paper: 500,000)"))
     max_tokens: int | None = field(default=None, metadata=_h("token budget; sets the step count"))
-    max_minutes: float | None = field(default=None, metadata=_h("training-time budget; the step count is set from "
-                                                                "a step time measured at the start"))
+    max_minutes: float | None = field(
+        default=None, metadata=_h("training-time budget; the step count is set from a step time measured at the start")
+    )
     weight_decay: float = field(default=0.01, metadata=_h("AdamW decoupled weight decay (matrices only)"))
     beta1: float = field(default=0.9, metadata=_h("AdamW beta1"))
     beta2: float = field(default=0.98, metadata=_h("AdamW beta2 (RoBERTa: 0.98)"))
     eps: float = field(default=1e-6, metadata=_h("AdamW epsilon (RoBERTa: 1e-6)"))
     grad_clip: float = field(default=1.0, metadata=_h("max gradient norm; 0 disables clipping"))
     # masking
-    masking: str = field(default="random", metadata=_h("random (RoBERTa) or keyword (INDUS-SDE's weighted dynamic "
-                                                        "masking: most masks on each document's TF-IDF keywords)"))
-    mask_prob: float | None = field(default=None, metadata=_h("fraction of tokens selected for prediction (default "
-                                                               "0.15 random, 0.30 keyword)"))
+    masking: str = field(
+        default="random",
+        metadata=_h(
+            "random (RoBERTa) or keyword (INDUS-SDE's weighted dynamic "
+            "masking: most masks on each document's TF-IDF keywords)"
+        ),
+    )
+    mask_prob: float | None = field(
+        default=None, metadata=_h("fraction of tokens selected for prediction (default 0.15 random, 0.30 keyword)")
+    )
     keyword_share: float = field(default=0.6, metadata=_h("keyword masking: share of the masks put on keywords"))
-    keyword_top: float = field(default=0.25, metadata=_h("keyword masking: a document's keywords are this top "
-                                                         "fraction of its distinct tokens by TF-IDF"))
+    keyword_top: float = field(
+        default=0.25,
+        metadata=_h("keyword masking: a document's keywords are this top fraction of its distinct tokens by TF-IDF"),
+    )
     keyword_idf_docs: int = field(default=20_000, metadata=_h("keyword masking: documents read for the IDF"))
-    head_warmup_steps: int = field(default=100, metadata=_h("with init_from: steps fitting a new MLM head (encoder "
-                                                            "frozen) before everything trains; 0 skips"))
+    head_warmup_steps: int = field(
+        default=100,
+        metadata=_h("with init_from: steps fitting a new MLM head (encoder frozen) before everything trains; 0 skips"),
+    )
     head_warmup_lr: float = field(default=1e-3, metadata=_h("learning rate of the head warm-up"))
     mask_replace_prob: float = field(default=0.8, metadata=_h("of those, replaced by <mask>"))
     mask_random_prob: float = field(default=0.1, metadata=_h("of those, replaced by a random token (rest kept)"))
@@ -98,8 +126,16 @@ class PretrainConfig:
             raise ValueError("set only one of max_steps, max_tokens, max_minutes")
         if any(b <= 0 for b in budgets):
             raise ValueError("the run budget (max_steps / max_tokens / max_minutes) must be positive")
-        for name in ("seq_len", "batch_size", "grad_accum", "eval_every", "checkpoint_every", "log_every",
-                     "keep_checkpoints", "valid_max_seqs"):
+        for name in (
+            "seq_len",
+            "batch_size",
+            "grad_accum",
+            "eval_every",
+            "checkpoint_every",
+            "log_every",
+            "keep_checkpoints",
+            "valid_max_seqs",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seq_len < 8:
@@ -140,12 +176,19 @@ class DistillConfig(PretrainConfig):
     """
 
     teacher: str = field(default="", metadata=_h("teacher model folder (e.g. an indus pretrain output)"))
-    teacher_layer: int | None = field(default=None, metadata=_h("1-based teacher layer; default upper-middle: "
-                                                                "L - max(1, L // 8)"))
-    relation_heads: int | None = field(default=None, metadata=_h("relation heads (default: the teacher's attention "
-                                                                 "heads); must divide both hidden sizes"))
-    head_fit_steps: int = field(default=200, metadata=_h("steps fitting the MLM head (encoder frozen) after "
-                                                         "distillation, to measure held-out MLM loss; 0 skips"))
+    teacher_layer: int | None = field(
+        default=None, metadata=_h("1-based teacher layer; default upper-middle: L - max(1, L // 8)")
+    )
+    relation_heads: int | None = field(
+        default=None,
+        metadata=_h("relation heads (default: the teacher's attention heads); must divide both hidden sizes"),
+    )
+    head_fit_steps: int = field(
+        default=200,
+        metadata=_h(
+            "steps fitting the MLM head (encoder frozen) after distillation, to measure held-out MLM loss; 0 skips"
+        ),
+    )
     head_fit_lr: float = field(default=1e-3, metadata=_h("learning rate of the MLM-head fit"))
     lr: float = field(default=6e-4, metadata=_h("peak learning rate"))
 

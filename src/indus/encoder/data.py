@@ -79,8 +79,11 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 def cache_key(tokenizer, files: Sequence[Path], seq_len: int, max_docs: int | None) -> str:
     """A hash of everything the packed sequences depend on: tokenizer, files (path, size, mtime), seq_len."""
-    tok = tokenizer.backend_tokenizer.to_str() if getattr(tokenizer, "is_fast", False) else \
-        json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    tok = (
+        tokenizer.backend_tokenizer.to_str()
+        if getattr(tokenizer, "is_fast", False)
+        else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    )
     specials = [tokenizer.bos_token_id, tokenizer.cls_token_id, tokenizer.eos_token_id, tokenizer.sep_token_id]
     stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     blob = json.dumps([CACHE_VERSION, hashlib.sha256(tok.encode()).hexdigest(), specials, stats, seq_len, max_docs])
@@ -114,8 +117,16 @@ def _iter_docs(files: Sequence[Path], max_docs: int | None) -> Iterator[str]:
             yield text
 
 
-def build_packed_dataset(paths: Sequence[str | Path], tokenizer, seq_len: int, *, max_docs: int | None = None,
-                         cache_dir: str | Path | None = None, progress: bool = True, split: str = "train"):
+def build_packed_dataset(
+    paths: Sequence[str | Path],
+    tokenizer,
+    seq_len: int,
+    *,
+    max_docs: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    split: str = "train",
+):
     """The packed sequences of ``paths`` as a memory-mapped ``datasets.Dataset`` (column ``input_ids``, (N, L)).
 
     ``paths`` are files, folders or dataset names as a config gives them; a folder contributes its ``split``
@@ -141,8 +152,13 @@ def build_packed_dataset(paths: Sequence[str | Path], tokenizer, seq_len: int, *
         with ArrowWriter(features=features, path=str(tmp)) as writer:
             chunk: list[list[int]] = []
             seqs = pack_sequences(encode_texts(tokenizer, _iter_docs(files, max_docs)), seq_len, bos, eos)
-            for seq in tqdm(seqs, desc=f"tokenising {files[0].name}{' ...' if len(files) > 1 else ''}",
-                            unit=" seq", disable=not progress, mininterval=2):
+            for seq in tqdm(
+                seqs,
+                desc=f"tokenising {files[0].name}{' ...' if len(files) > 1 else ''}",
+                unit=" seq",
+                disable=not progress,
+                mininterval=2,
+            ):
                 chunk.append(seq)
                 if len(chunk) == 4096:
                     writer.write_batch({"input_ids": chunk})
@@ -211,8 +227,15 @@ class StreamingCorpus:
     from its start, so resuming costs re-reading up to the checkpoint and yields the same sequences.
     """
 
-    def __init__(self, paths: Sequence[str | Path], tokenizer, seq_len: int, seed: int,
-                 shuffle_buffer: int = 10_000, max_docs: int | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        tokenizer,
+        seq_len: int,
+        seed: int,
+        shuffle_buffer: int = 10_000,
+        max_docs: int | None = None,
+    ) -> None:
         self.files = [f for p in paths for f in corpus_files(p, "train", from_config=True)]
         self.tokenizer = tokenizer
         self.seq_len = seq_len

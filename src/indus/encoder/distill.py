@@ -85,16 +85,22 @@ class MiniLMv2Objective(nn.Module):
 
 def check_relation_heads(relation_heads: int, teacher_hidden: int, student_hidden: int) -> None:
     """Raise a clear error unless ``relation_heads`` divides both hidden sizes."""
-    bad = [f"{who} hidden size {h}" for who, h in (("teacher", teacher_hidden), ("student", student_hidden))
-           if h % relation_heads]
+    bad = [
+        f"{who} hidden size {h}"
+        for who, h in (("teacher", teacher_hidden), ("student", student_hidden))
+        if h % relation_heads
+    ]
     if bad:
-        raise IndusError(f"relation_heads={relation_heads} must divide both hidden sizes ({', '.join(bad)} "
-                         f"is not divisible); set relation_heads to a common divisor of {teacher_hidden} "
-                         f"and {student_hidden}")
+        raise IndusError(
+            f"relation_heads={relation_heads} must divide both hidden sizes ({', '.join(bad)} "
+            f"is not divisible); set relation_heads to a common divisor of {teacher_hidden} "
+            f"and {student_hidden}"
+        )
 
 
-def fit_mlm_head(student: nn.Module, masking, train_data, valid, cfg: DistillConfig, device: torch.device,
-                 autocast) -> tuple[float | None, float | None, float]:
+def fit_mlm_head(
+    student: nn.Module, masking, train_data, valid, cfg: DistillConfig, device: torch.device, autocast
+) -> tuple[float | None, float | None, float]:
     """Fit the student's MLM head (dense, LayerNorm, bias; encoder and tied embeddings frozen) and score it.
 
     Returns ``(held-out MLM loss, perplexity, seconds)``; losses are ``None`` without a validation set.
@@ -106,8 +112,16 @@ def fit_mlm_head(student: nn.Module, masking, train_data, valid, cfg: DistillCon
 
     start = time.perf_counter()
     objective = MaskedLM(student, masking).to(device)
-    fit_head(objective, train_data, steps=cfg.head_fit_steps, lr=cfg.head_fit_lr, batch_size=cfg.batch_size,
-             seed=cfg.seed + 1, device=device, autocast=autocast)
+    fit_head(
+        objective,
+        train_data,
+        steps=cfg.head_fit_steps,
+        lr=cfg.head_fit_lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed + 1,
+        device=device,
+        autocast=autocast,
+    )
     if valid is None:
         return None, None, time.perf_counter() - start
     s, n = evaluate(objective, valid, cfg.batch_size, device, autocast)
@@ -115,8 +129,9 @@ def fit_mlm_head(student: nn.Module, masking, train_data, valid, cfg: DistillCon
     return loss, math.exp(min(loss, 50.0)), time.perf_counter() - start
 
 
-def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
-            overwrite: bool = False) -> dict[str, Any]:
+def distill(
+    cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
     """Distil ``cfg.teacher`` into a ``cfg.preset`` student with MiniLMv2; returns (and writes) ``metrics.json``.
 
     The student takes the teacher's tokenizer. Metrics are those of pretraining plus ``teacher``,
@@ -154,17 +169,31 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
     out = prepare_output_dir(out_dir, command="distill", resume=resume, overwrite=overwrite, resumable=True)
     torch.manual_seed(cfg.seed)
     student = AutoModelForMaskedLM.from_config(
-        config_for_tokenizer(cfg.preset, tokenizer, max_length=max(512, cfg.seq_len)), attn_implementation="sdpa")
+        config_for_tokenizer(cfg.preset, tokenizer, max_length=max(512, cfg.seq_len)), attn_implementation="sdpa"
+    )
     if cfg.dropout is not None:
         set_dropout(student, cfg.dropout)
     heads = cfg.relation_heads or teacher.config.num_attention_heads
     check_relation_heads(heads, teacher.config.hidden_size, student.config.hidden_size)
     objective = MiniLMv2Objective(student, teacher, layer, heads)
-    result = train_loop(cfg, objective, out_dir, tokenizer, resume=resume, find_unused_parameters=True,
-                        title=f"distill {cfg.preset} <- {Path(cfg.teacher).name}",
-                        loss_label="MiniLMv2 loss (self-attention relation KL)")
-    metrics = {"kind": "distill", "preset": cfg.preset, "teacher": str(cfg.teacher), "teacher_layer": layer,
-               "relation_heads": heads, **result.metrics}
+    result = train_loop(
+        cfg,
+        objective,
+        out_dir,
+        tokenizer,
+        resume=resume,
+        find_unused_parameters=True,
+        title=f"distill {cfg.preset} <- {Path(cfg.teacher).name}",
+        loss_label="MiniLMv2 loss (self-attention relation KL)",
+    )
+    metrics = {
+        "kind": "distill",
+        "preset": cfg.preset,
+        "teacher": str(cfg.teacher),
+        "teacher_layer": layer,
+        "relation_heads": heads,
+        **result.metrics,
+    }
     metrics["valid_distill_loss"] = metrics.pop("valid_loss")
     metrics.pop("valid_ppl")
     masking = MaskingSpec.from_tokenizer(tokenizer, cfg.mask_prob, cfg.mask_replace_prob, cfg.mask_random_prob)
@@ -173,14 +202,27 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
     valid_loss = valid_ppl = None
     head_s = 0.0
     if cfg.head_fit_steps:
-        valid_loss, valid_ppl, head_s = fit_mlm_head(student, masking, result.train_data, result.valid_sequences,
-                                                     cfg, device, autocast)
-    metrics.update({"valid_loss": valid_loss, "valid_ppl": valid_ppl, "valid_loss_note":
-                    f"MLM loss with the head fitted for {cfg.head_fit_steps} steps, encoder frozen",
-                    "head_fit_steps": cfg.head_fit_steps, "head_fit_s": head_s})
+        valid_loss, valid_ppl, head_s = fit_mlm_head(
+            student, masking, result.train_data, result.valid_sequences, cfg, device, autocast
+        )
+    metrics.update(
+        {
+            "valid_loss": valid_loss,
+            "valid_ppl": valid_ppl,
+            "valid_loss_note": f"MLM loss with the head fitted for {cfg.head_fit_steps} steps, encoder frozen",
+            "head_fit_steps": cfg.head_fit_steps,
+            "head_fit_s": head_s,
+        }
+    )
     if cfg.dropout is not None:
         set_dropout(student, FINETUNE_DROPOUT)
-    save_final(out_dir, student, tokenizer, metrics, result.accelerator,
-               card=lambda folder: encoder_card(folder, cfg, metrics, kind="distilled-encoder", location=out_dir))
+    save_final(
+        out_dir,
+        student,
+        tokenizer,
+        metrics,
+        result.accelerator,
+        card=lambda folder: encoder_card(folder, cfg, metrics, kind="distilled-encoder", location=out_dir),
+    )
     out.complete()
     return metrics

@@ -47,6 +47,7 @@ RESUMABLE_KEYS = frozenset({"eval_every", "checkpoint_every", "keep_checkpoints"
 
 # ----------------------------------------------------------------------------- small pure pieces
 
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up to 1 over ``warmup`` steps, then linear decay to 0 at ``total`` (step is 0-based)."""
     if step < warmup:
@@ -114,9 +115,17 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- evaluation
 
+
 @torch.no_grad()
-def evaluate(objective: nn.Module, sequences: np.ndarray, batch_size: int, device: torch.device,
-             autocast: contextlib.AbstractContextManager, rank: int = 0, world: int = 1) -> tuple[float, float]:
+def evaluate(
+    objective: nn.Module,
+    sequences: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager,
+    rank: int = 0,
+    world: int = 1,
+) -> tuple[float, float]:
     """Held-out ``(sum of losses weighted by count, total count)`` of this rank's share of ``sequences`` (N, L).
 
     Batch ``i`` is masked with seed ``EVAL_MASK_SEED + i`` whatever the run, so values compare across runs.
@@ -127,7 +136,7 @@ def evaluate(objective: nn.Module, sequences: np.ndarray, batch_size: int, devic
     for i, start in enumerate(range(0, len(sequences), batch_size)):
         if i % world != rank:
             continue
-        ids = torch.from_numpy(sequences[start:start + batch_size])  # (b, L)
+        ids = torch.from_numpy(sequences[start : start + batch_size])  # (b, L)
         batch = objective.make_batch(ids, torch.Generator().manual_seed(EVAL_MASK_SEED + i))
         with autocast:
             loss, n = objective(**{k: v.to(device) for k, v in batch.items()})
@@ -138,6 +147,7 @@ def evaluate(objective: nn.Module, sequences: np.ndarray, batch_size: int, devic
 
 
 # ----------------------------------------------------------------------------- the loop
+
 
 @dataclass
 class TrainResult:
@@ -154,23 +164,39 @@ def load_corpora(cfg: PretrainConfig, tokenizer, accelerator) -> tuple[Any, np.n
     train_files, valid_files = corpus_split(cfg.train_files, cfg.valid_files)  # held-out text never trains
     with accelerator.main_process_first():  # the main process tokenises; the others then read its cache
         if cfg.streaming:
-            train = StreamingCorpus(train_files, tokenizer, cfg.seq_len, cfg.seed, cfg.shuffle_buffer,
-                                    cfg.max_docs)
+            train = StreamingCorpus(train_files, tokenizer, cfg.seq_len, cfg.seed, cfg.shuffle_buffer, cfg.max_docs)
         else:
-            train = PackedCorpus(build_packed_dataset(train_files, tokenizer, cfg.seq_len, max_docs=cfg.max_docs,
-                                                      cache_dir=cfg.cache_dir,
-                                                      progress=accelerator.is_main_process), cfg.seed)
+            train = PackedCorpus(
+                build_packed_dataset(
+                    train_files,
+                    tokenizer,
+                    cfg.seq_len,
+                    max_docs=cfg.max_docs,
+                    cache_dir=cfg.cache_dir,
+                    progress=accelerator.is_main_process,
+                ),
+                cfg.seed,
+            )
         valid = None
         if valid_files:
-            valid_ds = build_packed_dataset(valid_files, tokenizer, cfg.seq_len, cache_dir=cfg.cache_dir,
-                                            progress=False, split="heldout")
+            valid_ds = build_packed_dataset(
+                valid_files, tokenizer, cfg.seq_len, cache_dir=cfg.cache_dir, progress=False, split="heldout"
+            )
             valid = PackedCorpus(valid_ds, cfg.seed).head(cfg.valid_max_seqs)
     return train, valid
 
 
-def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokenizer, *, resume: bool = False,
-               find_unused_parameters: bool = False, title: str = "",
-               loss_label: str = "masked-LM loss (cross-entropy)") -> TrainResult:
+def train_loop(
+    cfg: PretrainConfig,
+    objective: nn.Module,
+    out_dir: Path,
+    tokenizer,
+    *,
+    resume: bool = False,
+    find_unused_parameters: bool = False,
+    title: str = "",
+    loss_label: str = "masked-LM loss (cross-entropy)",
+) -> TrainResult:
     """Train ``objective.model`` on ``cfg``'s corpus; checkpoints, logs and the loss curve go to ``out_dir``."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
@@ -179,8 +205,9 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     # --- setup: one process per device; bf16 by autocast (no grad scaler is needed for bf16). Several processes
     # on a machine without CUDA (torchrun on CPUs) train together over gloo: accelerate needs cpu=True for that.
     multi_cpu = launcher_rank()[1] > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(cpu=multi_cpu, kwargs_handlers=[DistributedDataParallelKwargs(
-        find_unused_parameters=find_unused_parameters)])
+    accelerator = Accelerator(
+        cpu=multi_cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)]
+    )
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     use_bf16 = cfg.bf16 and bf16_supported(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -206,14 +233,18 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
     objective.to(device)
     if cfg.compile:
         objective.model.base_model.compile()
-    optimizer = torch.optim.AdamW(param_groups(objective, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                  eps=cfg.eps, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        param_groups(objective, cfg.weight_decay),
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        fused=device.type == "cuda",
+    )
     model, optimizer = accelerator.prepare(objective, optimizer)
     raw = accelerator.unwrap_model(model)
 
     def micro_batch(step: int, micro: int) -> dict[str, torch.Tensor]:
-        pos = micro_batch_position(step, micro, rank, grad_accum=cfg.grad_accum, world=world,
-                                   batch_size=cfg.batch_size)
+        pos = micro_batch_position(step, micro, rank, grad_accum=cfg.grad_accum, world=world, batch_size=cfg.batch_size)
         ids = torch.from_numpy(train_data.batch(pos, cfg.batch_size))  # (B, L)
         batch = raw.make_batch(ids, torch.Generator().manual_seed(mask_seed(cfg.seed, step, micro, rank)))
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -272,18 +303,34 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
 
             rngs = gather_object(rngs)
         if main:
-            state = {"step": step, "tokens": tokens, "train_s": train_s, "total_steps": total_steps,
-                     "warmup_steps": schedule.warmup, "world_size": world, "scheduler": scheduler.state_dict()}
-            save_checkpoint(ckpt_root, step, model=raw.model, optimizer=optimizer, state=state,
-                            config_yaml=config_yaml, rng_states=rngs, keep=cfg.keep_checkpoints)
+            state = {
+                "step": step,
+                "tokens": tokens,
+                "train_s": train_s,
+                "total_steps": total_steps,
+                "warmup_steps": schedule.warmup,
+                "world_size": world,
+                "scheduler": scheduler.state_dict(),
+            }
+            save_checkpoint(
+                ckpt_root,
+                step,
+                model=raw.model,
+                optimizer=optimizer,
+                state=state,
+                config_yaml=config_yaml,
+                rng_states=rngs,
+                keep=cfg.keep_checkpoints,
+            )
         accelerator.wait_for_everyone()
 
     # --- the loop
     valid_loss = valid_ppl = None
     if step == 0:
         valid_loss, valid_ppl = run_eval()
-    bar = tqdm(total=total_steps, initial=step, disable=not main, desc=title or "training", unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps, initial=step, disable=not main, desc=title or "training", unit="step", dynamic_ncols=True
+    )
     model.train()
     window_s, window_tokens = 0.0, 0  # training time and tokens since the last log record
     while step < total_steps:
@@ -308,9 +355,15 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
 
         if log_step:
             tok_s = window_tokens / max(window_s, 1e-9)
-            record = {"step": step, "tokens": tokens, "loss": loss, "lr": lr,
-                      "grad_norm": None if grad_norm is None else float(grad_norm),
-                      "tokens_per_s": tok_s, "train_s": train_s}
+            record = {
+                "step": step,
+                "tokens": tokens,
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": None if grad_norm is None else float(grad_norm),
+                "tokens_per_s": tok_s,
+                "train_s": train_s,
+            }
             util = mfu(n_non_embedding, tok_s, device, world)
             if util is not None:
                 record["mfu"] = util
@@ -329,12 +382,23 @@ def train_loop(cfg: PretrainConfig, objective: nn.Module, out_dir: Path, tokeniz
 
     tokens_per_s = tokens / max(train_s, 1e-9)
     metrics = {
-        "steps": step, "tokens_seen": tokens, "params": n_params, "params_non_embedding": n_non_embedding,
-        "train_flops": 6.0 * n_non_embedding * tokens, "train_flops_with_embeddings": 6.0 * n_params * tokens,
-        "valid_loss": valid_loss, "valid_ppl": valid_ppl, "tokens_per_s": tokens_per_s,
-        "mfu": mfu(n_non_embedding, tokens_per_s, device, world), "train_s": train_s,
-        "wall_s": time.perf_counter() - wall_start, "seq_len": seq_len, "tokens_per_step": tokens_per_step,
-        "world_size": world, "device": device_name(device), "bf16": use_bf16,
+        "steps": step,
+        "tokens_seen": tokens,
+        "params": n_params,
+        "params_non_embedding": n_non_embedding,
+        "train_flops": 6.0 * n_non_embedding * tokens,
+        "train_flops_with_embeddings": 6.0 * n_params * tokens,
+        "valid_loss": valid_loss,
+        "valid_ppl": valid_ppl,
+        "tokens_per_s": tokens_per_s,
+        "mfu": mfu(n_non_embedding, tokens_per_s, device, world),
+        "train_s": train_s,
+        "wall_s": time.perf_counter() - wall_start,
+        "seq_len": seq_len,
+        "tokens_per_step": tokens_per_step,
+        "world_size": world,
+        "device": device_name(device),
+        "bf16": use_bf16,
     }
     return TrainResult(metrics, accelerator, train_data, valid)
 
@@ -357,8 +421,9 @@ def measure_step_seconds(forward_backward, model: nn.Module, repeats: int = 3) -
     return 1.05 * float(np.median(times))  # + ~5% for the optimizer step
 
 
-def save_final(out_dir: Path, model: nn.Module, tokenizer, metrics: dict[str, Any], accelerator,
-               card: Any = None) -> None:
+def save_final(
+    out_dir: Path, model: nn.Module, tokenizer, metrics: dict[str, Any], accelerator, card: Any = None
+) -> None:
     """Write the trained model (safetensors), tokenizer and model card into ``out_dir``, then ``metrics.json``
     last; ``card(folder)`` writes the card into the folder being built."""
     import os

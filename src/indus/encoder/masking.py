@@ -41,17 +41,25 @@ class MaskingSpec:
     keyword_share: float = 0.6
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, mask_prob: float = 0.15, replace_prob: float = 0.8,
-                       random_prob: float = 0.1) -> MaskingSpec:
+    def from_tokenizer(
+        cls, tokenizer, mask_prob: float = 0.15, replace_prob: float = 0.8, random_prob: float = 0.1
+    ) -> MaskingSpec:
         """The spec for a transformers tokenizer (``<mask>`` id, ``len(tokenizer)``, all special ids)."""
         if tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer has no mask token")
-        return cls(tokenizer.mask_token_id, len(tokenizer), tuple(sorted(set(tokenizer.all_special_ids))),
-                   mask_prob, replace_prob, random_prob)
+        return cls(
+            tokenizer.mask_token_id,
+            len(tokenizer),
+            tuple(sorted(set(tokenizer.all_special_ids))),
+            mask_prob,
+            replace_prob,
+            random_prob,
+        )
 
 
-def selection_probability(maskable: torch.Tensor, keywords: torch.Tensor, mask_prob: float,
-                          keyword_share: float) -> torch.Tensor:
+def selection_probability(
+    maskable: torch.Tensor, keywords: torch.Tensor, mask_prob: float, keyword_share: float
+) -> torch.Tensor:
     """Per-position selection probability (B, L) putting ``keyword_share`` of each row's masks on keywords.
 
     A row's expected count stays ``mask_prob * n_maskable``; what keywords cannot take (probability capped at 1)
@@ -68,8 +76,9 @@ def selection_probability(maskable: torch.Tensor, keywords: torch.Tensor, mask_p
     return torch.where(kw, p_kw, torch.where(other, p_other, torch.zeros_like(p_other)))  # (B, L)
 
 
-def mask_tokens(input_ids: torch.Tensor, spec: MaskingSpec, generator: torch.Generator,
-                keywords: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    input_ids: torch.Tensor, spec: MaskingSpec, generator: torch.Generator, keywords: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask ``input_ids`` (B, L) for MLM; returns ``(inputs, labels)``, labels ``-100`` where nothing is predicted.
 
     ``keywords`` (bool, B x L) switches to keyword masking (see the module docstring). Random replacements are

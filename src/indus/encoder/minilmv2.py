@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def relation_log_probs(states: torch.Tensor, relation_heads: int,
-                       attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def relation_log_probs(
+    states: torch.Tensor, relation_heads: int, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Log of ``softmax(A A^T / sqrt(d_r))`` per relation head: states (B, L, H) -> (B, R, L, L).
 
     Padded key positions (``attention_mask == 0``) get zero probability.
@@ -67,15 +68,23 @@ class MiniLMv2Loss(nn.Module):
             raise ValueError(f"relation_heads must be >= 1, got {relation_heads}")
         self.relation_heads = relation_heads
 
-    def forward(self, teacher_qkv: Sequence[torch.Tensor], student_qkv: Sequence[torch.Tensor],
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        teacher_qkv: Sequence[torch.Tensor],
+        student_qkv: Sequence[torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         device = student_qkv[0].device
         # relations in fp32 even inside a bf16 autocast region: bf16 scores would put a noise floor under the KL
         with torch.autocast(device.type, enabled=False):
             return self._kl(teacher_qkv, student_qkv, attention_mask)
 
-    def _kl(self, teacher_qkv: Sequence[torch.Tensor], student_qkv: Sequence[torch.Tensor],
-            attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def _kl(
+        self,
+        teacher_qkv: Sequence[torch.Tensor],
+        student_qkv: Sequence[torch.Tensor],
+        attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         total = torch.zeros((), device=student_qkv[0].device)
         for t_states, s_states in zip(teacher_qkv, student_qkv, strict=True):
             log_t = relation_log_probs(t_states.detach(), self.relation_heads, attention_mask)  # (B, R, L, L)
@@ -108,6 +117,7 @@ class QKVCapture:
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output: torch.Tensor) -> None:
             self.outputs[name] = output  # (B, L, H)
+
         return hook
 
     def qkv(self) -> list[torch.Tensor]:

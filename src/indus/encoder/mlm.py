@@ -38,8 +38,9 @@ def mlm_head(model: nn.Module) -> nn.Module:
     raise TypeError(f"{type(model).__name__}: no masked-LM head found (expected .lm_head or .cls)")
 
 
-def masked_lm_loss(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
-                   attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_lm_loss(
+    model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over the masked positions and their count; the head runs at those positions only."""
     hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
     selected = labels != IGNORE_INDEX  # (B, L)
@@ -50,8 +51,9 @@ def masked_lm_loss(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
     return F.cross_entropy(logits.float(), targets), selected.sum()
 
 
-def masked_lm_loss_reference(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
-                             attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def masked_lm_loss_reference(
+    model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """The plain way: full ``(B, L, V)`` logits from the model's own forward, loss ignoring ``-100``."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L, V)
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
@@ -75,8 +77,9 @@ class MaskedLM(nn.Module):
         With ``keyword_idf``: the top fraction of each document piece's distinct tokens that are its keywords.
     """
 
-    def __init__(self, model: nn.Module, masking: MaskingSpec, keyword_idf: np.ndarray | None = None,
-                 keyword_top: float = 0.25) -> None:
+    def __init__(
+        self, model: nn.Module, masking: MaskingSpec, keyword_idf: np.ndarray | None = None, keyword_top: float = 0.25
+    ) -> None:
         super().__init__()
         self.model = model
         self.masking = masking
@@ -95,8 +98,17 @@ class MaskedLM(nn.Module):
         return masked_lm_loss(self.model, input_ids, labels)
 
 
-def fit_head(objective: MaskedLM, train_data, *, steps: int, lr: float, batch_size: int, seed: int,
-             device: torch.device, autocast) -> list[float]:
+def fit_head(
+    objective: MaskedLM,
+    train_data,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    autocast,
+) -> list[float]:
     """Train only the MLM head of ``objective.model`` for ``steps`` steps (encoder and tied embeddings frozen).
 
     A head that is new (a general encoder shipped without one) or untrained (a distilled student) first learns to

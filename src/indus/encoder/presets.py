@@ -12,5 +12,12 @@ from indus.presets import (
     set_dropout,
 )
 
-__all__ = ["FINETUNE_DROPOUT", "PRESETS", "Preset", "config_for_tokenizer", "get_preset", "roberta_config",
-           "set_dropout"]
+__all__ = [
+    "FINETUNE_DROPOUT",
+    "PRESETS",
+    "Preset",
+    "config_for_tokenizer",
+    "get_preset",
+    "roberta_config",
+    "set_dropout",
+]

@@ -68,13 +68,16 @@ def _build_model(cfg: PretrainConfig, tokenizer):
         path = init_path(cfg.init_from)
         torch.manual_seed(cfg.seed)  # a missing head is initialised from the seed
         try:
-            model, info = AutoModelForMaskedLM.from_pretrained(path, attn_implementation="sdpa",
-                                                               output_loading_info=True)
+            model, info = AutoModelForMaskedLM.from_pretrained(
+                path, attn_implementation="sdpa", output_loading_info=True
+            )
         except (OSError, ValueError) as exc:
             raise IndusError(f"{cfg.init_from}: could not load a masked-LM model ({exc})") from None
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-            raise IndusError(f"{cfg.tokenizer}: {len(tokenizer)} tokens, but {cfg.init_from} has embeddings for "
-                             f"{model.get_input_embeddings().num_embeddings}; use the model's own tokenizer")
+            raise IndusError(
+                f"{cfg.tokenizer}: {len(tokenizer)} tokens, but {cfg.init_from} has embeddings for "
+                f"{model.get_input_embeddings().num_embeddings}; use the model's own tokenizer"
+            )
         model.tie_weights()  # the decoder is the input embedding matrix (BERT, RoBERTa)
         head_names = ("cls.", "lm_head.")
         head_is_new = any(k.startswith(head_names) for k in info["missing_keys"])
@@ -87,16 +90,16 @@ def _build_model(cfg: PretrainConfig, tokenizer):
 def load_pretrain_tokenizer(spec: str):
     """The tokenizer named by a config (``indus tokenizer train`` folder or model spec); it must have ``<mask>``."""
     if not spec:
-        raise IndusError("no tokenizer: set tokenizer (a folder from `indus tokenizer train`, or a model) or "
-                         "init_from")
+        raise IndusError("no tokenizer: set tokenizer (a folder from `indus tokenizer train`, or a model) or init_from")
     tok = load_tokenizer(spec)
     if tok.mask_token_id is None:
         raise IndusError(f"{spec}: the tokenizer has no mask token")
     return tok
 
 
-def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False,
-             overwrite: bool = False) -> dict[str, Any]:
+def pretrain(
+    cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
     """Pretrain with masked LM; returns the metrics also written to ``out_dir/metrics.json``.
 
     Keys include ``steps``, ``tokens_seen``, ``train_flops`` (6 x non-embedding params x tokens),
@@ -120,15 +123,34 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False,
     warmup = {}
     if head_is_new and cfg.head_warmup_steps and not _has_checkpoint(out_dir, resume):
         warmup = warm_up_head(cfg, objective, tokenizer)
-    result = train_loop(cfg, objective, out_dir, tokenizer, resume=resume,
-                        title=f"pretrain {cfg.preset if not cfg.init_from else Path(cfg.init_from).name}")
-    metrics = {"kind": "pretrain", "preset": None if cfg.init_from else cfg.preset, "init_from": cfg.init_from,
-               "masking": cfg.masking, "mask_prob": cfg.mask_prob, "head_is_new": head_is_new, **warmup,
-               **result.metrics}
+    result = train_loop(
+        cfg,
+        objective,
+        out_dir,
+        tokenizer,
+        resume=resume,
+        title=f"pretrain {cfg.preset if not cfg.init_from else Path(cfg.init_from).name}",
+    )
+    metrics = {
+        "kind": "pretrain",
+        "preset": None if cfg.init_from else cfg.preset,
+        "init_from": cfg.init_from,
+        "masking": cfg.masking,
+        "mask_prob": cfg.mask_prob,
+        "head_is_new": head_is_new,
+        **warmup,
+        **result.metrics,
+    }
     if cfg.dropout is not None:
         set_dropout(model, FINETUNE_DROPOUT)
-    save_final(out_dir, model, tokenizer, metrics, result.accelerator,
-               card=lambda folder: encoder_card(folder, cfg, metrics, kind="encoder", location=out_dir))
+    save_final(
+        out_dir,
+        model,
+        tokenizer,
+        metrics,
+        result.accelerator,
+        card=lambda folder: encoder_card(folder, cfg, metrics, kind="encoder", location=out_dir),
+    )
     out.complete()
     return metrics
 
@@ -176,12 +198,28 @@ def warm_up_head(cfg: PretrainConfig, objective, tokenizer) -> dict[str, Any]:
     if cfg.streaming:
         data = StreamingCorpus(train_files, tokenizer, cfg.seq_len, cfg.seed, cfg.shuffle_buffer, cfg.max_docs)
     else:  # the same cached packing the loop then reads
-        data = PackedCorpus(build_packed_dataset(train_files, tokenizer, cfg.seq_len, max_docs=cfg.max_docs,
-                                                 cache_dir=cfg.cache_dir, progress=False), cfg.seed)
+        data = PackedCorpus(
+            build_packed_dataset(
+                train_files, tokenizer, cfg.seq_len, max_docs=cfg.max_docs, cache_dir=cfg.cache_dir, progress=False
+            ),
+            cfg.seed,
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and bf16_supported(device))
     objective.to(device)
-    losses = fit_head(objective, data, steps=cfg.head_warmup_steps, lr=cfg.head_warmup_lr,
-                      batch_size=cfg.batch_size, seed=cfg.seed + 1, device=device, autocast=autocast)
-    return {"head_warmup_steps": len(losses), "head_warmup_first_loss": losses[0], "head_warmup_last_loss":
-            losses[-1], "head_warmup_s": time.perf_counter() - start}
+    losses = fit_head(
+        objective,
+        data,
+        steps=cfg.head_warmup_steps,
+        lr=cfg.head_warmup_lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed + 1,
+        device=device,
+        autocast=autocast,
+    )
+    return {
+        "head_warmup_steps": len(losses),
+        "head_warmup_first_loss": losses[0],
+        "head_warmup_last_loss": losses[-1],
+        "head_warmup_s": time.perf_counter() - start,
+    }

@@ -36,8 +36,9 @@ from indus.evaluation.finetune import Context, FinetuneEvaluator, Part, autocast
 PRIMARY_METRICS = ("macro_f1", "micro_f1", "accuracy")
 
 
-def encode_texts(tokenizer: Any, examples: Sequence[Example], label2id: dict[str, int],
-                 max_length: int) -> tuple[list[dict[str, Any]], int]:
+def encode_texts(
+    tokenizer: Any, examples: Sequence[Example], label2id: dict[str, int], max_length: int
+) -> tuple[list[dict[str, Any]], int]:
     """Features ``{"input_ids", "label"}`` truncated to ``max_length`` subwords, and how many were truncated."""
     texts = [e.text for e in examples]
     full = tokenizer(texts, truncation=False)["input_ids"]
@@ -59,8 +60,16 @@ def _collate(pad_id: int, device: Any, labels: bool):
     return collate
 
 
-def predict_labels(model: Any, features: Sequence[dict[str, Any]], *, batch_size: int = 64, pad_id: int = 0,
-                   device: Any = "cpu", bf16: bool = False, progress: bool = False) -> list[int]:
+def predict_labels(
+    model: Any,
+    features: Sequence[dict[str, Any]],
+    *,
+    batch_size: int = 64,
+    pad_id: int = 0,
+    device: Any = "cpu",
+    bf16: bool = False,
+    progress: bool = False,
+) -> list[int]:
     """The argmax class of every feature (scored in order of length, under ``torch.inference_mode``)."""
     import torch
     from tqdm.auto import tqdm
@@ -71,7 +80,7 @@ def predict_labels(model: Any, features: Sequence[dict[str, Any]], *, batch_size
     model.eval()
     with torch.inference_mode(), autocast(device, bf16):
         for start in tqdm(range(0, len(order), batch_size), desc="cls predict", disable=not progress, leave=False):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             best = model(**collate([features[i] for i in idx])).logits.argmax(-1).cpu().tolist()  # (B,)
             for i, p in zip(idx, best, strict=True):
                 preds[i] = p
@@ -112,10 +121,12 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
 
     present = sorted(set(y_true))
     per_label = f1_score(y_true, y_pred, labels=present, average=None, zero_division=0)
-    return {"accuracy": float(accuracy_score(y_true, y_pred)),
-            "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-            "per_label": {label: float(f) for label, f in zip(present, per_label, strict=True)}}
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "per_label": {label: float(f) for label, f in zip(present, per_label, strict=True)},
+    }
 
 
 @dataclass(kw_only=True)
@@ -191,8 +202,15 @@ class ClassificationEvaluator(FinetuneEvaluator):
         return features, [len(f["input_ids"]) for f in features]
 
     def predict(self, net: Any, ctx: Context, part: Part) -> list[str]:
-        pred = predict_labels(net, part.features, batch_size=self.eval_batch_size, pad_id=ctx.pad_id,
-                              device=ctx.device, bf16=self.bf16, progress=self.progress)
+        pred = predict_labels(
+            net,
+            part.features,
+            batch_size=self.eval_batch_size,
+            pad_id=ctx.pad_id,
+            device=ctx.device,
+            bf16=self.bf16,
+            progress=self.progress,
+        )
         return [ctx.data.labels[p] for p in pred]
 
     def score(self, ctx: Context, part: Part, preds: list[str]) -> dict[str, Any]:
@@ -220,15 +238,17 @@ class ClassificationEvaluator(FinetuneEvaluator):
 
     def aggregate(self, runs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
         result = super().aggregate(runs, ctx)
-        result["per_label"] = {label: mean_std([r["per_label"][label] for r in runs])[0]
-                               for label in runs[0]["per_label"]}
+        result["per_label"] = {
+            label: mean_std([r["per_label"][label] for r in runs])[0] for label in runs[0]["per_label"]
+        }
         return result
 
     def describe(self, ctx: Context, runs: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "labels": ctx.data.labels,
-            "majority_baseline": majority_baseline([e.label for e in ctx.train.items],
-                                                   [e.label for e in ctx.eval.items]),
+            "majority_baseline": majority_baseline(
+                [e.label for e in ctx.train.items], [e.label for e in ctx.eval.items]
+            ),
             "class_weights": self.loss_weights(ctx),
             "train_examples": len(ctx.train.items),
             "train_examples_total": ctx.train_total,

@@ -48,8 +48,21 @@ COLLAPSE_LR_FACTOR = 1 / 3
 #: every one chose 1e-3 on dev) and for BERT-size checkpoints (MiniLM fine-tunes best near 1e-4 to 2e-4)
 SMALL_LR_GRID = (3e-4, 1e-3, 3e-3)
 #: the keys of a per-seed run that are not metrics
-RUN_FIELDS = frozenset({"seed", "train_steps", "final_loss", "train_s", "eval_s", "lr", "collapsed", "retried_lr",
-                        "best_epoch", "best_dev", "dev_curve"})
+RUN_FIELDS = frozenset(
+    {
+        "seed",
+        "train_steps",
+        "final_loss",
+        "train_s",
+        "eval_s",
+        "lr",
+        "collapsed",
+        "retried_lr",
+        "best_epoch",
+        "best_dev",
+        "dev_curve",
+    }
+)
 BASE_LR_GRID = (5e-5, 1e-4, 2e-4)
 
 
@@ -177,9 +190,16 @@ class FinetuneEvaluator:
 
     def finetune_settings(self, lr: float | None = None) -> FinetuneSettings:
         """The optimisation part, for :func:`finetune` (at ``lr``, default the fixed ``lr`` setting)."""
-        return FinetuneSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr if lr is None else lr,
-                                weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
-                                max_steps=self.max_steps, bf16=self.bf16, progress=self.progress)
+        return FinetuneSettings(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr if lr is None else lr,
+            weight_decay=self.weight_decay,
+            warmup_ratio=self.warmup_ratio,
+            max_steps=self.max_steps,
+            bf16=self.bf16,
+            progress=self.progress,
+        )
 
     def torch_device(self):
         """``device``, or CUDA when available, else the CPU."""
@@ -205,20 +225,43 @@ class FinetuneEvaluator:
         choice = self.choose_lr(ctx)
         runs = [self.run_seed(ctx, seed, choice["lr"]) for seed in range(self.seed, self.seed + self.seeds)]
         scored = [r for r in runs if not r["collapsed"]] if self.on_collapse != "keep" else runs
-        result: dict[str, Any] = {"task": self.task, "primary_metric": self.primary_metric, "model": ctx.ref.name,
-                                  "data": str(ctx.path), "split": self.split, "train_split": self.train_split}
+        result: dict[str, Any] = {
+            "task": self.task,
+            "primary_metric": self.primary_metric,
+            "model": ctx.ref.name,
+            "data": str(ctx.path),
+            "split": self.split,
+            "train_split": self.train_split,
+        }
         if scored:
             result.update(self.aggregate(scored, ctx))
         else:  # every seed collapsed: the same keys, no scores (counts such as QA's *_total stay)
-            result.update({k: v if isinstance(v, int) and not isinstance(v, bool) else ({} if isinstance(v, dict)
-                                                                                        else None)
-                           for k, v in self.aggregate(runs, ctx).items()})
+            result.update(
+                {
+                    k: v if isinstance(v, int) and not isinstance(v, bool) else ({} if isinstance(v, dict) else None)
+                    for k, v in self.aggregate(runs, ctx).items()
+                }
+            )
         result.update(self.describe(ctx, runs))
-        result.update({"per_seed": runs, "settings": self.settings(), "seeds": self.seeds, "epochs": self.epochs,
-                       "max_length": getattr(self, "max_length", None)})
+        result.update(
+            {
+                "per_seed": runs,
+                "settings": self.settings(),
+                "seeds": self.seeds,
+                "epochs": self.epochs,
+                "max_length": getattr(self, "max_length", None),
+            }
+        )
         result.update(self.describe_tail(ctx))
-        result.update({"lr_choice": choice, "collapsed_seeds": sum(r["collapsed"] for r in runs),
-                       "collapsed": not scored, "device": str(ctx.device), "wall_s": time.perf_counter() - started})
+        result.update(
+            {
+                "lr_choice": choice,
+                "collapsed_seeds": sum(r["collapsed"] for r in runs),
+                "collapsed": not scored,
+                "device": str(ctx.device),
+                "wall_s": time.perf_counter() - started,
+            }
+        )
         return EvalResult.from_json(result)
 
     def prepare(self, model: Any, data: str | Path) -> Context:
@@ -243,8 +286,18 @@ class FinetuneEvaluator:
         device = self.torch_device()
         tokenizer = self.load_tokenizer(ref)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ctx = Context(ref, path, handle, tokenizer, pad_id, device, len(train_all), len(eval_all),
-                      self.encode(tokenizer, train, handle), self.encode(tokenizer, evals, handle))
+        ctx = Context(
+            ref,
+            path,
+            handle,
+            tokenizer,
+            pad_id,
+            device,
+            len(train_all),
+            len(eval_all),
+            self.encode(tokenizer, train, handle),
+            self.encode(tokenizer, evals, handle),
+        )
         if dev:
             ctx.dev = self.encode(tokenizer, dev, handle)
             ctx.extra["dev_source"] = dev_source
@@ -267,8 +320,11 @@ class FinetuneEvaluator:
         n_dev = min(max(1, round(self.dev_fraction * len(train))), len(train) - 1)
         held = set(order[:n_dev])
         dev = [x for i, x in enumerate(train) if i in held]
-        return (fixed_subset(dev, self.max_dev_examples), f"{self.dev_fraction:g} of {self.train_split}",
-                [x for i, x in enumerate(train) if i not in held])
+        return (
+            fixed_subset(dev, self.max_dev_examples),
+            f"{self.dev_fraction:g} of {self.train_split}",
+            [x for i, x in enumerate(train) if i not in held],
+        )
 
     def lr_candidates(self, ctx: Context) -> list[float]:
         """The learning rates ``lr: auto`` tries: ``lr_grid``, else the model family's three (by width: the
@@ -283,16 +339,22 @@ class FinetuneEvaluator:
     def choose_lr(self, ctx: Context) -> dict[str, Any]:
         """The learning rate the seeds train at, and how it was chosen: fixed, or the best dev score over the
         candidates (each fine-tuned once with the first seed, with early stopping when on)."""
-        choice: dict[str, Any] = {"mode": "auto" if self.auto_lr else "fixed",
-                                  "early_stopping": self.stops_early, "patience": self.patience,
-                                  "dev": ctx.extra.get("dev_source"),
-                                  "dev_examples": len(ctx.dev.items) if ctx.dev is not None else 0}
+        choice: dict[str, Any] = {
+            "mode": "auto" if self.auto_lr else "fixed",
+            "early_stopping": self.stops_early,
+            "patience": self.patience,
+            "dev": ctx.extra.get("dev_source"),
+            "dev_examples": len(ctx.dev.items) if ctx.dev is not None else 0,
+        }
         if not self.auto_lr:
             return {"lr": float(self.lr), **choice}
         candidates = self.lr_candidates(ctx)
         if ctx.dev is None:
-            return {"lr": candidates[len(candidates) // 2], "note": "no dev examples: the grid's middle value",
-                    **choice}
+            return {
+                "lr": candidates[len(candidates) // 2],
+                "note": "no dev examples: the grid's middle value",
+                **choice,
+            }
         grid: dict[str, Any] = {}
         best_lr, best_score = candidates[0], -math.inf
         for lr in candidates:
@@ -321,13 +383,20 @@ class FinetuneEvaluator:
 
         features, lengths = self.training_features(ctx, seed)
         seed_everything(seed)
-        net = load_model(ctx.ref, getattr(transformers, self.head), seed=seed,
-                         **self.model_kwargs(ctx)).to(ctx.device)
+        net = load_model(ctx.ref, getattr(transformers, self.head), seed=seed, **self.model_kwargs(ctx)).to(ctx.device)
         # scored through net itself: what finetune() trains may be a wrapper computing the task's loss
         dev_score = (lambda _: self.dev_metric(net, ctx)) if self.stops_early and ctx.dev is not None else None
-        stats = finetune(self.trainable(net, ctx), features, self.collate(ctx, labels=True),
-                         self.finetune_settings(lr), seed=seed, desc=f"{self.task} fine-tune (seed {seed}, lr {lr:g})",
-                         lengths=lengths, dev_score=dev_score, patience=self.patience)
+        stats = finetune(
+            self.trainable(net, ctx),
+            features,
+            self.collate(ctx, labels=True),
+            self.finetune_settings(lr),
+            seed=seed,
+            desc=f"{self.task} fine-tune (seed {seed}, lr {lr:g})",
+            lengths=lengths,
+            dev_score=dev_score,
+            patience=self.patience,
+        )
         return net, stats
 
     def run_seed(self, ctx: Context, seed: int, lr: float | None = None) -> dict[str, Any]:
@@ -348,9 +417,16 @@ class FinetuneEvaluator:
             preds = self.predict(net, ctx, ctx.eval)
             scores = self.score(ctx, ctx.eval, preds)
             collapsed = self.collapsed(ctx, ctx.eval, preds)
-            run = {"seed": seed, **scores, "train_steps": stats["steps"], "final_loss": stats["final_loss"],
-                   "train_s": stats["train_s"], "eval_s": time.perf_counter() - t0, "lr": lr,
-                   "collapsed": collapsed}
+            run = {
+                "seed": seed,
+                **scores,
+                "train_steps": stats["steps"],
+                "final_loss": stats["final_loss"],
+                "train_s": stats["train_s"],
+                "eval_s": time.perf_counter() - t0,
+                "lr": lr,
+                "collapsed": collapsed,
+            }
             for key in ("best_epoch", "best_dev", "dev_curve"):
                 if key in stats:
                     run[key] = stats[key]
@@ -394,8 +470,12 @@ class FinetuneEvaluator:
             return {}
         # a checkpoint that already has a head for other labels gets a fresh one
         reinit_head = {} if ctx.ref.random_init else {"ignore_mismatched_sizes": True}
-        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-                "label2id": {label: i for i, label in enumerate(labels)}, **reinit_head}
+        return {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+            **reinit_head,
+        }
 
     def trainable(self, net: Any, ctx: Context) -> Any:
         """What :func:`finetune` trains: ``net`` itself, or a wrapper computing the task's own loss."""
@@ -560,10 +640,18 @@ def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]], dict[str, Any]],
-             settings: FinetuneSettings, *, seed: int = 0, desc: str = "fine-tune",
-             lengths: Sequence[int] | None = None, dev_score: Callable[[Any], float] | None = None,
-             patience: int = 2) -> dict[str, Any]:
+def finetune(
+    model: Any,
+    features: Sequence[Any],
+    collate: Callable[[list[Any]], dict[str, Any]],
+    settings: FinetuneSettings,
+    *,
+    seed: int = 0,
+    desc: str = "fine-tune",
+    lengths: Sequence[int] | None = None,
+    dev_score: Callable[[Any], float] | None = None,
+    patience: int = 2,
+) -> dict[str, Any]:
     """Train ``model`` in place on ``features``; the model's forward must return a ``loss``.
 
     Parameters
@@ -602,8 +690,9 @@ def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]],
         sampler = LengthGroupedSampler(settings.batch_size, lengths=list(lengths), generator=generator)
         loader = DataLoader(features, batch_size=settings.batch_size, sampler=sampler, collate_fn=collate)
     else:
-        loader = DataLoader(features, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
-                            generator=generator)
+        loader = DataLoader(
+            features, batch_size=settings.batch_size, shuffle=True, collate_fn=collate, generator=generator
+        )
     steps = math.ceil(len(loader) * settings.epochs)
     if settings.max_steps is not None:
         steps = min(steps, settings.max_steps)
@@ -626,8 +715,11 @@ def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]],
         model.train()
         curve.append([len(losses), score])
         if score > best["score"]:
-            best.update(score=score, step=len(losses),
-                        state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+            best.update(
+                score=score,
+                step=len(losses),
+                state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+            )
         return len(curve) - 1 - next(i for i, (s, _) in enumerate(curve) if s == best["step"]) >= patience
 
     while len(losses) < steps and not stop:
@@ -654,7 +746,8 @@ def finetune(model: Any, features: Sequence[Any], collate: Callable[[list[Any]],
     if dev_score is not None:
         if best["state"] is not None:
             model.load_state_dict(best["state"])
-        out.update(dev_curve=curve, best_step=best["step"], best_epoch=best["step"] / len(loader),
-                   best_dev=best["score"])
+        out.update(
+            dev_curve=curve, best_step=best["step"], best_epoch=best["step"] / len(loader), best_dev=best["score"]
+        )
     out["train_s"] = time.perf_counter() - start
     return out

@@ -52,8 +52,18 @@ from indus.errors import IndusError
 from indus.evaluation.ir_metrics import score_run, trec_order, write_trec_run
 from indus.evaluation.result import EvalResult
 
-__all__ = ["IREvaluator", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "ConvexFusedRetriever",
-           "reciprocal_rank_fusion", "convex_fusion", "split_systems", "score_run", "write_trec_run"]
+__all__ = [
+    "IREvaluator",
+    "Bm25Retriever",
+    "DenseRetriever",
+    "FusedRetriever",
+    "ConvexFusedRetriever",
+    "reciprocal_rank_fusion",
+    "convex_fusion",
+    "split_systems",
+    "score_run",
+    "write_trec_run",
+]
 
 #: The RRF constant of Cormack, Clarke and Buettcher (SIGIR 2009): a document's fused score is
 #: ``sum over systems of 1 / (RRF_K + rank)``, ranks from 1.
@@ -64,8 +74,9 @@ FUSION_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 BM25_SETTINGS_FILE = "indus-bm25.json"
 
 
-def reciprocal_rank_fusion(rankings: list[list[tuple[str, float]]], k: int = RRF_K,
-                           depth: int | None = None) -> list[tuple[str, float]]:
+def reciprocal_rank_fusion(
+    rankings: list[list[tuple[str, float]]], k: int = RRF_K, depth: int | None = None
+) -> list[tuple[str, float]]:
     """Fuse ranked lists by reciprocal-rank fusion (Cormack et al. 2009).
 
     Parameters
@@ -105,8 +116,9 @@ def _minmax(values: np.ndarray) -> np.ndarray:
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
 
 
-def convex_fusion(lexical: dict[str, float], dense: dict[str, float], weight: float,
-                  depth: int | None = None) -> list[tuple[str, float]]:
+def convex_fusion(
+    lexical: dict[str, float], dense: dict[str, float], weight: float, depth: int | None = None
+) -> list[tuple[str, float]]:
     """Fuse two systems' scores of the same documents: ``weight * norm(lexical) + (1 - weight) * norm(dense)``.
 
     Parameters
@@ -141,8 +153,9 @@ def convex_fusion(lexical: dict[str, float], dense: dict[str, float], weight: fl
     return fused if depth is None else fused[:depth]
 
 
-def union_scores(lexical_hits: list[tuple[str, float]], dense_hits: list[tuple[str, float]],
-                 lexical_score: Any, dense_score: Any) -> tuple[dict[str, float], dict[str, float]]:
+def union_scores(
+    lexical_hits: list[tuple[str, float]], dense_hits: list[tuple[str, float]], lexical_score: Any, dense_score: Any
+) -> tuple[dict[str, float], dict[str, float]]:
     """Both systems' scores over the union of their hits: a system's own hits keep the scores it returned, the
     others are scored by ``lexical_score(ids)`` / ``dense_score(ids)`` (lists of floats)."""
     lex, den = dict(lexical_hits), dict(dense_hits)
@@ -168,16 +181,24 @@ def split_systems(model: Any) -> list[Any]:
 class Bm25Retriever:
     """BM25 over a corpus with bm25s (settings in the module docstring)."""
 
-    def __init__(self, *, k1: float = 1.2, b: float = 0.75, stemmer: str | None = "english",
-                 stopwords: str | None = "en", progress: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+        stemmer: str | None = "english",
+        stopwords: str | None = "en",
+        progress: bool = False,
+    ) -> None:
         self.k1, self.b, self.stemmer_name, self.stopwords, self.progress = k1, b, stemmer, stopwords, progress
         self._stemmer = None
         if stemmer is not None:
             try:
                 import Stemmer
             except ImportError:
-                raise IndusError("BM25 stemming needs PyStemmer (pip install PyStemmer), or pass stemmer=None") \
-                    from None
+                raise IndusError(
+                    "BM25 stemming needs PyStemmer (pip install PyStemmer), or pass stemmer=None"
+                ) from None
             try:
                 self._stemmer = Stemmer.Stemmer(stemmer)
             except KeyError:
@@ -186,8 +207,9 @@ class Bm25Retriever:
     def _tokenize(self, texts: list[str], *, ids: bool, progress: bool = False):
         import bm25s
 
-        return bm25s.tokenize(texts, stopwords=self.stopwords, stemmer=self._stemmer, return_ids=ids,
-                              show_progress=progress)
+        return bm25s.tokenize(
+            texts, stopwords=self.stopwords, stemmer=self._stemmer, return_ids=ids, show_progress=progress
+        )
 
     def index(self, doc_ids: list[str], texts: list[str]) -> None:
         """Tokenise and index the documents."""
@@ -199,8 +221,13 @@ class Bm25Retriever:
 
     def settings(self) -> dict[str, Any]:
         """What rebuilds the same tokeniser and scorer (saved beside the bm25s index)."""
-        return {"k1": self.k1, "b": self.b, "method": "lucene", "stemmer": self.stemmer_name,
-                "stopwords": self.stopwords}
+        return {
+            "k1": self.k1,
+            "b": self.b,
+            "method": "lucene",
+            "stemmer": self.stemmer_name,
+            "stopwords": self.stopwords,
+        }
 
     def save(self, folder: str | Path) -> Path:
         """Write the bm25s index (its own ``save``) and the tokeniser settings into ``folder``."""
@@ -222,15 +249,17 @@ class Bm25Retriever:
         folder = Path(folder)
         try:
             settings = json.loads((folder / BM25_SETTINGS_FILE).read_text(encoding="utf-8"))
-            self = cls(k1=settings["k1"], b=settings["b"], stemmer=settings["stemmer"],
-                       stopwords=settings["stopwords"])
+            self = cls(k1=settings["k1"], b=settings["b"], stemmer=settings["stemmer"], stopwords=settings["stopwords"])
             self.retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise IndusError(f"{folder}: unreadable BM25 index ({type(exc).__name__}: {exc}); rebuild the index") \
-                from None
+            raise IndusError(
+                f"{folder}: unreadable BM25 index ({type(exc).__name__}: {exc}); rebuild the index"
+            ) from None
         if self.retriever.scores["num_docs"] != len(doc_ids):
-            raise IndusError(f"{folder}: the BM25 index holds {self.retriever.scores['num_docs']} documents, "
-                             f"the index directory {len(doc_ids)}; rebuild the index")
+            raise IndusError(
+                f"{folder}: the BM25 index holds {self.retriever.scores['num_docs']} documents, "
+                f"the index directory {len(doc_ids)}; rebuild the index"
+            )
         self.doc_ids = list(doc_ids)
         return self
 
@@ -247,8 +276,10 @@ class Bm25Retriever:
         tokens = self._tokenize(queries, ids=False)
         k = min(k, len(self.doc_ids))
         docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)  # (Q, k), (Q, k)
-        return [[(self.doc_ids[d], float(s)) for d, s in zip(row_d, row_s, strict=True) if s > 0]
-                for row_d, row_s in zip(docs, scores, strict=True)]
+        return [
+            [(self.doc_ids[d], float(s)) for d, s in zip(row_d, row_s, strict=True) if s > 0]
+            for row_d, row_s in zip(docs, scores, strict=True)
+        ]
 
 
 class DenseRetriever:
@@ -256,19 +287,32 @@ class DenseRetriever:
     ``int8`` / ``binary`` codes (:func:`indus.ann.build_quantized_index`), optionally re-ranking the
     ``rescore`` best candidates by the float vectors."""
 
-    def __init__(self, model: Any, *, batch_size: int = 64, progress: bool = False, doc_model: Any = None,
-                 quantize: str | None = None, rescore: int = 0) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        batch_size: int = 64,
+        progress: bool = False,
+        doc_model: Any = None,
+        quantize: str | None = None,
+        rescore: int = 0,
+    ) -> None:
         self.model, self.batch_size, self.progress = model, batch_size, progress
         self.doc_model = doc_model  # encodes the documents when set (asymmetric retrieval); else ``model`` does
         self.quantize, self.rescore = quantize, rescore
 
-    def encode(self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *,
-               model: Any = None) -> np.ndarray:
+    def encode(
+        self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *, model: Any = None
+    ) -> np.ndarray:
         """Normalised float32 embeddings, shape ``(len(texts), dim)``, by ``model`` (default: the query model)."""
         from indus.embedding import encode
 
-        return encode(model if model is not None else self.model, texts, batch_size=batch_size or self.batch_size,
-                      progress=self.progress if progress is None else progress)  # (N, D)
+        return encode(
+            model if model is not None else self.model,
+            texts,
+            batch_size=batch_size or self.batch_size,
+            progress=self.progress if progress is None else progress,
+        )  # (N, D)
 
     def index(self, doc_ids: list[str], texts: list[str], *, sharded: bool = False) -> None:
         """Encode the documents (with ``doc_model`` when set) and add them to a flat inner-product index.
@@ -282,8 +326,9 @@ class DenseRetriever:
         if sharded:
             from indus.distributed import encode_gathered
 
-            emb = encode_gathered(self.doc_model if self.doc_model is not None else self.model, texts,
-                                  batch_size=self.batch_size)  # (N, D) on the main process, None elsewhere
+            emb = encode_gathered(
+                self.doc_model if self.doc_model is not None else self.model, texts, batch_size=self.batch_size
+            )  # (N, D) on the main process, None elsewhere
             if emb is None:
                 self.faiss_index = None
                 return
@@ -306,16 +351,24 @@ class DenseRetriever:
         """``(Q, D)`` query embeddings, checked against the index's width."""
         q = self.encode(queries, batch_size=batch_size, progress=False)  # (Q, D)
         if q.shape[1] != self.faiss_index.d:
-            raise IndusError(f"query model embeds in {q.shape[1]} dimensions, the document index in "
-                             f"{self.faiss_index.d}: an asymmetric retriever needs one space")
+            raise IndusError(
+                f"query model embeds in {q.shape[1]} dimensions, the document index in "
+                f"{self.faiss_index.d}: an asymmetric retriever needs one space"
+            )
         return q
 
     def search_embedded(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(doc_id, score)`` of each embedded query."""
         from indus.ann import search_index
 
-        hits = search_index(self.faiss_index, q, k, quantize=self.quantize, rescore=self.rescore,
-                            vectors=lambda rows: self.vectors[rows])
+        hits = search_index(
+            self.faiss_index,
+            q,
+            k,
+            quantize=self.quantize,
+            rescore=self.rescore,
+            vectors=lambda rows: self.vectors[rows],
+        )
         return [[(self.doc_ids[i], s) for i, s in row] for row in hits]
 
     def score_docs(self, q: np.ndarray, doc_ids: list[str]) -> list[float]:
@@ -349,8 +402,10 @@ class FusedRetriever:
     def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
         """The fused top ``k`` ``(doc_id, rrf score)`` of each query, over each system's own top ``k``."""
         per_system = [r.search(queries, k, batch_size=batch_size) for r in self.retrievers]  # (S, Q, <=k)
-        return [reciprocal_rank_fusion([system[q] for system in per_system], self.fusion_k, depth=k)
-                for q in range(len(queries))]
+        return [
+            reciprocal_rank_fusion([system[q] for system in per_system], self.fusion_k, depth=k)
+            for q in range(len(queries))
+        ]
 
 
 class ConvexFusedRetriever:
@@ -372,15 +427,22 @@ class ConvexFusedRetriever:
         self.bm25.index(doc_ids, texts)
         self.dense.index(doc_ids, texts)
 
-    def candidates(self, queries: list[str], k: int,
-                   batch_size: int | None = None) -> list[tuple[dict[str, float], dict[str, float]]]:
+    def candidates(
+        self, queries: list[str], k: int, batch_size: int | None = None
+    ) -> list[tuple[dict[str, float], dict[str, float]]]:
         """Per query, the BM25 and dense scores of the union of both systems' top ``k``."""
         lexical = self.bm25.search(queries, k)
         q = self.dense.embed_queries(queries, batch_size)  # (Q, D)
         dense = self.dense.search_embedded(q, k)
-        return [union_scores(lex, den, lambda ids, text=text: self.bm25.score_docs(text, ids),
-                             lambda ids, row=row: self.dense.score_docs(row, ids))
-                for text, row, lex, den in zip(queries, q, lexical, dense, strict=True)]
+        return [
+            union_scores(
+                lex,
+                den,
+                lambda ids, text=text: self.bm25.score_docs(text, ids),
+                lambda ids, row=row: self.dense.score_docs(row, ids),
+            )
+            for text, row, lex, den in zip(queries, q, lexical, dense, strict=True)
+        ]
 
     def search(self, queries: list[str], k: int, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
         """The fused top ``k`` ``(doc_id, fused score)`` of each query."""
@@ -388,8 +450,9 @@ class ConvexFusedRetriever:
             raise IndusError("convex fusion has no weight: give fusion_weight or choose it on dev/train qrels")
         return [convex_fusion(lex, den, self.weight, depth=k) for lex, den in self.candidates(queries, k, batch_size)]
 
-    def choose_weight(self, queries: dict[str, str], qrels: dict[str, dict[str, int]], k: int,
-                      ignore_identical_ids: bool = True) -> dict[str, float]:
+    def choose_weight(
+        self, queries: dict[str, str], qrels: dict[str, dict[str, int]], k: int, ignore_identical_ids: bool = True
+    ) -> dict[str, float]:
         """Set :attr:`weight` to the one of :data:`FUSION_GRID` with the best nDCG@10 on ``qrels``; the grid's
         scores (ties go to the smaller weight)."""
         qids = [q for q in queries if q in qrels]
@@ -402,8 +465,9 @@ class ConvexFusedRetriever:
             for qid, (lex, den) in zip(qids, cands, strict=True):
                 fused = [(d, s) for d, s in convex_fusion(lex, den, w) if not (ignore_identical_ids and d == qid)]
                 run[qid] = dict(fused[:k])
-            grid[f"{w:.1f}"] = score_run(run, {q: qrels[q] for q in qids},
-                                         ignore_identical_ids=ignore_identical_ids)["ndcg@10"]
+            grid[f"{w:.1f}"] = score_run(run, {q: qrels[q] for q in qids}, ignore_identical_ids=ignore_identical_ids)[
+                "ndcg@10"
+            ]
         self.weight = float(max(grid, key=lambda w: (grid[w], -float(w))))
         return grid
 
@@ -498,8 +562,10 @@ class IREvaluator:
         if self.fusion not in FUSIONS:
             raise IndusError(f"ir: fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if self.quantize not in (None, "int8", "binary") or self.rescore < 0 or (self.rescore and not self.quantize):
-            raise IndusError(f"ir: quantize must be int8 or binary (or unset) and rescore >= 0 (only with quantize), "
-                             f"got {self.quantize!r} and {self.rescore}")
+            raise IndusError(
+                f"ir: quantize must be int8 or binary (or unset) and rescore >= 0 (only with quantize), "
+                f"got {self.quantize!r} and {self.rescore}"
+            )
         if self.fusion_weight is not None and not 0.0 <= self.fusion_weight <= 1.0:
             raise IndusError(f"ir: fusion_weight must be in [0, 1], got {self.fusion_weight}")
         if self.max_length is not None and self.max_length < 1:
@@ -524,13 +590,19 @@ class IREvaluator:
         if len(systems) > 1:
             return FusedRetriever([self.retriever(part) for part in systems], fusion_k=self.fusion_k)
         if _is_bm25(model):
-            return Bm25Retriever(k1=self.bm25_k1, b=self.bm25_b, stemmer=self.stemmer, stopwords=self.stopwords,
-                                 progress=self.progress)
+            return Bm25Retriever(
+                k1=self.bm25_k1, b=self.bm25_b, stemmer=self.stemmer, stopwords=self.stopwords, progress=self.progress
+            )
         if self.doc_model is not None and _is_bm25(self.doc_model):
             raise IndusError("ir: doc_model must be a dense model, not bm25")
-        return DenseRetriever(self._dense(model), batch_size=self.batch_size, progress=self.progress,
-                              doc_model=None if self.doc_model is None else self._dense(self.doc_model),
-                              quantize=self.quantize, rescore=self.rescore)
+        return DenseRetriever(
+            self._dense(model),
+            batch_size=self.batch_size,
+            progress=self.progress,
+            doc_model=None if self.doc_model is None else self._dense(self.doc_model),
+            quantize=self.quantize,
+            rescore=self.rescore,
+        )
 
     def _dense(self, model: Any) -> Any:
         if isinstance(model, str | Path):
@@ -597,8 +669,9 @@ class IREvaluator:
         else:
             retriever.index(doc_ids, texts)
         index_s = time.perf_counter() - t0
-        fusion_info = (self._choose_weight(retriever, beir, tune_split)
-                       if isinstance(retriever, ConvexFusedRetriever) else {})
+        fusion_info = (
+            self._choose_weight(retriever, beir, tune_split) if isinstance(retriever, ConvexFusedRetriever) else {}
+        )
         t0 = time.perf_counter()
         hits = retriever.search(qtexts, depth)
         search_s = time.perf_counter() - t0
@@ -612,18 +685,29 @@ class IREvaluator:
         if self.run_path:
             write_trec_run(self.run_path, run, tag=_model_name(model).replace(" ", "_"))
         result: dict[str, Any] = {
-            "task": self.task, "primary_metric": self.primary_metric, "model": _model_name(model),
-            "retriever": ("bm25" if isinstance(retriever, Bm25Retriever) else
-                          "fusion" if isinstance(retriever, FusedRetriever | ConvexFusedRetriever) else "dense"),
-            "data": str(beir.path), "split": self.split,
+            "task": self.task,
+            "primary_metric": self.primary_metric,
+            "model": _model_name(model),
+            "retriever": (
+                "bm25"
+                if isinstance(retriever, Bm25Retriever)
+                else "fusion"
+                if isinstance(retriever, FusedRetriever | ConvexFusedRetriever)
+                else "dense"
+            ),
+            "data": str(beir.path),
+            "split": self.split,
             **{m: metrics[m] for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")},
-            "queries": metrics["queries"], "docs": len(doc_ids), "k": self.k,
+            "queries": metrics["queries"],
+            "docs": len(doc_ids),
+            "k": self.k,
             "docs_per_s": len(doc_ids) / index_s if index_s > 0 else float("inf"),
             "queries_per_s": len(qids) / search_s if search_s > 0 else float("inf"),
             "latency_ms": statistics.median(latencies) if latencies else None,
             "latency_ms_p90": float(np.percentile(latencies, 90)) if latencies else None,
             "latency_queries": len(latencies),
-            "index_s": index_s, "search_s": search_s,
+            "index_s": index_s,
+            "search_s": search_s,
             "encode_processes": rank_and_world()[1] if sharded else 1,
         }
         if isinstance(retriever, DenseRetriever):
@@ -632,8 +716,9 @@ class IREvaluator:
             result["dim"] = int(retriever.faiss_index.d)
             from indus.ann import index_bytes
 
-            result.update({"quantize": self.quantize, "rescore": self.rescore,
-                           "index_bytes": index_bytes(retriever.faiss_index)})
+            result.update(
+                {"quantize": self.quantize, "rescore": self.rescore, "index_bytes": index_bytes(retriever.faiss_index)}
+            )
         if isinstance(retriever, FusedRetriever):
             result["fusion"], result["fusion_k"] = "rrf", self.fusion_k
         if isinstance(retriever, ConvexFusedRetriever):
@@ -651,8 +736,10 @@ class IREvaluator:
 
         splits = [s for s in ("dev", "train") if s != self.split and s in qrels_splits(beir.path)]
         if not splits:
-            raise IndusError(f"{beir.path}: convex fusion chooses its weight on dev or train qrels and this collection "
-                             f"has none besides {self.split!r}; pass --fusion-weight W")
+            raise IndusError(
+                f"{beir.path}: convex fusion chooses its weight on dev or train qrels and this collection "
+                f"has none besides {self.split!r}; pass --fusion-weight W"
+            )
         return splits[0]
 
     def _choose_weight(self, retriever: ConvexFusedRetriever, beir: BeirData, split: str | None) -> dict[str, Any]:
@@ -662,11 +749,9 @@ class IREvaluator:
             return {"fusion_weight_from": "given"}
         tune = load_beir(beir.path, split)
         grid = retriever.choose_weight(tune.eval_queries, tune.qrels, self.k, self.ignore_identical_ids)
-        return {"fusion_weight_from": f"{split} qrels ({len(tune.eval_queries)} queries)",
-                "fusion_grid_ndcg@10": grid}
+        return {"fusion_weight_from": f"{split} qrels ({len(tune.eval_queries)} queries)", "fusion_grid_ndcg@10": grid}
 
-    def _latency(self, retriever: Any, queries: list[str],
-                 depth: int) -> list[float]:
+    def _latency(self, retriever: Any, queries: list[str], depth: int) -> list[float]:
         n = min(self.latency_queries, len(queries))
         if n == 0:
             return []

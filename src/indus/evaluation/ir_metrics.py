@@ -38,8 +38,13 @@ def truncate_run(run: Mapping[str, Mapping[str, float]], k: int) -> dict[str, di
     return {qid: dict(trec_order(docs)[:k]) for qid, docs in run.items()}
 
 
-def score_run(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]], *,
-              ignore_identical_ids: bool = False, per_query: bool = False) -> dict:
+def score_run(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    ignore_identical_ids: bool = False,
+    per_query: bool = False,
+) -> dict:
     """Mean nDCG@10, Recall@10, Recall@100 and MRR@10 of ``run`` against ``qrels``.
 
     Parameters

@@ -99,8 +99,9 @@ class Window:
     sentence: int
 
 
-def _window(ids: list[int], word_ids: list[int | None], sentence: Sentence, offset: int, index: int,
-            label2id: dict[str, int]) -> Window:
+def _window(
+    ids: list[int], word_ids: list[int | None], sentence: Sentence, offset: int, index: int, label2id: dict[str, int]
+) -> Window:
     labels, words = [], []
     prev: int | None = None
     for w in word_ids:
@@ -127,8 +128,9 @@ def _chunks(pieces: Sequence[int], budget: int) -> list[tuple[int, int]]:
     return out
 
 
-def encode_sentences(tokenizer: Any, sentences: Sequence[Sentence], label2id: dict[str, int],
-                     max_length: int) -> tuple[list[Window], dict[str, int]]:
+def encode_sentences(
+    tokenizer: Any, sentences: Sequence[Sentence], label2id: dict[str, int], max_length: int
+) -> tuple[list[Window], dict[str, int]]:
     """Tokenize sentences into windows of at most ``max_length`` subwords, labelling first subwords.
 
     Returns
@@ -169,9 +171,18 @@ def _collate(pad_id: int, device: Any, labels: bool):
     return collate
 
 
-def predict_tags(model: Any, windows: Sequence[Window], lengths: Sequence[int], id2label: dict[int, str], *,
-                 batch_size: int = 64, pad_id: int = 0, device: Any = "cpu", bf16: bool = False,
-                 progress: bool = False) -> list[list[str]]:
+def predict_tags(
+    model: Any,
+    windows: Sequence[Window],
+    lengths: Sequence[int],
+    id2label: dict[int, str],
+    *,
+    batch_size: int = 64,
+    pad_id: int = 0,
+    device: Any = "cpu",
+    bf16: bool = False,
+    progress: bool = False,
+) -> list[list[str]]:
     """The predicted IOB2 tag of every word (its first subword's argmax), sentence by sentence.
 
     Windows are scored in order of length (little padding) under ``torch.inference_mode``; words that no window
@@ -186,7 +197,7 @@ def predict_tags(model: Any, windows: Sequence[Window], lengths: Sequence[int], 
     model.eval()
     with torch.inference_mode(), autocast(device, bf16):
         for start in tqdm(range(0, len(order), batch_size), desc="ner predict", disable=not progress, leave=False):
-            batch = [windows[i] for i in order[start:start + batch_size]]
+            batch = [windows[i] for i in order[start : start + batch_size]]
             best = model(**collate(batch)).logits.argmax(-1).cpu().tolist()  # (B, L)
             for row, w in zip(best, batch, strict=True):
                 for pos, word in enumerate(w.word_index):
@@ -207,11 +218,22 @@ def ner_metrics(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]
     true, pred = [list(t) for t in y_true], [list(p) for p in y_pred]
     kw: dict[str, Any] = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
     report = classification_report(true, pred, output_dict=True, **kw)
-    per_type = {t: {"precision": float(r["precision"]), "recall": float(r["recall"]),
-                    "f1": float(r["f1-score"]), "support": int(r["support"])}
-                for t, r in report.items() if not t.endswith(" avg")}
-    return {"precision": float(precision_score(true, pred, **kw)), "recall": float(recall_score(true, pred, **kw)),
-            "f1": float(f1_score(true, pred, **kw)), "per_type": per_type}
+    per_type = {
+        t: {
+            "precision": float(r["precision"]),
+            "recall": float(r["recall"]),
+            "f1": float(r["f1-score"]),
+            "support": int(r["support"]),
+        }
+        for t, r in report.items()
+        if not t.endswith(" avg")
+    }
+    return {
+        "precision": float(precision_score(true, pred, **kw)),
+        "recall": float(recall_score(true, pred, **kw)),
+        "f1": float(f1_score(true, pred, **kw)),
+        "per_type": per_type,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- evaluator
@@ -287,9 +309,17 @@ class NEREvaluator(FinetuneEvaluator):
         return windows, [len(w.input_ids) for w in windows]
 
     def predict(self, net: Any, ctx: Context, part: Part) -> list[list[str]]:
-        return predict_tags(net, part.features, [len(s) for s in part.items], dict(enumerate(ctx.data.labels)),
-                            batch_size=self.eval_batch_size, pad_id=ctx.pad_id, device=ctx.device, bf16=self.bf16,
-                            progress=self.progress)
+        return predict_tags(
+            net,
+            part.features,
+            [len(s) for s in part.items],
+            dict(enumerate(ctx.data.labels)),
+            batch_size=self.eval_batch_size,
+            pad_id=ctx.pad_id,
+            device=ctx.device,
+            bf16=self.bf16,
+            progress=self.progress,
+        )
 
     def score(self, ctx: Context, part: Part, preds: list[list[str]]) -> dict[str, Any]:
         return ner_metrics([list(s.tags) for s in part.items], preds)
@@ -303,10 +333,13 @@ class NEREvaluator(FinetuneEvaluator):
         for typ in ctx.data.entity_types:
             rows = [r["per_type"].get(typ, {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}) for r in runs]
             f1, f1_std = mean_std([r["f1"] for r in rows])
-            result["per_type"][typ] = {"f1": f1, "f1_std": f1_std,
-                                       "precision": mean_std([r["precision"] for r in rows])[0],
-                                       "recall": mean_std([r["recall"] for r in rows])[0],
-                                       "support": rows[0]["support"]}
+            result["per_type"][typ] = {
+                "f1": f1,
+                "f1_std": f1_std,
+                "precision": mean_std([r["precision"] for r in rows])[0],
+                "recall": mean_std([r["recall"] for r in rows])[0],
+                "support": rows[0]["support"],
+            }
         return result
 
     def describe(self, ctx: Context, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -329,5 +362,7 @@ class NEREvaluator(FinetuneEvaluator):
 
     def write_predictions(self, ctx: Context, preds: list[list[str]], seed: int) -> None:
         if self.predictions_path:
-            write_conll(self.seed_path(seed, ".conll"),
-                        ((s.tokens, s.tags, p) for s, p in zip(ctx.eval.items, preds, strict=True)))
+            write_conll(
+                self.seed_path(seed, ".conll"),
+                ((s.tokens, s.tags, p) for s, p in zip(ctx.eval.items, preds, strict=True)),
+            )

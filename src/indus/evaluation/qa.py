@@ -101,8 +101,15 @@ def _truncate_question(tokenizer: Any, question: str, max_tokens: int) -> str:
     return question[: enc["offset_mapping"][max_tokens - 1][1]]
 
 
-def tokenize_windows(tokenizer: Any, examples: list[QAExample], *, max_length: int, doc_stride: int,
-                     max_question_length: int = 64, chunk: int = 32) -> Windows:
+def tokenize_windows(
+    tokenizer: Any,
+    examples: list[QAExample],
+    *,
+    max_length: int,
+    doc_stride: int,
+    max_question_length: int = 64,
+    chunk: int = 32,
+) -> Windows:
     """Cut every (question, context) pair into overlapping windows and label the first located gold answer.
 
     Parameters
@@ -125,11 +132,17 @@ def tokenize_windows(tokenizer: Any, examples: list[QAExample], *, max_length: i
     out = Windows()
     has_types = "token_type_ids" in tokenizer.model_input_names
     for lo in range(0, len(examples), chunk):
-        batch = examples[lo:lo + chunk]
-        enc = tokenizer([_truncate_question(tokenizer, ex.question, max_question_length) for ex in batch],
-                        [ex.context for ex in batch], truncation="only_second", max_length=max_length,
-                        stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-                        padding=False)
+        batch = examples[lo : lo + chunk]
+        enc = tokenizer(
+            [_truncate_question(tokenizer, ex.question, max_question_length) for ex in batch],
+            [ex.context for ex in batch],
+            truncation="only_second",
+            max_length=max_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
         for w, sample in enumerate(enc["overflow_to_sample_mapping"]):
             ex = batch[sample]
             ids = np.asarray(enc["input_ids"][w], dtype=np.int32)
@@ -150,8 +163,9 @@ def tokenize_windows(tokenizer: Any, examples: list[QAExample], *, max_length: i
                     start = int(ctx_idx[offsets[ctx_idx, 0] <= s][-1])
                     end = int(ctx_idx[offsets[ctx_idx, 1] >= e][0])
             out.input_ids.append(ids)
-            out.token_type_ids.append(np.asarray(enc["token_type_ids"][w], dtype=np.int8) if has_types
-                                      else np.zeros(0, dtype=np.int8))
+            out.token_type_ids.append(
+                np.asarray(enc["token_type_ids"][w], dtype=np.int8) if has_types else np.zeros(0, dtype=np.int8)
+            )
             out.offsets.append(offsets)
             out.example.append(lo + sample)
             out.start.append(start)
@@ -160,15 +174,22 @@ def tokenize_windows(tokenizer: Any, examples: list[QAExample], *, max_length: i
     return out
 
 
-def select_training_windows(windows: Windows, examples: list[QAExample], negative_windows: int | None,
-                            rng: random.Random) -> tuple[list[int], dict[str, int]]:
+def select_training_windows(
+    windows: Windows, examples: list[QAExample], negative_windows: int | None, rng: random.Random
+) -> tuple[list[int], dict[str, int]]:
     """The windows to train on (see the module docstring) and counts of what was kept and skipped."""
     by_example: dict[int, list[int]] = {}
     for i, ex_idx in enumerate(windows.example):
         by_example.setdefault(ex_idx, []).append(i)
     chosen: list[int] = []
-    stats = {"train_windows_available": len(windows), "train_windows_positive": 0, "train_windows_negative": 0,
-             "train_questions_used": 0, "train_questions_unlocated": 0, "train_questions_no_answer_window": 0}
+    stats = {
+        "train_windows_available": len(windows),
+        "train_windows_positive": 0,
+        "train_windows_negative": 0,
+        "train_questions_used": 0,
+        "train_questions_unlocated": 0,
+        "train_questions_no_answer_window": 0,
+    }
     for ex_idx, idx in sorted(by_example.items()):
         ex = examples[ex_idx]
         pos = [i for i in idx if windows.holds_answer(i)]
@@ -198,8 +219,9 @@ def _collate(windows: Windows, pad_id: int, device: Any, labels: bool):
         longest = max(len(windows.input_ids[i]) for i in indices)
         ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)  # (B, L)
         mask = torch.zeros((len(indices), longest), dtype=torch.long)  # (B, L)
-        types = torch.zeros((len(indices), longest), dtype=torch.long) if len(windows.token_type_ids[indices[0]]) \
-            else None
+        types = (
+            torch.zeros((len(indices), longest), dtype=torch.long) if len(windows.token_type_ids[indices[0]]) else None
+        )
         for row, i in enumerate(indices):
             n = len(windows.input_ids[i])
             ids[row, :n] = torch.from_numpy(windows.input_ids[i]).long()
@@ -217,8 +239,16 @@ def _collate(windows: Windows, pad_id: int, device: Any, labels: bool):
     return collate
 
 
-def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int, device: Any,
-                   progress: bool = True, bf16: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def predict_logits(
+    model: Any,
+    windows: Windows,
+    *,
+    batch_size: int,
+    pad_id: int,
+    device: Any,
+    progress: bool = True,
+    bf16: bool = False,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits of every window (arrays of the window's length), batched by length."""
     import torch
     from tqdm.auto import tqdm
@@ -230,7 +260,7 @@ def predict_logits(model: Any, windows: Windows, *, batch_size: int, pad_id: int
     model.eval()
     with torch.inference_mode(), autocast(device, bf16):
         for lo in tqdm(range(0, len(order), batch_size), desc="qa predict", disable=not progress, leave=False):
-            idx = order[lo:lo + batch_size]
+            idx = order[lo : lo + batch_size]
             out = model(**collate(idx))
             s = out["start_logits"].float().cpu().numpy()  # (B, L)
             e = out["end_logits"].float().cpu().numpy()  # (B, L)
@@ -270,8 +300,9 @@ class Prediction:
     window: int = -1
 
 
-def window_spans(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, *, n_best: int,
-                 max_answer_length: int) -> tuple[float, int, int]:
+def window_spans(
+    starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, *, n_best: int, max_answer_length: int
+) -> tuple[float, int, int]:
     """The best span of one window: ``(start + end logit, start token, end token)``, ``(-inf, -1, -1)`` when the
     window has no context token; spans lie inside the context, ``end >= start``, at most ``max_answer_length``
     tokens, among the ``n_best`` highest start and end logits."""
@@ -289,8 +320,16 @@ def window_spans(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, *, n
     return float(scores.flat[flat]), int(top_s[i]), int(top_e[j])
 
 
-def decode(examples: list[QAExample], windows: Windows, starts: list[np.ndarray], ends: list[np.ndarray], *,
-           n_best: int = 20, max_answer_length: int = 30, scoring: str = "null_relative") -> list[Prediction]:
+def decode(
+    examples: list[QAExample],
+    windows: Windows,
+    starts: list[np.ndarray],
+    ends: list[np.ndarray],
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    scoring: str = "null_relative",
+) -> list[Prediction]:
     """Best span of each question over all its windows, and its null score (see the module docstring).
 
     ``scoring`` ranks the windows' best spans: ``null_relative`` by span score minus the window's own null
@@ -312,16 +351,18 @@ def decode(examples: list[QAExample], windows: Windows, starts: list[np.ndarray]
         if key > rank[ex_idx]:
             rank[ex_idx] = key
             start_char, end_char = int(off[a, 0]), int(off[b, 1])
-            best[ex_idx] = Prediction(examples[ex_idx].context[start_char:end_char], score, null, start_char,
-                                      end_char, w)
+            best[ex_idx] = Prediction(
+                examples[ex_idx].context[start_char:end_char], score, null, start_char, end_char, w
+            )
     for ex_idx, pred in enumerate(best):
         if not relative or pred.window < 0:
             pred.null_score = min_null[ex_idx]
     return best
 
 
-def final_answers(examples: list[QAExample], preds: list[Prediction], *, allow_null: bool,
-                  null_threshold: float) -> dict[str, str]:
+def final_answers(
+    examples: list[QAExample], preds: list[Prediction], *, allow_null: bool, null_threshold: float
+) -> dict[str, str]:
     """Question id to answer text: the best span, or "" when null answers are allowed and the null score wins."""
     out: dict[str, str] = {}
     for ex, p in zip(examples, preds, strict=True):
@@ -430,8 +471,10 @@ class QAEvaluator(FinetuneEvaluator):
         if self.max_question_length < 1 or self.max_answer_length < 1 or self.n_best < 1:
             problems.append("max_question_length, max_answer_length and n_best must be >= 1")
         if self.doc_stride < 0 or self.doc_stride + self.max_question_length + 3 >= self.max_length:
-            problems.append(f"need 0 <= doc_stride and doc_stride + max_question_length + 3 < max_length "
-                            f"(got {self.doc_stride} + {self.max_question_length} + 3 vs {self.max_length})")
+            problems.append(
+                f"need 0 <= doc_stride and doc_stride + max_question_length + 3 < max_length "
+                f"(got {self.doc_stride} + {self.max_question_length} + 3 vs {self.max_length})"
+            )
         if self.negative_windows is not None and self.negative_windows < 0:
             problems.append(f"negative_windows must be >= 0 or None, got {self.negative_windows}")
         if self.window_scoring not in WINDOW_SCORINGS:
@@ -452,26 +495,48 @@ class QAEvaluator(FinetuneEvaluator):
         return sets[self.train_split].has_unanswerable or sets[self.split].has_unanswerable
 
     def encode(self, tokenizer: Any, items: list[Any], data: Any) -> Part:
-        windows = tokenize_windows(tokenizer, items, max_length=self.max_length, doc_stride=self.doc_stride,
-                                   max_question_length=self.max_question_length)
+        windows = tokenize_windows(
+            tokenizer,
+            items,
+            max_length=self.max_length,
+            doc_stride=self.doc_stride,
+            max_question_length=self.max_question_length,
+        )
         return Part(items, windows)
 
     def collate(self, ctx: Context, labels: bool):
         return _collate(ctx.train.features, ctx.pad_id, ctx.device, labels=labels)
 
     def training_features(self, ctx: Context, seed: int) -> tuple[list[int], None]:
-        chosen, ctx.extra["window_stats"] = select_training_windows(ctx.train.features, ctx.train.items,
-                                                                    self.negative_windows, random.Random(seed))
+        chosen, ctx.extra["window_stats"] = select_training_windows(
+            ctx.train.features, ctx.train.items, self.negative_windows, random.Random(seed)
+        )
         if not chosen:
-            raise IndusError(f"{ctx.path}: no training windows (no question of the {self.train_split} split has "
-                             "its answer inside one window)")
+            raise IndusError(
+                f"{ctx.path}: no training windows (no question of the {self.train_split} split has "
+                "its answer inside one window)"
+            )
         return chosen, None
 
     def predict(self, net: Any, ctx: Context, part: Part) -> list[Prediction]:
-        starts, ends = predict_logits(net, part.features, batch_size=self.eval_batch_size, pad_id=ctx.pad_id,
-                                      device=ctx.device, progress=self.progress, bf16=self.bf16)
-        return decode(part.items, part.features, starts, ends, n_best=self.n_best,
-                      max_answer_length=self.max_answer_length, scoring=self.window_scoring)
+        starts, ends = predict_logits(
+            net,
+            part.features,
+            batch_size=self.eval_batch_size,
+            pad_id=ctx.pad_id,
+            device=ctx.device,
+            progress=self.progress,
+            bf16=self.bf16,
+        )
+        return decode(
+            part.items,
+            part.features,
+            starts,
+            ends,
+            n_best=self.n_best,
+            max_answer_length=self.max_answer_length,
+            scoring=self.window_scoring,
+        )
 
     def _answers(self, ctx: Context, part: Part, preds: list[Prediction]) -> dict[str, str]:
         return final_answers(part.items, preds, allow_null=self._allow_null(ctx), null_threshold=self.null_threshold)
@@ -481,8 +546,10 @@ class QAEvaluator(FinetuneEvaluator):
         scores = squad_scores(self._answers(ctx, part, preds), references)
         if self._allow_null(ctx):
             spans = {ex.id: p.text for ex, p in zip(part.items, preds, strict=True)}
-            diffs = {ex.id: float(np.clip(p.null_score - p.span_score, -1e9, 1e9))
-                     for ex, p in zip(part.items, preds, strict=True)}
+            diffs = {
+                ex.id: float(np.clip(p.null_score - p.span_score, -1e9, 1e9))
+                for ex, p in zip(part.items, preds, strict=True)
+            }
             scores.update(best_null_threshold(spans, references, diffs))
         rate = answer_window_rate(part.features, preds)
         if rate is not None:

@@ -85,8 +85,9 @@ def squad_scores(predictions: Mapping[str, str], references: Mapping[str, Sequen
     """
     if not references:
         raise ValueError("no reference questions to score")
-    per: dict[str, tuple[float, float]] = {qid: question_scores(predictions.get(qid, ""), golds)
-                                           for qid, golds in references.items()}
+    per: dict[str, tuple[float, float]] = {
+        qid: question_scores(predictions.get(qid, ""), golds) for qid, golds in references.items()
+    }
     out: dict[str, float] = _mean(per.values())
     out["total"] = len(per)
     has = [qid for qid, golds in references.items() if gold_texts(golds) != [""]]
@@ -105,8 +106,9 @@ def _mean(pairs) -> dict[str, float]:
     return {"exact_match": sum(p[0] for p in pairs) / len(pairs), "f1": sum(p[1] for p in pairs) / len(pairs)}
 
 
-def best_null_threshold(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-                        null_diffs: Mapping[str, float]) -> dict[str, float]:
+def best_null_threshold(
+    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], null_diffs: Mapping[str, float]
+) -> dict[str, float]:
     """The v2.0 script's ``best_f1`` / ``best_f1_thresh``: the best score reachable by predicting "no answer"
     whenever ``null_diffs[qid]`` (null score minus best span score) exceeds a threshold, chosen on these very
     questions (an oracle: report it, do not select models on it).

@@ -29,8 +29,21 @@ from typing import Any
 
 HEAD = ("task", "primary_metric", "model", "data")
 #: facts about the run that are numbers but neither metrics nor counts
-INFO_KEYS = frozenset({"seeds", "epochs", "max_length", "doc_stride", "max_answer_length", "k", "fusion_k",
-                       "latency_queries", "lr", "no_answer", "collapsed"})
+INFO_KEYS = frozenset(
+    {
+        "seeds",
+        "epochs",
+        "max_length",
+        "doc_stride",
+        "max_answer_length",
+        "k",
+        "fusion_k",
+        "latency_queries",
+        "lr",
+        "no_answer",
+        "collapsed",
+    }
+)
 
 
 def _section(key: str, value: Any) -> str:
@@ -111,13 +124,29 @@ class EvalResult(Mapping):
         # an std belongs with its metric even when the metric is missing or an integer
         for key in [k for k in sections["counts"] if k.endswith("_std")]:
             sections["metrics"][key] = sections["counts"].pop(key)
-        return cls(str(flat.get("task", "")), str(flat.get("primary_metric", "")), str(flat.get("model", "")),
-                   str(flat.get("data", "")), per_seed=per_seed, settings=settings, order=list(flat), **sections)
+        return cls(
+            str(flat.get("task", "")),
+            str(flat.get("primary_metric", "")),
+            str(flat.get("model", "")),
+            str(flat.get("data", "")),
+            per_seed=per_seed,
+            settings=settings,
+            order=list(flat),
+            **sections,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The flat JSON object of the result (the keys and order evaluators have always written)."""
-        values: dict[str, Any] = {"task": self.task, "primary_metric": self.primary_metric, "model": self.model,
-                                  "data": self.data, **self.info, **self.metrics, **self.counts, **self.timings}
+        values: dict[str, Any] = {
+            "task": self.task,
+            "primary_metric": self.primary_metric,
+            "model": self.model,
+            "data": self.data,
+            **self.info,
+            **self.metrics,
+            **self.counts,
+            **self.timings,
+        }
         if self.per_seed or "per_seed" in self.order:
             values["per_seed"] = self.per_seed
         if self.settings or "settings" in self.order:

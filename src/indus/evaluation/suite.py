@@ -153,15 +153,29 @@ def load_suite(suite: str | Path | None = None) -> Suite:
 
 def _row(entry: SuiteTask, model: str, result: EvalResult) -> dict[str, Any]:
     metric = result.primary_metric
-    also = ", ".join(f"{k} {result.metric(k):.4g}" for k in HEADLINE
-                     if k != metric and isinstance(result.metric(k), int | float))
-    return {"task": entry.task, "data": entry.label, "model": model, "metric": metric,
-            "value": result.value, "std": result.std, "also": also,
-            "wall_s": result.wall_s, "metrics": result.to_json()}
+    also = ", ".join(
+        f"{k} {result.metric(k):.4g}" for k in HEADLINE if k != metric and isinstance(result.metric(k), int | float)
+    )
+    return {
+        "task": entry.task,
+        "data": entry.label,
+        "model": model,
+        "metric": metric,
+        "value": result.value,
+        "std": result.std,
+        "also": also,
+        "wall_s": result.wall_s,
+        "metrics": result.to_json(),
+    }
 
 
-def run_suite(model: str | Path, suite: str | Path | None = None, data_root: str | Path | None = None, *,
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_suite(
+    model: str | Path,
+    suite: str | Path | None = None,
+    data_root: str | Path | None = None,
+    *,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Run every task of a suite on ``model``.
 
     Parameters
@@ -189,8 +203,7 @@ def run_suite(model: str | Path, suite: str | Path | None = None, data_root: str
     paths = []
     for i, entry in enumerate(loaded.tasks):
         try:
-            paths.append(resolve_dataset(entry.data, kind=TASK_KINDS.get(entry.task), root=data_root,
-                                         from_config=True))
+            paths.append(resolve_dataset(entry.data, kind=TASK_KINDS.get(entry.task), root=data_root, from_config=True))
         except IndusError as exc:
             raise IndusError(f"{loaded.path}: tasks[{i}] ({entry.task} {entry.data}): {exc}") from None
     started = time.perf_counter()
@@ -202,5 +215,10 @@ def run_suite(model: str | Path, suite: str | Path | None = None, data_root: str
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    return {"suite": loaded.name, "suite_path": str(loaded.path), "model": str(model),
-            "wall_s": time.perf_counter() - started, "rows": rows}
+    return {
+        "suite": loaded.name,
+        "suite_path": str(loaded.path),
+        "model": str(model),
+        "wall_s": time.perf_counter() - started,
+        "rows": rows,
+    }

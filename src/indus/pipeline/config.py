@@ -24,10 +24,14 @@ def _h(text: str) -> dict[str, str]:
 class CorpusSection:
     """The pretraining corpus."""
 
-    train: str = field(default="corpus", metadata=_h("training documents: a name or path; a folder gives its "
-                                                     "training files (corpus: train.jsonl.gz)"))
-    valid: str = field(default="corpus", metadata=_h("held-out documents: a name or path; a folder gives its "
-                                                     "held-out files (corpus: valid.jsonl.gz)"))
+    train: str = field(
+        default="corpus",
+        metadata=_h("training documents: a name or path; a folder gives its training files (corpus: train.jsonl.gz)"),
+    )
+    valid: str = field(
+        default="corpus",
+        metadata=_h("held-out documents: a name or path; a folder gives its held-out files (corpus: valid.jsonl.gz)"),
+    )
 
 
 @dataclass
@@ -38,8 +42,9 @@ class TokenizerSection:
     vocab_size: int = field(default=50_265, metadata=_h("vocabulary size (the paper: 50,265)"))
     lowercase: bool = field(default=True, metadata=_h("uncased, as INDUSBPE"))
     max_docs: int | None = field(default=None, metadata=_h("train on the first N documents"))
-    compare_with: list[str] = field(default_factory=lambda: ["minilm"],
-                                    metadata=_h("tokenizers to compare against on the held-out text"))
+    compare_with: list[str] = field(
+        default_factory=lambda: ["minilm"], metadata=_h("tokenizers to compare against on the held-out text")
+    )
     compare_max_docs: int | None = field(default=None, metadata=_h("held-out documents used for the comparison"))
 
     def __post_init__(self) -> None:
@@ -87,8 +92,13 @@ class RetrieverRun:
     """One bi-encoder trained with the GTE contrastive loss."""
 
     name: str = field(default="", metadata=_h("the retriever's name in tables"))
-    model: str = field(default="minilm", metadata=_h("start from: a model spec, or pretrain:<run> / distill:<run> / "
-                                                     "retriever:<earlier run> (stage 2 after stage 1)"))
+    model: str = field(
+        default="minilm",
+        metadata=_h(
+            "start from: a model spec, or pretrain:<run> / distill:<run> / "
+            "retriever:<earlier run> (stage 2 after stage 1)"
+        ),
+    )
     pairs: list[str] = field(default_factory=list, metadata=_h("pair files or folders (names or paths)"))
     settings: dict[str, Any] = field(default_factory=dict, metadata=_h("RetrieverTrainConfig fields"))
 
@@ -103,8 +113,10 @@ class RetrieverDistillRun:
 
     name: str = field(default="", metadata=_h("the student's name in tables"))
     teacher: str = field(default="", metadata=_h("name of a retriever run"))
-    student: str = field(default="minilm-layers:3", metadata=_h("student: a spec (folder, random:<preset>, "
-                                                                "minilm-layers:N) or distill:<run> / pretrain:<run>"))
+    student: str = field(
+        default="minilm-layers:3",
+        metadata=_h("student: a spec (folder, random:<preset>, minilm-layers:N) or distill:<run> / pretrain:<run>"),
+    )
     pairs: list[str] = field(default_factory=list, metadata=_h("pairs (default: the teacher's)"))
     settings: dict[str, Any] = field(default_factory=dict, metadata=_h("RetrieverDistillConfig fields"))
 
@@ -120,8 +132,10 @@ class EvalTask:
     task: str = field(default="ner", metadata=_h("ner | qa | cls (encoders) or ir (retrievers)"))
     data: str = field(default="", metadata=_h("dataset name or path"))
     settings: dict[str, Any] = field(default_factory=dict, metadata=_h("the evaluator's options (budgets)"))
-    per_model: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=_h(
-        "settings that differ for some models, by model name, e.g. {minilm: {lr: 2.0e-4}}"))
+    per_model: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata=_h("settings that differ for some models, by model name, e.g. {minilm: {lr: 2.0e-4}}"),
+    )
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -149,8 +163,10 @@ class EvalTask:
 class EvalSection:
     """The benchmark suite and the baselines every built model is compared with."""
 
-    baselines: list[str] = field(default_factory=lambda: ["random", "minilm", "bm25"],
-                                 metadata=_h("random (same shape, random weights), minilm, bm25 (retrieval)"))
+    baselines: list[str] = field(
+        default_factory=lambda: ["random", "minilm", "bm25"],
+        metadata=_h("random (same shape, random weights), minilm, bm25 (retrieval)"),
+    )
     tasks: list[EvalTask] = field(default_factory=list, metadata=_h("benchmarks"))
     latency_sentences: int = field(default=64, metadata=_h("sentences timed one by one for encoder latency"))
 
@@ -165,8 +181,9 @@ class ForecastSection:
     """Does a bigger run pay? Each metric against log compute and held-out loss across the pretrain runs."""
 
     enabled: bool = field(default=True, metadata=_h("fit and forecast"))
-    multipliers: list[float] = field(default_factory=lambda: [10.0, 100.0],
-                                     metadata=_h("forecast at these multiples of the largest run's compute"))
+    multipliers: list[float] = field(
+        default_factory=lambda: [10.0, 100.0], metadata=_h("forecast at these multiples of the largest run's compute")
+    )
     alpha: float = field(default=0.1, metadata=_h("1 - alpha prediction intervals"))
 
     def __post_init__(self) -> None:
@@ -201,21 +218,29 @@ class PipelineConfig:
     scaling: ScalingSection = field(default_factory=ScalingSection)
 
     def __post_init__(self) -> None:
-        names = ([r.name for r in self.pretrain.runs] + [r.name for r in self.distill]
-                 + [r.name for r in self.retriever] + [r.name for r in self.retriever_distill])
+        names = (
+            [r.name for r in self.pretrain.runs]
+            + [r.name for r in self.distill]
+            + [r.name for r in self.retriever]
+            + [r.name for r in self.retriever_distill]
+        )
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
         pretrained = {r.name for r in self.pretrain.runs}
         for d in self.distill:
             if d.teacher not in pretrained:
-                raise ValueError(f"distill {d.name!r}: teacher {d.teacher!r} is not a pretrain run "
-                                 f"(known: {', '.join(sorted(pretrained)) or 'none'})")
+                raise ValueError(
+                    f"distill {d.name!r}: teacher {d.teacher!r} is not a pretrain run "
+                    f"(known: {', '.join(sorted(pretrained)) or 'none'})"
+                )
         retrievers = {r.name for r in self.retriever}
         for d in self.retriever_distill:
             if d.teacher not in retrievers:
-                raise ValueError(f"retriever_distill {d.name!r}: teacher {d.teacher!r} is not a retriever run "
-                                 f"(known: {', '.join(sorted(retrievers)) or 'none'})")
+                raise ValueError(
+                    f"retriever_distill {d.name!r}: teacher {d.teacher!r} is not a retriever run "
+                    f"(known: {', '.join(sorted(retrievers)) or 'none'})"
+                )
         known = {"pretrain": pretrained, "distill": {d.name for d in self.distill}, "retriever": set()}
         for r in self.retriever:
             _check_ref(f"retriever {r.name!r}", r.model, known)

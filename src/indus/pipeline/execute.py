@@ -29,8 +29,9 @@ def execute(plan: Plan, runner: StageRunner) -> dict[str, StageResult]:
     """Run (or take from the cache) every stage of ``plan`` in order; returns the results by stage name."""
     results: dict[str, StageResult] = {}
     for stage in plan.stages.values():
-        res = runner.stage(stage.name, stage.settings, stage.fn, inputs=[results[i] for i in stage.inputs],
-                           collective=stage.collective)
+        res = runner.stage(
+            stage.name, stage.settings, stage.fn, inputs=[results[i] for i in stage.inputs], collective=stage.collective
+        )
         if res.key != stage.key:  # the plan and the runner hash the same things: a mismatch is a bug here
             raise IndusError(f"stage {stage.name}: planned key {stage.key}, ran under {res.key}")
         results[stage.name] = res
@@ -49,10 +50,23 @@ def summarise(plan: Plan, results: dict[str, StageResult], wall_s: float) -> dic
         task, m = step.task, step.model
         stored = results[step.stage].summary["result"]
         result = EvalResult.from_json(stored)
-        evals.append({"task": task.task, "data": task.data, "model": m.name, "kind": m.kind, "role": m.role,
-                      "metric": result.primary_metric, "value": result.value, "std": result.std,
-                      "wall_s": result.wall_s, "latency_ms": result.latency_ms, "collapsed": result.collapsed,
-                      "collapsed_seeds": result.counts.get("collapsed_seeds", 0), "result": stored})
+        evals.append(
+            {
+                "task": task.task,
+                "data": task.data,
+                "model": m.name,
+                "kind": m.kind,
+                "role": m.role,
+                "metric": result.primary_metric,
+                "value": result.value,
+                "std": result.std,
+                "wall_s": result.wall_s,
+                "latency_ms": result.latency_ms,
+                "collapsed": result.collapsed,
+                "collapsed_seeds": result.counts.get("collapsed_seeds", 0),
+                "result": stored,
+            }
+        )
     latency = {name: results[stage].summary["ms_per_sentence"] for name, stage in plan.latency.items()}
     pretrained = {name: results[stage] for name, stage in plan.pretrained.items()}
     distilled = {name: results[stage] for name, stage in plan.distilled.items()}
@@ -63,24 +77,56 @@ def summarise(plan: Plan, results: dict[str, StageResult], wall_s: float) -> dic
         scaling = {"folder": str(res.path / res.summary["folder"]), "summary": res.summary["summary"]}
     tok = results[plan.tokenizer] if plan.tokenizer else None
     return {
-        "name": cfg.name, "out_dir": str(plan.out_dir),
+        "name": cfg.name,
+        "out_dir": str(plan.out_dir),
         "stages": [{"name": r.name, "key": r.key, "cached": r.cached, "wall_s": r.wall_s} for r in results.values()],
         "fertility": tok.summary["fertility"] if tok else None,
-        "pretrain": [{"name": n, "preset": next(r.preset for r in cfg.pretrain.runs if r.name == n),
-                      "log": str(_model_dir(res) / "log.jsonl"), **_pick(res.summary["metrics"])}
-                     for n, res in pretrained.items()],
-        "distill": [{"name": d.name, "teacher": d.teacher, "preset": d.student_preset,
-                     "log": str(_model_dir(distilled[d.name]) / "log.jsonl"),
-                     **_pick(distilled[d.name].summary["metrics"])} for d in cfg.distill],
-        "models": [{"name": m.name, "role": m.role, "kind": m.kind, "teacher": m.teacher, "preset": m.preset,
-                    "path": str(_model_dir(results[m.stage])) if m.kind == "built" else m.spec}
-                   for m in plan.models],
-        "evals": evals, "latency": latency, "forecast": forecasts, "scaling": scaling, "wall_s": wall_s,
+        "pretrain": [
+            {
+                "name": n,
+                "preset": next(r.preset for r in cfg.pretrain.runs if r.name == n),
+                "log": str(_model_dir(res) / "log.jsonl"),
+                **_pick(res.summary["metrics"]),
+            }
+            for n, res in pretrained.items()
+        ],
+        "distill": [
+            {
+                "name": d.name,
+                "teacher": d.teacher,
+                "preset": d.student_preset,
+                "log": str(_model_dir(distilled[d.name]) / "log.jsonl"),
+                **_pick(distilled[d.name].summary["metrics"]),
+            }
+            for d in cfg.distill
+        ],
+        "models": [
+            {
+                "name": m.name,
+                "role": m.role,
+                "kind": m.kind,
+                "teacher": m.teacher,
+                "preset": m.preset,
+                "path": str(_model_dir(results[m.stage])) if m.kind == "built" else m.spec,
+            }
+            for m in plan.models
+        ],
+        "evals": evals,
+        "latency": latency,
+        "forecast": forecasts,
+        "scaling": scaling,
+        "wall_s": wall_s,
     }
 
 
-def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[str] = (),
-                 log: Callable[[str], None] | None = None, source: str | Path | None = None) -> dict[str, Any]:
+def run_pipeline(
+    cfg: PipelineConfig,
+    out_dir: str | Path,
+    *,
+    force: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+    source: str | Path | None = None,
+) -> dict[str, Any]:
     """Plan, run (or reuse) every stage of ``cfg`` into ``out_dir`` and write the report; returns the run summary.
 
     ``source`` (the config file) names the file in the errors of the plan, which is checked whole before the
@@ -104,13 +150,24 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, *, force: Sequence[st
 
 
 def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("params", "params_non_embedding", "steps", "tokens_seen", "train_flops", "valid_loss", "valid_ppl",
-            "tokens_per_s", "wall_s", "mfu")
+    keys = (
+        "params",
+        "params_non_embedding",
+        "steps",
+        "tokens_seen",
+        "train_flops",
+        "valid_loss",
+        "valid_ppl",
+        "tokens_per_s",
+        "wall_s",
+        "mfu",
+    )
     return {k: metrics.get(k) for k in keys if k in metrics}
 
 
-def _forecasts(cfg: PipelineConfig, evals: list[dict[str, Any]],
-               pretrained: dict[str, StageResult]) -> dict[str, dict[str, Any]]:
+def _forecasts(
+    cfg: PipelineConfig, evals: list[dict[str, Any]], pretrained: dict[str, StageResult]
+) -> dict[str, dict[str, Any]]:
     """For every encoder benchmark: the metric against compute and held-out loss over the pretraining ladder."""
     out = {}
     for task in cfg.eval.tasks:
@@ -118,11 +175,16 @@ def _forecasts(cfg: PipelineConfig, evals: list[dict[str, Any]],
             continue
         points = []
         for e in evals:
-            if e["task"] == task.task and e["data"] == task.data and e["model"] in pretrained \
-                    and e["value"] is not None:  # a collapsed model has no score to fit
+            if (
+                e["task"] == task.task
+                and e["data"] == task.data
+                and e["model"] in pretrained
+                and e["value"] is not None
+            ):  # a collapsed model has no score to fit
                 m = pretrained[e["model"]].summary["metrics"]
-                points.append(Point(e["model"], float(m.get("train_flops") or 0.0), m.get("valid_loss"),
-                                    float(e["value"])))
+                points.append(
+                    Point(e["model"], float(m.get("train_flops") or 0.0), m.get("valid_loss"), float(e["value"]))
+                )
         if points:
             fc = forecast_metric(points, cfg.forecast.multipliers, alpha=cfg.forecast.alpha)
             fc["metric"] = next(e["metric"] for e in evals if e["task"] == task.task and e["data"] == task.data)

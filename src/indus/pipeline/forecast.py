@@ -95,9 +95,15 @@ class Point:
     metric: float
 
 
-def forecast_metric(points: Sequence[Point], multipliers: Sequence[float] = (10.0, 100.0), *, alpha: float = 0.1,
-                    bounds: tuple[float, float] = (0.0, 1.0), n_draws: int = 20000,
-                    random_state: int = 0) -> dict[str, Any]:
+def forecast_metric(
+    points: Sequence[Point],
+    multipliers: Sequence[float] = (10.0, 100.0),
+    *,
+    alpha: float = 0.1,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    n_draws: int = 20000,
+    random_state: int = 0,
+) -> dict[str, Any]:
     """Fit the compute and loss laws on ``points`` and forecast at ``multipliers`` x the largest budget.
 
     Returns
@@ -122,10 +128,19 @@ def forecast_metric(points: Sequence[Point], multipliers: Sequence[float] = (10.
     comp = LogLinearFit.fit(logc, y)
     lo, hi = comp.interval(targets, alpha)
     out["compute"] = {
-        "slope_per_decade": comp.slope, "intercept": comp.intercept, "r2": comp.r2,
-        "forecasts": [{"multiplier": float(m), "flops": float(10**t), "y": float(np.clip(comp.predict(t), lo_b, hi_b)),
-                       "lo": _clip(lo[i], bounds), "hi": _clip(hi[i], bounds)}
-                      for i, (m, t) in enumerate(zip(multipliers, targets, strict=True))],
+        "slope_per_decade": comp.slope,
+        "intercept": comp.intercept,
+        "r2": comp.r2,
+        "forecasts": [
+            {
+                "multiplier": float(m),
+                "flops": float(10**t),
+                "y": float(np.clip(comp.predict(t), lo_b, hi_b)),
+                "lo": _clip(lo[i], bounds),
+                "hi": _clip(hi[i], bounds),
+            }
+            for i, (m, t) in enumerate(zip(multipliers, targets, strict=True))
+        ],
     }
     if len(pts) < 3:
         out["note"] = "intervals need at least three pretrained models"
@@ -142,8 +157,14 @@ def forecast_metric(points: Sequence[Point], multipliers: Sequence[float] = (10.
     for m, t in zip(multipliers, targets, strict=True):
         l_hat = float(np.exp(power.predict(t)))
         y_hat = float(metric_on_loss.predict(l_hat))
-        f = {"multiplier": float(m), "flops": float(10**t), "loss": l_hat, "y": float(np.clip(y_hat, lo_b, hi_b)),
-             "lo": None, "hi": None}
+        f = {
+            "multiplier": float(m),
+            "flops": float(10**t),
+            "loss": l_hat,
+            "y": float(np.clip(y_hat, lo_b, hi_b)),
+            "lo": None,
+            "hi": None,
+        }
         if len(pts) >= 3:
             # a poorly fitted loss law can draw absurd losses; bound them so exp() stays finite
             log_l = np.clip(power.sample(np.full(n_draws, t), rng), np.log(1e-3), np.log(1e3))  # (n_draws,)
@@ -151,8 +172,13 @@ def forecast_metric(points: Sequence[Point], multipliers: Sequence[float] = (10.
             q_lo, q_hi = np.quantile(y_draws, [alpha / 2, 1 - alpha / 2])
             f["lo"], f["hi"] = _clip(q_lo, bounds), _clip(q_hi, bounds)
         forecasts.append(f)
-    out["loss"] = {"loss_exponent_per_decade": power.slope, "slope_per_loss": metric_on_loss.slope,
-                   "r2_loss_vs_compute": power.r2, "r2_metric_vs_loss": metric_on_loss.r2, "forecasts": forecasts}
+    out["loss"] = {
+        "loss_exponent_per_decade": power.slope,
+        "slope_per_loss": metric_on_loss.slope,
+        "r2_loss_vs_compute": power.r2,
+        "r2_metric_vs_loss": metric_on_loss.r2,
+        "forecasts": forecasts,
+    }
     return out
 
 

@@ -94,8 +94,9 @@ class Plan:
     latency: dict[str, str] = field(default_factory=dict)  # model name -> stage name
     scaling: str | None = None
 
-    def add(self, name: str, settings: dict[str, Any], fn: StageFn, inputs: Sequence[str] = (), *,
-            collective: bool = False) -> PlannedStage:
+    def add(
+        self, name: str, settings: dict[str, Any], fn: StageFn, inputs: Sequence[str] = (), *, collective: bool = False
+    ) -> PlannedStage:
         """Append a stage; its key hashes its settings and its inputs' keys (see :func:`stage_key`)."""
         if name in self.stages:
             raise IndusError(f"two stages would be called {name!r}; give the models distinct names")
@@ -151,19 +152,28 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
     src = None if source is None else str(source)
     plan = Plan(cfg, Path(out_dir))
     with _at(src, "corpus"):
-        train, valid = (resolve_dataset(n, kind="corpus", from_config=True)
-                        for n in (cfg.corpus.train, cfg.corpus.valid))
+        train, valid = (
+            resolve_dataset(n, kind="corpus", from_config=True) for n in (cfg.corpus.train, cfg.corpus.valid)
+        )
         split_corpus([train], [valid])  # refuses held-out text among the training files, before any stage runs
     with _at(src, "eval.tasks"):
         if len({t.label for t in cfg.eval.tasks}) != len(cfg.eval.tasks):
             raise IndusError("each task:data pair may appear once")
-    names = {"minilm", "bm25", *(r.name for r in cfg.pretrain.runs), *(d.name for d in cfg.distill),
-             *(r.name for r in cfg.retriever), *(d.name for d in cfg.retriever_distill)}
+    names = {
+        "minilm",
+        "bm25",
+        *(r.name for r in cfg.pretrain.runs),
+        *(d.name for d in cfg.distill),
+        *(r.name for r in cfg.retriever),
+        *(d.name for d in cfg.retriever_distill),
+    }
     for task in cfg.eval.tasks:
         unknown = sorted(n for n in task.per_model if n not in names and not n.startswith("random:"))
         if unknown:
-            raise IndusError(f"{src + ': ' if src else ''}eval.tasks[{task.label}].per_model: no model named "
-                             f"{unknown[0]!r} in this run (models: {', '.join(sorted(names))}, random:<shape>)")
+            raise IndusError(
+                f"{src + ': ' if src else ''}eval.tasks[{task.label}].per_model: no model named "
+                f"{unknown[0]!r} in this run (models: {', '.join(sorted(names))}, random:<shape>)"
+            )
 
     # encoders: tokenizer, pretraining ladder, distilled students
     tokenizer = "minilm"
@@ -175,20 +185,27 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
     built: list[ModelEntry] = []
     for r in cfg.pretrain.runs:
         with _at(src, f"pretrain.runs[{r.name}]"):
-            st = plan.add(f"pretrain/{r.name}",
-                          *stages.pretrain_stage(r, cfg.pretrain.defaults, tokenizer, train, valid, cfg.seed),
-                          inputs=[plan.tokenizer] if plan.tokenizer else [], collective=True)
+            st = plan.add(
+                f"pretrain/{r.name}",
+                *stages.pretrain_stage(r, cfg.pretrain.defaults, tokenizer, train, valid, cfg.seed),
+                inputs=[plan.tokenizer] if plan.tokenizer else [],
+                collective=True,
+            )
         plan.pretrained[r.name] = st.name
         built.append(ModelEntry(r.name, "encoder", "built", str(plan.model_dir(st.name)), st.name, r.preset))
     for d in cfg.distill:
         teacher = plan.pretrained[d.teacher]
         with _at(src, f"distill[{d.name}]"):
-            st = plan.add(f"distill/{d.name}",
-                          *stages.distill_stage(d, cfg.pretrain.defaults, plan.model_dir(teacher), train, valid,
-                                                cfg.seed), inputs=[teacher], collective=True)
+            st = plan.add(
+                f"distill/{d.name}",
+                *stages.distill_stage(d, cfg.pretrain.defaults, plan.model_dir(teacher), train, valid, cfg.seed),
+                inputs=[teacher],
+                collective=True,
+            )
         plan.distilled[d.name] = st.name
-        built.append(ModelEntry(d.name, "encoder", "built", str(plan.model_dir(st.name)), st.name, d.student_preset,
-                                d.teacher))
+        built.append(
+            ModelEntry(d.name, "encoder", "built", str(plan.model_dir(st.name)), st.name, d.student_preset, d.teacher)
+        )
 
     # retrievers: contrastive training, DistillCSE students
     retrievers: dict[str, str] = {}
@@ -203,8 +220,12 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
     for r in cfg.retriever:
         spec, source_stage = ref(r.model)
         with _at(src, f"retriever[{r.name}]"):
-            st = plan.add(f"retriever/{r.name}", *stages.retriever_stage(r, spec, r.model, cfg.seed),
-                          inputs=[source_stage] if source_stage else [], collective=True)
+            st = plan.add(
+                f"retriever/{r.name}",
+                *stages.retriever_stage(r, spec, r.model, cfg.seed),
+                inputs=[source_stage] if source_stage else [],
+                collective=True,
+            )
         retrievers[r.name] = st.name
         built.append(ModelEntry(r.name, "retriever", "built", str(plan.model_dir(st.name)), st.name))
     for d in cfg.retriever_distill:
@@ -212,11 +233,13 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
         pairs = d.pairs or next(r.pairs for r in cfg.retriever if r.name == d.teacher)
         student, source_stage = ref(d.student)
         with _at(src, f"retriever_distill[{d.name}]"):
-            st = plan.add(f"retriever_distill/{d.name}",
-                          *stages.retriever_distill_stage(d, plan.model_dir(teacher), student, pairs, cfg.seed),
-                          inputs=[teacher, *([source_stage] if source_stage else [])], collective=True)
-        built.append(ModelEntry(d.name, "retriever", "built", str(plan.model_dir(st.name)), st.name,
-                                teacher=d.teacher))
+            st = plan.add(
+                f"retriever_distill/{d.name}",
+                *stages.retriever_distill_stage(d, plan.model_dir(teacher), student, pairs, cfg.seed),
+                inputs=[teacher, *([source_stage] if source_stage else [])],
+                collective=True,
+            )
+        built.append(ModelEntry(d.name, "retriever", "built", str(plan.model_dir(st.name)), st.name, teacher=d.teacher))
 
     # baselines: the random one takes the shape and tokenizer of the largest pretraining run (first of equals)
     baselines: list[ModelEntry] = []
@@ -225,13 +248,22 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
             largest = max(cfg.pretrain.runs, key=lambda r: _shape_size(r.preset), default=None)
         if largest is not None:
             stage = plan.pretrained[largest.name]
-            baselines.append(ModelEntry(f"random:{largest.preset}", "encoder", "baseline",
-                                        f"random:{largest.preset}@{plan.model_dir(stage)}", stage))
+            baselines.append(
+                ModelEntry(
+                    f"random:{largest.preset}",
+                    "encoder",
+                    "baseline",
+                    f"random:{largest.preset}@{plan.model_dir(stage)}",
+                    stage,
+                )
+            )
         else:
             baselines.append(ModelEntry("random:minilm", "encoder", "baseline", "random:minilm"))
     if "minilm" in cfg.eval.baselines:
-        baselines += [ModelEntry("minilm", "encoder", "baseline", "minilm"),
-                      ModelEntry("minilm", "retriever", "baseline", "minilm")]
+        baselines += [
+            ModelEntry("minilm", "encoder", "baseline", "minilm"),
+            ModelEntry("minilm", "retriever", "baseline", "minilm"),
+        ]
     if "bm25" in cfg.eval.baselines:
         baselines.append(ModelEntry("bm25", "retriever", "baseline", "bm25"))
     plan.models = baselines + built
@@ -241,8 +273,11 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
         role = "retriever" if task.group == "retrievers" else "encoder"
         for m in (e for e in plan.models if e.role == role):
             with _at(src, f"eval.tasks[{task.label}]"):
-                st = plan.add(f"eval/{task.task}-{Path(task.data).name}/{m.name}",
-                              *stages.eval_stage(task, m.spec, m.key, m.name), inputs=[m.stage] if m.stage else [])
+                st = plan.add(
+                    f"eval/{task.task}-{Path(task.data).name}/{m.name}",
+                    *stages.eval_stage(task, m.spec, m.key, m.name),
+                    inputs=[m.stage] if m.stage else [],
+                )
             plan.evals.append(EvalStep(task, m, st.name))
 
     # latency of each encoder (one sentence at a time), for the quality / cost trade-off
@@ -251,8 +286,9 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
         with _at(src, "eval.latency_sentences"):
             texts = latency_texts(valid, cfg.eval.latency_sentences)
             for m in enc:
-                st = plan.add(f"latency/{m.name}", *stages.latency_stage(m.spec, texts),
-                              inputs=[m.stage] if m.stage else [])
+                st = plan.add(
+                    f"latency/{m.name}", *stages.latency_stage(m.spec, texts), inputs=[m.stage] if m.stage else []
+                )
                 plan.latency[m.name] = st.name
 
     if cfg.scaling.enabled:
@@ -322,12 +358,15 @@ def why(plan: Plan, stage: PlannedStage, force: Sequence[str] = ()) -> tuple[str
     if last is None:
         return "run", "never run"
     old, new = last.get("settings") or {}, _jsonable(stage.settings)
-    reasons = diff_settings({k: v for k, v in old.items() if k != "data"},
-                            {k: v for k, v in new.items() if k != "data"})
+    reasons = diff_settings(
+        {k: v for k, v in old.items() if k != "data"}, {k: v for k, v in new.items() if k != "data"}
+    )
     if old.get("data") != new.get("data"):  # fingerprints: [name, size, mtime] per file
         before = {tuple(f) for f in old.get("data") or []}
-        changed = sorted({f[0] for f in new.get("data") or [] if tuple(f) not in before}
-                         | {f[0] for f in before if list(f) not in (new.get("data") or [])})
+        changed = sorted(
+            {f[0] for f in new.get("data") or [] if tuple(f) not in before}
+            | {f[0] for f in before if list(f) not in (new.get("data") or [])}
+        )
         reasons.append(f"data changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
     old_inputs = dict(i.split("=", 1) for i in last.get("inputs", []))
     new_inputs = {i: plan.stages[i].key for i in stage.inputs}
@@ -335,8 +374,11 @@ def why(plan: Plan, stage: PlannedStage, force: Sequence[str] = ()) -> tuple[str
     reasons += [f"input {name} removed" for name in old_inputs if name not in new_inputs]
     if not reasons:
         version = last.get("indus_version")
-        reasons = [f"indus version changed ({version})" if version else "key changed (indus version or an input "
-                                                                        "of an older record)"]
+        reasons = [
+            f"indus version changed ({version})"
+            if version
+            else "key changed (indus version or an input of an older record)"
+        ]
     return "run", "; ".join(reasons)
 
 
@@ -347,8 +389,12 @@ def explain(plan: Plan, force: Sequence[str] = ()) -> list[str]:
     for stage in plan.stages.values():
         status, reason = why(plan, stage, force)
         counts[status] += 1
-        lines.append(f"[{status}]{' ' * (7 - len(status))}{stage.name:<{width}}  {stage.key}"
-                     + (f"  {reason}" if reason else ""))
-    lines.append(f"{len(plan.stages)} stages: {counts['cached']} cached, {counts['run']} to run"
-                 + (f", {counts['resume']} to resume" if counts["resume"] else "") + f" (run folder {plan.out_dir})")
+        lines.append(
+            f"[{status}]{' ' * (7 - len(status))}{stage.name:<{width}}  {stage.key}" + (f"  {reason}" if reason else "")
+        )
+    lines.append(
+        f"{len(plan.stages)} stages: {counts['cached']} cached, {counts['run']} to run"
+        + (f", {counts['resume']} to resume" if counts["resume"] else "")
+        + f" (run folder {plan.out_dir})"
+    )
     return lines

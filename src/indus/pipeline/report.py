@@ -28,7 +28,7 @@ def _num(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     if isinstance(v, float):
-        return f"{v:.{digits}f}" if abs(v) >= 10 ** -digits or v == 0 else f"{v:.2e}"
+        return f"{v:.{digits}f}" if abs(v) >= 10**-digits or v == 0 else f"{v:.2e}"
     return str(v)
 
 
@@ -50,8 +50,9 @@ def _score(row: dict[str, Any], result: EvalResult) -> str:
     cell = _pm(row["value"], row["std"])
     n = result.counts.get("collapsed_seeds") or 0
     kept = result.settings.get("on_collapse") == "keep"
-    return cell + (f" ({n} of {len(result.per_seed)} seeds collapsed, {'kept in' if kept else 'not in'} the mean)"
-                   if n else "")
+    return cell + (
+        f" ({n} of {len(result.per_seed)} seeds collapsed, {'kept in' if kept else 'not in'} the mean)" if n else ""
+    )
 
 
 class Md(str):
@@ -128,8 +129,11 @@ def _plain_log_ticks(axis: Any) -> None:
 
 def _kind_handles(extra: Sequence[Any] = ()) -> list[Any]:
     plt = _plt()
-    return [plt.Line2D([], [], marker="s", ls="", color=BASELINE, label="baseline"),
-            plt.Line2D([], [], marker="s", ls="", color=BUILT, label="built by this run"), *extra]
+    return [
+        plt.Line2D([], [], marker="s", ls="", color=BASELINE, label="baseline"),
+        plt.Line2D([], [], marker="s", ls="", color=BUILT, label="built by this run"),
+        *extra,
+    ]
 
 
 def draw_fertility(rows: list[dict[str, Any]]) -> Any:
@@ -210,8 +214,13 @@ def draw_models(evals: list[dict[str, Any]]) -> Any:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for e in evals:
         groups.setdefault((f"{e['task']}: {e['data']}", e["metric"]), []).append(e)
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 1.1 + 0.42 * max(map(len, groups.values()))),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(groups),
+        figsize=(4.8 * len(groups), 1.1 + 0.42 * max(map(len, groups.values()))),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, ((title, metric), rows) in zip(axes[0], groups.items(), strict=True):
         vals = [r["value"] or 0.0 for r in rows]  # a collapsed model has no score: no bar, labelled
         errs = [r.get("std") or 0.0 for r in rows]
@@ -235,8 +244,9 @@ def plot_models(evals: list[dict[str, Any]], out: Path) -> str:
     return _save(draw_models(evals), out)
 
 
-def _label_points(ax: Any, xy: list[tuple[float, float]], labels: list[str], fontsize: float = 7,
-                  marker_size: float = 40) -> list[Any]:
+def _label_points(
+    ax: Any, xy: list[tuple[float, float]], labels: list[str], fontsize: float = 7, marker_size: float = 40
+) -> list[Any]:
     """Label scatter points so that no two labels overlap, none covers the legend, and every label stays inside
     the axes.
 
@@ -263,8 +273,9 @@ def _label_points(ax: Any, xy: list[tuple[float, float]], labels: list[str], fon
     texts = []
     for g in sorted(groups, key=lambda g: (pix[g[0]][1], pix[g[0]][0])):
         text, point = ", ".join(labels[i] for i in g), xy[g[0]]
-        probe = ax.annotate(text, point, xytext=(0, 0), textcoords="offset points", fontsize=fontsize,
-                            ha="left", va="center")
+        probe = ax.annotate(
+            text, point, xytext=(0, 0), textcoords="offset points", fontsize=fontsize, ha="left", va="center"
+        )
         size = probe.get_window_extent(renderer)
         probe.remove()
         w, h = size.width, size.height  # pixels
@@ -288,10 +299,28 @@ def _label_points(ax: Any, xy: list[tuple[float, float]], labels: list[str], fon
         dx, dy = (best.x0 - px) * step, (best.y0 + h / 2 - py) * step
         moved = not (abs(dy - (4 / step + h / 2) * step) < 1 and abs(dx - 6) < 1)
         # moved off its point: a thin leader line says whose label it is
-        arrow = ({"arrowstyle": "-", "color": "0.45", "lw": 0.6, "shrinkA": 0, "shrinkB": 3,
-                  "relpos": (0.0, 0.5) if best.x0 >= px else (1.0, 0.5)} if moved else None)
-        t = ax.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha="left",
-                        va="center", arrowprops=arrow)
+        arrow = (
+            {
+                "arrowstyle": "-",
+                "color": "0.45",
+                "lw": 0.6,
+                "shrinkA": 0,
+                "shrinkB": 3,
+                "relpos": (0.0, 0.5) if best.x0 >= px else (1.0, 0.5),
+            }
+            if moved
+            else None
+        )
+        t = ax.annotate(
+            text,
+            point,
+            xytext=(dx, dy),
+            textcoords="offset points",
+            fontsize=fontsize,
+            ha="left",
+            va="center",
+            arrowprops=arrow,
+        )
         placed.append(t.get_window_extent(renderer))
         texts.append(t)
     return texts
@@ -308,12 +337,18 @@ def draw_tradeoff(points: list[dict[str, Any]]) -> Any:
     for ax, (task, rows) in zip(axes[0], groups.items(), strict=True):
         by_name = {r["model"]: r for r in rows}
         for r in rows:
-            ax.scatter(r["latency_ms"], r["value"], s=40, zorder=3,
-                       color=BASELINE if r["kind"] == "baseline" else BUILT)
+            ax.scatter(
+                r["latency_ms"], r["value"], s=40, zorder=3, color=BASELINE if r["kind"] == "baseline" else BUILT
+            )
             teacher = by_name.get(r.get("teacher") or "")
             if teacher is not None:  # what the student gives up and what it saves, as one arrow
-                ax.annotate("", (r["latency_ms"], r["value"]), (teacher["latency_ms"], teacher["value"]),
-                            arrowprops={"arrowstyle": "->", "color": "#dd8452", "lw": 1}, zorder=2)
+                ax.annotate(
+                    "",
+                    (r["latency_ms"], r["value"]),
+                    (teacher["latency_ms"], teacher["value"]),
+                    arrowprops={"arrowstyle": "->", "color": "#dd8452", "lw": 1},
+                    zorder=2,
+                )
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
         ax.margins(x=0.25, y=0.2)  # room for the labels inside the axes
@@ -323,8 +358,7 @@ def draw_tradeoff(points: list[dict[str, Any]]) -> Any:
         ax.grid(alpha=0.3)
     arrow = plt.Line2D([], [], color="#dd8452", marker=">", label="teacher -> student")
     for ax, rows in zip(axes[0], groups.values(), strict=True):
-        ax.legend(handles=_kind_handles([arrow] if any(r.get("teacher") for r in rows) else []), fontsize=7,
-                  loc="best")
+        ax.legend(handles=_kind_handles([arrow] if any(r.get("teacher") for r in rows) else []), fontsize=7, loc="best")
         _label_points(ax, [(r["latency_ms"], r["value"]) for r in rows], [r["model"] for r in rows])
     return fig
 
@@ -337,8 +371,9 @@ def plot_tradeoff(points: list[dict[str, Any]], out: Path) -> str:
 def draw_forecast(forecasts: dict[str, dict[str, Any]], points: dict[str, list[dict[str, Any]]]) -> Any:
     """The figure of :func:`plot_forecast`."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(forecasts), figsize=(4.8 * len(forecasts), 3.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(forecasts), figsize=(4.8 * len(forecasts), 3.6), squeeze=False, layout="constrained"
+    )
     for ax, (name, fc) in zip(axes[0], forecasts.items(), strict=True):
         pts = points[name]
         x = np.array([p["flops"] for p in pts])
@@ -364,9 +399,11 @@ def draw_forecast(forecasts: dict[str, dict[str, Any]], points: dict[str, list[d
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
     level = f"{100 * (1 - next(iter(forecasts.values())).get('alpha', 0.1)):.0f}%"
-    handles = [plt.Line2D([], [], marker="o", ls="", color=BUILT, label="built models"),
-               plt.Line2D([], [], marker="s", ls="", color="#dd8452", label=f"log-compute law ({level} interval)"),
-               plt.Line2D([], [], marker="D", ls="", color="#55a868", label=f"via held-out loss ({level} interval)")]
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color=BUILT, label="built models"),
+        plt.Line2D([], [], marker="s", ls="", color="#dd8452", label=f"log-compute law ({level} interval)"),
+        plt.Line2D([], [], marker="D", ls="", color="#55a868", label=f"via held-out loss ({level} interval)"),
+    ]
     axes[0][0].legend(handles=handles, fontsize=7, loc="best")
     return fig
 
@@ -452,12 +489,26 @@ def _section_fertility(summary: dict[str, Any], out: Path, figs: Path) -> list[s
     rows = summary.get("fertility")
     if not rows:
         return []
-    lines = ["## Tokenizer: INDUSBPE against general tokenizers", "",
-             "Tokens on the held-out corpus (no special tokens); the difference is relative to this run's BPE "
-             "(the paper's Table 2: 4.3% fewer tokens than RoBERTa's on ADS abstracts).", ""]
-    lines += _table([[r["tokenizer"], f"{r['vocab_size']:,}", f"{r['tokens']:,}", f"{r['tokens_per_word']:.3f}",
-                      f"{r['relative_diff_pct']:+.1f}%"] for r in rows],
-                     ["tokenizer", "vocabulary", "tokens", "tokens / word", "vs this run's BPE"])
+    lines = [
+        "## Tokenizer: INDUSBPE against general tokenizers",
+        "",
+        "Tokens on the held-out corpus (no special tokens); the difference is relative to this run's BPE "
+        "(the paper's Table 2: 4.3% fewer tokens than RoBERTa's on ADS abstracts).",
+        "",
+    ]
+    lines += _table(
+        [
+            [
+                r["tokenizer"],
+                f"{r['vocab_size']:,}",
+                f"{r['tokens']:,}",
+                f"{r['tokens_per_word']:.3f}",
+                f"{r['relative_diff_pct']:+.1f}%",
+            ]
+            for r in rows
+        ],
+        ["tokenizer", "vocabulary", "tokens", "tokens / word", "vs this run's BPE"],
+    )
     name = plot_fertility(rows, figs / "fertility.png")
     return lines + [f"![fertility](figures/{name})", ""]
 
@@ -468,19 +519,63 @@ def _section_pretrain(summary: dict[str, Any], out: Path, figs: Path) -> list[st
     if not runs and not students:
         return []
     lines = ["## Encoders: masked-LM pretraining and MiniLMv2 distillation", ""]
-    rows = [[r["name"], r["preset"], "pretrain", f"{r.get('params', 0):,}", f"{r.get('steps', 0):,}",
-             f"{r.get('tokens_seen', 0):,}", _flops(r.get("train_flops")), _num(r.get("valid_loss")),
-             _num(r.get("valid_ppl"), 1), f"{r.get('tokens_per_s', 0):,.0f}", _secs(r.get("wall_s"))] for r in runs]
-    rows += [[s["name"], s["preset"], f"MiniLMv2 from {s['teacher']}", f"{s.get('params', 0):,}",
-              f"{s.get('steps', 0):,}", f"{s.get('tokens_seen', 0):,}", _flops(s.get("train_flops")),
-              _num(s.get("valid_loss")), _num(s.get("valid_ppl"), 1), f"{s.get('tokens_per_s', 0):,.0f}",
-              _secs(s.get("wall_s"))] for s in students]
-    lines += _table(rows, ["model", "shape", "how", "params", "steps", "tokens", "train FLOPs", "held-out MLM loss",
-                           "perplexity", "tokens/s", "seconds"])
-    lines += ["Train FLOPs count 6 x non-embedding parameters x tokens. A distilled student's held-out MLM loss is "
-              "measured after a short fit of its MLM head (its encoder learns only attention relations).", ""]
-    panels = {"masked-LM loss (cross-entropy)": {r["name"]: read_log(Path(r["log"])) for r in runs},
-              "MiniLMv2 loss (self-attention relation KL)": {s["name"]: read_log(Path(s["log"])) for s in students}}
+    rows = [
+        [
+            r["name"],
+            r["preset"],
+            "pretrain",
+            f"{r.get('params', 0):,}",
+            f"{r.get('steps', 0):,}",
+            f"{r.get('tokens_seen', 0):,}",
+            _flops(r.get("train_flops")),
+            _num(r.get("valid_loss")),
+            _num(r.get("valid_ppl"), 1),
+            f"{r.get('tokens_per_s', 0):,.0f}",
+            _secs(r.get("wall_s")),
+        ]
+        for r in runs
+    ]
+    rows += [
+        [
+            s["name"],
+            s["preset"],
+            f"MiniLMv2 from {s['teacher']}",
+            f"{s.get('params', 0):,}",
+            f"{s.get('steps', 0):,}",
+            f"{s.get('tokens_seen', 0):,}",
+            _flops(s.get("train_flops")),
+            _num(s.get("valid_loss")),
+            _num(s.get("valid_ppl"), 1),
+            f"{s.get('tokens_per_s', 0):,.0f}",
+            _secs(s.get("wall_s")),
+        ]
+        for s in students
+    ]
+    lines += _table(
+        rows,
+        [
+            "model",
+            "shape",
+            "how",
+            "params",
+            "steps",
+            "tokens",
+            "train FLOPs",
+            "held-out MLM loss",
+            "perplexity",
+            "tokens/s",
+            "seconds",
+        ],
+    )
+    lines += [
+        "Train FLOPs count 6 x non-embedding parameters x tokens. A distilled student's held-out MLM loss is "
+        "measured after a short fit of its MLM head (its encoder learns only attention relations).",
+        "",
+    ]
+    panels = {
+        "masked-LM loss (cross-entropy)": {r["name"]: read_log(Path(r["log"])) for r in runs},
+        "MiniLMv2 loss (self-attention relation KL)": {s["name"]: read_log(Path(s["log"])) for s in students},
+    }
     if any(c for runs_ in panels.values() for c in runs_.values()):
         name = plot_loss_curves(panels, figs / "loss_curves.png")
         lines += [f"![loss curves](figures/{name})", ""]
@@ -491,20 +586,29 @@ def _section_models(summary: dict[str, Any], out: Path, figs: Path) -> list[str]
     evals = summary.get("evals") or []
     if not evals:
         return []
-    lines = ["## Every model against the baselines", "",
-             "Baselines: `random:<shape>` (the largest encoder's shape and tokenizer, random weights: the floor a "
-             "trained model must clear), `minilm` (all-MiniLM-L6-v2, general domain), `bm25`. Mean ± std over "
-             "fine-tuning seeds where a task fine-tunes.", ""]
+    lines = [
+        "## Every model against the baselines",
+        "",
+        "Baselines: `random:<shape>` (the largest encoder's shape and tokenizer, random weights: the floor a "
+        "trained model must clear), `minilm` (all-MiniLM-L6-v2, general domain), `bm25`. Mean ± std over "
+        "fine-tuning seeds where a task fine-tunes.",
+        "",
+    ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for e in evals:
         groups.setdefault((e["task"], e["data"]), []).append(e)
     for (task, data), rows in groups.items():
         results = [EvalResult.from_json(r["result"]) for r in rows]
-        extra = [k for k in ("precision", "recall", "exact_match", "recall@100", "mrr@10", "micro_f1", "accuracy")
-                 if k in results[0].metrics]
+        extra = [
+            k
+            for k in ("precision", "recall", "exact_match", "recall@100", "mrr@10", "micro_f1", "accuracy")
+            if k in results[0].metrics
+        ]
         lines += [f"### {_md(task)}: {_md(data)} ({_md(rows[0]['metric'])})", ""]
-        table = [[r["model"], r["kind"], _score(r, res), *(_num(res.metric(k)) for k in extra),
-                  _secs(r["wall_s"])] for r, res in zip(rows, results, strict=True)]
+        table = [
+            [r["model"], r["kind"], _score(r, res), *(_num(res.metric(k)) for k in extra), _secs(r["wall_s"])]
+            for r, res in zip(rows, results, strict=True)
+        ]
         lines += _table(table, ["model", "kind", rows[0]["metric"], *extra, "seconds"])
     name = plot_models(evals, figs / "models.png")
     return lines + [f"![models](figures/{name})", ""]
@@ -524,28 +628,51 @@ def _tradeoff_points(summary: dict[str, Any]) -> list[dict[str, Any]]:
             ms, label = e["latency_ms"], "ms per query (encode + search)"
         else:
             continue
-        points.append({"task": f"{e['task']}: {e['data']}", "model": e["model"], "kind": e["kind"],
-                       "teacher": m.get("teacher"), "metric": e["metric"], "value": e["value"], "latency_ms": ms,
-                       "latency_label": label})
+        points.append(
+            {
+                "task": f"{e['task']}: {e['data']}",
+                "model": e["model"],
+                "kind": e["kind"],
+                "teacher": m.get("teacher"),
+                "metric": e["metric"],
+                "value": e["value"],
+                "latency_ms": ms,
+                "latency_label": label,
+            }
+        )
     return points
 
 
 def _section_tradeoff(summary: dict[str, Any], out: Path, figs: Path) -> list[str]:
     points = _tradeoff_points(summary)
-    pairs = [(p, q) for p in points for q in points if p["teacher"] and q["model"] == p["teacher"]
-             and q["task"] == p["task"]]
+    pairs = [
+        (p, q) for p in points for q in points if p["teacher"] and q["model"] == p["teacher"] and q["task"] == p["task"]
+    ]
     if not points:
         return []
     lines = ["## Quality against cost: the small models against their teachers", ""]
     if pairs:
-        rows = [[s["task"], f"{s['model']} (from {t['model']})", _num(t["value"]), _num(s["value"]),
-                 f"{100 * s['value'] / t['value']:.1f}%" if t["value"] else "n/a", _num(t["latency_ms"], 2),
-                 _num(s["latency_ms"], 2), speedup(t["latency_ms"], s["latency_ms"])]
-                for s, t in pairs]
-        lines += _table(rows, ["task", "student", "teacher score", "student score", "kept", "teacher ms",
-                               "student ms", "speed-up"])
-        lines += ["Speed-up: teacher ms / student ms, the medians of this run's latency stages (a student of its "
-                  "teacher's shape reads about 1x).", ""]
+        rows = [
+            [
+                s["task"],
+                f"{s['model']} (from {t['model']})",
+                _num(t["value"]),
+                _num(s["value"]),
+                f"{100 * s['value'] / t['value']:.1f}%" if t["value"] else "n/a",
+                _num(t["latency_ms"], 2),
+                _num(s["latency_ms"], 2),
+                speedup(t["latency_ms"], s["latency_ms"]),
+            ]
+            for s, t in pairs
+        ]
+        lines += _table(
+            rows, ["task", "student", "teacher score", "student score", "kept", "teacher ms", "student ms", "speed-up"]
+        )
+        lines += [
+            "Speed-up: teacher ms / student ms, the medians of this run's latency stages (a student of its "
+            "teacher's shape reads about 1x).",
+            "",
+        ]
     name = plot_tradeoff(points, figs / "tradeoff.png")
     return lines + [f"![trade-off](figures/{name})", ""]
 
@@ -554,10 +681,14 @@ def _section_forecast(summary: dict[str, Any], out: Path, figs: Path) -> list[st
     forecasts = summary.get("forecast") or {}
     if not forecasts:
         return []
-    lines = ["## Forecast: does a bigger run pay?", "",
-             "Each encoder benchmark against the pretraining runs' compute (log-linear) and, separately, through "
-             "their held-out MLM loss (linear in the loss, the loss a power law in compute). Intervals: "
-             "prediction intervals at the level given; with a handful of runs they are wide, honestly so.", ""]
+    lines = [
+        "## Forecast: does a bigger run pay?",
+        "",
+        "Each encoder benchmark against the pretraining runs' compute (log-linear) and, separately, through "
+        "their held-out MLM loss (linear in the loss, the loss a power law in compute). Intervals: "
+        "prediction intervals at the level given; with a handful of runs they are wide, honestly so.",
+        "",
+    ]
     rows = []
     for name, fc in forecasts.items():
         comp, loss = fc.get("compute"), fc.get("loss")
@@ -567,14 +698,37 @@ def _section_forecast(summary: dict[str, Any], out: Path, figs: Path) -> list[st
         for i, f in enumerate(comp["forecasts"]):
             via = loss["forecasts"][i] if loss else None
             interval = f"[{_num(f['lo'])}, {_num(f['hi'])}]" if f["lo"] is not None else "n/a"
-            via_txt = "n/a" if via is None else (f"{_num(via['y'])} [{_num(via['lo'])}, {_num(via['hi'])}]"
-                                                  if via["lo"] is not None else _num(via["y"]))
-            rows.append([name, fc["n"], f"{_num(comp['slope_per_decade'])} per 10x (R^2 {_num(comp['r2'], 2)})",
-                         Md(f"{f['multiplier']:g}x ({_flops(f['flops'])}): {_num(f['y'])} {interval}"), Md(via_txt),
-                         fc.get("note", "")])
+            via_txt = (
+                "n/a"
+                if via is None
+                else (
+                    f"{_num(via['y'])} [{_num(via['lo'])}, {_num(via['hi'])}]"
+                    if via["lo"] is not None
+                    else _num(via["y"])
+                )
+            )
+            rows.append(
+                [
+                    name,
+                    fc["n"],
+                    f"{_num(comp['slope_per_decade'])} per 10x (R^2 {_num(comp['r2'], 2)})",
+                    Md(f"{f['multiplier']:g}x ({_flops(f['flops'])}): {_num(f['y'])} {interval}"),
+                    Md(via_txt),
+                    fc.get("note", ""),
+                ]
+            )
     level = f"{100 * (1 - next(iter(forecasts.values())).get('alpha', 0.1)):.0f}%"
-    lines += _table(rows, ["benchmark", "runs", "gain per decade of compute", f"forecast ({level} interval)",
-                           "via held-out loss", "note"])
+    lines += _table(
+        rows,
+        [
+            "benchmark",
+            "runs",
+            "gain per decade of compute",
+            f"forecast ({level} interval)",
+            "via held-out loss",
+            "note",
+        ],
+    )
     drawable = {k: v for k, v in forecasts.items() if v.get("compute")}
     if drawable:
         name = plot_forecast(drawable, {k: v["points"] for k, v in drawable.items()}, figs / "forecast.png")
@@ -589,13 +743,26 @@ def _section_scaling(summary: dict[str, Any], out: Path, figs: Path) -> list[str
     s = scaling["summary"]
     folder = _rel(scaling["folder"], out)
     pca = s.get("pca", {})
-    lines = ["## Observational scaling laws (built-in tables)", "",
-             f"Capability PCs of {pca.get('n_models', '?')} public models: top 3 explain "
-             f"{100 * pca.get('top3', float('nan')):.1f}% of the benchmark variance. Held-out test MSE of the "
-             "PC law against log-FLOPs and log-params baselines (arXiv 2405.10938; `indus scaling report`; the "
-             f"full report: {_code(folder + '/report.md')}).", ""]
-    rows = [[t["task"], t["group"], f"{t['n_train']} / {t['n_test']}", _e(t["pcs_test_mse"]),
-             _e(t["flops_test_mse"]), _e(t["params_test_mse"])] for t in s.get("tasks", [])]
+    lines = [
+        "## Observational scaling laws (built-in tables)",
+        "",
+        f"Capability PCs of {pca.get('n_models', '?')} public models: top 3 explain "
+        f"{100 * pca.get('top3', float('nan')):.1f}% of the benchmark variance. Held-out test MSE of the "
+        "PC law against log-FLOPs and log-params baselines (arXiv 2405.10938; `indus scaling report`; the "
+        f"full report: {_code(folder + '/report.md')}).",
+        "",
+    ]
+    rows = [
+        [
+            t["task"],
+            t["group"],
+            f"{t['n_train']} / {t['n_test']}",
+            _e(t["pcs_test_mse"]),
+            _e(t["flops_test_mse"]),
+            _e(t["params_test_mse"]),
+        ]
+        for t in s.get("tasks", [])
+    ]
     lines += _table(rows, ["task", "group", "train / test", "PC law", "log FLOPs", "log params"])
     for png in ("pc1_vs_flops.png", "predictions.png"):
         if (Path(scaling["folder"]) / png).is_file():
@@ -613,15 +780,30 @@ def write_run_report(summary: dict[str, Any], out_dir: str | Path) -> Path:
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     ran = [s for s in summary.get("stages", []) if not s["cached"]]
-    lines = [f"# indus run: {_md(summary['name'])}", "",
-             f"{len(summary.get('stages', []))} stages, {len(ran)} run now and the rest reused from the cache; "
-             f"{summary.get('wall_s', 0):.0f} s in all. Stage outputs: `stages/<stage>/<key>/`.", ""]
-    for section in (_section_fertility, _section_pretrain, _section_models, _section_tradeoff, _section_forecast,
-                    _section_scaling):
+    lines = [
+        f"# indus run: {_md(summary['name'])}",
+        "",
+        f"{len(summary.get('stages', []))} stages, {len(ran)} run now and the rest reused from the cache; "
+        f"{summary.get('wall_s', 0):.0f} s in all. Stage outputs: `stages/<stage>/<key>/`.",
+        "",
+    ]
+    for section in (
+        _section_fertility,
+        _section_pretrain,
+        _section_models,
+        _section_tradeoff,
+        _section_forecast,
+        _section_scaling,
+    ):
         lines += section(summary, out, figs)
     lines += ["## Stages", ""]
-    lines += _table([[s["name"], s["key"], "cached" if s["cached"] else "ran", _secs(s["wall_s"])]
-                     for s in summary.get("stages", [])], ["stage", "key", "this run", "seconds (when it ran)"])
+    lines += _table(
+        [
+            [s["name"], s["key"], "cached" if s["cached"] else "ran", _secs(s["wall_s"])]
+            for s in summary.get("stages", [])
+        ],
+        ["stage", "key", "this run", "seconds (when it ran)"],
+    )
     text = "\n".join(lines)
     path = atomic_write_text(out / "report.md", text)
     write_html(text, out, f"indus run: {summary['name']}")

@@ -132,9 +132,17 @@ class StageRunner:
         This launch's run token, the same on every process (default: :func:`launch_token`).
     """
 
-    def __init__(self, out_dir: str | Path, *, force: Sequence[str] = (),
-                 log: Callable[[str], None] | None = None, rank: int | None = None, world: int | None = None,
-                 poll_s: float = 5.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        force: Sequence[str] = (),
+        log: Callable[[str], None] | None = None,
+        rank: int | None = None,
+        world: int | None = None,
+        poll_s: float = 5.0,
+        token: str | None = None,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.force = set(force)
         self.log = log or print
@@ -178,8 +186,9 @@ class StageRunner:
             time.sleep(self.poll_s)
         return self._read(name, key, final, False)
 
-    def stage(self, name: str, settings: Any, fn: StageFn, inputs: Sequence[StageResult] = (), *,
-              collective: bool = False) -> StageResult:
+    def stage(
+        self, name: str, settings: Any, fn: StageFn, inputs: Sequence[StageResult] = (), *, collective: bool = False
+    ) -> StageResult:
         """Run (or reuse) stage ``name``; ``fn(out_dir, resume)`` writes into ``out_dir`` and returns a summary.
 
         ``collective``: with several processes, every process calls ``fn`` (a training loop that goes through
@@ -209,8 +218,9 @@ class StageRunner:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
             if self.is_main and self.world > 1:
-                atomic_write_json(failed, {"run": self.token,
-                                           "error": f"{type(exc).__name__}: {exc} (details: {log_path})"})
+                atomic_write_json(
+                    failed, {"run": self.token, "error": f"{type(exc).__name__}: {exc} (details: {log_path})"}
+                )
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             raise StageError(name, log_path, exc) from exc
@@ -219,10 +229,20 @@ class StageRunner:
         wall = time.perf_counter() - start
         inputs_record = [f"{r.name}={r.key}" for r in inputs]
         # the settings and inputs stay in the record: a dry run diffs a changed stage against them
-        atomic_write_json(partial / "stage.json", {"name": name, "key": key, "settings": settings,
-                                                   "inputs": inputs_record, "summary": summary, "wall_s": wall,
-                                                   "run": self.token, "finished": time.time(),
-                                                   "indus_version": __version__})
+        atomic_write_json(
+            partial / "stage.json",
+            {
+                "name": name,
+                "key": key,
+                "settings": settings,
+                "inputs": inputs_record,
+                "summary": summary,
+                "wall_s": wall,
+                "run": self.token,
+                "finished": time.time(),
+                "indus_version": __version__,
+            },
+        )
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)

@@ -75,21 +75,37 @@ def tokenizer_stage(section: TokenizerSection, train: Path, valid: Path) -> Stag
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
         tok_dir = out / "tokenizer"
-        train_bpe([train], section.vocab_size, out_dir=tok_dir, lowercase=section.lowercase,
-                  max_docs=section.max_docs, show_progress=False, overwrite=True)  # a resumed stage retrains
+        train_bpe(
+            [train],
+            section.vocab_size,
+            out_dir=tok_dir,
+            lowercase=section.lowercase,
+            max_docs=section.max_docs,
+            show_progress=False,
+            overwrite=True,
+        )  # a resumed stage retrains
         names = ["indusbpe (this run)", *section.compare_with]
-        rows = compare_tokenizers(valid, [tok_dir, *section.compare_with], max_docs=section.compare_max_docs,
-                                  names=names)
+        rows = compare_tokenizers(
+            valid, [tok_dir, *section.compare_with], max_docs=section.compare_max_docs, names=names
+        )
         return {"tokenizer": "tokenizer", "fertility": [r.to_dict() for r in rows]}
 
     return settings, run
 
 
-def pretrain_stage(run_cfg: PretrainRun, defaults: dict[str, Any], tokenizer: str, train: Path, valid: Path,
-                   seed: int) -> Stage:
+def pretrain_stage(
+    run_cfg: PretrainRun, defaults: dict[str, Any], tokenizer: str, train: Path, valid: Path, seed: int
+) -> Stage:
     """One masked-LM pretraining run; resumes from its last checkpoint when the stage was interrupted."""
-    data = {"seed": seed, **defaults, **run_cfg.settings, "preset": run_cfg.preset, "tokenizer": tokenizer,
-            "train_files": [str(train)], "valid_files": [str(valid)]}
+    data = {
+        "seed": seed,
+        **defaults,
+        **run_cfg.settings,
+        "preset": run_cfg.preset,
+        "tokenizer": tokenizer,
+        "train_files": [str(train)],
+        "valid_files": [str(valid)],
+    }
     cfg = build_config(PretrainConfig, data, where=f"pretrain.runs[{run_cfg.name}]")
     settings = {"config": _without_paths(cfg, "tokenizer"), "data": fingerprint([train, valid])}
 
@@ -103,12 +119,19 @@ def pretrain_stage(run_cfg: PretrainRun, defaults: dict[str, Any], tokenizer: st
     return settings, run
 
 
-def distill_stage(run_cfg: DistillRun, defaults: dict[str, Any], teacher_dir: Path, train: Path, valid: Path,
-                  seed: int) -> Stage:
+def distill_stage(
+    run_cfg: DistillRun, defaults: dict[str, Any], teacher_dir: Path, train: Path, valid: Path, seed: int
+) -> Stage:
     """One MiniLMv2 student of a pretrained teacher."""
-    data = {"seed": seed, **{k: v for k, v in defaults.items() if k in _fields(DistillConfig)},
-            **run_cfg.settings, "preset": run_cfg.student_preset, "teacher": str(teacher_dir),
-            "train_files": [str(train)], "valid_files": [str(valid)]}
+    data = {
+        "seed": seed,
+        **{k: v for k, v in defaults.items() if k in _fields(DistillConfig)},
+        **run_cfg.settings,
+        "preset": run_cfg.student_preset,
+        "teacher": str(teacher_dir),
+        "train_files": [str(train)],
+        "valid_files": [str(valid)],
+    }
     cfg = build_config(DistillConfig, data, where=f"distill[{run_cfg.name}]")
     settings = {"config": _without_paths(cfg, "teacher", "tokenizer"), "data": fingerprint([train, valid])}
 
@@ -141,17 +164,26 @@ def retriever_stage(run_cfg: RetrieverRun, model: str, model_key: str, seed: int
     return settings, run
 
 
-def retriever_distill_stage(run_cfg: RetrieverDistillRun, teacher_dir: Path, student: str,
-                            pairs_names: Sequence[str], seed: int) -> Stage:
+def retriever_distill_stage(
+    run_cfg: RetrieverDistillRun, teacher_dir: Path, student: str, pairs_names: Sequence[str], seed: int
+) -> Stage:
     """DistillCSE: a small retriever from a trained one (``student``: a spec, or a folder of an input stage)."""
     from indus.retriever.distill import RetrieverDistillConfig
 
     pairs = resolve_paths(pairs_names)
-    data = {"seed": seed, **run_cfg.settings, "teacher": str(teacher_dir), "student": student,
-            "pairs": [str(p) for p in pairs]}
+    data = {
+        "seed": seed,
+        **run_cfg.settings,
+        "teacher": str(teacher_dir),
+        "student": student,
+        "pairs": [str(p) for p in pairs],
+    }
     cfg = build_config(RetrieverDistillConfig, data, where=f"retriever_distill[{run_cfg.name}]")
-    settings = {"config": _without_paths(cfg, "teacher", "student"), "student": run_cfg.student,
-                "data": fingerprint(pairs)}
+    settings = {
+        "config": _without_paths(cfg, "teacher", "student"),
+        "student": run_cfg.student,
+        "data": fingerprint(pairs),
+    }
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
         from indus.retriever.distill import distill_retriever
@@ -172,8 +204,7 @@ def eval_stage(task: EvalTask, model_spec: str, model_key: str, model_name: str 
     """
     options = validate_settings(task.task, task.settings_for(model_name or model_key), f"eval.tasks[{task.label}]")
     data_path = resolve_dataset(task.data, kind=_DATA_KIND.get(task.task), from_config=True)
-    settings = {"task": task.task, "data": fingerprint([data_path]), "settings": _jsonable(options),
-                "model": model_key}
+    settings = {"task": task.task, "data": fingerprint([data_path]), "settings": _jsonable(options), "model": model_key}
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
         result = _jsonable(evaluate(task.task, model_spec, data_path, **options).to_json())

@@ -50,8 +50,10 @@ def _encoder_layers(auto_model: Any) -> Any:
     encoder = getattr(auto_model, "encoder", None)
     layers = getattr(encoder, "layer", None)
     if layers is None:
-        raise IndusError(f"cannot cut layers of a {type(auto_model).__name__} (expected a BERT/RoBERTa-style "
-                         "encoder with encoder.layer)")
+        raise IndusError(
+            f"cannot cut layers of a {type(auto_model).__name__} (expected a BERT/RoBERTa-style "
+            "encoder with encoder.layer)"
+        )
     return encoder
 
 
@@ -78,8 +80,10 @@ def _ffn_blocks(layer: Any) -> tuple[Any, Any]:
     up = getattr(getattr(layer, "intermediate", None), "dense", None)
     down = getattr(getattr(layer, "output", None), "dense", None)
     if up is None or down is None:
-        raise IndusError(f"cannot narrow the feed-forward block of a {type(layer).__name__} (expected "
-                         "intermediate.dense and output.dense)")
+        raise IndusError(
+            f"cannot narrow the feed-forward block of a {type(layer).__name__} (expected "
+            "intermediate.dense and output.dense)"
+        )
     return up, down
 
 
@@ -106,13 +110,14 @@ def ffn_importance(model: Any, texts: list[str] | None = None, *, batch_size: in
 
         def hook(_module, _inputs, output, i=i):
             sums[i] += (output.detach().abs().float() * mask[0][..., None]).sum(dim=(0, 1))
+
         hooks.append(act.register_forward_hook(hook))
     was_training = model.training
     model.eval()  # no dropout in the statistics
     try:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                features = model_inputs(model, texts[start:start + batch_size])
+                features = model_inputs(model, texts[start : start + batch_size])
                 mask[0] = features["attention_mask"].float()  # (B, T)
                 counts[0] += int(mask[0].sum())
                 model(features)
@@ -146,8 +151,9 @@ def prune_ffn(model: Any, width: int, texts: list[str] | None = None) -> Any:
         up, down = _ffn_blocks(layer)
         keep = torch.sort(torch.topk(score, width).indices).values
         new_up = nn.Linear(up.in_features, width, bias=up.bias is not None).to(up.weight.device, up.weight.dtype)
-        new_down = nn.Linear(width, down.out_features, bias=down.bias is not None).to(down.weight.device,
-                                                                                      down.weight.dtype)
+        new_down = nn.Linear(width, down.out_features, bias=down.bias is not None).to(
+            down.weight.device, down.weight.dtype
+        )
         with torch.no_grad():
             new_up.weight.copy_(up.weight[keep])
             new_down.weight.copy_(down.weight[:, keep])
@@ -169,9 +175,15 @@ def ensure_normalized(model: Any) -> Any:
     return model
 
 
-def load_bi_encoder(spec: str, *, max_seq_length: int | None = None, seed: int = 0,
-                    tokenizer_of: str | None = None, device: str | None = None,
-                    calibration_texts: list[str] | None = None) -> Any:
+def load_bi_encoder(
+    spec: str,
+    *,
+    max_seq_length: int | None = None,
+    seed: int = 0,
+    tokenizer_of: str | None = None,
+    device: str | None = None,
+    calibration_texts: list[str] | None = None,
+) -> Any:
     """A normalised mean-pooling ``SentenceTransformer`` for ``spec`` (see the module docstring).
 
     Parameters

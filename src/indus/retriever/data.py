@@ -53,8 +53,9 @@ class PairData:
         return list(seen)
 
 
-def load_pairs(paths: Sequence[str | Path], *, max_pairs_per_source: int | None = None, hard_negatives: bool = True,
-               seed: int = 0) -> PairData:
+def load_pairs(
+    paths: Sequence[str | Path], *, max_pairs_per_source: int | None = None, hard_negatives: bool = True, seed: int = 0
+) -> PairData:
     """Read pair files or folders and group them by source.
 
     Parameters
@@ -92,8 +93,9 @@ def load_pairs(paths: Sequence[str | Path], *, max_pairs_per_source: int | None 
     return PairData(out, files, negatives)
 
 
-def pair_datasets(data: PairData, *, one_source_per_batch: bool = True,
-                  extra_columns: dict[str, dict[str, list[Any]]] | None = None):
+def pair_datasets(
+    data: PairData, *, one_source_per_batch: bool = True, extra_columns: dict[str, dict[str, list[Any]]] | None = None
+):
     """``datasets`` objects for ``SentenceTransformerTrainer``.
 
     Parameters
@@ -110,8 +112,9 @@ def pair_datasets(data: PairData, *, one_source_per_batch: bool = True,
     from datasets import Dataset, DatasetDict, concatenate_datasets
 
     extra_columns = extra_columns or {}
-    use_negatives = data.negatives if one_source_per_batch else dict.fromkeys(
-        data.by_source, all(data.negatives.values()))
+    use_negatives = (
+        data.negatives if one_source_per_batch else dict.fromkeys(data.by_source, all(data.negatives.values()))
+    )
     parts = {}
     for source, pairs in data.by_source.items():
         columns: dict[str, list[Any]] = {"anchor": [p.anchor for p in pairs], "positive": [p.positive for p in pairs]}

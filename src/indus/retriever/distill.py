@@ -35,19 +35,28 @@ class RetrieverDistillConfig(TrainSettings):
     """``indus retriever distill``: teacher, student and the DistillCSE weights plus the shared training settings."""
 
     teacher: str = field(default="minilm", metadata={"help": "teacher retriever: minilm | a folder"})
-    student: str = field(default="minilm-layers:3", metadata={
-        "help": "student: a folder | random:<preset>[@<tokenizer>] | layers:N@MODEL | minilm-layers:N"})
+    student: str = field(
+        default="minilm-layers:3",
+        metadata={"help": "student: a folder | random:<preset>[@<tokenizer>] | layers:N@MODEL | minilm-layers:N"},
+    )
     tau_kd: float = field(default=4.0, metadata={"help": "distillation temperature on the logits cos / tau"})
     kd_weight: float = field(default=1.0, metadata={"help": "weight of the distillation term"})
     contrastive_weight: float = field(default=1.0, metadata={"help": "weight of the GTE contrastive term"})
-    embedding_weight: float = field(default=0.0, metadata={
-        "help": "weight of 1 - cos(student, teacher) per text (not in DistillCSE; needs equal widths); 0: off"})
+    embedding_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of 1 - cos(student, teacher) per text (not in DistillCSE; needs equal widths); 0: off"
+        },
+    )
     scale_kd_by_t2: bool = field(default=True, metadata={"help": "multiply the distillation term by tau_kd^2"})
     teacher_batch_size: int = field(default=64, metadata={"help": "batch size of the teacher's encoding pass"})
-    teacher_max_seq_length: int | None = field(default=None, metadata={
-        "help": "teacher truncation (default: max_seq_length)"})
-    teacher_cache: str | None = field(default=None, metadata={
-        "help": "folder caching teacher embeddings, keyed by teacher, its weights, max length and the texts"})
+    teacher_max_seq_length: int | None = field(
+        default=None, metadata={"help": "teacher truncation (default: max_seq_length)"}
+    )
+    teacher_cache: str | None = field(
+        default=None,
+        metadata={"help": "folder caching teacher embeddings, keyed by teacher, its weights, max length and the texts"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,8 +77,9 @@ def teacher_embeddings(teacher: str, texts: list[str], *, max_seq_length: int, b
     model = load_bi_encoder(teacher, max_seq_length=max_seq_length)
     model.eval()
     with torch.inference_mode():
-        emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=True)
+        emb = model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=True
+        )
     return emb.astype("float32")
 
 
@@ -80,8 +90,11 @@ def _teacher_key(teacher: str, max_seq_length: int, texts: list[str]) -> str:
     from indus.config import config_hash
 
     path = Path(teacher).expanduser()
-    weights = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in path.rglob("*.safetensors")) if path.is_dir() else []
+    weights = (
+        sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*.safetensors"))
+        if path.is_dir()
+        else []
+    )
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
     return config_hash(str(path.resolve()) if path.is_dir() else teacher, weights, max_seq_length, digest, length=16)
 
@@ -107,8 +120,9 @@ def cached_teacher_embeddings(cfg: RetrieverDistillConfig, texts: list[str]) -> 
     return emb, False
 
 
-def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resume: bool = False,
-                      overwrite: bool = False) -> dict[str, Any]:
+def distill_retriever(
+    cfg: RetrieverDistillConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
     """Distil ``cfg.teacher`` into ``cfg.student`` with DistillCSE; the output loads with ``SentenceTransformer``.
 
     Parameters
@@ -134,8 +148,7 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
     done = finished_summary(out_dir) if resume else None
     if done is not None:
         return done
-    out = prepare_output_dir(out_dir, command="retriever distill", resume=resume, overwrite=overwrite,
-                             resumable=True)
+    out = prepare_output_dir(out_dir, command="retriever distill", resume=resume, overwrite=overwrite, resumable=True)
     data = cfg.load_training_pairs()
     start = time.perf_counter()
     texts = data.texts()
@@ -145,30 +158,55 @@ def distill_retriever(cfg: RetrieverDistillConfig, out_dir: str | Path, *, resum
     labels = {}
     for source, pairs in data.by_source.items():
         with_neg = data.negatives[source]
-        labels[source] = {"label": [
-            emb[[row[p.anchor], row[p.positive]] + ([row[p.negative]] if with_neg else [])].reshape(-1)
-            for p in pairs]}
+        labels[source] = {
+            "label": [
+                emb[[row[p.anchor], row[p.positive]] + ([row[p.negative]] if with_neg else [])].reshape(-1)
+                for p in pairs
+            ]
+        }
     set_seed(cfg.seed)
-    student = load_bi_encoder(cfg.student, max_seq_length=cfg.max_seq_length, seed=cfg.seed,
-                              tokenizer_of=cfg.teacher, calibration_texts=cfg.calibration_texts(texts))
+    student = load_bi_encoder(
+        cfg.student,
+        max_seq_length=cfg.max_seq_length,
+        seed=cfg.seed,
+        tokenizer_of=cfg.teacher,
+        calibration_texts=cfg.calibration_texts(texts),
+    )
     if cfg.embedding_weight > 0 and student.get_embedding_dimension() != emb.shape[1]:
-        raise IndusError(f"embedding_weight > 0 needs a student as wide as its teacher: {cfg.student} embeds in "
-                         f"{student.get_embedding_dimension()} dimensions, {cfg.teacher} in {emb.shape[1]}")
-    loss = DistillCSELoss(student, tau_kd=cfg.tau_kd, temperature=cfg.temperature, kd_weight=cfg.kd_weight,
-                          contrastive_weight=cfg.contrastive_weight, scale_kd_by_t2=cfg.scale_kd_by_t2,
-                          mini_batch_size=cfg.mini_batch_size, mask_duplicates=cfg.mask_duplicates,
-                          embedding_weight=cfg.embedding_weight)
+        raise IndusError(
+            f"embedding_weight > 0 needs a student as wide as its teacher: {cfg.student} embeds in "
+            f"{student.get_embedding_dimension()} dimensions, {cfg.teacher} in {emb.shape[1]}"
+        )
+    loss = DistillCSELoss(
+        student,
+        tau_kd=cfg.tau_kd,
+        temperature=cfg.temperature,
+        kd_weight=cfg.kd_weight,
+        contrastive_weight=cfg.contrastive_weight,
+        scale_kd_by_t2=cfg.scale_kd_by_t2,
+        mini_batch_size=cfg.mini_batch_size,
+        mask_duplicates=cfg.mask_duplicates,
+        embedding_weight=cfg.embedding_weight,
+    )
     if not cfg.one_source_per_batch and len(set(data.negatives.values())) > 1:
         # pooled sources must agree on the columns (and so on the label width): drop the negatives everywhere
         data.negatives = dict.fromkeys(data.negatives, False)
         labels = {s: {"label": [v[: 2 * emb.shape[1]] for v in cols["label"]]} for s, cols in labels.items()}
     dataset = pair_datasets(data, one_source_per_batch=cfg.one_source_per_batch, extra_columns=labels)
-    extra = {"task": "retriever-distill", "teacher": cfg.teacher, "student": cfg.student, "n_pairs": data.n_pairs,
-             "sources": data.counts, "hard_negative_sources": sorted(s for s, v in data.negatives.items() if v),
-             "teacher_texts": len(texts), "teacher_dim": int(emb.shape[1]), "teacher_s": round(teacher_s, 2),
-             "teacher_cached": was_cached,
-             "student_layers": int(student[0].auto_model.config.num_hidden_layers),
-             "student_dim": int(student.get_embedding_dimension())}
+    extra = {
+        "task": "retriever-distill",
+        "teacher": cfg.teacher,
+        "student": cfg.student,
+        "n_pairs": data.n_pairs,
+        "sources": data.counts,
+        "hard_negative_sources": sorted(s for s, v in data.negatives.items() if v),
+        "teacher_texts": len(texts),
+        "teacher_dim": int(emb.shape[1]),
+        "teacher_s": round(teacher_s, 2),
+        "teacher_cached": was_cached,
+        "student_layers": int(student[0].auto_model.config.num_hidden_layers),
+        "student_dim": int(student.get_embedding_dimension()),
+    }
     summary = fit(student, loss, dataset, cfg, out.path, resume=resume, extra_summary=extra)
     out.complete(stop_reason=summary["stop_reason"])
     return summary

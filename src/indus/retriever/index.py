@@ -154,7 +154,6 @@ def _model_record(spec: str) -> str:
     return spec
 
 
-
 def is_bm25_only(model: str | Path | None) -> bool:
     """Whether ``model`` asks for an index without a dense part (``--model bm25``)."""
     from indus.models import Bm25, parse_model
@@ -166,11 +165,23 @@ def _call(fn: Any) -> Any:
     return fn()
 
 
-def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *, approximate: bool = False,
-                batch_size: int = 64, max_seq_length: int | None = None, hnsw_m: int = 32,
-                ef_construction: int = 200, ef_search: int = 128, progress: bool = True,
-                index_type: str | None = None, quantize: str | None = None, rescore: int = 0,
-                overwrite: bool = False) -> dict[str, Any]:
+def build_index(
+    model: str | Path | None,
+    corpus: str | Path,
+    out: str | Path,
+    *,
+    approximate: bool = False,
+    batch_size: int = 64,
+    max_seq_length: int | None = None,
+    hnsw_m: int = 32,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+    progress: bool = True,
+    index_type: str | None = None,
+    quantize: str | None = None,
+    rescore: int = 0,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Index a collection (texts, BM25 and, unless BM25-only, embeddings) and write ``out`` atomically.
 
     Parameters
@@ -215,8 +226,10 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
         if quantize not in QUANTIZE:
             raise IndusError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
         if approximate or index_type not in (None, "flat"):
-            raise IndusError("--quantize builds an exhaustive (flat) index over compressed vectors; drop "
-                             "--approximate / --index-type")
+            raise IndusError(
+                "--quantize builds an exhaustive (flat) index over compressed vectors; drop "
+                "--approximate / --index-type"
+            )
         if is_bm25_only(model):
             raise IndusError("--quantize needs a dense --model (a BM25-only index has no vectors)")
     if rescore < 0 or (rescore and quantize is None):
@@ -231,8 +244,9 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
     def prepare() -> tuple[Path, Path | None]:
         from indus.outdir import prepare_output_dir, staging_dir
 
-        folder = prepare_output_dir(out, command="retriever index", overwrite=overwrite,
-                                    completion_file="meta.json").path
+        folder = prepare_output_dir(
+            out, command="retriever index", overwrite=overwrite, completion_file="meta.json"
+        ).path
         # the shards' vectors meet in one file that every process sees; a crash leaves it to the retry's cleanup
         return folder, staging_dir(folder) if world > 1 and dense else None
 
@@ -256,10 +270,25 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
 
     def write() -> dict[str, Any]:
         try:
-            return _write_index(out, model, corpus_path, docs, texts, emb, encoder, encode_s, world,
-                                approximate=approximate, index_type=index_type, hnsw_m=hnsw_m,
-                                ef_construction=ef_construction, ef_search=ef_search, quantize=quantize,
-                                rescore=rescore, progress=progress)
+            return _write_index(
+                out,
+                model,
+                corpus_path,
+                docs,
+                texts,
+                emb,
+                encoder,
+                encode_s,
+                world,
+                approximate=approximate,
+                index_type=index_type,
+                hnsw_m=hnsw_m,
+                ef_construction=ef_construction,
+                ef_search=ef_search,
+                quantize=quantize,
+                rescore=rescore,
+                progress=progress,
+            )
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -267,10 +296,26 @@ def build_index(model: str | Path | None, corpus: str | Path, out: str | Path, *
     return on_main(write)  # the others wait for the index, then return its meta too
 
 
-def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: list[tuple[str, str, str]],
-                 texts: list[str], emb: Any, encoder: Any, encode_s: float | None, processes: int, *,
-                 approximate: bool, index_type: str | None, hnsw_m: int, ef_construction: int, ef_search: int,
-                 quantize: str | None, rescore: int, progress: bool) -> dict[str, Any]:
+def _write_index(
+    out: Path,
+    model: str | Path | None,
+    corpus_path: Path,
+    docs: list[tuple[str, str, str]],
+    texts: list[str],
+    emb: Any,
+    encoder: Any,
+    encode_s: float | None,
+    processes: int,
+    *,
+    approximate: bool,
+    index_type: str | None,
+    hnsw_m: int,
+    ef_construction: int,
+    ef_search: int,
+    quantize: str | None,
+    rescore: int,
+    progress: bool,
+) -> dict[str, Any]:
     """BM25 and the faiss index of :func:`build_index`, written atomically into ``out`` (main process)."""
     import faiss
 
@@ -288,25 +333,50 @@ def _write_index(out: Path, model: str | Path | None, corpus_path: Path, docs: l
             from indus.ann import build_quantized_index
 
             index = build_quantized_index(quantize, emb)
-            dense_meta = {"index_type": "flat", "index": {"kind": "flat", "quantize": quantize, "rescore": rescore},
-                          "hnsw": None, "quantize": quantize, "rescore": rescore}
+            dense_meta = {
+                "index_type": "flat",
+                "index": {"kind": "flat", "quantize": quantize, "rescore": rescore},
+                "hnsw": None,
+                "quantize": quantize,
+                "rescore": rescore,
+            }
         else:
             # flat | hnsw | ivfpq | auto (by collection size), built in batches: indus.ann
-            index, spec = build_faiss_index(index_type or ("hnsw" if approximate else "flat"), emb, hnsw_m=hnsw_m,
-                                            ef_construction=ef_construction, ef_search=ef_search)
-            dense_meta = {"index_type": spec.kind, "index": spec.to_json(),
-                          "hnsw": ({"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
-                                   if spec.kind == "hnsw" else None)}
+            index, spec = build_faiss_index(
+                index_type or ("hnsw" if approximate else "flat"),
+                emb,
+                hnsw_m=hnsw_m,
+                ef_construction=ef_construction,
+                ef_search=ef_search,
+            )
+            dense_meta = {
+                "index_type": spec.kind,
+                "index": spec.to_json(),
+                "hnsw": (
+                    {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+                    if spec.kind == "hnsw"
+                    else None
+                ),
+            }
         dim, seq_len = int(emb.shape[1]), encoder.max_seq_length
     meta = {
-        "format": INDEX_FORMAT, "version": INDEX_VERSION,
-        "model": None if index is None else _model_record(str(model)), "dense": index is not None, "dim": dim,
-        "normalized": True, "metric": "inner_product", "count": len(docs), **dense_meta,
-        "max_seq_length": seq_len, "bm25": bm25.settings(), "corpus": str(corpus_path.resolve()),
+        "format": INDEX_FORMAT,
+        "version": INDEX_VERSION,
+        "model": None if index is None else _model_record(str(model)),
+        "dense": index is not None,
+        "dim": dim,
+        "normalized": True,
+        "metric": "inner_product",
+        "count": len(docs),
+        **dense_meta,
+        "max_seq_length": seq_len,
+        "bm25": bm25.settings(),
+        "corpus": str(corpus_path.resolve()),
         "encode_s": None if encode_s is None else round(encode_s, 2),
         "docs_per_s": None if encode_s is None else round(len(docs) / max(encode_s, 1e-9), 1),
         "encode_processes": processes if index is not None else None,
-        "bm25_s": round(bm25_s, 2), "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "bm25_s": round(bm25_s, 2),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     with atomic_directory(out) as tmp:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; an index is as readable as any output
@@ -382,8 +452,9 @@ class RetrieverIndex:
 
         emb = encode(self.model(), queries, batch_size=batch_size, progress=progress)
         if emb.shape[1] != self.index.d:
-            raise IndusError(f"{self.path}: the model embeds in {emb.shape[1]} dimensions, the index holds "
-                             f"{self.index.d}")
+            raise IndusError(
+                f"{self.path}: the model embeds in {emb.shape[1]} dimensions, the index holds {self.index.d}"
+            )
         return emb
 
     def search_embeddings(self, emb: Any, k: int = 10, ef_search: int | None = None) -> list[list[tuple[str, float]]]:
@@ -400,8 +471,9 @@ class RetrieverIndex:
         hits = search_index(self.index, emb, k, quantize=self.quantize, rescore=rescore, vectors=self.doc_vectors)
         return [[(self.ids[r], s) for r, s in row] for row in hits]
 
-    def search(self, queries: list[str], k: int = 10, batch_size: int = 64,
-               ef_search: int | None = None) -> list[list[tuple[str, float]]]:
+    def search(
+        self, queries: list[str], k: int = 10, batch_size: int = 64, ef_search: int | None = None
+    ) -> list[list[tuple[str, float]]]:
         """Embed ``queries`` and return their top-``k`` ``(id, score)`` lists."""
         return self.search_embeddings(self.encode(queries, batch_size), k, ef_search)
 
@@ -416,12 +488,15 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
     if not path.is_dir():
         raise IndusError(f"{path}: index directory not found")
     if not (path / "index.faiss").exists() and (path / BM25_DIR).is_dir():
-        raise IndusError(f"{path}: a BM25-only index (built with --model bm25) has no dense part; "
-                         "search it by bm25, or rebuild it with a dense --model")
+        raise IndusError(
+            f"{path}: a BM25-only index (built with --model bm25) has no dense part; "
+            "search it by bm25, or rebuild it with a dense --model"
+        )
     missing = [name for name in INDEX_FILES if not (path / name).is_file()]
     if missing:
-        raise IndusError(f"{path}: not an index directory (missing {', '.join(missing)}; "
-                         "build one with `indus retriever index`)")
+        raise IndusError(
+            f"{path}: not an index directory (missing {', '.join(missing)}; build one with `indus retriever index`)"
+        )
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         ids = json.loads((path / "ids.json").read_text(encoding="utf-8"))
@@ -444,11 +519,15 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         if (path / VECTORS_FILE).is_file():
             vectors = open_vectors(path / VECTORS_FILE)  # memory-mapped: rescoring reads only candidates' rows
             if vectors.shape != (len(ids), meta.get("dim")):
-                raise IndusError(f"{path / VECTORS_FILE}: shape {vectors.shape}, expected ({len(ids)}, "
-                                 f"{meta.get('dim')}); rebuild the index")
+                raise IndusError(
+                    f"{path / VECTORS_FILE}: shape {vectors.shape}, expected ({len(ids)}, "
+                    f"{meta.get('dim')}); rebuild the index"
+                )
     if not (index.ntotal == len(ids) == meta.get("count")):
-        raise IndusError(f"{path}: the index holds {index.ntotal} vectors, ids.json {len(ids)} ids and meta.json "
-                         f"count {meta.get('count')}; rebuild the index")
+        raise IndusError(
+            f"{path}: the index holds {index.ntotal} vectors, ids.json {len(ids)} ids and meta.json "
+            f"count {meta.get('count')}; rebuild the index"
+        )
     if index.d != meta.get("dim"):
         raise IndusError(f"{path}: the index has dimension {index.d}, meta.json says {meta.get('dim')}")
     if model is not None:
@@ -456,8 +535,9 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
     return RetrieverIndex(path, index, ids, meta, vectors=vectors)
 
 
-def write_run(results: list[tuple[str, str, list[tuple[str, float]]]], out: str | Path, fmt: str | None = None,
-              tag: str = "indus") -> Path:
+def write_run(
+    results: list[tuple[str, str, list[tuple[str, float]]]], out: str | Path, fmt: str | None = None, tag: str = "indus"
+) -> Path:
     """Write search results ``(query_id, query, hits)`` as a TREC run (``qid Q0 docid rank score tag``) or JSONL.
 
     ``fmt``: ``trec`` or ``jsonl``; by default JSONL for a ``.jsonl`` file name, else TREC.
@@ -471,8 +551,12 @@ def write_run(results: list[tuple[str, str, list[tuple[str, float]]]], out: str 
         if fmt == "trec":
             lines += [f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}" for rank, (doc_id, score) in enumerate(hits, 1)]
         else:
-            lines.append(json.dumps({"query_id": qid, "query": query,
-                                     "hits": [{"id": d, "score": round(s, 6)} for d, s in hits]}, ensure_ascii=False))
+            lines.append(
+                json.dumps(
+                    {"query_id": qid, "query": query, "hits": [{"id": d, "score": round(s, 6)} for d, s in hits]},
+                    ensure_ascii=False,
+                )
+            )
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
     return out

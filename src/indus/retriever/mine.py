@@ -163,8 +163,15 @@ def read_mine_pairs(paths: Sequence[str | Path]) -> tuple[list[MinePair], list[s
                 if pid is not None and (isinstance(pid, bool) or not isinstance(pid, str | int)):
                     raise DataFormatError(file, lineno, "field 'positive_id' must be a string or integer id")
                 index = anchors.setdefault(obj["anchor"], len(anchors))
-                pairs.append(MinePair(index, obj["anchor"], obj["positive"], str(obj.get("source") or default_source),
-                                      None if pid is None else str(pid)))
+                pairs.append(
+                    MinePair(
+                        index,
+                        obj["anchor"],
+                        obj["positive"],
+                        str(obj.get("source") or default_source),
+                        None if pid is None else str(pid),
+                    )
+                )
     if not pairs:
         raise IndusError(f"{', '.join(files)}: no pairs found")
     return pairs, list(anchors), files
@@ -264,9 +271,18 @@ class LazyModel:
         return self._model is not None
 
 
-def cached_embeddings(model: LazyModel, identity: str, digest: str, n: int,
-                      chunks: Callable[[], Iterator[list[str]]], cache_dir: Path, *, batch_size: int = 64,
-                      progress: bool = False, desc: str = "encode") -> tuple[np.ndarray, bool]:
+def cached_embeddings(
+    model: LazyModel,
+    identity: str,
+    digest: str,
+    n: int,
+    chunks: Callable[[], Iterator[list[str]]],
+    cache_dir: Path,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "encode",
+) -> tuple[np.ndarray, bool]:
     """``(N, D)`` normalised float32 embeddings of ``n`` texts, memory-mapped from the cache; encoded on a miss.
 
     Parameters
@@ -310,7 +326,7 @@ def cached_embeddings(model: LazyModel, identity: str, digest: str, n: int,
         with tqdm(total=n, desc=desc, disable=not progress, leave=False) as bar:
             for texts in chunks():
                 emb = bi_encoder.encode(encoder, texts, batch_size=batch_size)  # (n_chunk, D)
-                array[done:done + len(texts)] = emb
+                array[done : done + len(texts)] = emb
                 done += len(texts)
                 bar.update(len(texts))
         if done != n:
@@ -324,7 +340,8 @@ def cached_embeddings(model: LazyModel, identity: str, digest: str, n: int,
 def _chunked(items: Sequence[str], size: int) -> Callable[[], Iterator[list[str]]]:
     def gen() -> Iterator[list[str]]:
         for start in range(0, len(items), size):
-            yield list(items[start:start + size])
+            yield list(items[start : start + size])
+
     return gen
 
 
@@ -338,6 +355,7 @@ def _corpus_chunks(path: Path, size: int) -> Callable[[], Iterator[list[str]]]:
                 batch = []
         if batch:
             yield batch
+
     return gen
 
 
@@ -352,8 +370,9 @@ def _digest(texts: Sequence[str]) -> str:
 # --------------------------------------------------------------------------------------------- search
 
 
-def dense_top(queries: np.ndarray, corpus: np.ndarray, k: int, chunk_size: int,
-              progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def dense_top(
+    queries: np.ndarray, corpus: np.ndarray, k: int, chunk_size: int, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner products of each query over a (memory-mapped) corpus, one slice of rows at a time.
 
     Returns ``(scores, rows)``, each ``(Q, k)``, best first; rows of ``-1`` pad a corpus smaller than ``k``.
@@ -389,9 +408,16 @@ def summary_path(out: str | Path) -> Path:
     return out.with_name(f"{stem}.summary.json")
 
 
-def mine_negatives(model: str, pairs: Sequence[str | Path], corpus: str | Path, out: str | Path,
-                   settings: MineSettings | None = None, *, cache_dir: str | Path | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+def mine_negatives(
+    model: str,
+    pairs: Sequence[str | Path],
+    corpus: str | Path,
+    out: str | Path,
+    settings: MineSettings | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Mine hard negatives for the pairs of ``pairs`` from ``corpus`` and write ``out`` (see the module docstring).
 
     Parameters
@@ -426,11 +452,14 @@ def mine_negatives(model: str, pairs: Sequence[str | Path], corpus: str | Path, 
     lo, hi = parse_range(settings.rank_range)
     out = Path(out)
     if not out.name.endswith(PAIR_SUFFIXES):
-        raise IndusError(f"--out {out}: name the mined pairs *.jsonl.gz or *.jsonl (what `indus retriever train` "
-                         "reads)")
+        raise IndusError(
+            f"--out {out}: name the mined pairs *.jsonl.gz or *.jsonl (what `indus retriever train` reads)"
+        )
     if is_bm25_only(model):
-        raise IndusError("--model must be a dense model: it scores the candidates for the margin filter "
-                         "(rank them by BM25 with --mode bm25)")
+        raise IndusError(
+            "--model must be a dense model: it scores the candidates for the margin filter "
+            "(rank them by BM25 with --mode bm25)"
+        )
     if not model.startswith("random:") and parse_student_spec(model) is None:
         from indus.models import resolve_model
 
@@ -443,20 +472,45 @@ def mine_negatives(model: str, pairs: Sequence[str | Path], corpus: str | Path, 
 
     lazy = LazyModel(model, settings.max_seq_length)
     identity = model_identity(model, settings.max_seq_length)
-    doc_emb, corpus_hit = cached_embeddings(lazy, identity, scan.digest, n_docs,
-                                            _corpus_chunks(corpus_path, settings.chunk_size), cache,
-                                            batch_size=settings.batch_size, progress=progress, desc="encode corpus")
+    doc_emb, corpus_hit = cached_embeddings(
+        lazy,
+        identity,
+        scan.digest,
+        n_docs,
+        _corpus_chunks(corpus_path, settings.chunk_size),
+        cache,
+        batch_size=settings.batch_size,
+        progress=progress,
+        desc="encode corpus",
+    )
     positives = list(dict.fromkeys(p.positive for p in mine_pairs))
-    anchor_emb, anchors_hit = cached_embeddings(lazy, identity, _digest(anchors), len(anchors),
-                                                _chunked(anchors, settings.chunk_size), cache,
-                                                batch_size=settings.batch_size, progress=progress,
-                                                desc="encode anchors")
-    pos_emb, pos_hit = cached_embeddings(lazy, identity, _digest(positives), len(positives),
-                                         _chunked(positives, settings.chunk_size), cache,
-                                         batch_size=settings.batch_size, progress=progress, desc="encode positives")
+    anchor_emb, anchors_hit = cached_embeddings(
+        lazy,
+        identity,
+        _digest(anchors),
+        len(anchors),
+        _chunked(anchors, settings.chunk_size),
+        cache,
+        batch_size=settings.batch_size,
+        progress=progress,
+        desc="encode anchors",
+    )
+    pos_emb, pos_hit = cached_embeddings(
+        lazy,
+        identity,
+        _digest(positives),
+        len(positives),
+        _chunked(positives, settings.chunk_size),
+        cache,
+        batch_size=settings.batch_size,
+        progress=progress,
+        desc="encode positives",
+    )
     if anchor_emb.shape[1] != doc_emb.shape[1]:
-        raise IndusError(f"the cached corpus embeddings have {doc_emb.shape[1]} dimensions, the anchors "
-                         f"{anchor_emb.shape[1]}; clear {cache}")
+        raise IndusError(
+            f"the cached corpus embeddings have {doc_emb.shape[1]} dimensions, the anchors "
+            f"{anchor_emb.shape[1]}; clear {cache}"
+        )
     anchor_emb = np.ascontiguousarray(anchor_emb)  # (A, D), in memory: searched against every slice
     pos_row = {text: i for i, text in enumerate(positives)}
 
@@ -485,8 +539,13 @@ def mine_negatives(model: str, pairs: Sequence[str | Path], corpus: str | Path, 
     ranked = _rank(settings, scan, corpus_path, anchors, anchor_emb, doc_emb, depth, progress)  # A lists of rows
 
     rng = random.Random(settings.seed)
-    counts = {"candidates": 0, "in_range": 0, "removed_by_margin": 0, "skipped_positive": 0,
-              "pairs_without_negative": 0}
+    counts = {
+        "candidates": 0,
+        "in_range": 0,
+        "removed_by_margin": 0,
+        "skipped_positive": 0,
+        "pairs_without_negative": 0,
+    }
     chosen: list[tuple[MinePair, list[int], float]] = []
     for p in tqdm(mine_pairs, desc="mine", disable=not progress, leave=False):
         rows = []
@@ -498,7 +557,7 @@ def mine_negatives(model: str, pairs: Sequence[str | Path], corpus: str | Path, 
             if len(rows) == settings.top_k:
                 break
         counts["candidates"] += len(rows)
-        window = rows[lo - 1:hi]
+        window = rows[lo - 1 : hi]
         counts["in_range"] += len(window)
         pos_score = float(anchor_emb[p.anchor] @ pos_emb[pos_row[p.positive]])
         if settings.margin is not None and window:
@@ -520,16 +579,41 @@ def mine_negatives(model: str, pairs: Sequence[str | Path], corpus: str | Path, 
         with opener(tmp, "wt", encoding="utf-8") as fh:
             for p, rows, _ in chosen:
                 for r in rows:
-                    fh.write(json.dumps({"anchor": p.anchor_text, "positive": p.positive, "negative": texts[r],
-                                         "source": p.source, "negative_id": scan.ids[r]}, ensure_ascii=False) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {
+                                "anchor": p.anchor_text,
+                                "positive": p.positive,
+                                "negative": texts[r],
+                                "source": p.source,
+                                "negative_id": scan.ids[r],
+                            },
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
                     written += 1
     summary = {
-        "task": "retriever-mine", "model": model, "mode": settings.mode, "pairs_files": files,
-        "corpus": str(corpus_path), "out": str(out), "documents": n_docs, "pairs": len(mine_pairs),
-        "anchors": len(anchors), "pairs_written": len(chosen), "rows": written, **counts,
+        "task": "retriever-mine",
+        "model": model,
+        "mode": settings.mode,
+        "pairs_files": files,
+        "corpus": str(corpus_path),
+        "out": str(out),
+        "documents": n_docs,
+        "pairs": len(mine_pairs),
+        "anchors": len(anchors),
+        "pairs_written": len(chosen),
+        "rows": written,
+        **counts,
         "removed_fraction": counts["removed_by_margin"] / counts["in_range"] if counts["in_range"] else 0.0,
-        "cache": {"dir": str(cache), "corpus_hit": corpus_hit, "anchors_hit": anchors_hit,
-                  "positives_hit": pos_hit, "model_loaded": lazy.loaded},
+        "cache": {
+            "dir": str(cache),
+            "corpus_hit": corpus_hit,
+            "anchors_hit": anchors_hit,
+            "positives_hit": pos_hit,
+            "model_loaded": lazy.loaded,
+        },
         "settings": {**asdict(settings), "rank_range": [lo, hi]},
         "wall_s": round(time.perf_counter() - started, 2),
     }
@@ -537,8 +621,16 @@ def mine_negatives(model: str, pairs: Sequence[str | Path], corpus: str | Path, 
     return summary
 
 
-def _rank(settings: MineSettings, scan: CorpusScan, corpus_path: Path, anchors: list[str], anchor_emb: np.ndarray,
-          doc_emb: np.ndarray, depth: int, progress: bool) -> list[list[int]]:
+def _rank(
+    settings: MineSettings,
+    scan: CorpusScan,
+    corpus_path: Path,
+    anchors: list[str],
+    anchor_emb: np.ndarray,
+    doc_emb: np.ndarray,
+    depth: int,
+    progress: bool,
+) -> list[list[int]]:
     """Each anchor's ``depth`` best corpus rows, best first, in ``settings.mode``."""
     dense: list[list[int]] = []
     if settings.mode in ("dense", "hybrid"):

@@ -30,8 +30,12 @@ from indus.models import INT8_MARKER, quantize_int8  # noqa: F401 - quantize_int
 
 QUANT_FILE = INT8_MARKER
 METHOD = "torch.ao.quantization.quantize_dynamic"
-PROBES = ["Stellar winds shape the heliosphere.", "Does vitamin D lower the risk of fractures?",
-          "Sea ice extent in the Arctic declined by 13% per decade.", "x"]
+PROBES = [
+    "Stellar winds shape the heliosphere.",
+    "Does vitamin D lower the risk of fractures?",
+    "Sea ice extent in the Arctic declined by 13% per decade.",
+    "x",
+]
 
 
 def is_int8_folder(path: str | Path) -> bool:
@@ -39,8 +43,9 @@ def is_int8_folder(path: str | Path) -> bool:
     return (Path(path) / QUANT_FILE).is_file()
 
 
-def export_int8(model: str, out: str | Path, *, max_seq_length: int | None = None,
-                overwrite: bool = False) -> dict[str, Any]:
+def export_int8(
+    model: str, out: str | Path, *, max_seq_length: int | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Write ``model`` as an int8 query encoder folder (see the module docstring); returns the recorded info."""
     import numpy as np
 
@@ -53,8 +58,13 @@ def export_int8(model: str, out: str | Path, *, max_seq_length: int | None = Non
     reference = encode(float_model, PROBES)  # (P, D)
     with atomic_directory(out) as tmp:
         float_model.save(str(tmp))
-        info = {"method": METHOD, "dtype": "qint8", "modules": ["torch.nn.Linear"], "source": model,
-                "max_seq_length": float_model.max_seq_length}
+        info = {
+            "method": METHOD,
+            "dtype": "qint8",
+            "modules": ["torch.nn.Linear"],
+            "source": model,
+            "max_seq_length": float_model.max_seq_length,
+        }
         atomic_write_json(tmp / QUANT_FILE, info)
         from indus.models import load_sentence_transformer
 

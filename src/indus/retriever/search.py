@@ -103,8 +103,10 @@ class Searcher:
         if fusion not in FUSIONS:
             raise IndusError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         if fusion == "convex" and (fusion_weight is None or not 0.0 <= fusion_weight <= 1.0):
-            raise IndusError("convex fusion needs a BM25 weight in [0, 1] (--fusion-weight W; choose it with "
-                             "`indus eval ir --fusion convex` on a collection's dev/train qrels)")
+            raise IndusError(
+                "convex fusion needs a BM25 weight in [0, 1] (--fusion-weight W; choose it with "
+                "`indus eval ir --fusion convex` on a collection's dev/train qrels)"
+            )
         self.fusion, self.fusion_weight = fusion, fusion_weight
         self.path, self.meta, self._docs, self._bm25, self._dense = path, meta, docs, bm25, dense
         self.fusion_k, self.fusion_depth, self.ef_search = fusion_k, fusion_depth, ef_search
@@ -280,10 +282,19 @@ class Searcher:
             lexical = self._bm25.search(queries, depth)
             emb = self._dense.encode(queries, batch_size=batch_size)  # (Q, D)
             dense = self._dense.search_embeddings(emb, depth, ef_search=self.ef_search)
-            return [convex_fusion(*union_scores(lex, den, lambda ids, t=text: self._bm25.score_docs(t, ids),
-                                                lambda ids, q=q: self._dense.score_docs(q, ids)),
-                                  self.fusion_weight, depth=k)
-                    for text, q, lex, den in zip(queries, emb, lexical, dense, strict=True)]
+            return [
+                convex_fusion(
+                    *union_scores(
+                        lex,
+                        den,
+                        lambda ids, t=text: self._bm25.score_docs(t, ids),
+                        lambda ids, q=q: self._dense.score_docs(q, ids),
+                    ),
+                    self.fusion_weight,
+                    depth=k,
+                )
+                for text, q, lex, den in zip(queries, emb, lexical, dense, strict=True)
+            ]
         if mode == "hybrid":
             depth = max(self.fusion_depth, k)
             lexical, dense = self._bm25.search(queries, depth), self._dense_search(queries, depth, batch_size)

@@ -29,12 +29,15 @@ from indus.retriever.trainer import TrainSettings, finished_summary, fit
 class RetrieverTrainConfig(TrainSettings):
     """``indus retriever train``: the model to start from plus the shared training settings."""
 
-    model: str = field(default="minilm", metadata={
-        "help": "minilm | a Hugging Face or SentenceTransformer folder | random:<preset> | layers:N@MODEL"})
+    model: str = field(
+        default="minilm",
+        metadata={"help": "minilm | a Hugging Face or SentenceTransformer folder | random:<preset> | layers:N@MODEL"},
+    )
 
 
-def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: bool = False,
-                    overwrite: bool = False) -> dict[str, Any]:
+def train_retriever(
+    cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
     """Train a bi-encoder with the GTE loss; the output folder loads with ``SentenceTransformer(out_dir)``.
 
     Parameters
@@ -66,19 +69,28 @@ def train_retriever(cfg: RetrieverTrainConfig, out_dir: str | Path, *, resume: b
     done = finished_summary(out_dir) if resume else None
     if done is not None:
         return done
-    out = prepare_output_dir(out_dir, command="retriever train", resume=resume, overwrite=overwrite,
-                             resumable=True)
+    out = prepare_output_dir(out_dir, command="retriever train", resume=resume, overwrite=overwrite, resumable=True)
     start = time.perf_counter()
     data = cfg.load_training_pairs()
     set_seed(cfg.seed)
-    model = load_bi_encoder(cfg.model, max_seq_length=cfg.max_seq_length, seed=cfg.seed,
-                            calibration_texts=cfg.calibration_texts(data.texts()))
-    loss = GTELoss(model, temperature=cfg.temperature, mini_batch_size=cfg.mini_batch_size,
-                   mask_duplicates=cfg.mask_duplicates)
+    model = load_bi_encoder(
+        cfg.model,
+        max_seq_length=cfg.max_seq_length,
+        seed=cfg.seed,
+        calibration_texts=cfg.calibration_texts(data.texts()),
+    )
+    loss = GTELoss(
+        model, temperature=cfg.temperature, mini_batch_size=cfg.mini_batch_size, mask_duplicates=cfg.mask_duplicates
+    )
     dataset = pair_datasets(data, one_source_per_batch=cfg.one_source_per_batch)
-    extra = {"task": "retriever-train", "model": cfg.model, "n_pairs": data.n_pairs, "sources": data.counts,
-             "hard_negative_sources": sorted(s for s, v in data.negatives.items() if v),
-             "setup_s": round(time.perf_counter() - start, 2)}
+    extra = {
+        "task": "retriever-train",
+        "model": cfg.model,
+        "n_pairs": data.n_pairs,
+        "sources": data.counts,
+        "hard_negative_sources": sorted(s for s, v in data.negatives.items() if v),
+        "setup_s": round(time.perf_counter() - start, 2),
+    }
     summary = fit(model, loss, dataset, cfg, out.path, resume=resume, extra_summary=extra)
     out.complete(stop_reason=summary["stop_reason"])
     return summary

@@ -47,8 +47,9 @@ logger = logging.getLogger(__name__)
 SOURCE_SAMPLERS = ("proportional", "round_robin")
 PROGRESS_FILE = "indus_progress.json"
 #: settings that may change between a run and its resume (they do not change the loss curve)
-RESUMABLE_KEYS = frozenset({"logging_steps", "save_steps", "keep_checkpoints", "time_budget_s", "teacher_cache",
-                            "teacher_batch_size"})
+RESUMABLE_KEYS = frozenset(
+    {"logging_steps", "save_steps", "keep_checkpoints", "time_budget_s", "teacher_cache", "teacher_batch_size"}
+)
 
 
 @dataclass
@@ -60,7 +61,8 @@ class TrainSettings:
     max_seq_length: int = field(default=256, metadata={"help": "truncate every text to this many tokens"})
     batch_size: int = field(default=64, metadata={"help": "pairs per batch (in-batch negatives); paper: 1024"})
     mini_batch_size: int | None = field(
-        default=None, metadata={"help": "gradient caching: encode this many texts at a time (same gradients)"})
+        default=None, metadata={"help": "gradient caching: encode this many texts at a time (same gradients)"}
+    )
     temperature: float = field(default=0.02, metadata={"help": "tau of the contrastive logits cos / tau"})
     hard_negatives: bool = field(default=True, metadata={"help": "use a source's 'negative' column when complete"})
     mask_duplicates: bool = field(default=True, metadata={"help": "drop duplicated texts from the partition"})
@@ -73,7 +75,8 @@ class TrainSettings:
     epochs: float = field(default=1.0, metadata={"help": "passes over the pairs (max_steps wins when set)"})
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
     time_budget_s: float | None = field(
-        default=None, metadata={"help": "stop after this many seconds (the schedule still follows epochs/steps)"})
+        default=None, metadata={"help": "stop after this many seconds (the schedule still follows epochs/steps)"}
+    )
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (CPU with AVX-512 BF16/AMX, or GPU)"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, initialisation and dropout"})
     logging_steps: int = field(default=10, metadata={"help": "log the loss every this many steps"})
@@ -101,15 +104,20 @@ class TrainSettings:
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive or null, got {self.time_budget_s}")
         if self.source_sampling not in SOURCE_SAMPLERS:
-            raise ValueError(f"source_sampling must be one of {', '.join(SOURCE_SAMPLERS)}, "
-                             f"got {self.source_sampling!r}")
+            raise ValueError(
+                f"source_sampling must be one of {', '.join(SOURCE_SAMPLERS)}, got {self.source_sampling!r}"
+            )
 
     def load_training_pairs(self) -> Any:
         """The pairs this run trains on (:func:`indus.retriever.data.load_pairs` with these settings)."""
         from indus.retriever.data import load_pairs
 
-        return load_pairs(self.pairs, max_pairs_per_source=self.max_pairs_per_source,
-                          hard_negatives=self.hard_negatives, seed=self.seed)
+        return load_pairs(
+            self.pairs,
+            max_pairs_per_source=self.max_pairs_per_source,
+            hard_negatives=self.hard_negatives,
+            seed=self.seed,
+        )
 
     def calibration_texts(self, texts: list[str] | None = None) -> list[str]:
         """The fixed sample of the training texts (``texts``, or read from ``pairs``) that ranks feed-forward
@@ -167,8 +175,15 @@ def _callbacks(cfg: Any, budget_s: float | None, counter: dict[str, int]) -> tup
     return [TimeBudget(), CompleteCheckpoint()], state
 
 
-def build_trainer(model: Any, loss: Any, train_dataset: Any, cfg: TrainSettings, checkpoint_dir: Path,
-                  callbacks: list[Any] | None = None, counter: dict[str, int] | None = None) -> Any:
+def build_trainer(
+    model: Any,
+    loss: Any,
+    train_dataset: Any,
+    cfg: TrainSettings,
+    checkpoint_dir: Path,
+    callbacks: list[Any] | None = None,
+    counter: dict[str, int] | None = None,
+) -> Any:
     """A ``SentenceTransformerTrainer`` for ``cfg``; it counts the pairs it trains on in ``counter["pairs_seen"]``."""
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -260,8 +275,16 @@ def check_resume(resume_from: Path, cfg: Any, world_size: int) -> None:
     check_resume_settings(resume_from / "config.yaml", config_to_dict(cfg), RESUMABLE_KEYS)
 
 
-def fit(model: Any, loss: Any, train_dataset: Any, cfg: Any, out_dir: Path, *, resume: bool = False,
-        extra_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+def fit(
+    model: Any,
+    loss: Any,
+    train_dataset: Any,
+    cfg: Any,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    extra_summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train ``model`` with ``loss``, save it to ``out_dir`` with config and summary, and return the summary.
 
     ``cfg`` is a :class:`TrainSettings` (or a subclass holding the model fields too); it is saved as given.

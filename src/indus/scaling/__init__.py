@@ -24,7 +24,24 @@ from indus.scaling.selection import select_subset, selection_curve, v_optimality
 from indus.scaling.tasks import TASKS, Task, get_task, load_task, load_user_task
 
 __all__ = [
-    "ComputeScalingLaw", "HoldoutResult", "ObservationalScalingLaw", "PCAImputer", "ScalingData", "SigmoidLink",
-    "TASKS", "Task", "effective_compute", "family_fits", "fit_holdout", "get_task", "load_task", "load_user_task",
-    "orient_components", "pca_analysis", "select_subset", "selection_curve", "v_optimality", "write_report",
+    "ComputeScalingLaw",
+    "HoldoutResult",
+    "ObservationalScalingLaw",
+    "PCAImputer",
+    "ScalingData",
+    "SigmoidLink",
+    "TASKS",
+    "Task",
+    "effective_compute",
+    "family_fits",
+    "fit_holdout",
+    "get_task",
+    "load_task",
+    "load_user_task",
+    "orient_components",
+    "pca_analysis",
+    "select_subset",
+    "selection_curve",
+    "v_optimality",
+    "write_report",
 ]

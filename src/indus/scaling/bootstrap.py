@@ -18,9 +18,16 @@ import numpy as np
 from indus.scaling.link import SigmoidLink
 
 
-def bootstrap_intervals(link: SigmoidLink, X_train: np.ndarray, y_train: np.ndarray, X_new: np.ndarray, *,
-                        n_bootstrap: int = 200, alpha: float = 0.1,
-                        random_state: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_intervals(
+    link: SigmoidLink,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_new: np.ndarray,
+    *,
+    n_bootstrap: int = 200,
+    alpha: float = 0.1,
+    random_state: int | np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper prediction bounds for ``X_new`` under a fitted link.
 
     Parameters

@@ -86,8 +86,16 @@ class ObservationalScalingLaw(RegressorMixin, BaseEstimator):
     True
     """
 
-    def __init__(self, *, n_components: int = 3, impute: bool = True, imputer_max_iter: int = 1000,
-                 imputer_tol: float = 1e-4, floor_bounds: tuple[float, float] = (0.0, 0.2), n_starts: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        n_components: int = 3,
+        impute: bool = True,
+        imputer_max_iter: int = 1000,
+        imputer_tol: float = 1e-4,
+        floor_bounds: tuple[float, float] = (0.0, 0.2),
+        n_starts: int = 2,
+    ) -> None:
         self.n_components = n_components
         self.impute = impute
         self.imputer_max_iter = imputer_max_iter
@@ -106,8 +114,10 @@ class ObservationalScalingLaw(RegressorMixin, BaseEstimator):
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"{X.shape[0]} score rows but {y.shape[0]} targets")
         if not 1 <= self.n_components <= min(X.shape):
-            raise ValueError(f"n_components must be in [1, min(n_models, n_benchmarks)] = [1, {min(X.shape)}], "
-                             f"got {self.n_components}")
+            raise ValueError(
+                f"n_components must be in [1, min(n_models, n_benchmarks)] = [1, {min(X.shape)}], "
+                f"got {self.n_components}"
+            )
         self.n_features_in_ = X.shape[1]
         if self.impute:
             self.imputer_ = PCAImputer(max_iter=self.imputer_max_iter, tol=self.imputer_tol)

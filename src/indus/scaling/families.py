@@ -36,8 +36,9 @@ class FamilyFit:
         return asdict(self)
 
 
-def family_fits(families: np.ndarray, flops: np.ndarray, capabilities: np.ndarray,
-                *, min_models: int = 3) -> list[FamilyFit]:
+def family_fits(
+    families: np.ndarray, flops: np.ndarray, capabilities: np.ndarray, *, min_models: int = 3
+) -> list[FamilyFit]:
     """Fit every capability PC against log compute within each family.
 
     Parameters
@@ -67,8 +68,11 @@ def family_fits(families: np.ndarray, flops: np.ndarray, capabilities: np.ndarra
             continue
         for k in range(capabilities.shape[1]):
             fit = linregress(logc, capabilities[rows, k])
-            out.append(FamilyFit(str(family), k + 1, int(rows.sum()), float(fit.slope), float(fit.intercept),
-                                 float(fit.rvalue ** 2)))
+            out.append(
+                FamilyFit(
+                    str(family), k + 1, int(rows.sum()), float(fit.slope), float(fit.intercept), float(fit.rvalue**2)
+                )
+            )
     return out
 
 
@@ -93,8 +97,9 @@ class EffectiveCompute:
         return self.slope * np.log(np.asarray(flops, dtype=float)) + self.intercept
 
 
-def effective_compute(scores: np.ndarray, families: np.ndarray, flops: np.ndarray,
-                      reference: str = "Llama-2") -> EffectiveCompute | None:
+def effective_compute(
+    scores: np.ndarray, families: np.ndarray, flops: np.ndarray, reference: str = "Llama-2"
+) -> EffectiveCompute | None:
     """Fit the reference family's linear scores against its log compute, as the paper does for its x-axes.
 
     Parameters
@@ -138,15 +143,18 @@ class CapabilityAnalysis:
     def to_json(self) -> dict[str, object]:
         """JSON-ready summary (loadings keyed by benchmark)."""
         return {
-            "n_models": len(self.models), "n_fit": self.n_fit, "benchmarks": self.benchmarks,
+            "n_models": len(self.models),
+            "n_fit": self.n_fit,
+            "benchmarks": self.benchmarks,
             "explained_variance_ratio": self.explained_variance_ratio,
             "loadings": [{b: float(v) for b, v in zip(self.benchmarks, row, strict=True)} for row in self.loadings],
             "family_fits": [f.to_dict() for f in self.fits],
         }
 
 
-def pca_analysis(frame: pd.DataFrame, benchmarks: list[str], *, n_components: int = 3,
-                 fit_rows: np.ndarray | None = None) -> CapabilityAnalysis:
+def pca_analysis(
+    frame: pd.DataFrame, benchmarks: list[str], *, n_components: int = 3, fit_rows: np.ndarray | None = None
+) -> CapabilityAnalysis:
     """Impute, fit the PCA (all components, for the variance spectrum) and fit PCs against compute per family.
 
     Parameters
@@ -172,7 +180,13 @@ def pca_analysis(frame: pd.DataFrame, benchmarks: list[str], *, n_components: in
     families = frame[FAMILY].to_numpy(dtype=object) if FAMILY in frame else np.full(len(frame), None)
     flops = frame[FLOPS].to_numpy(dtype=float) if FLOPS in frame else np.full(len(frame), np.nan)
     fits = family_fits(families, flops, S) if FAMILY in frame and FLOPS in frame else []
-    return CapabilityAnalysis(list(benchmarks), frame[MODEL].tolist(),
-                              [None if f is None else str(f) for f in families],
-                              [float(v) for v in pca.explained_variance_ratio_], pca.components_[:n_components],
-                              S, fits, int(rows.sum()))
+    return CapabilityAnalysis(
+        list(benchmarks),
+        frame[MODEL].tolist(),
+        [None if f is None else str(f) for f in families],
+        [float(v) for v in pca.explained_variance_ratio_],
+        pca.components_[:n_components],
+        S,
+        fits,
+        int(rows.sum()),
+    )

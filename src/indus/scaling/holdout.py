@@ -66,8 +66,16 @@ class ScalingData:
         """The same data with only ``train_models`` kept for training (the test models are unchanged)."""
         keep = self.frame[MODEL].isin(set(train_models)).to_numpy() & self.train
         rows = keep | self.test
-        return ScalingData(self.name, self.frame.loc[rows].reset_index(drop=True), list(self.benchmarks),
-                           keep[rows], self.reference_family, self.metric_range, self.description, self.floor_bounds)
+        return ScalingData(
+            self.name,
+            self.frame.loc[rows].reset_index(drop=True),
+            list(self.benchmarks),
+            keep[rows],
+            self.reference_family,
+            self.metric_range,
+            self.description,
+            self.floor_bounds,
+        )
 
 
 @dataclass
@@ -100,21 +108,34 @@ class HoldoutResult:
             "n_train": int(self.data.train.sum()),
             "n_test": int(self.data.test.sum()),
             "explained_variance_ratio": [float(v) for v in law.explained_variance_ratio_],
-            "pcs": {"coef": [float(v) for v in law.coef_], "intercept": float(law.intercept_),
-                    "floor": float(law.floor_), "train_mse": self.pcs_train_mse, "test_mse": self.pcs_test_mse},
+            "pcs": {
+                "coef": [float(v) for v in law.coef_],
+                "intercept": float(law.intercept_),
+                "floor": float(law.floor_),
+                "train_mse": self.pcs_train_mse,
+                "test_mse": self.pcs_test_mse,
+            },
             "flops": {"test_mse": self.flops_test_mse},
             "params": {"test_mse": self.params_test_mse},
             "predictions": [
-                {"model": r[MODEL], "family": _text(r[FAMILY]), "split": r["split"], "y": float(r[TARGET]),
-                 "y_pred": float(r["y_pred"]), "lo": _num(r["lo"]), "hi": _num(r["hi"])}
+                {
+                    "model": r[MODEL],
+                    "family": _text(r[FAMILY]),
+                    "split": r["split"],
+                    "y": float(r[TARGET]),
+                    "y_pred": float(r["y_pred"]),
+                    "lo": _num(r["lo"]),
+                    "hi": _num(r["hi"]),
+                }
                 for _, r in self.frame.iterrows()
             ],
         }
 
     def formula(self, digits: int = 2) -> str:
         """The fitted law as text, e.g. ``0.05 + 0.95 * sigmoid(2.56 PC1 + 4.63 PC2 + 4.30 PC3 - 2.50)``."""
-        terms = " ".join(f"{'+' if c >= 0 else '-'} {abs(c):.{digits}f} PC{k + 1}"
-                         for k, c in enumerate(self.law.coef_)).lstrip("+ ")
+        terms = " ".join(
+            f"{'+' if c >= 0 else '-'} {abs(c):.{digits}f} PC{k + 1}" for k, c in enumerate(self.law.coef_)
+        ).lstrip("+ ")
         a = self.law.intercept_
         inner = f"{terms} {'+' if a >= 0 else '-'} {abs(a):.{digits}f}"
         b = self.law.floor_
@@ -135,8 +156,15 @@ def _mse(pred: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.mean((pred - y) ** 2)) if len(y) else None
 
 
-def fit_holdout(data: ScalingData, *, n_components: int = 3, n_bootstrap: int = 200, alpha: float = 0.1,
-                baselines: bool = True, random_state: int | None = 0) -> HoldoutResult:
+def fit_holdout(
+    data: ScalingData,
+    *,
+    n_components: int = 3,
+    n_bootstrap: int = 200,
+    alpha: float = 0.1,
+    baselines: bool = True,
+    random_state: int | None = 0,
+) -> HoldoutResult:
     """Fit the observational law on the training models of ``data`` and score it on the test models.
 
     Parameters
@@ -158,19 +186,23 @@ def fit_holdout(data: ScalingData, *, n_components: int = 3, n_bootstrap: int = 
     train, test = np.asarray(data.train, dtype=bool), ~np.asarray(data.train, dtype=bool)
     n_train = int(train.sum())
     if n_train < max(n_components, 2):
-        raise IndusError(f"{data.name}: {n_train} training models is too few for {n_components} capability PCs "
-                         f"(need at least {max(n_components, 2)})")
+        raise IndusError(
+            f"{data.name}: {n_train} training models is too few for {n_components} capability PCs "
+            f"(need at least {max(n_components, 2)})"
+        )
     X = frame[data.benchmarks]
     y = frame[TARGET].to_numpy(dtype=float)
     try:
-        law = ObservationalScalingLaw(n_components=n_components, floor_bounds=data.floor_bounds).fit(X.loc[train],
-                                                                                                     y[train])
+        law = ObservationalScalingLaw(n_components=n_components, floor_bounds=data.floor_bounds).fit(
+            X.loc[train], y[train]
+        )
     except ValueError as exc:
         raise IndusError(f"{data.name}: {exc}") from exc
     S = law.capabilities(X)  # (n, K)
     pred = law.link_.predict(S)
-    lo, hi = bootstrap_intervals(law.link_, S[train], y[train], S, n_bootstrap=n_bootstrap, alpha=alpha,
-                                 random_state=random_state)
+    lo, hi = bootstrap_intervals(
+        law.link_, S[train], y[train], S, n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state
+    )
     out = frame.copy()
     out["split"] = np.where(train, "train", "test")
     out["y_pred"], out["lo"], out["hi"] = pred, lo, hi
@@ -179,8 +211,9 @@ def fit_holdout(data: ScalingData, *, n_components: int = 3, n_bootstrap: int = 
         out[f"PC-{k + 1}"] = S[:, k]
     effective = None
     if data.reference_family and FAMILY in frame and FLOPS in frame:
-        effective = effective_compute(out["score"].to_numpy(), frame[FAMILY].to_numpy(), frame[FLOPS].to_numpy(),
-                                      data.reference_family)
+        effective = effective_compute(
+            out["score"].to_numpy(), frame[FAMILY].to_numpy(), frame[FLOPS].to_numpy(), data.reference_family
+        )
     out["effective_flops"] = effective(out["score"].to_numpy()) if effective else np.nan
 
     flops_mse = params_mse = pcs_known = None
@@ -192,13 +225,30 @@ def fit_holdout(data: ScalingData, *, n_components: int = 3, n_bootstrap: int = 
         n_known = int(known.sum())
         pcs_known = _mse(pred[known], y[known])
     return HoldoutResult(
-        data=data, law=law, frame=out, pcs_train_mse=float(law.train_mse_), pcs_test_mse=_mse(pred[test], y[test]),
-        flops_test_mse=flops_mse, params_test_mse=params_mse, pcs_test_mse_known_compute=pcs_known,
-        n_test_known_compute=n_known, effective=effective, flops_law=flops_law, params_law=params_law, alpha=alpha)
+        data=data,
+        law=law,
+        frame=out,
+        pcs_train_mse=float(law.train_mse_),
+        pcs_test_mse=_mse(pred[test], y[test]),
+        flops_test_mse=flops_mse,
+        params_test_mse=params_mse,
+        pcs_test_mse_known_compute=pcs_known,
+        n_test_known_compute=n_known,
+        effective=effective,
+        flops_law=flops_law,
+        params_law=params_law,
+        alpha=alpha,
+    )
 
 
-def _compute_baseline(frame: pd.DataFrame, column: str, train: np.ndarray, test: np.ndarray, y: np.ndarray,
-                      floor_bounds: tuple[float, float]) -> tuple[ComputeScalingLaw | None, float | None, np.ndarray]:
+def _compute_baseline(
+    frame: pd.DataFrame,
+    column: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    y: np.ndarray,
+    floor_bounds: tuple[float, float],
+) -> tuple[ComputeScalingLaw | None, float | None, np.ndarray]:
     """The task's link on log ``column``; test MSE over the test models where the column is known."""
     if column not in frame:
         return None, None, np.zeros(len(frame), dtype=bool)

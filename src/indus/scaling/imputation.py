@@ -53,8 +53,14 @@ class PCAImputer(TransformerMixin, BaseEstimator):
     np.float64(1.0)
     """
 
-    def __init__(self, *, n_components: int = 1, max_iter: int = 1000, tol: float = 1e-4,
-                 clip: tuple[float, float] | None = (0.0, 1.0)) -> None:
+    def __init__(
+        self,
+        *,
+        n_components: int = 1,
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+        clip: tuple[float, float] | None = (0.0, 1.0),
+    ) -> None:
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -75,8 +81,9 @@ class PCAImputer(TransformerMixin, BaseEstimator):
             raise ValueError(f"expected a 2-D score matrix, got shape {X.shape}")
         empty = np.isnan(X).all(axis=0)
         if empty.any():
-            raise ValueError(f"benchmark column(s) {np.flatnonzero(empty).tolist()} have no score among the rows "
-                             "used for fitting")
+            raise ValueError(
+                f"benchmark column(s) {np.flatnonzero(empty).tolist()} have no score among the rows used for fitting"
+            )
         if X.shape[0] <= self.n_components:
             raise ValueError(f"need more than {self.n_components} rows to fit the imputation, got {X.shape[0]}")
         self.n_features_in_ = X.shape[1]

@@ -53,8 +53,14 @@ class SigmoidLink(RegressorMixin, BaseEstimator):
     [2.0, -1.0, 0.1]
     """
 
-    def __init__(self, *, floor_bounds: tuple[float, float] = (0.0, 0.2), max_nfev: int = 10000,
-                 n_starts: int = 2, tol: float = 1e-8) -> None:
+    def __init__(
+        self,
+        *,
+        floor_bounds: tuple[float, float] = (0.0, 0.2),
+        max_nfev: int = 10000,
+        n_starts: int = 2,
+        tol: float = 1e-8,
+    ) -> None:
         self.floor_bounds = floor_bounds
         self.max_nfev = max_nfev
         self.n_starts = n_starts
@@ -79,7 +85,7 @@ class SigmoidLink(RegressorMixin, BaseEstimator):
         self.n_features_in_ = k
 
         def unpack(p: np.ndarray) -> tuple[float, np.ndarray, float]:
-            return p[0], p[1:k + 1], (p[k + 1] if free_floor else lo)
+            return p[0], p[1 : k + 1], (p[k + 1] if free_floor else lo)
 
         def residual(p: np.ndarray) -> np.ndarray:
             a, w, b = unpack(p)
@@ -102,8 +108,17 @@ class SigmoidLink(RegressorMixin, BaseEstimator):
         best = None
         for p0 in starts:
             p0 = np.clip(p0, lower, upper)  # a warm start or the logit start may sit outside the floor's box
-            sol = least_squares(residual, p0, jac=jacobian, bounds=(lower, upper), method="trf",
-                                max_nfev=self.max_nfev, ftol=self.tol, xtol=self.tol, gtol=self.tol)
+            sol = least_squares(
+                residual,
+                p0,
+                jac=jacobian,
+                bounds=(lower, upper),
+                method="trf",
+                max_nfev=self.max_nfev,
+                ftol=self.tol,
+                xtol=self.tol,
+                gtol=self.tol,
+            )
             if best is None or sol.cost < best.cost:
                 best = sol
         a, w, b = unpack(best.x)

@@ -56,25 +56,35 @@ def plot_pc1_vs_flops(analysis: CapabilityAnalysis, flops: np.ndarray, out: str 
         rows = (fam == family) & known
         color = cmap(i % 20)
         marker = "os^D"[i % 4] if i < 20 else "v<>P"[i % 4]
-        ax.scatter(flops[rows], analysis.capabilities[rows, 0], color=color, marker=marker, s=28, label=family,
-                   zorder=3)
+        ax.scatter(
+            flops[rows], analysis.capabilities[rows, 0], color=color, marker=marker, s=28, label=family, zorder=3
+        )
         if family in fits:
             fit = fits[family]
             xs = np.logspace(np.log10(flops[rows].min()), np.log10(flops[rows].max()), 20)
-            ax.plot(xs, fit.slope * np.log(xs / FLOPS_UNIT) + fit.intercept, color=color, lw=1.2,
-                    ls="-" if i < 20 else "--")
+            ax.plot(
+                xs, fit.slope * np.log(xs / FLOPS_UNIT) + fit.intercept, color=color, lw=1.2, ls="-" if i < 20 else "--"
+            )
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("PC-1 (general capability)")
     share = analysis.explained_variance_ratio[0]
     r2 = [f.r2 for f in fits.values()]
-    ax.set_title(f"PC-1 ({share:.0%} of the score variance of {len(fam)} models) against training FLOPs\n"
-                 f"lines: least-squares fit within each family with >= 3 models"
-                 + (f" ({len(r2)} families, median R$^2$ {np.median(r2):.2f})" if r2 else ""), fontsize=10)
+    ax.set_title(
+        f"PC-1 ({share:.0%} of the score variance of {len(fam)} models) against training FLOPs\n"
+        f"lines: least-squares fit within each family with >= 3 models"
+        + (f" ({len(r2)} families, median R$^2$ {np.median(r2):.2f})" if r2 else ""),
+        fontsize=10,
+    )
     missing = int((~known).sum())
     if missing:
-        ax.annotate(f"not shown: {missing} models without published FLOPs", xy=(0, -0.13),
-                    xycoords="axes fraction", fontsize=8, color="dimgrey")
+        ax.annotate(
+            f"not shown: {missing} models without published FLOPs",
+            xy=(0, -0.13),
+            xycoords="axes fraction",
+            fontsize=8,
+            color="dimgrey",
+        )
     ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
     return _save(fig, out)
@@ -95,8 +105,15 @@ def metric_label(result: HoldoutResult) -> str:
 def _intervals(ax: plt.Axes, x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str) -> None:
     ok = np.isfinite(lo) & np.isfinite(hi)
     if ok.any():
-        ax.errorbar(x[ok], y[ok], yerr=[np.clip(y[ok] - lo[ok], 0, None), np.clip(hi[ok] - y[ok], 0, None)],
-                    fmt="none", ecolor=color, alpha=0.35, lw=1)
+        ax.errorbar(
+            x[ok],
+            y[ok],
+            yerr=[np.clip(y[ok] - lo[ok], 0, None), np.clip(hi[ok] - y[ok], 0, None)],
+            fmt="none",
+            ecolor=color,
+            alpha=0.35,
+            lw=1,
+        )
 
 
 def _square_limits(*arrays: np.ndarray) -> list[float]:
@@ -131,8 +148,7 @@ def _pred_vs_obs(ax: plt.Axes, result: HoldoutResult, title: str, small: bool = 
 
 
 def _interval_handle() -> plt.Line2D:
-    return plt.Line2D([], [], color="grey", alpha=0.6, lw=1, marker="|", ms=10,
-                      label="90% bootstrap interval")
+    return plt.Line2D([], [], color="grey", alpha=0.6, lw=1, marker="|", ms=10, label="90% bootstrap interval")
 
 
 def plot_fit(result: HoldoutResult, out: str | Path) -> Path:
@@ -171,25 +187,27 @@ def plot_predictions_grid(results: Sequence[HoldoutResult], out: str | Path, nco
     """Predicted vs observed for several tasks, train (o) and test (x) marked, each panel zoomed to its data."""
     n = len(results)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols, 3.1 * nrows + 0.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.1 * ncols, 3.1 * nrows + 0.6), squeeze=False, layout="constrained"
+    )
     for ax, result in zip(axes.ravel(), results, strict=False):
         mse = "n/a" if result.pcs_test_mse is None else f"{result.pcs_test_mse:.1e}"
         _pred_vs_obs(ax, result, f"{result.data.name}  (test MSE {mse})", small=True)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], ls="none", ms=6, label=s, **st) for s, st in (("train", TRAIN_STYLE),
-                                                                               ("test", TEST_STYLE))]
+    handles = [
+        plt.Line2D([], [], ls="none", ms=6, label=s, **st) for s, st in (("train", TRAIN_STYLE), ("test", TEST_STYLE))
+    ]
     fig.legend(handles=[*handles, _interval_handle()], loc="outside upper center", ncol=3, frameon=False)
-    fig.supxlabel("observed, normalised metric (each panel has its own range; dashed: perfect forecast)",
-                  fontsize=10)
+    fig.supxlabel("observed, normalised metric (each panel has its own range; dashed: perfect forecast)", fontsize=10)
     fig.supylabel("predicted, normalised metric", fontsize=10)
     return _save(fig, out)
 
 
-def plot_selection(points: Sequence[SelectionPoint], all_mse: float | None, out: str | Path,
-                   title: str = "", n_all: int | None = None) -> Path:
+def plot_selection(
+    points: Sequence[SelectionPoint], all_mse: float | None, out: str | Path, title: str = "", n_all: int | None = None
+) -> Path:
     """Held-out test MSE against the model budget: V-optimal subsets, random subsets (median, IQR), all models.
 
     ``n_all`` (the number of training models behind ``all_mse``) labels the dashed line.

@@ -34,15 +34,29 @@ ID_COLUMNS: tuple[str, ...] = (MODEL, FAMILY, SIZE, DATA, FLOPS)
 TEXT_COLUMNS: tuple[str, ...] = (MODEL, FAMILY)
 FLOPS_UNIT = 1e21  # the tables store training compute in units of 1e21 FLOPs
 
-BASE_BENCHMARKS: tuple[str, ...] = ("MMLU", "ARC-C", "HellaSwag", "Winograd", "TruthfulQA", "GSM8K", "XWinograd",
-                                    "HumanEval")
+BASE_BENCHMARKS: tuple[str, ...] = (
+    "MMLU",
+    "ARC-C",
+    "HellaSwag",
+    "Winograd",
+    "TruthfulQA",
+    "GSM8K",
+    "XWinograd",
+    "HumanEval",
+)
 INSTRUCT_BENCHMARKS: tuple[str, ...] = ("MMLU", "ARC-C", "HellaSwag", "Winogrande", "TruthfulQA", "GSM8K", "HumanEval")
 
 BASE_SCORES = "base_llm_benchmark_eval.csv"
 INSTRUCT_SCORES = "instruct_llm_benchmark_eval.csv"
-BUILTIN_TABLES: tuple[str, ...] = (BASE_SCORES, "base_llm_benchmark_eval_sub_10b.csv",
-                                   "base_llm_emergent_capability_eval.csv", "base_llm_leaderboard_v2_eval.csv",
-                                   "base_llm_post_training_eval.csv", "instruct_llm_agent_eval.csv", INSTRUCT_SCORES)
+BUILTIN_TABLES: tuple[str, ...] = (
+    BASE_SCORES,
+    "base_llm_benchmark_eval_sub_10b.csv",
+    "base_llm_emergent_capability_eval.csv",
+    "base_llm_leaderboard_v2_eval.csv",
+    "base_llm_post_training_eval.csv",
+    "instruct_llm_agent_eval.csv",
+    INSTRUCT_SCORES,
+)
 
 
 def tables_dir() -> Path:
@@ -108,8 +122,9 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = TEXT_COLUMNS) 
                 if not fields or not any(f.strip() for f in fields):
                     continue
                 if len(fields) != len(header):
-                    raise DataFormatError(path, line, f"{len(header)} comma-separated fields as in the header, "
-                                                      f"got {len(fields)}")
+                    raise DataFormatError(
+                        path, line, f"{len(header)} comma-separated fields as in the header, got {len(fields)}"
+                    )
                 row: list[object] = []
                 for name, raw in zip(header, fields, strict=True):
                     value = raw.strip()
@@ -150,8 +165,13 @@ def _number(value: str, path: Path, line: int, column: str) -> float:
     return number
 
 
-def read_scores(path: str | Path, *, benchmarks: Iterable[str] | None = None,
-                require: Sequence[str] = (MODEL,), exclude: Iterable[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+def read_scores(
+    path: str | Path,
+    *,
+    benchmarks: Iterable[str] | None = None,
+    require: Sequence[str] = (MODEL,),
+    exclude: Iterable[str] = (),
+) -> tuple[pd.DataFrame, list[str]]:
     """Read a scores table and check its benchmark columns.
 
     Parameters
@@ -179,24 +199,33 @@ def read_scores(path: str | Path, *, benchmarks: Iterable[str] | None = None,
     frame = read_table(path)
     missing = [c for c in require if c not in frame.columns]
     if missing:
-        raise DataFormatError(path, 1, f"column(s) {', '.join(map(repr, missing))} in the header "
-                                       f"(schema: {', '.join(ID_COLUMNS)}, benchmark columns...)")
+        raise DataFormatError(
+            path,
+            1,
+            f"column(s) {', '.join(map(repr, missing))} in the header "
+            f"(schema: {', '.join(ID_COLUMNS)}, benchmark columns...)",
+        )
     names = list(benchmarks) if benchmarks is not None else benchmark_columns(frame, exclude=exclude)
     unknown = [c for c in names if c not in frame.columns]
     if unknown:
-        raise DataFormatError(path, 1, f"benchmark column(s) {', '.join(map(repr, unknown))}; "
-                                       f"found: {', '.join(frame.columns)}")
+        raise DataFormatError(
+            path, 1, f"benchmark column(s) {', '.join(map(repr, unknown))}; found: {', '.join(frame.columns)}"
+        )
     if not names:
-        raise DataFormatError(path, 1, "at least one benchmark column besides the id columns "
-                                       f"({', '.join(ID_COLUMNS)})")
+        raise DataFormatError(
+            path, 1, f"at least one benchmark column besides the id columns ({', '.join(ID_COLUMNS)})"
+        )
     for name in names:
         if frame[name].isna().all():
             raise DataFormatError(path, 1, f"scores in benchmark column {name!r}; it is empty in every row")
         bad = np.flatnonzero(((frame[name] < 0) | (frame[name] > 1)).to_numpy())
         if len(bad):
             at = int(bad[0])
-            raise DataFormatError(path, frame.attrs["lines"][at], f"benchmark scores in [0, 1] in column "
-                                                                 f"{name!r}, got {frame[name].iat[at]:g}")
+            raise DataFormatError(
+                path,
+                frame.attrs["lines"][at],
+                f"benchmark scores in [0, 1] in column {name!r}, got {frame[name].iat[at]:g}",
+            )
     return frame, names
 
 
@@ -232,6 +261,9 @@ def check(path: str | Path) -> dict[str, Any]:
     tables: dict[str, dict[str, Any]] = {}
     for file in files:
         frame, benchmarks = read_scores(file)
-        tables[file.name] = {"models": len(frame), "benchmarks": len(benchmarks),
-                             "missing scores": int(frame[benchmarks].isna().to_numpy().sum())}
+        tables[file.name] = {
+            "models": len(frame),
+            "benchmarks": len(benchmarks),
+            "missing scores": int(frame[benchmarks].isna().to_numpy().sum()),
+        }
     return {"tables": tables}

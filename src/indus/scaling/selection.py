@@ -109,15 +109,22 @@ def count_subsets(sizes: Sequence[int], budget: int, cap: int | None = None) -> 
     ways[0] = 1
     for size in sizes:
         if size <= budget:
-            ways[size:] = ways[size:] + ways[:budget + 1 - size].copy()
+            ways[size:] = ways[size:] + ways[: budget + 1 - size].copy()
         if cap is not None and int(ways.sum()) - 1 > cap:
             return int(ways.sum()) - 1
     return int(ways.sum()) - 1
 
 
-def select_subset(S: np.ndarray, budget: int, *, groups: Sequence[object] | None = None, method: str = "auto",
-                  max_exact: int = 200_000, n_restarts: int = 20,
-                  random_state: int | np.random.Generator | None = 0) -> SelectionResult:
+def select_subset(
+    S: np.ndarray,
+    budget: int,
+    *,
+    groups: Sequence[object] | None = None,
+    method: str = "auto",
+    max_exact: int = 200_000,
+    n_restarts: int = 20,
+    random_state: int | np.random.Generator | None = 0,
+) -> SelectionResult:
     """Choose at most ``budget`` models maximising the V-optimality criterion over the PCs ``S``.
 
     Parameters
@@ -188,8 +195,9 @@ def _exact(units: _Units, budget: int) -> tuple[list[int], float, int]:
     return sorted(subsets[best]), float(values[best]), len(subsets)
 
 
-def _exchange_search(units: _Units, budget: int, n_restarts: int,
-                     rng: np.random.Generator) -> tuple[list[int], float, int]:
+def _exchange_search(
+    units: _Units, budget: int, n_restarts: int, rng: np.random.Generator
+) -> tuple[list[int], float, int]:
     K = units.A.shape[0]
     ridge = 1e-6 * np.trace(units.A) / K  # lets the greedy start score subsets that are still rank-deficient
     evaluated = 0
@@ -224,7 +232,7 @@ def _exchange_search(units: _Units, budget: int, n_restarts: int,
             for i, u in enumerate(chosen):  # swaps
                 for v in outside:
                     if used - units.sizes[u] + units.sizes[v] <= budget:
-                        moves.append(chosen[:i] + chosen[i + 1:] + [v])
+                        moves.append(chosen[:i] + chosen[i + 1 :] + [v])
             if not moves:
                 return chosen, current
             values = score(moves)
@@ -249,9 +257,16 @@ def _exchange_search(units: _Units, budget: int, n_restarts: int,
     return sorted(best_set), best_value, evaluated
 
 
-def random_subsets(sizes: Sequence[int], budget: int, n: int, *, min_models: int = 3, slack: int = 2,
-                   max_enumerate: int = 200_000,
-                   random_state: int | np.random.Generator | None = 0) -> list[list[int]]:
+def random_subsets(
+    sizes: Sequence[int],
+    budget: int,
+    n: int,
+    *,
+    min_models: int = 3,
+    slack: int = 2,
+    max_enumerate: int = 200_000,
+    random_state: int | np.random.Generator | None = 0,
+) -> list[list[int]]:
     """Random unit subsets with between ``max(budget - slack, min_models)`` and ``budget`` models.
 
     The paper's baseline: when the feasible subsets can be enumerated, draw uniformly (without replacement) among
@@ -303,17 +318,23 @@ class SelectionPoint:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict with summary statistics of the random subsets."""
         rnd = np.array([v for v in self.random_test_mse if np.isfinite(v)])
-        return {"budget": self.budget, "n_models": self.n_models, "criterion": self.criterion,
-                "units": self.units, "method": self.method, "test_mse": self.test_mse,
-                "random_test_mse_median": float(np.median(rnd)) if len(rnd) else None,
-                "random_test_mse_mean": float(np.mean(rnd)) if len(rnd) else None,
-                "random_test_mse": [float(v) for v in self.random_test_mse],
-                "random_criterion_median": (float(np.median(self.random_criterion))
-                                            if self.random_criterion else None)}
+        return {
+            "budget": self.budget,
+            "n_models": self.n_models,
+            "criterion": self.criterion,
+            "units": self.units,
+            "method": self.method,
+            "test_mse": self.test_mse,
+            "random_test_mse_median": float(np.median(rnd)) if len(rnd) else None,
+            "random_test_mse_mean": float(np.mean(rnd)) if len(rnd) else None,
+            "random_test_mse": [float(v) for v in self.random_test_mse],
+            "random_criterion_median": (float(np.median(self.random_criterion)) if self.random_criterion else None),
+        }
 
 
-def candidate_pool(data: ScalingData, benchmarks: Sequence[str] | None = None,
-                   n_components: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
+def candidate_pool(
+    data: ScalingData, benchmarks: Sequence[str] | None = None, n_components: int = 3
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Training models with every criterion benchmark scored, and their PCs for the criterion.
 
     The paper scores subsets with PCs of all eight standard benchmarks over the candidate pool (complete rows
@@ -331,9 +352,17 @@ def candidate_pool(data: ScalingData, benchmarks: Sequence[str] | None = None,
     return pool, pca.transform(pool[cols].to_numpy())
 
 
-def selection_curve(data: ScalingData, budgets: Sequence[int], *, unit: str = "family",
-                    criterion_benchmarks: Sequence[str] | None = None, n_components: int = 3, n_random: int = 10,
-                    method: str = "auto", random_state: int = 0) -> tuple[list[SelectionPoint], float | None]:
+def selection_curve(
+    data: ScalingData,
+    budgets: Sequence[int],
+    *,
+    unit: str = "family",
+    criterion_benchmarks: Sequence[str] | None = None,
+    n_components: int = 3,
+    n_random: int = 10,
+    method: str = "auto",
+    random_state: int = 0,
+) -> tuple[list[SelectionPoint], float | None]:
     """Held-out test MSE of laws fitted on V-optimal subsets, on random subsets, and on all training models.
 
     Parameters
@@ -363,8 +392,9 @@ def selection_curve(data: ScalingData, budgets: Sequence[int], *, unit: str = "f
 
     def test_mse(rows: list[int]) -> float:
         try:
-            fit = fit_holdout(data.subset(pool.loc[rows, MODEL].tolist()), n_components=n_components,
-                              n_bootstrap=0, baselines=False)
+            fit = fit_holdout(
+                data.subset(pool.loc[rows, MODEL].tolist()), n_components=n_components, n_bootstrap=0, baselines=False
+            )
         except IndusError:
             return float("nan")
         return float("nan") if fit.pcs_test_mse is None else fit.pcs_test_mse
@@ -372,13 +402,20 @@ def selection_curve(data: ScalingData, budgets: Sequence[int], *, unit: str = "f
     points = []
     for i, budget in enumerate(budgets):
         chosen = select_subset(S, budget, groups=groups, method=method, random_state=random_state)
-        draws = random_subsets(units.sizes, budget, n_random, min_models=n_components,
-                               random_state=random_state + 1000 * (i + 1))
+        draws = random_subsets(
+            units.sizes, budget, n_random, min_models=n_components, random_state=random_state + 1000 * (i + 1)
+        )
         rnd_rows = [units.rows(d) for d in draws]
-        points.append(SelectionPoint(
-            budget=budget, n_models=chosen.n_models, criterion=chosen.criterion, units=chosen.units,
-            test_mse=test_mse(chosen.rows) if chosen.rows else None,
-            random_test_mse=[test_mse(r) for r in rnd_rows],
-            random_criterion=[v for v in (v_optimality(S, S[r]) for r in rnd_rows) if np.isfinite(v)],
-            method=chosen.method))
+        points.append(
+            SelectionPoint(
+                budget=budget,
+                n_models=chosen.n_models,
+                criterion=chosen.criterion,
+                units=chosen.units,
+                test_mse=test_mse(chosen.rows) if chosen.rows else None,
+                random_test_mse=[test_mse(r) for r in rnd_rows],
+                random_criterion=[v for v in (v_optimality(S, S[r]) for r in rnd_rows) if np.isfinite(v)],
+                method=chosen.method,
+            )
+        )
     return points, all_mse

@@ -53,27 +53,94 @@ NONGSM_BENCHMARKS: tuple[str, ...] = tuple(b for b in BASE_BENCHMARKS if b != "G
 
 # The families of the paper's evaluated base models (``EVAL_BASE_MODEL_FAMILIES`` at the time of the paper).
 PAPER_FAMILIES: tuple[str, ...] = (
-    "Llama-2", "Llama", "Llama-3", "Qwen1.5", "Qwen", "Mistral", "Mixtral", "Yi", "Gemma", "Falcon", "Phi", "Pythia",
-    "BLOOM", "GPT-Neo/J", "OPT", "MPT", "XGLM", "CodeLlama", "StarCoder", "StarCoder2", "DeepSeek-Coder",
+    "Llama-2",
+    "Llama",
+    "Llama-3",
+    "Qwen1.5",
+    "Qwen",
+    "Mistral",
+    "Mixtral",
+    "Yi",
+    "Gemma",
+    "Falcon",
+    "Phi",
+    "Pythia",
+    "BLOOM",
+    "GPT-Neo/J",
+    "OPT",
+    "MPT",
+    "XGLM",
+    "CodeLlama",
+    "StarCoder",
+    "StarCoder2",
+    "DeepSeek-Coder",
 )
 # Families added to ``EVAL_BASE_MODEL_FAMILIES`` with the pre-registered models (all their models are pre-registered).
 PREREGISTERED_FAMILIES: tuple[str, ...] = (
-    "Llama-3.1", "Qwen2", "Yi-1.5", "Gemma-2", "DeepSeek-V2", "DeepSeek-Coder-V2", "Jamba",
+    "Llama-3.1",
+    "Qwen2",
+    "Yi-1.5",
+    "Gemma-2",
+    "DeepSeek-V2",
+    "DeepSeek-Coder-V2",
+    "Jamba",
 )
 # Models released after the paper (May 2024) whose scores the authors pre-registered and added later.
 PREREGISTERED_MODELS: tuple[str, ...] = (
-    "meta-llama/Meta-Llama-3.1-405B-FP8", "meta-llama/Meta-Llama-3.1-70B", "meta-llama/Meta-Llama-3.1-8B",
-    "Qwen/Qwen1.5-110B", "Qwen/Qwen2-72B", "Qwen/Qwen2-57B-A14B", "Qwen/Qwen2-7B", "Qwen/Qwen2-1.5B",
-    "Qwen/Qwen2-0.5B", "deepseek-ai/DeepSeek-V2", "deepseek-ai/DeepSeek-Coder-V2-Base", "google/gemma-2-27b",
-    "google/gemma-2-9b", "google/gemma-2-2b", "mistralai/Mixtral-8x22B-v0.1", "mistralai/Mistral-Nemo-Base-2407",
-    "01-ai/Yi-1.5-34B", "01-ai/Yi-1.5-9B", "01-ai/Yi-1.5-6B", "ai21labs/Jamba-v0.1",
+    "meta-llama/Meta-Llama-3.1-405B-FP8",
+    "meta-llama/Meta-Llama-3.1-70B",
+    "meta-llama/Meta-Llama-3.1-8B",
+    "Qwen/Qwen1.5-110B",
+    "Qwen/Qwen2-72B",
+    "Qwen/Qwen2-57B-A14B",
+    "Qwen/Qwen2-7B",
+    "Qwen/Qwen2-1.5B",
+    "Qwen/Qwen2-0.5B",
+    "deepseek-ai/DeepSeek-V2",
+    "deepseek-ai/DeepSeek-Coder-V2-Base",
+    "google/gemma-2-27b",
+    "google/gemma-2-9b",
+    "google/gemma-2-2b",
+    "mistralai/Mixtral-8x22B-v0.1",
+    "mistralai/Mistral-Nemo-Base-2407",
+    "01-ai/Yi-1.5-34B",
+    "01-ai/Yi-1.5-9B",
+    "01-ai/Yi-1.5-6B",
+    "ai21labs/Jamba-v0.1",
 )
 # Evaluated families without published training FLOPs (removed from ``EVAL_BASE_MODEL_WITH_FLOPS_FAMILIES``).
 NO_FLOPS_FAMILIES: tuple[str, ...] = ("Mistral", "Mixtral", "Qwen2")
 LLAMA2_7B_FLOPS = 84.0  # 8.4E22 FLOPs in the tables' unit of 1E21
 # Random-guess accuracy of each BIG-Bench Hard subtask (the authors' constants); their mean is BBH's floor.
-_BBH_RANDOM = (1 / 2, 1 / 2, 1 / 6, 1 / 3, 0, 1 / 2, 1 / 9, 1 / 2, 1 / 5, 1 / 7, 1 / 3, 1 / 5, 0, 1 / 2, 0, 1 / 5,
-               1 / 18, 1 / 4, 1 / 6, 1 / 2, 1 / 2, 1 / 4, 1 / 5, 1 / 7, 1 / 3, 1 / 2, 0)
+_BBH_RANDOM = (
+    1 / 2,
+    1 / 2,
+    1 / 6,
+    1 / 3,
+    0,
+    1 / 2,
+    1 / 9,
+    1 / 2,
+    1 / 5,
+    1 / 7,
+    1 / 3,
+    1 / 5,
+    0,
+    1 / 2,
+    0,
+    1 / 5,
+    1 / 18,
+    1 / 4,
+    1 / 6,
+    1 / 2,
+    1 / 2,
+    1 / 4,
+    1 / 5,
+    1 / 7,
+    1 / 3,
+    1 / 2,
+    0,
+)
 BBH_RANDOM = sum(_BBH_RANDOM) / len(_BBH_RANDOM)
 
 MODEL_SETS = ("default", "default-with-flops", "with-flops-and-preregistered", "all")
@@ -147,44 +214,170 @@ _AGENTS = "instruct_llm_agent_eval.csv"
 _LBV2 = "base_llm_leaderboard_v2_eval.csv"
 
 _TASK_LIST: tuple[Task, ...] = (
-    Task("gsm8k-naive", "GSM8K, naive 5-shot", "post-training", "gsm8k_5_exact_match,flexible-extract", _POST,
-         benchmarks=NONGSM_BENCHMARKS),
-    Task("gsm8k-cot", "GSM8K, chain-of-thought 8-shot", "post-training", "gsm8k_cot_8_exact_match,flexible-extract",
-         _POST, benchmarks=NONGSM_BENCHMARKS),
-    Task("gsm8k-cot-sc", "GSM8K, CoT + self-consistency (maj@5)", "post-training",
-         "gsm8k_cot_self_consistency_8_exact_match,maj@5-flexible-extract", _POST, benchmarks=NONGSM_BENCHMARKS),
-    Task("bbh", "BIG-Bench Hard, CoT 3-shot", "post-training", "bbh_cot_fewshot_overall_3_exact_match,flexible-extract",
-         _POST, benchmarks=NONGSM_BENCHMARKS),
-    Task("word-unscramble", "Word unscrambling (BIG-bench)", "emergent", "word_unscrambling_2_exact_match", _EMERGENT,
-         model_set="default-with-flops"),
-    Task("persian-qa", "Persian QA (BIG-bench)", "emergent", "parsinlu_qa_2_acc", _EMERGENT,
-         model_set="default-with-flops", metric_range=(0.25, 1.0)),
-    Task("arith-2da", "2-digit addition (BIG-bench)", "emergent", "arithmetic_2da_2_acc", _EMERGENT,
-         benchmarks=NONGSM_BENCHMARKS, model_set="default-with-flops", cutoff=22.0),
-    Task("arith-2dm", "2-digit multiplication (BIG-bench)", "emergent", "arithmetic_2dm_2_acc", _EMERGENT,
-         benchmarks=NONGSM_BENCHMARKS, model_set="default-with-flops", cutoff=22.0),
-    Task("arith-3da", "3-digit addition (BIG-bench)", "emergent", "arithmetic_3da_2_acc", _EMERGENT,
-         benchmarks=NONGSM_BENCHMARKS, model_set="default-with-flops", cutoff=22.0),
-    Task("arith-3ds", "3-digit subtraction (BIG-bench)", "emergent", "arithmetic_3ds_2_acc", _EMERGENT,
-         benchmarks=NONGSM_BENCHMARKS, model_set="default-with-flops", cutoff=22.0),
-    Task("agentbench", "AgentBench overall score", "agents", "ABench-OA", _AGENTS, scores_table=INSTRUCT_SCORES,
-         benchmarks=INSTRUCT_BENCHMARKS, model_set="all", split="top-fraction", metric_range=(0.0, 10.0),
-         reference_family="Llama-2-Chat"),
-    Task("agentboard", "AgentBoard average success rate", "agents", "ABoard-Avg_SR", _AGENTS,
-         scores_table=INSTRUCT_SCORES, benchmarks=INSTRUCT_BENCHMARKS, model_set="all", split="top-fraction",
-         metric_range=(0.0, 100.0), reference_family="Llama-2-Chat"),
+    Task(
+        "gsm8k-naive",
+        "GSM8K, naive 5-shot",
+        "post-training",
+        "gsm8k_5_exact_match,flexible-extract",
+        _POST,
+        benchmarks=NONGSM_BENCHMARKS,
+    ),
+    Task(
+        "gsm8k-cot",
+        "GSM8K, chain-of-thought 8-shot",
+        "post-training",
+        "gsm8k_cot_8_exact_match,flexible-extract",
+        _POST,
+        benchmarks=NONGSM_BENCHMARKS,
+    ),
+    Task(
+        "gsm8k-cot-sc",
+        "GSM8K, CoT + self-consistency (maj@5)",
+        "post-training",
+        "gsm8k_cot_self_consistency_8_exact_match,maj@5-flexible-extract",
+        _POST,
+        benchmarks=NONGSM_BENCHMARKS,
+    ),
+    Task(
+        "bbh",
+        "BIG-Bench Hard, CoT 3-shot",
+        "post-training",
+        "bbh_cot_fewshot_overall_3_exact_match,flexible-extract",
+        _POST,
+        benchmarks=NONGSM_BENCHMARKS,
+    ),
+    Task(
+        "word-unscramble",
+        "Word unscrambling (BIG-bench)",
+        "emergent",
+        "word_unscrambling_2_exact_match",
+        _EMERGENT,
+        model_set="default-with-flops",
+    ),
+    Task(
+        "persian-qa",
+        "Persian QA (BIG-bench)",
+        "emergent",
+        "parsinlu_qa_2_acc",
+        _EMERGENT,
+        model_set="default-with-flops",
+        metric_range=(0.25, 1.0),
+    ),
+    Task(
+        "arith-2da",
+        "2-digit addition (BIG-bench)",
+        "emergent",
+        "arithmetic_2da_2_acc",
+        _EMERGENT,
+        benchmarks=NONGSM_BENCHMARKS,
+        model_set="default-with-flops",
+        cutoff=22.0,
+    ),
+    Task(
+        "arith-2dm",
+        "2-digit multiplication (BIG-bench)",
+        "emergent",
+        "arithmetic_2dm_2_acc",
+        _EMERGENT,
+        benchmarks=NONGSM_BENCHMARKS,
+        model_set="default-with-flops",
+        cutoff=22.0,
+    ),
+    Task(
+        "arith-3da",
+        "3-digit addition (BIG-bench)",
+        "emergent",
+        "arithmetic_3da_2_acc",
+        _EMERGENT,
+        benchmarks=NONGSM_BENCHMARKS,
+        model_set="default-with-flops",
+        cutoff=22.0,
+    ),
+    Task(
+        "arith-3ds",
+        "3-digit subtraction (BIG-bench)",
+        "emergent",
+        "arithmetic_3ds_2_acc",
+        _EMERGENT,
+        benchmarks=NONGSM_BENCHMARKS,
+        model_set="default-with-flops",
+        cutoff=22.0,
+    ),
+    Task(
+        "agentbench",
+        "AgentBench overall score",
+        "agents",
+        "ABench-OA",
+        _AGENTS,
+        scores_table=INSTRUCT_SCORES,
+        benchmarks=INSTRUCT_BENCHMARKS,
+        model_set="all",
+        split="top-fraction",
+        metric_range=(0.0, 10.0),
+        reference_family="Llama-2-Chat",
+    ),
+    Task(
+        "agentboard",
+        "AgentBoard average success rate",
+        "agents",
+        "ABoard-Avg_SR",
+        _AGENTS,
+        scores_table=INSTRUCT_SCORES,
+        benchmarks=INSTRUCT_BENCHMARKS,
+        model_set="all",
+        split="top-fraction",
+        metric_range=(0.0, 100.0),
+        reference_family="Llama-2-Chat",
+    ),
     # beyond the notebook, which fits the success rate: AgentBoard's progress rate, same settings
-    Task("agentboard-progress", "AgentBoard average progress rate", "agents", "ABoard-Avg_PR", _AGENTS,
-         scores_table=INSTRUCT_SCORES, benchmarks=INSTRUCT_BENCHMARKS, model_set="all", split="top-fraction",
-         metric_range=(0.0, 100.0), reference_family="Llama-2-Chat"),
-    Task("gpqa", "GPQA (Open LLM Leaderboard v2)", "leaderboard-v2", "leaderboard_gpqa", _LBV2,
-         benchmarks=NONGSM_BENCHMARKS, model_set="with-flops-and-preregistered", cutoff=168.0,
-         metric_range=(0.25, 1.0), floor_bounds=NO_FLOOR),
-    Task("math-lvl5", "MATH Lvl 5 (Open LLM Leaderboard v2)", "leaderboard-v2", "leaderboard_math_hard", _LBV2,
-         benchmarks=NONGSM_BENCHMARKS, model_set="with-flops-and-preregistered", cutoff=252.0, floor_bounds=NO_FLOOR),
-    Task("bbh-v2", "BBH (Open LLM Leaderboard v2)", "leaderboard-v2", "leaderboard_bbh", _LBV2,
-         benchmarks=NONGSM_BENCHMARKS, model_set="with-flops-and-preregistered", cutoff=LLAMA2_7B_FLOPS,
-         metric_range=(BBH_RANDOM, 1.0), floor_bounds=NO_FLOOR),
+    Task(
+        "agentboard-progress",
+        "AgentBoard average progress rate",
+        "agents",
+        "ABoard-Avg_PR",
+        _AGENTS,
+        scores_table=INSTRUCT_SCORES,
+        benchmarks=INSTRUCT_BENCHMARKS,
+        model_set="all",
+        split="top-fraction",
+        metric_range=(0.0, 100.0),
+        reference_family="Llama-2-Chat",
+    ),
+    Task(
+        "gpqa",
+        "GPQA (Open LLM Leaderboard v2)",
+        "leaderboard-v2",
+        "leaderboard_gpqa",
+        _LBV2,
+        benchmarks=NONGSM_BENCHMARKS,
+        model_set="with-flops-and-preregistered",
+        cutoff=168.0,
+        metric_range=(0.25, 1.0),
+        floor_bounds=NO_FLOOR,
+    ),
+    Task(
+        "math-lvl5",
+        "MATH Lvl 5 (Open LLM Leaderboard v2)",
+        "leaderboard-v2",
+        "leaderboard_math_hard",
+        _LBV2,
+        benchmarks=NONGSM_BENCHMARKS,
+        model_set="with-flops-and-preregistered",
+        cutoff=252.0,
+        floor_bounds=NO_FLOOR,
+    ),
+    Task(
+        "bbh-v2",
+        "BBH (Open LLM Leaderboard v2)",
+        "leaderboard-v2",
+        "leaderboard_bbh",
+        _LBV2,
+        benchmarks=NONGSM_BENCHMARKS,
+        model_set="with-flops-and-preregistered",
+        cutoff=LLAMA2_7B_FLOPS,
+        metric_range=(BBH_RANDOM, 1.0),
+        floor_bounds=NO_FLOOR,
+    ),
 )
 TASKS: dict[str, Task] = {t.name: t for t in _TASK_LIST}
 
@@ -219,8 +412,9 @@ def default_models(scores: pd.DataFrame, model_set: str = "default") -> pd.DataF
     return scores.loc[keep].reset_index(drop=True)
 
 
-def split_mask(frame: pd.DataFrame, split: str, *, cutoff: float | None = None, top_fraction: float = 0.1,
-               target: str = TARGET) -> np.ndarray:
+def split_mask(
+    frame: pd.DataFrame, split: str, *, cutoff: float | None = None, top_fraction: float = 0.1, target: str = TARGET
+) -> np.ndarray:
     """Training-model mask for a split.
 
     ``cutoff``: models with ``FLOPs (1E21) <= cutoff`` train; unknown FLOPs go to test.
@@ -268,15 +462,29 @@ def load_task(task: Task | str, *, cutoff: float | None = None) -> ScalingData:
     frame[TARGET] = normalise(frame[task.target].to_numpy(), task.metric_range)
     cut = task.cutoff if cutoff is None else cutoff
     train = split_mask(frame, task.split, cutoff=cut, top_fraction=task.top_fraction)
-    return ScalingData(task.name, frame, list(task.benchmarks), train, task.reference_family, task.metric_range,
-                       task.describe(cut), task.floor_bounds)
+    return ScalingData(
+        task.name,
+        frame,
+        list(task.benchmarks),
+        train,
+        task.reference_family,
+        task.metric_range,
+        task.describe(cut),
+        task.floor_bounds,
+    )
 
 
-def load_user_task(scores: str | Path, target: str, targets: str | Path | None = None, *,
-                   cutoff: float = LLAMA2_7B_FLOPS, drop_benchmarks: Sequence[str] = (),
-                   metric_range: tuple[float, float] = (0.0, 1.0),
-                   reference_family: str | None = "Llama-2",
-                   floor_bounds: tuple[float, float] = PAPER_FLOOR) -> ScalingData:
+def load_user_task(
+    scores: str | Path,
+    target: str,
+    targets: str | Path | None = None,
+    *,
+    cutoff: float = LLAMA2_7B_FLOPS,
+    drop_benchmarks: Sequence[str] = (),
+    metric_range: tuple[float, float] = (0.0, 1.0),
+    reference_family: str | None = "Llama-2",
+    floor_bounds: tuple[float, float] = PAPER_FLOOR,
+) -> ScalingData:
     """A user's scores (and targets) table as a holdout task, with one-line errors naming the file.
 
     Parameters
@@ -324,8 +532,11 @@ def load_user_task(scores: str | Path, target: str, targets: str | Path | None =
     frame[TARGET] = normalise(frame[target].to_numpy(), metric_range)
     train = split_mask(frame, "cutoff", cutoff=cutoff)
     if not train.any():
-        raise IndusError(f"{scores}: no model with a target has at most {cutoff * 1e21:.2g} training FLOPs, so "
-                         "nothing to fit on; raise --cutoff-flops")
+        raise IndusError(
+            f"{scores}: no model with a target has at most {cutoff * 1e21:.2g} training FLOPs, so "
+            "nothing to fit on; raise --cutoff-flops"
+        )
     ref = reference_family if reference_family in set(frame[FAMILY].dropna()) else None
-    return ScalingData(target, frame, benchmarks, train, ref, metric_range,
-                       f"train on FLOPs <= {cutoff * 1e21:.2g}", floor_bounds)
+    return ScalingData(
+        target, frame, benchmarks, train, ref, metric_range, f"train on FLOPs <= {cutoff * 1e21:.2g}", floor_bounds
+    )

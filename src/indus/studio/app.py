@@ -96,10 +96,14 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
     def require_write(request: Request) -> None:
         if not can_write(request):
             if token is not None:
-                raise Forbidden("this studio needs its token for writes (enter it on the Token page or send the "
-                                "X-Studio-Token header)")
-            raise Forbidden("read-only: writes are allowed from this machine only (start the studio with --token "
-                            "to let others write)")
+                raise Forbidden(
+                    "this studio needs its token for writes (enter it on the Token page or send the "
+                    "X-Studio-Token header)"
+                )
+            raise Forbidden(
+                "read-only: writes are allowed from this machine only (start the studio with --token "
+                "to let others write)"
+            )
 
     def annotator_of(request: Request) -> str | None:
         name = request.cookies.get(ANNOTATOR_COOKIE)
@@ -109,8 +113,12 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
             return None
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        context.update(annotator=annotator_of(request), writable=can_write(request), token_required=token is not None,
-                       nav=name.removesuffix(".html"))
+        context.update(
+            annotator=annotator_of(request),
+            writable=can_write(request),
+            token_required=token is not None,
+            nav=name.removesuffix(".html"),
+        )
         return templates.TemplateResponse(request, name, context, status_code=status)
 
     async def json_body(request: Request) -> dict[str, Any]:
@@ -155,10 +163,14 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         searcher = studio.searcher
-        return {"status": "ok", "documents": len(searcher) if searcher is not None else 0,
-                "modes": list(searcher.modes) if searcher is not None else [],
-                "default_mode": searcher.default_mode if searcher is not None else None,
-                "passages": len(studio.passages), "pool_systems": len(studio.pool_systems)}
+        return {
+            "status": "ok",
+            "documents": len(searcher) if searcher is not None else 0,
+            "modes": list(searcher.modes) if searcher is not None else [],
+            "default_mode": searcher.default_mode if searcher is not None else None,
+            "passages": len(studio.passages),
+            "pool_systems": len(studio.pool_systems),
+        }
 
     @app.get("/api/search")
     def api_search(q: str = "", k: str = "10", mode: str = "") -> dict[str, Any]:
@@ -180,8 +192,14 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
         start = body.get("answer_start")
         if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
             raise IndusError("answer_start must be an integer")
-        return studio.annotate(body.get("annotator"), str(body.get("passage_id", "")), str(body.get("kind", "")),
-                               body.get("question"), start, body.get("answer_text"))
+        return studio.annotate(
+            body.get("annotator"),
+            str(body.get("passage_id", "")),
+            str(body.get("kind", "")),
+            body.get("question"),
+            start,
+            body.get("answer_text"),
+        )
 
     @app.get("/api/queries")
     def api_queries(annotator: str = "") -> dict[str, Any]:
@@ -211,8 +229,14 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
     @app.get("/search", response_class=HTMLResponse)
     def search_page(request: Request, q: str = "", k: str = "10", mode: str = "") -> HTMLResponse:
         searcher = studio.searcher
-        context: dict[str, Any] = {"q": q, "k": k, "mode": mode or (searcher.default_mode if searcher else ""),
-                                   "modes": list(searcher.modes) if searcher else [], "result": None, "error": None}
+        context: dict[str, Any] = {
+            "q": q,
+            "k": k,
+            "mode": mode or (searcher.default_mode if searcher else ""),
+            "modes": list(searcher.modes) if searcher else [],
+            "result": None,
+            "error": None,
+        }
         if q:
             try:
                 result = studio.search(q, _int(k, "k", 1, max_k), mode or None)
@@ -241,12 +265,19 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
         if who is None:
             raise IndusError("choose your annotator name first (top right)")
         start = form.get("answer_start") or None
-        result = studio.annotate(who, str(form.get("passage_id", "")), str(form.get("kind", "")),
-                                 str(form.get("question", "")),
-                                 _int(start, "answer_start", 0, 10**9) if start is not None else None,
-                                 str(form.get("answer_text", "")) or None)
-        what = {"question": "question", "unanswerable": "unanswerable question",
-                "no_question": "no-good-question mark"}[str(form.get("kind"))]
+        result = studio.annotate(
+            who,
+            str(form.get("passage_id", "")),
+            str(form.get("kind", "")),
+            str(form.get("question", "")),
+            _int(start, "answer_start", 0, 10**9) if start is not None else None,
+            str(form.get("answer_text", "")) or None,
+        )
+        what = {
+            "question": "question",
+            "unanswerable": "unanswerable question",
+            "no_question": "no-good-question mark",
+        }[str(form.get("kind"))]
         return RedirectResponse(f"/write?saved={quote(what)}+%23{result['annotation_id']}", status_code=303)
 
     @app.get("/judge", response_class=HTMLResponse)
@@ -268,8 +299,7 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
         form = await request.form()
         grades = {key.removeprefix("grade:"): value for key, value in form.items() if key.startswith("grade:")}
         result = studio.judge(who, id, grades)
-        following = next((q for q in studio.queries(who) if q["judged_by_me"] < q["pool_size"] and q["id"] != id),
-                         None)
+        following = next((q for q in studio.queries(who) if q["judged_by_me"] < q["pool_size"] and q["id"] != id), None)
         note = quote(f"saved {result['added'] + result['changed']} judgements")
         target = f"/judge/q?id={quote(following['id'])}&saved={note}" if following else f"/judge?saved={note}"
         return RedirectResponse(target, status_code=303)
@@ -283,8 +313,9 @@ def create_app(studio: Studio, *, token: str | None = None, max_k: int = MAX_K) 
         form = await request.form()
         name = validate_annotator(str(form.get("annotator", "")).strip())
         back = str(form.get("next", "/search"))
-        response = RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/search",
-                                    status_code=303)
+        response = RedirectResponse(
+            back if back.startswith("/") and not back.startswith("//") else "/search", status_code=303
+        )
         response.set_cookie(ANNOTATOR_COOKIE, name, samesite="strict", max_age=365 * 86400)
         return response
 

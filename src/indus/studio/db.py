@@ -53,7 +53,8 @@ metadata = MetaData()
 
 meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
 passages = Table(
-    "passages", metadata,
+    "passages",
+    metadata,
     Column("id", String(255), primary_key=True),
     Column("doc_id", String(255), nullable=False),
     Column("title", Text, nullable=False, default=""),
@@ -61,13 +62,15 @@ passages = Table(
     Column("position", Integer, nullable=False),
 )
 documents = Table(
-    "documents", metadata,
+    "documents",
+    metadata,
     Column("id", String(255), primary_key=True),
     Column("title", Text, nullable=False, default=""),
     Column("text", Text, nullable=False),
 )
 annotations = Table(
-    "annotations", metadata,
+    "annotations",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("passage_id", String(255), ForeignKey("passages.id"), nullable=False, index=True),
     Column("annotator", String(64), nullable=False, index=True),
@@ -78,7 +81,8 @@ annotations = Table(
     Column("created_at", String(32), nullable=False),
 )
 queries = Table(
-    "queries", metadata,
+    "queries",
+    metadata,
     Column("id", String(255), primary_key=True),
     Column("text", Text, nullable=False),
     Column("source", String(16), nullable=False),
@@ -87,20 +91,23 @@ queries = Table(
     Column("created_at", String(32), nullable=False),
 )
 pool = Table(
-    "pool", metadata,
+    "pool",
+    metadata,
     Column("query_id", String(255), ForeignKey("queries.id"), primary_key=True),
     Column("system", String(255), primary_key=True),
     Column("rank", Integer, primary_key=True),
     Column("doc_id", String(255), ForeignKey("documents.id"), nullable=False),
 )
 pool_order = Table(
-    "pool_order", metadata,
+    "pool_order",
+    metadata,
     Column("query_id", String(255), ForeignKey("queries.id"), primary_key=True),
     Column("doc_id", String(255), ForeignKey("documents.id"), primary_key=True),
     Column("position", Integer, nullable=False),
 )
 judgements = Table(
-    "judgements", metadata,
+    "judgements",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("query_id", String(255), ForeignKey("queries.id"), nullable=False, index=True),
     Column("doc_id", String(255), ForeignKey("documents.id"), nullable=False),
@@ -160,8 +167,9 @@ class Store:
                     parent = Path(url.removeprefix("sqlite:///")).parent
                     if not parent.is_dir():
                         raise IndusError(f"{parent}: folder for the database not found")
-                engine = create_engine(url, connect_args={"check_same_thread": False,
-                                                          "timeout": BUSY_TIMEOUT_MS / 1000})
+                engine = create_engine(
+                    url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+                )
                 _sqlite_setup(engine)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
@@ -183,13 +191,16 @@ class Store:
                 raise IndusError(f"{self.engine.url}: not an indus studio database (no meta table)")
             with self.write() as conn:
                 metadata.create_all(conn)
-                conn.execute(meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                                             {"key": "created", "value": now()}])
+                conn.execute(
+                    meta.insert(),
+                    [{"key": "schema_version", "value": str(SCHEMA_VERSION)}, {"key": "created", "value": now()}],
+                )
             return
         version = self.get_meta("schema_version")
         if version != str(SCHEMA_VERSION):
-            raise IndusError(f"{self.engine.url}: studio schema version {version}; this indus reads version "
-                             f"{SCHEMA_VERSION}")
+            raise IndusError(
+                f"{self.engine.url}: studio schema version {version}; this indus reads version {SCHEMA_VERSION}"
+            )
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

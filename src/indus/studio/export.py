@@ -52,12 +52,13 @@ def _collection(index: str | Path | None) -> tuple[list[tuple[str, str, str]], s
                 row = json.loads(line)
                 docs.append((str(row["id"]), row["title"], row["text"]))
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise IndusError(f"{path}:{lineno}: expected {{\"id\", \"title\", \"text\"}}") from None
+                raise IndusError(f'{path}:{lineno}: expected {{"id", "title", "text"}}') from None
     return docs, f"the corpus adds the {len(docs):,} documents of the index {index}"
 
 
-def export(store: Store, out: str | Path, *, index: str | Path | None = None, progress: bool = True,
-           overwrite: bool = False) -> dict[str, Any]:
+def export(
+    store: Store, out: str | Path, *, index: str | Path | None = None, progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
     """Write the benchmark (see the module docstring) to ``out``; returns its counts.
 
     Parameters
@@ -89,14 +90,26 @@ def export(store: Store, out: str | Path, *, index: str | Path | None = None, pr
         qas: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in anns:
             if r.kind == "question":
-                qas[r.passage_id].append({"id": f"w{r.id}", "question": r.question, "is_impossible": False,
-                                          "answers": [{"text": r.answer_text, "answer_start": r.answer_start}]})
+                qas[r.passage_id].append(
+                    {
+                        "id": f"w{r.id}",
+                        "question": r.question,
+                        "is_impossible": False,
+                        "answers": [{"text": r.answer_text, "answer_start": r.answer_start}],
+                    }
+                )
             elif r.kind == "unanswerable":
-                qas[r.passage_id].append({"id": f"w{r.id}", "question": r.question, "is_impossible": True,
-                                          "answers": []})
-        articles = [{"title": passages[pid].title or passages[pid].doc_id, "document_id": n,
-                     "paragraphs": [{"context": passages[pid].text, "qas": qas[pid]}]}
-                    for n, pid in enumerate(p for p in passages if qas.get(p))]
+                qas[r.passage_id].append(
+                    {"id": f"w{r.id}", "question": r.question, "is_impossible": True, "answers": []}
+                )
+        articles = [
+            {
+                "title": passages[pid].title or passages[pid].doc_id,
+                "document_id": n,
+                "paragraphs": [{"context": passages[pid].text, "qas": qas[pid]}],
+            }
+            for n, pid in enumerate(p for p in passages if qas.get(p))
+        ]
         bar.advance(task)
         # IR qrels: written questions -> their passage (2); judgements -> the rounded mean grade
         grades: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -117,25 +130,37 @@ def export(store: Store, out: str | Path, *, index: str | Path | None = None, pr
         for r in documents.values():
             corpus.setdefault(r.id, (r.title, r.text))
         for r in passages.values():
-            if r.id in corpus and corpus[r.id] != (r.title, r.text) and \
-                    f"{corpus[r.id][0]} {corpus[r.id][1]}".strip() != f"{r.title} {r.text}".strip():
-                raise IndusError(f"passage id {r.id!r} names a different document of the index; export with "
-                                 "another --index or none")
+            if (
+                r.id in corpus
+                and corpus[r.id] != (r.title, r.text)
+                and f"{corpus[r.id][0]} {corpus[r.id][1]}".strip() != f"{r.title} {r.text}".strip()
+            ):
+                raise IndusError(
+                    f"passage id {r.id!r} names a different document of the index; export with another --index or none"
+                )
             corpus.setdefault(r.id, (r.title, r.text))
         bar.advance(task)
         ir_queries = [r for r in queries if qrels.get(r.id)]
-        counts = {"passages_seen": len({r.passage_id for r in anns}),
-                  "questions": sum(r.kind == "question" for r in anns),
-                  "unanswerable": sum(r.kind == "unanswerable" for r in anns),
-                  "no_question": sum(r.kind == "no_question" for r in anns),
-                  "qa_items": sum(len(v) for v in qas.values()), "ir_queries": len(ir_queries),
-                  "qrels": sum(len(v) for v in qrels.values()), "judgements": len(judgements),
-                  "corpus": len(corpus)}
+        counts = {
+            "passages_seen": len({r.passage_id for r in anns}),
+            "questions": sum(r.kind == "question" for r in anns),
+            "unanswerable": sum(r.kind == "unanswerable" for r in anns),
+            "no_question": sum(r.kind == "no_question" for r in anns),
+            "qa_items": sum(len(v) for v in qas.values()),
+            "ir_queries": len(ir_queries),
+            "qrels": sum(len(v) for v in qrels.values()),
+            "judgements": len(judgements),
+            "corpus": len(corpus),
+        }
         with atomic_directory(out) as tmp:
             (tmp / "ir" / "qrels").mkdir(parents=True)
-            (tmp / "qa.json").write_text(json.dumps({"version": "v2.0", "source": "indus studio",
-                                                     "data": articles}, ensure_ascii=False, indent=1) + "\n",
-                                         encoding="utf-8")
+            (tmp / "qa.json").write_text(
+                json.dumps(
+                    {"version": "v2.0", "source": "indus studio", "data": articles}, ensure_ascii=False, indent=1
+                )
+                + "\n",
+                encoding="utf-8",
+            )
             with (tmp / "ir" / "corpus.jsonl").open("w", encoding="utf-8") as fh:
                 for doc_id, (title, text) in corpus.items():
                     fh.write(json.dumps({"_id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n")
@@ -157,8 +182,9 @@ def judged_fraction(store: Store, depth: int = REPORT_DEPTH) -> dict[str, dict[s
     """For each pooled system: the fraction of its top ``depth`` judged by anyone, over the queries judged, and
     the mean depth to which its ranking is fully judged."""
     with store.read() as conn:
-        rows = conn.execute(select(db.pool.c.query_id, db.pool.c.system, db.pool.c.rank, db.pool.c.doc_id)
-                            .order_by(db.pool.c.rank)).all()
+        rows = conn.execute(
+            select(db.pool.c.query_id, db.pool.c.system, db.pool.c.rank, db.pool.c.doc_id).order_by(db.pool.c.rank)
+        ).all()
         judged: dict[str, set[str]] = defaultdict(set)
         for qid, doc_id in conn.execute(select(db.judgements.c.query_id, db.judgements.c.doc_id)).all():
             judged[qid].add(doc_id)
@@ -169,8 +195,11 @@ def judged_fraction(store: Store, depth: int = REPORT_DEPTH) -> dict[str, dict[s
     out = {}
     for system, per_query in sorted(runs.items()):
         top = [(d in judged[qid]) for qid, ranked in per_query.items() for d in ranked]
-        out[system] = {"queries": len(per_query), "judged_fraction": sum(top) / len(top) if top else 0.0,
-                       "judged_depth": sum(judged_depth(r, judged[q]) for q, r in per_query.items()) / len(per_query)}
+        out[system] = {
+            "queries": len(per_query),
+            "judged_fraction": sum(top) / len(top) if top else 0.0,
+            "judged_depth": sum(judged_depth(r, judged[q]) for q, r in per_query.items()) / len(per_query),
+        }
     return out
 
 
@@ -181,22 +210,46 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def report(store: Store, counts: dict[str, Any], collection_note: str) -> str:
     """The export's ``report.md``."""
     prog = compute_progress(store, REPORT_DEPTH)
-    lines = ["# indus studio benchmark", "", f"Exported {db.now()} from `{store.engine.url}`.", "",
-             "## Counts", "", "| item | count |", "|---|---:|"]
+    lines = [
+        "# indus studio benchmark",
+        "",
+        f"Exported {db.now()} from `{store.engine.url}`.",
+        "",
+        "## Counts",
+        "",
+        "| item | count |",
+        "|---|---:|",
+    ]
     lines += [f"| {k.replace('_', ' ')} | {v:,} |" for k, v in counts.items()]
-    lines += ["", collection_note + ".", "", "## Annotators", "",
-              "| annotator | passages seen | questions | unanswerable | no good question | queries judged | "
-              "judgements | pool depth covered | kappa vs others | pairs |", "|---|" + "---:|" * 9]
+    lines += [
+        "",
+        collection_note + ".",
+        "",
+        "## Annotators",
+        "",
+        "| annotator | passages seen | questions | unanswerable | no good question | queries judged | "
+        "judgements | pool depth covered | kappa vs others | pairs |",
+        "|---|" + "---:|" * 9,
+    ]
     for p in [*prog.annotators, prog.total]:
-        lines.append(f"| {p.annotator} | {p.passages_seen} | {p.questions} | {p.unanswerable} | {p.no_question} | "
-                     f"{p.queries_judged} | {p.judgements} | {p.pool_depth_covered:.1f} | {_fmt(p.kappa)} | "
-                     f"{p.kappa_pairs} |")
-    lines += ["", "## Agreement", "",
-              f"Cohen's kappa (scikit-learn, grades 2 / 1 / 0) over {prog.total.kappa_pairs} doubly judged "
-              f"(query, document) pairs: {_fmt(prog.total.kappa)}. Where several annotators judged a document, "
-              "the qrels hold the mean grade rounded half up.", "",
-              f"## Judged fraction of each system's top {REPORT_DEPTH}", "",
-              "| system | queries | judged fraction | fully judged to depth |", "|---|---:|---:|---:|"]
+        lines.append(
+            f"| {p.annotator} | {p.passages_seen} | {p.questions} | {p.unanswerable} | {p.no_question} | "
+            f"{p.queries_judged} | {p.judgements} | {p.pool_depth_covered:.1f} | {_fmt(p.kappa)} | "
+            f"{p.kappa_pairs} |"
+        )
+    lines += [
+        "",
+        "## Agreement",
+        "",
+        f"Cohen's kappa (scikit-learn, grades 2 / 1 / 0) over {prog.total.kappa_pairs} doubly judged "
+        f"(query, document) pairs: {_fmt(prog.total.kappa)}. Where several annotators judged a document, "
+        "the qrels hold the mean grade rounded half up.",
+        "",
+        f"## Judged fraction of each system's top {REPORT_DEPTH}",
+        "",
+        "| system | queries | judged fraction | fully judged to depth |",
+        "|---|---:|---:|---:|",
+    ]
     for system, row in judged_fraction(store).items():
         lines.append(f"| {system} | {row['queries']} | {row['judged_fraction']:.3f} | {row['judged_depth']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ def split_text(text: str, words: int) -> list[tuple[int, int]]:
     for sentence_end in [m.start() for m in SENTENCE_END.finditer(text)] + [len(text)]:
         spans = [m.span() for m in WORD.finditer(text, pos, sentence_end)]
         for i in range(0, len(spans), words):
-            chunk = spans[i:i + words]
+            chunk = spans[i : i + words]
             pieces.append((chunk[0][0], chunk[-1][1], len(chunk)))
         pos = sentence_end
     out: list[tuple[int, int]] = []

@@ -60,8 +60,7 @@ class SearchBackend(Protocol):
 def validate_annotator(name: Any) -> str:
     """An annotator name: a letter, then up to 39 letters, digits, ``.``, ``_`` or ``-``."""
     if not isinstance(name, str) or not ANNOTATOR.match(name):
-        raise IndusError("annotator name must start with a letter and hold up to 40 letters, digits, '.', '_' "
-                         "or '-'")
+        raise IndusError("annotator name must start with a letter and hold up to 40 letters, digits, '.', '_' or '-'")
     return name
 
 
@@ -79,9 +78,12 @@ class SearchResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``/api/search`` answer."""
-        return {"query": self.query, "mode": self.mode, "took_ms": round(self.took_ms, 3),
-                "results": [{"id": h.id, "title": h.title, "text": h.text, "score": float(h.score)}
-                            for h in self.hits]}
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "took_ms": round(self.took_ms, 3),
+            "results": [{"id": h.id, "title": h.title, "text": h.text, "score": float(h.score)} for h in self.hits],
+        }
 
 
 @dataclass
@@ -128,9 +130,14 @@ class Progress:
 
     def to_json(self) -> dict[str, Any]:
         """The ``/api/progress`` answer."""
-        return {"annotators": [a.to_json() for a in self.annotators], "total": self.total.to_json(),
-                "queries": self.queries, "pooled_queries": self.pooled_queries, "pool_depth": self.pool_depth,
-                "systems": self.systems}
+        return {
+            "annotators": [a.to_json() for a in self.annotators],
+            "total": self.total.to_json(),
+            "queries": self.queries,
+            "pooled_queries": self.pooled_queries,
+            "pool_depth": self.pool_depth,
+            "systems": self.systems,
+        }
 
 
 # ----------------------------------------------------------------------------------------------- pool systems
@@ -154,8 +161,11 @@ def make_pool_systems(specs: list[str], searcher: SearchBackend, *, progress: bo
         if spec in INDEX_MODES:
             if spec not in searcher.modes:
                 raise IndusError(f"--pool {spec}: this index offers {', '.join(searcher.modes)}")
-            systems.append(PoolSystem(spec, lambda qs, k, m=spec: [[h.id for h in hits]
-                                                                     for hits in searcher.search_many(qs, k, m)]))
+            systems.append(
+                PoolSystem(
+                    spec, lambda qs, k, m=spec: [[h.id for h in hits] for hits in searcher.search_many(qs, k, m)]
+                )
+            )
             continue
         from indus.evaluation.ir import DenseRetriever
         from indus.retriever.bi_encoder import load_bi_encoder
@@ -211,16 +221,28 @@ class Studio:
         Seeds the order of each pool.
     """
 
-    def __init__(self, store: Store, searcher: SearchBackend | None, passages: list[Passage] | None = None,
-                 pool_systems: list[PoolSystem] | None = None, *, pool_depth: int = 10, seed: int = 0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        searcher: SearchBackend | None,
+        passages: list[Passage] | None = None,
+        pool_systems: list[PoolSystem] | None = None,
+        *,
+        pool_depth: int = 10,
+        seed: int = 0,
+    ) -> None:
         if pool_depth < 1:
             raise IndusError(f"pool depth must be at least 1, got {pool_depth}")
         self.store, self.searcher, self.pool_depth, self.seed = store, searcher, pool_depth, seed
         self.passages = list(passages or [])
         if searcher is not None:
             # a passage id that names a different index document would mix two texts under one id on export
-            clash = [p for p in self.passages if (d := searcher.doc(p.id)) is not None and
-                     f"{d.title} {d.text}".strip() != f"{p.title} {p.text}".strip()]
+            clash = [
+                p
+                for p in self.passages
+                if (d := searcher.doc(p.id)) is not None
+                and f"{d.title} {d.text}".strip() != f"{p.title} {p.text}".strip()
+            ]
             if clash:
                 self.passages = [Passage(f"passage:{p.id}", p.doc_id, p.title, p.text) for p in self.passages]
         self._passage = {p.id: p for p in self.passages}
@@ -254,12 +276,22 @@ class Studio:
         """The first passage this annotator has not yet annotated (``None`` when all are done)."""
         validate_annotator(annotator)
         with self.store.read() as conn:
-            seen = set(conn.execute(select(db.annotations.c.passage_id)
-                                    .where(db.annotations.c.annotator == annotator)).scalars())
+            seen = set(
+                conn.execute(
+                    select(db.annotations.c.passage_id).where(db.annotations.c.annotator == annotator)
+                ).scalars()
+            )
         return next((p for p in self.passages if p.id not in seen), None)
 
-    def annotate(self, annotator: str, passage_id: str, kind: str, question: str | None = None,
-                 answer_start: int | None = None, answer_text: str | None = None) -> dict[str, Any]:
+    def annotate(
+        self,
+        annotator: str,
+        passage_id: str,
+        kind: str,
+        question: str | None = None,
+        answer_start: int | None = None,
+        answer_text: str | None = None,
+    ) -> dict[str, Any]:
         """Record a question (with its answer span), an unanswerable question or "no good question".
 
         A question becomes a QA item and an IR query (id ``w<annotation id>``) whose relevant document is the
@@ -282,8 +314,9 @@ class Studio:
                 raise IndusError("a question needs its answer: select a span of the passage")
             end = answer_start + len(answer_text)
             if answer_start < 0 or end > len(passage.text):
-                raise IndusError(f"the answer span {answer_start}..{end} lies outside the passage "
-                                 f"(0..{len(passage.text)})")
+                raise IndusError(
+                    f"the answer span {answer_start}..{end} lies outside the passage (0..{len(passage.text)})"
+                )
             if passage.text[answer_start:end] != answer_text:
                 raise IndusError(f"the answer text does not match the passage at offset {answer_start}")
             if not answer_text.strip():
@@ -292,18 +325,43 @@ class Studio:
             answer_start, answer_text = None, None
         stamp = now()
         with self.store.write() as conn:
-            _insert_ignore(conn, db.passages, [{"id": passage.id, "doc_id": passage.doc_id, "title": passage.title,
-                                                "text": passage.text,
-                                                "position": self._position.get(passage.id, -1)}])
-            ann_id = conn.execute(db.annotations.insert().values(
-                passage_id=passage.id, annotator=annotator, kind=kind, question=question or None,
-                answer_start=answer_start, answer_text=answer_text, created_at=stamp)).inserted_primary_key[0]
+            _insert_ignore(
+                conn,
+                db.passages,
+                [
+                    {
+                        "id": passage.id,
+                        "doc_id": passage.doc_id,
+                        "title": passage.title,
+                        "text": passage.text,
+                        "position": self._position.get(passage.id, -1),
+                    }
+                ],
+            )
+            ann_id = conn.execute(
+                db.annotations.insert().values(
+                    passage_id=passage.id,
+                    annotator=annotator,
+                    kind=kind,
+                    question=question or None,
+                    answer_start=answer_start,
+                    answer_text=answer_text,
+                    created_at=stamp,
+                )
+            ).inserted_primary_key[0]
             query_id = None
             if kind == "question":
                 query_id = f"w{ann_id}"
-                conn.execute(db.queries.insert().values(id=query_id, text=question, source="written",
-                                                        annotation_id=ann_id, annotator=annotator,
-                                                        created_at=stamp))
+                conn.execute(
+                    db.queries.insert().values(
+                        id=query_id,
+                        text=question,
+                        source="written",
+                        annotation_id=ann_id,
+                        annotator=annotator,
+                        created_at=stamp,
+                    )
+                )
         if query_id is not None and self.pool_systems:
             self.build_pools([query_id], progress=False)
         return {"annotation_id": ann_id, "query_id": query_id}
@@ -316,8 +374,18 @@ class Studio:
         stamp = now()
         with self.store.write() as conn:
             have = set(conn.execute(select(db.queries.c.id)).scalars())
-            rows = [{"id": qid, "text": text, "source": "file", "annotation_id": None, "annotator": None,
-                     "created_at": stamp} for qid, text in items if qid not in have]
+            rows = [
+                {
+                    "id": qid,
+                    "text": text,
+                    "source": "file",
+                    "annotation_id": None,
+                    "annotator": None,
+                    "created_at": stamp,
+                }
+                for qid, text in items
+                if qid not in have
+            ]
             if rows:
                 conn.execute(db.queries.insert(), rows)
         return len(rows)
@@ -326,16 +394,26 @@ class Studio:
         """Every query with its pool size, how many annotators judged it, and what this annotator judged."""
         with self.store.read() as conn:
             rows = conn.execute(select(db.queries).order_by(db.queries.c.created_at, db.queries.c.id)).all()
-            sizes = dict(conn.execute(select(db.pool_order.c.query_id, func.count())
-                                      .group_by(db.pool_order.c.query_id)).all())
+            sizes = dict(
+                conn.execute(select(db.pool_order.c.query_id, func.count()).group_by(db.pool_order.c.query_id)).all()
+            )
             judged = defaultdict(set)
             mine: dict[str, int] = defaultdict(int)
             for qid, who in conn.execute(select(db.judgements.c.query_id, db.judgements.c.annotator)).all():
                 judged[qid].add(who)
                 if who == annotator:
                     mine[qid] += 1
-        return [{"id": r.id, "text": r.text, "source": r.source, "pool_size": sizes.get(r.id, 0),
-                 "judged_by": len(judged[r.id]), "judged_by_me": mine.get(r.id, 0)} for r in rows]
+        return [
+            {
+                "id": r.id,
+                "text": r.text,
+                "source": r.source,
+                "pool_size": sizes.get(r.id, 0),
+                "judged_by": len(judged[r.id]),
+                "judged_by_me": mine.get(r.id, 0),
+            }
+            for r in rows
+        ]
 
     def query(self, query_id: str) -> dict[str, Any]:
         """A query by id."""
@@ -356,8 +434,9 @@ class Studio:
         with self.store.read() as conn:
             pooled = set(conn.execute(select(db.pool_order.c.query_id).distinct()).scalars())
             stmt = select(db.queries.c.id, db.queries.c.text).order_by(db.queries.c.created_at, db.queries.c.id)
-            todo = [(q, t) for q, t in conn.execute(stmt).all() if q not in pooled and
-                    (query_ids is None or q in query_ids)]
+            todo = [
+                (q, t) for q, t in conn.execute(stmt).all() if q not in pooled and (query_ids is None or q in query_ids)
+            ]
         if not todo:
             return 0
         from rich.progress import Progress as Bar
@@ -365,7 +444,7 @@ class Studio:
         with Bar(disable=not progress, transient=False) as bar:
             task = bar.add_task(f"pooling {len(todo)} queries", total=len(todo))
             for i in range(0, len(todo), batch):
-                chunk = todo[i:i + batch]
+                chunk = todo[i : i + batch]
                 texts = [t for _, t in chunk]
                 runs = {s.name: s.ranked(texts, self.pool_depth) for s in self.pool_systems}
                 for j, (qid, _) in enumerate(chunk):
@@ -382,11 +461,18 @@ class Studio:
                 return  # pooled by another request meanwhile
             _insert_ignore(conn, db.documents, [{"id": d.id, "title": d.title, "text": d.text} for d in docs])
             if union:
-                conn.execute(db.pool.insert(), [{"query_id": query_id, "system": name, "rank": r, "doc_id": d}
-                                                for name, ranked in runs.items()
-                                                for r, d in enumerate(ranked, start=1)])
-                conn.execute(db.pool_order.insert(), [{"query_id": query_id, "doc_id": d, "position": p}
-                                                      for p, d in enumerate(union)])
+                conn.execute(
+                    db.pool.insert(),
+                    [
+                        {"query_id": query_id, "system": name, "rank": r, "doc_id": d}
+                        for name, ranked in runs.items()
+                        for r, d in enumerate(ranked, start=1)
+                    ],
+                )
+                conn.execute(
+                    db.pool_order.insert(),
+                    [{"query_id": query_id, "doc_id": d, "position": p} for p, d in enumerate(union)],
+                )
 
     def pool(self, query_id: str, annotator: str | None = None) -> list[PoolItem]:
         """A query's pool in its shuffled order, with ``annotator``'s grades (``None`` where not judged yet)."""
@@ -395,12 +481,21 @@ class Studio:
             self.build_pools([query_id], progress=False)
         po, d, j = db.pool_order, db.documents, db.judgements
         with self.store.read() as conn:
-            rows = conn.execute(select(po.c.doc_id, po.c.position, d.c.title, d.c.text)
-                                .join(d, d.c.id == po.c.doc_id).where(po.c.query_id == query_id)
-                                .order_by(po.c.position)).all()
-            grades = dict(conn.execute(select(j.c.doc_id, j.c.grade)
-                                       .where(j.c.query_id == query_id, j.c.annotator == annotator)).all()) \
-                if annotator else {}
+            rows = conn.execute(
+                select(po.c.doc_id, po.c.position, d.c.title, d.c.text)
+                .join(d, d.c.id == po.c.doc_id)
+                .where(po.c.query_id == query_id)
+                .order_by(po.c.position)
+            ).all()
+            grades = (
+                dict(
+                    conn.execute(
+                        select(j.c.doc_id, j.c.grade).where(j.c.query_id == query_id, j.c.annotator == annotator)
+                    ).all()
+                )
+                if annotator
+                else {}
+            )
         return [PoolItem(r.doc_id, r.title, r.text, r.position, grades.get(r.doc_id)) for r in rows]
 
     # ------------------------------------------------------------------------------------------- judging
@@ -412,8 +507,9 @@ class Studio:
         if not isinstance(grades, dict) or not grades:
             raise IndusError("no judgements given (expected {doc_id: 2, 1 or 0})")
         with self.store.read() as conn:
-            in_pool = set(conn.execute(select(db.pool_order.c.doc_id)
-                                       .where(db.pool_order.c.query_id == query_id)).scalars())
+            in_pool = set(
+                conn.execute(select(db.pool_order.c.doc_id).where(db.pool_order.c.query_id == query_id)).scalars()
+            )
         clean: dict[str, int] = {}
         for doc_id, grade in grades.items():
             if doc_id not in in_pool:
@@ -426,15 +522,26 @@ class Studio:
         stamp, j = now(), db.judgements
         added = changed = 0
         with self.store.write() as conn:
-            have = dict(conn.execute(select(j.c.doc_id, j.c.id).where(j.c.query_id == query_id,
-                                                                        j.c.annotator == annotator)).all())
+            have = dict(
+                conn.execute(
+                    select(j.c.doc_id, j.c.id).where(j.c.query_id == query_id, j.c.annotator == annotator)
+                ).all()
+            )
             for doc_id, grade in clean.items():
                 if doc_id in have:
                     conn.execute(j.update().where(j.c.id == have[doc_id]).values(grade=grade, updated_at=stamp))
                     changed += 1
                 else:
-                    conn.execute(j.insert().values(query_id=query_id, doc_id=doc_id, annotator=annotator,
-                                                   grade=grade, created_at=stamp, updated_at=stamp))
+                    conn.execute(
+                        j.insert().values(
+                            query_id=query_id,
+                            doc_id=doc_id,
+                            annotator=annotator,
+                            grade=grade,
+                            created_at=stamp,
+                            updated_at=stamp,
+                        )
+                    )
                     added += 1
         return {"added": added, "changed": changed, "pool_size": len(in_pool)}
 
@@ -477,8 +584,9 @@ def compute_progress(store: Store, pool_depth: int) -> Progress:
     with store.read() as conn:
         anns = conn.execute(select(a.c.annotator, a.c.passage_id, a.c.kind)).all()
         judg = conn.execute(select(j.c.annotator, j.c.query_id, j.c.doc_id, j.c.grade)).all()
-        pool_rows = conn.execute(select(p.c.query_id, p.c.system, p.c.rank, p.c.doc_id)
-                                 .order_by(p.c.query_id, p.c.system, p.c.rank)).all()
+        pool_rows = conn.execute(
+            select(p.c.query_id, p.c.system, p.c.rank, p.c.doc_id).order_by(p.c.query_id, p.c.system, p.c.rank)
+        ).all()
         n_queries = conn.execute(select(func.count()).select_from(db.queries)).scalar()
     runs: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for qid, system, _, doc_id in pool_rows:
@@ -501,8 +609,11 @@ def compute_progress(store: Store, pool_depth: int) -> Progress:
                 judged[qid].add(doc_id)
                 out.judgements += 1
         out.queries_judged = len(judged)
-        depths = [min((judged_depth(r, judged[qid], pool_depth) for r in runs[qid].values()), default=0)
-                  for qid in judged if qid in runs]
+        depths = [
+            min((judged_depth(r, judged[qid], pool_depth) for r in runs[qid].values()), default=0)
+            for qid in judged
+            if qid in runs
+        ]
         out.pool_depth_covered = round(sum(depths) / len(depths), 2) if depths else 0.0
         pairs = []
         for grades in by_item.values():
@@ -516,5 +627,11 @@ def compute_progress(store: Store, pool_depth: int) -> Progress:
         return out
 
     names = sorted({r.annotator for r in anns} | {r.annotator for r in judg})
-    return Progress([summarise(n, lambda who, n=n: who == n) for n in names], summarise("(all)", lambda who: True),
-                    n_queries, len(runs), pool_depth, systems)
+    return Progress(
+        [summarise(n, lambda who, n=n: who == n) for n in names],
+        summarise("(all)", lambda who: True),
+        n_queries,
+        len(runs),
+        pool_depth,
+        systems,
+    )

@@ -47,13 +47,17 @@ def count_tokens(tokenizer, texts: Sequence[str], batch_size: int = 256) -> int:
         backend = copy.deepcopy(tokenizer.backend_tokenizer)
         backend.no_truncation()
         backend.no_padding()
-        return sum(len(enc.ids) for i in range(0, len(texts), batch_size)
-                   for enc in backend.encode_batch(list(texts[i:i + batch_size]), add_special_tokens=False))
+        return sum(
+            len(enc.ids)
+            for i in range(0, len(texts), batch_size)
+            for enc in backend.encode_batch(list(texts[i : i + batch_size]), add_special_tokens=False)
+        )
     return sum(len(tokenizer.encode(t, add_special_tokens=False)) for t in texts)
 
 
-def compare_tokenizers(text: str | Path, tokenizers: Sequence[str | Path], max_docs: int | None = None,
-                       names: Sequence[str] | None = None) -> list[FertilityRow]:
+def compare_tokenizers(
+    text: str | Path, tokenizers: Sequence[str | Path], max_docs: int | None = None, names: Sequence[str] | None = None
+) -> list[FertilityRow]:
     """Count tokens and tokens per word of each tokenizer on the documents of ``text``.
 
     Parameters
@@ -77,6 +81,7 @@ def compare_tokenizers(text: str | Path, tokenizers: Sequence[str | Path], max_d
         n = count_tokens(tok, texts)
         first = rows[0].tokens if rows else n
         name = names[i] if names else str(spec)
-        rows.append(FertilityRow(name, len(tok), len(texts), words, n, n / max(words, 1),
-                                 100.0 * (n - first) / max(first, 1)))
+        rows.append(
+            FertilityRow(name, len(tok), len(texts), words, n, n / max(words, 1), 100.0 * (n - first) / max(first, 1))
+        )
     return rows

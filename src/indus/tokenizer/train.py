@@ -50,8 +50,14 @@ class _Texts:
                 return
 
 
-def build_bpe_tokenizer(texts: Iterator[str], vocab_size: int, *, lowercase: bool = True, min_frequency: int = 2,
-                        show_progress: bool = False):
+def build_bpe_tokenizer(
+    texts: Iterator[str],
+    vocab_size: int,
+    *,
+    lowercase: bool = True,
+    min_frequency: int = 2,
+    show_progress: bool = False,
+):
     """Train a ``tokenizers.Tokenizer``: byte-level BPE, RoBERTa specials (ids 0..4) and post-processor."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -62,14 +68,20 @@ def build_bpe_tokenizer(texts: Iterator[str], vocab_size: int, *, lowercase: boo
     tok.decoder = decoders.ByteLevel()
     # <mask> swallows the space before it, as in RoBERTa, so "the <mask>." masks the word with its space.
     specials = [AddedToken(t, special=True, normalized=False, lstrip=(t == "<mask>")) for t in ROBERTA_SPECIAL_TOKENS]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     ids = [tok.token_to_id(t) for t in ROBERTA_SPECIAL_TOKENS]
     if ids != list(range(len(ROBERTA_SPECIAL_TOKENS))):
         raise RuntimeError(f"special tokens got ids {ids}, expected 0..4")
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
-                                                      add_prefix_space=False)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False
+    )
     return tok
 
 
@@ -77,14 +89,31 @@ def wrap_tokenizer(tok, model_max_length: int = 512):
     """A transformers fast tokenizer around a trained ``tokenizers.Tokenizer`` with RoBERTa's special roles."""
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=model_max_length)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=model_max_length,
+    )
 
 
-def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir: str | Path,
-              lowercase: bool = True, max_docs: int | None = None, min_frequency: int = 2,
-              model_max_length: int = 512, show_progress: bool = True, overwrite: bool = False):
+def train_bpe(
+    corpus: Sequence[str | Path],
+    vocab_size: int = 50_265,
+    *,
+    out_dir: str | Path,
+    lowercase: bool = True,
+    max_docs: int | None = None,
+    min_frequency: int = 2,
+    model_max_length: int = 512,
+    show_progress: bool = True,
+    overwrite: bool = False,
+):
     """Train INDUSBPE on ``corpus`` files or folders and save it to ``out_dir`` with a model card.
 
     ``out_dir`` follows the output-folder convention of :mod:`indus.outdir`: a non-empty folder needs
@@ -115,12 +144,15 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
     if max_docs is not None and max_docs < 1:
         raise IndusError(f"--max-docs {max_docs}: expected at least 1")
     texts = _Texts(corpus, max_docs)
-    tok = build_bpe_tokenizer(iter(texts), vocab_size, lowercase=lowercase, min_frequency=min_frequency,
-                              show_progress=show_progress)
+    tok = build_bpe_tokenizer(
+        iter(texts), vocab_size, lowercase=lowercase, min_frequency=min_frequency, show_progress=show_progress
+    )
     if texts.non_blank == 0:
         what = f"{texts.read} texts, all blank" if texts.read else "no texts"
-        raise IndusError(f"{', '.join(map(str, corpus))}: nothing to train a tokenizer on ({what}); expected JSON "
-                         "lines with a non-empty 'text' field, or lines of text")
+        raise IndusError(
+            f"{', '.join(map(str, corpus))}: nothing to train a tokenizer on ({what}); expected JSON "
+            "lines with a non-empty 'text' field, or lines of text"
+        )
     out = prepare_output_dir(out_dir, command="tokenizer train", overwrite=overwrite)
     tmp = staging_dir(out.path)
     try:
@@ -128,8 +160,13 @@ def train_bpe(corpus: Sequence[str | Path], vocab_size: int = 50_265, *, out_dir
         hf.save_pretrained(tmp)
         loaded = load_tokenizer(tmp)
         check_roberta_tokenizer(loaded, tok.get_vocab_size(), where=str(out_dir))
-        settings = {"vocab_size": vocab_size, "lowercase": lowercase, "max_docs": max_docs,
-                    "min_frequency": min_frequency, "model_max_length": model_max_length}
+        settings = {
+            "vocab_size": vocab_size,
+            "lowercase": lowercase,
+            "max_docs": max_docs,
+            "min_frequency": min_frequency,
+            "model_max_length": model_max_length,
+        }
         tokenizer_card(tmp, corpus=list(corpus), settings=settings, vocab_size=len(loaded), location=out.path)
         publish_directory(tmp, out.path)
     except BaseException:

@@ -50,8 +50,9 @@ DISTILLCSE_CITATION = """@inproceedings{xu2023distillcse,
 }"""
 
 
-def distillation_ce(student_logits: Tensor, teacher_logits: Tensor, tau_kd: float, *,
-                    reduction: str = "mean") -> Tensor:
+def distillation_ce(
+    student_logits: Tensor, teacher_logits: Tensor, tau_kd: float, *, reduction: str = "mean"
+) -> Tensor:
     """``-sum_j softmax(t / tau_kd)_j * log_softmax(s / tau_kd)_j`` per row (masked logits very negative).
 
     ``reduction``: ``mean`` over rows, or ``none`` for the ``(B,)`` row values.
@@ -71,7 +72,7 @@ def query_passage_rows(logits: Tensor, batch_size: int) -> Tensor:
     ``batch_size`` is the number of columns per block: ``G``, the global batch, under several processes.
     """
     b = batch_size
-    return torch.cat([logits[:, :b], logits[:, 4 * b:]], dim=1)  # (B, G + kG)
+    return torch.cat([logits[:, :b], logits[:, 4 * b :]], dim=1)  # (B, G + kG)
 
 
 class DistillCSELoss(GTELoss):
@@ -116,13 +117,28 @@ class DistillCSELoss(GTELoss):
     True
     """
 
-    def __init__(self, model: Any, tau_kd: float = 4.0, temperature: float = 0.02, kd_weight: float = 1.0,
-                 contrastive_weight: float = 1.0, scale_kd_by_t2: bool = True, mini_batch_size: int | None = None,
-                 mask_duplicates: bool = True, show_progress_bar: bool = False, embedding_weight: float = 0.0,
-                 gather_across_devices: bool = True) -> None:
-        super().__init__(model, temperature=temperature, mini_batch_size=mini_batch_size,
-                         mask_duplicates=mask_duplicates, show_progress_bar=show_progress_bar,
-                         gather_across_devices=gather_across_devices)
+    def __init__(
+        self,
+        model: Any,
+        tau_kd: float = 4.0,
+        temperature: float = 0.02,
+        kd_weight: float = 1.0,
+        contrastive_weight: float = 1.0,
+        scale_kd_by_t2: bool = True,
+        mini_batch_size: int | None = None,
+        mask_duplicates: bool = True,
+        show_progress_bar: bool = False,
+        embedding_weight: float = 0.0,
+        gather_across_devices: bool = True,
+    ) -> None:
+        super().__init__(
+            model,
+            temperature=temperature,
+            mini_batch_size=mini_batch_size,
+            mask_duplicates=mask_duplicates,
+            show_progress_bar=show_progress_bar,
+            gather_across_devices=gather_across_devices,
+        )
         if not tau_kd > 0:
             raise ValueError(f"tau_kd must be positive, got {tau_kd}")
         if kd_weight < 0 or contrastive_weight < 0 or embedding_weight < 0:
@@ -133,38 +149,51 @@ class DistillCSELoss(GTELoss):
         self.contrastive_weight = contrastive_weight
         self.scale_kd_by_t2 = scale_kd_by_t2
 
-    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *,
-                       with_backward: bool = False) -> Tensor:
+    def calculate_loss(
+        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
+    ) -> Tensor:
         """The combined loss from per-column mini-batch embeddings and the teacher embeddings in ``labels``."""
         view = self._view or BatchView([sum(r.size(0) for r in reps[0])], 0, None)
         local = [torch.cat(r) for r in reps]  # C x (B, D_S)
         b, c = local[0].size(0), len(local)
         if labels is None or labels.ndim != 2 or labels.size(0) != b or labels.size(1) % c:
             shape = None if labels is None else tuple(labels.shape)
-            raise ValueError(f"{type(self).__name__} needs teacher embeddings as labels of shape (B, C * D_T) with "
-                             f"B = {b}, C = {c}; got {shape}")
+            raise ValueError(
+                f"{type(self).__name__} needs teacher embeddings as labels of shape (B, C * D_T) with "
+                f"B = {b}, C = {c}; got {shape}"
+            )
         columns = [view.gather(x) for x in local]  # C x (G, D_S); this process's rows keep their graph
         queries, positives, *negatives = columns
         labels = view.gather(labels.to(queries.device, torch.float32), with_grad=False)  # (G, C * D_T)
         teacher = labels.view(view.total, c, -1).unbind(dim=1)  # C x (G, D_T)
         masks = pair_masks(view.groups, b, queries.device, offset=view.offset, total=view.total)
-        student_logits, positive = gte_logits(queries, positives, negatives, self.temperature, masks,
-                                              view.offset)  # (B, (4 + k) G), (B,)
+        student_logits, positive = gte_logits(
+            queries, positives, negatives, self.temperature, masks, view.offset
+        )  # (B, (4 + k) G), (B,)
         self._count_negatives(student_logits, view)
         with torch.no_grad():
-            teacher_logits, _ = gte_logits(teacher[0], teacher[1], list(teacher[2:]), self.temperature, masks,
-                                           view.offset)
+            teacher_logits, _ = gte_logits(
+                teacher[0], teacher[1], list(teacher[2:]), self.temperature, masks, view.offset
+            )
         g = view.total
-        kd = view.mean(distillation_ce(query_passage_rows(student_logits, g), query_passage_rows(teacher_logits, g),
-                                       self.tau_kd, reduction="none"))
+        kd = view.mean(
+            distillation_ce(
+                query_passage_rows(student_logits, g),
+                query_passage_rows(teacher_logits, g),
+                self.tau_kd,
+                reduction="none",
+            )
+        )
         if self.scale_kd_by_t2:
             kd = kd * self.tau_kd**2
         loss = self.kd_weight * kd
         if self.embedding_weight > 0:
             if local[0].size(1) != teacher[0].size(1):
-                raise ValueError(f"embedding_weight > 0 needs the student as wide as the teacher: student "
-                                 f"{local[0].size(1)}, teacher {teacher[0].size(1)}")
-            own = [t[view.offset:view.offset + b] for t in teacher]  # C x (B, D_T) the teacher's vectors of local
+                raise ValueError(
+                    f"embedding_weight > 0 needs the student as wide as the teacher: student "
+                    f"{local[0].size(1)}, teacher {teacher[0].size(1)}"
+                )
+            own = [t[view.offset : view.offset + b] for t in teacher]  # C x (B, D_T) the teacher's vectors of local
             cos = torch.nn.functional.cosine_similarity(torch.cat(local).float(), torch.cat(own), dim=-1)  # (C B,)
             loss = loss + self.embedding_weight * view.mean(1 - cos, per_pair=c)  # over the C * G texts
         if self.contrastive_weight > 0:
@@ -177,9 +206,14 @@ class DistillCSELoss(GTELoss):
 
     def get_config_dict(self) -> dict[str, Any]:
         """Settings written into the model card by sentence-transformers."""
-        return {**super().get_config_dict(), "tau_kd": self.tau_kd, "kd_weight": self.kd_weight,
-                "contrastive_weight": self.contrastive_weight, "scale_kd_by_t2": self.scale_kd_by_t2,
-                "embedding_weight": self.embedding_weight}
+        return {
+            **super().get_config_dict(),
+            "tau_kd": self.tau_kd,
+            "kd_weight": self.kd_weight,
+            "contrastive_weight": self.contrastive_weight,
+            "scale_kd_by_t2": self.scale_kd_by_t2,
+            "embedding_weight": self.embedding_weight,
+        }
 
     @property
     def citation(self) -> str:

@@ -112,8 +112,10 @@ def text_hashes(features: list[dict[str, Tensor]]) -> list[Tensor]:
         mask = feature.get("attention_mask")
         lengths = mask.sum(dim=1).tolist() if mask is not None else [input_ids.size(1)] * input_ids.size(0)
         rows = input_ids.to("cpu", torch.int64).numpy()
-        column = [int.from_bytes(hashlib.blake2b(row[:n].tobytes(), digest_size=8).digest(), "little", signed=True)
-                  for row, n in zip(rows, lengths)]
+        column = [
+            int.from_bytes(hashlib.blake2b(row[:n].tobytes(), digest_size=8).digest(), "little", signed=True)
+            for row, n in zip(rows, lengths)
+        ]
         groups.append(torch.tensor(column, dtype=torch.long, device=input_ids.device))
     return groups
 
@@ -134,8 +136,14 @@ def _repeats(groups: Tensor, earlier: Tensor | None = None) -> Tensor:
     return repeated
 
 
-def pair_masks(groups: list[Tensor] | None, batch_size: int, device: torch.device | str = "cpu", *,
-               offset: int = 0, total: int | None = None) -> dict[str, Any]:
+def pair_masks(
+    groups: list[Tensor] | None,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    *,
+    offset: int = 0,
+    total: int | None = None,
+) -> dict[str, Any]:
     """Boolean masks of the terms the GTE partition leaves out (True = drop), for rows ``offset:offset+B``.
 
     For row ``i``: a passage that is a positive of ``q_i`` (its own ``d_i``, a repeat of it, or the positive of
@@ -192,12 +200,23 @@ def pair_masks(groups: list[Tensor] | None, batch_size: int, device: torch.devic
         positive_text = positive_texts[:, i_n]  # (B, G) n_j^k repeats a positive of q_i
         negatives.append(positive_text | _repeats(g_n, earlier=seen)[None, :])
         seen = torch.cat([seen, g_n])
-    return {"qd": ~eye & (positive_of_q | repeat_d), "qq": same_anchor | repeat_q,
-            "dq": ~eye & (anchor_of_d | repeat_q), "dd": same_positive | repeat_d, "negatives": negatives}
+    return {
+        "qd": ~eye & (positive_of_q | repeat_d),
+        "qq": same_anchor | repeat_q,
+        "dq": ~eye & (anchor_of_d | repeat_q),
+        "dd": same_positive | repeat_d,
+        "negatives": negatives,
+    }
 
 
-def gte_logits(queries: Tensor, positives: Tensor, negatives: list[Tensor], temperature: float,
-               masks: dict[str, Tensor], offset: int = 0) -> tuple[Tensor, Tensor]:
+def gte_logits(
+    queries: Tensor,
+    positives: Tensor,
+    negatives: list[Tensor],
+    temperature: float,
+    masks: dict[str, Tensor],
+    offset: int = 0,
+) -> tuple[Tensor, Tensor]:
     """The scaled similarities of the GTE partition, masked terms set to ``-inf``.
 
     ``queries``, ``positives`` and each hard-negative column are the global batch, ``(G, D)``; the rows are the
@@ -217,7 +236,7 @@ def gte_logits(queries: Tensor, positives: Tensor, negatives: list[Tensor], temp
         q_all = F.normalize(queries.to(dtype), dim=-1)  # (G, D)
         d_all = F.normalize(positives.to(dtype), dim=-1)  # (G, D)
         negs = [F.normalize(n.to(dtype), dim=-1) for n in negatives]  # k x (G, D)
-        q, d = q_all[offset:offset + b], d_all[offset:offset + b]  # (B, D) this process's pairs
+        q, d = q_all[offset : offset + b], d_all[offset : offset + b]  # (B, D) this process's pairs
         neg_inf = torch.finfo(q.dtype).min
         positive = (q * d).sum(dim=-1) / temperature  # (B,)
         blocks = [
@@ -234,8 +253,13 @@ def gte_logits(queries: Tensor, positives: Tensor, negatives: list[Tensor], temp
         return torch.cat(blocks, dim=1), positive  # (B, (4 + k) G), (B,)
 
 
-def gte_loss(queries: Tensor, positives: Tensor, negatives: list[Tensor] | None = None, temperature: float = 0.02,
-             groups: list[Tensor] | None = None) -> Tensor:
+def gte_loss(
+    queries: Tensor,
+    positives: Tensor,
+    negatives: list[Tensor] | None = None,
+    temperature: float = 0.02,
+    groups: list[Tensor] | None = None,
+) -> Tensor:
     """The GTE improved contrastive loss of a batch of embeddings (see the module docstring).
 
     Parameters
@@ -271,7 +295,7 @@ class BatchView:
     @property
     def offset(self) -> int:
         """First row of this process's pairs in the global batch."""
-        return sum(self.sizes[:self.rank])
+        return sum(self.sizes[: self.rank])
 
     @property
     def total(self) -> int:
@@ -342,9 +366,15 @@ class GTELoss(CachedLossMixin, nn.Module):
     True
     """
 
-    def __init__(self, model: Any, temperature: float = 0.02, mini_batch_size: int | None = None,
-                 mask_duplicates: bool = True, show_progress_bar: bool = False,
-                 gather_across_devices: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        temperature: float = 0.02,
+        mini_batch_size: int | None = None,
+        mask_duplicates: bool = True,
+        show_progress_bar: bool = False,
+        gather_across_devices: bool = True,
+    ) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -369,8 +399,9 @@ class GTELoss(CachedLossMixin, nn.Module):
     def _batch_view(self, features: list[dict[str, Tensor]]) -> BatchView:
         """Where this process's pairs sit in the global batch, and the text ids of that batch."""
         if not (self.gather_across_devices and is_distributed()):
-            return BatchView([features[0]["input_ids"].size(0)], 0, text_groups(features) if self.mask_duplicates
-                             else None)
+            return BatchView(
+                [features[0]["input_ids"].size(0)], 0, text_groups(features) if self.mask_duplicates else None
+            )
         rank, _ = rank_and_world()
         device = features[0]["input_ids"].device
         sizes = gather_sizes(features[0]["input_ids"].size(0), device)
@@ -393,16 +424,22 @@ class GTELoss(CachedLossMixin, nn.Module):
         self._counted_for = key
         if view.total >= self.batch_stats.get("global_batch", 0):
             self.batch_stats = {"global_batch": view.total, "negatives_per_query": round(self.negatives_per_query, 2)}
-        logger.info("%s: %d processes x %s pairs = a global batch of %d; %.1f negatives per query",
-                    type(self).__name__, len(view.sizes), view.sizes[0] if len(set(view.sizes)) == 1 else view.sizes,
-                    view.total, self.negatives_per_query)
+        logger.info(
+            "%s: %d processes x %s pairs = a global batch of %d; %.1f negatives per query",
+            type(self).__name__,
+            len(view.sizes),
+            view.sizes[0] if len(set(view.sizes)) == 1 else view.sizes,
+            view.total,
+            self.negatives_per_query,
+        )
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         """The loss of one batch: one feature dict per column (anchor, positive, negatives...)."""
         features = list(sentence_features)
         if len(features) < 2:
-            raise ValueError(f"{type(self).__name__} needs (anchor, positive[, negatives]) columns, "
-                             f"got {len(features)}")
+            raise ValueError(
+                f"{type(self).__name__} needs (anchor, positive[, negatives]) columns, got {len(features)}"
+            )
         # Read by calculate_loss during this call only (GradCache calls it from forward_cached).
         self._view = self._batch_view(features)
         try:
@@ -413,8 +450,9 @@ class GTELoss(CachedLossMixin, nn.Module):
         finally:
             self._view = None
 
-    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *,
-                       with_backward: bool = False) -> Tensor:
+    def calculate_loss(
+        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
+    ) -> Tensor:
         """The loss from per-column lists of mini-batch embeddings (GradCache's step 2)."""
         view = self._view or BatchView([sum(r.size(0) for r in reps[0])], 0, None)
         columns = [view.gather(torch.cat(r)) for r in reps]  # C x (G, D); this process's rows keep their graph
@@ -431,8 +469,12 @@ class GTELoss(CachedLossMixin, nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         """Settings written into the model card by sentence-transformers."""
-        return {"temperature": self.temperature, "mini_batch_size": self.mini_batch_size,
-                "mask_duplicates": self.mask_duplicates, "gather_across_devices": self.gather_across_devices}
+        return {
+            "temperature": self.temperature,
+            "mini_batch_size": self.mini_batch_size,
+            "mask_duplicates": self.mask_duplicates,
+            "gather_across_devices": self.gather_across_devices,
+        }
 
     @property
     def citation(self) -> str:
