@@ -246,8 +246,12 @@ def mine(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the negative sampling."),
 ) -> None:
-    """Mine hard negatives for pairs from a corpus, with the relative-margin false-negative filter."""
+    """Mine hard negatives for pairs from a corpus, with the relative-margin false-negative filter.
+
+    Under ``torchrun`` every process encodes its shard of the corpus (on a cache miss); the main process mines.
+    """
     require_extra("eval", what="indus retriever mine")
+    from indus.distributed import sharded_encoding
     from indus.retriever.mine import MineSettings, mine_negatives, parse_range, summary_path
 
     settings = MineSettings(
@@ -260,7 +264,12 @@ def mine(
         max_seq_length=max_seq_length,
         seed=seed,
     )
-    summary = mine_negatives(model, (pairs or []) + (more_pairs or []), corpus, out, settings, cache_dir=cache)
+    with sharded_encoding() as (rank, _):
+        summary = mine_negatives(
+            model, (pairs or []) + (more_pairs or []), corpus, out, settings, cache_dir=cache, progress=rank == 0
+        )
+    if summary is None:  # a process other than the main one: its shard of the corpus is encoded
+        return
     print_table(
         [
             {

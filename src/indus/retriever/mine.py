@@ -282,7 +282,8 @@ def cached_embeddings(
     batch_size: int = 64,
     progress: bool = False,
     desc: str = "encode",
-) -> tuple[np.ndarray, bool]:
+    sharded: bool = False,
+) -> tuple[np.ndarray | None, bool]:
     """``(N, D)`` normalised float32 embeddings of ``n`` texts, memory-mapped from the cache; encoded on a miss.
 
     Parameters
@@ -297,6 +298,10 @@ def cached_embeddings(
         Yields the texts in order, a list at a time (a stream: the texts are never all in memory).
     cache_dir
         The cache folder.
+    sharded
+        Inside :func:`indus.distributed.sharded_encoding` with several processes: on a miss every process encodes
+        its shard of the texts (:func:`indus.distributed.encode_sharded`) into a staging file of the cache
+        folder, which the main process moves into place once all are written; the others get ``None``.
 
     Returns
     -------
@@ -320,6 +325,8 @@ def cached_embeddings(
     cache_dir.mkdir(parents=True, exist_ok=True)
     encoder = model.get()
     dim = int((getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)())
+    if sharded:
+        return _sharded_embeddings(encoder, identity, chunks, n, dim, path, batch_size)
     with atomic_path(path) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))  # (N, D)
         done = 0
@@ -333,6 +340,34 @@ def cached_embeddings(
             raise IndusError(f"expected {n} texts to encode, read {done} (did the input change while mining?)")
         array.flush()
         del array
+    atomic_write_json(path.with_suffix(".json"), {"model": identity.splitlines()[0], "count": n, "dim": dim})
+    return np.load(path, mmap_mode="r"), False
+
+
+def _sharded_embeddings(
+    encoder: Any,
+    identity: str,
+    chunks: Callable[[], Iterator[list[str]]],
+    n: int,
+    dim: int,
+    path: Path,
+    batch_size: int,
+) -> tuple[np.ndarray | None, bool]:
+    """The miss of :func:`cached_embeddings` across the processes of a launch: each encodes its shard into
+    ``.<key>.sharded.npy``; the main process renames it to ``path`` (a killed run leaves only the staging file,
+    which no later run reads) and returns the memory map; the others return ``None``."""
+    from indus.distributed import encode_sharded, is_main_process
+
+    # every process reads the texts (as every process of a sharded `indus retriever index` does)
+    texts = [text for chunk in chunks() for text in chunk]
+    if len(texts) != n:
+        raise IndusError(f"expected {n} texts to encode, read {len(texts)} (did the input change while mining?)")
+    staging = path.with_name(f".{path.stem}.sharded.npy")
+    array = encode_sharded(encoder, texts, staging, batch_size=batch_size, dim=dim)  # (N, D) on the main process
+    if not is_main_process():
+        return None, False
+    del array
+    os.replace(staging, path)
     atomic_write_json(path.with_suffix(".json"), {"model": identity.splitlines()[0], "count": n, "dim": dim})
     return np.load(path, mmap_mode="r"), False
 
@@ -417,7 +452,7 @@ def mine_negatives(
     *,
     cache_dir: str | Path | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Mine hard negatives for the pairs of ``pairs`` from ``corpus`` and write ``out`` (see the module docstring).
 
     Parameters
@@ -439,11 +474,14 @@ def mine_negatives(
 
     Returns
     -------
-    dict
-        The summary (also written to :func:`summary_path`).
+    dict or None
+        The summary (also written to :func:`summary_path`). Under ``torchrun`` (inside
+        :func:`indus.distributed.sharded_encoding`) every process encodes its shard of the corpus on a cache miss;
+        the main process alone mines and writes, the others return ``None`` once their shard is written.
     """
     from tqdm.auto import tqdm
 
+    from indus.distributed import sharding_active
     from indus.retriever.bi_encoder import parse_student_spec
     from indus.retriever.index import is_bm25_only, resolve_collection
 
@@ -482,7 +520,10 @@ def mine_negatives(
         batch_size=settings.batch_size,
         progress=progress,
         desc="encode corpus",
+        sharded=sharding_active(),
     )
+    if doc_emb is None:  # a process other than the main one of a sharded launch: its shard is written
+        return None
     positives = list(dict.fromkeys(p.positive for p in mine_pairs))
     anchor_emb, anchors_hit = cached_embeddings(
         lazy,
