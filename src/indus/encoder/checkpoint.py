@@ -116,7 +116,6 @@ def newest_complete_checkpoint(root: Path, dirs: list[Path] | None = None) -> Pa
     with a warning; if every checkpoint is damaged, the first error is raised rather than silently starting over.
     ``dirs`` (oldest first) defaults to :func:`checkpoint_dirs`.
     """
-
     log = logging.getLogger(__name__)
     damaged: list[CheckpointError] = []
     for folder in reversed(checkpoint_dirs(root) if dirs is None else dirs):

@@ -111,7 +111,6 @@ def fit_mlm_head(
 
     Returns ``(held-out MLM loss, perplexity, seconds)``; losses are ``None`` without a validation set.
     """
-
     start = time.perf_counter()
     objective = MaskedLM(student, masking).to(device)
     fit_head(

@@ -52,7 +52,6 @@ def fit_idf(docs: Iterable[Sequence[int]], vocab_size: int) -> np.ndarray:
 
 def corpus_idf(files: Sequence, tokenizer, max_docs: int) -> np.ndarray:
     """The token IDF of the first ``max_docs`` documents of the training ``files`` (tokenised like packing)."""
-
     return fit_idf(encode_texts(tokenizer, _iter_docs(files, max_docs)), len(tokenizer))
 
 

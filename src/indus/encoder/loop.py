@@ -429,7 +429,6 @@ def save_final(
 ) -> None:
     """Write the trained model (safetensors), tokenizer and model card into ``out_dir``, then ``metrics.json``
     last; ``card(folder)`` writes the card into the folder being built."""
-
     if accelerator.is_main_process:
         tmp = out_dir / ".final.tmp"
         if tmp.exists():

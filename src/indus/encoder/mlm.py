@@ -118,7 +118,6 @@ def fit_head(
     ``i`` is ``train_data.batch(i * batch_size, batch_size)``, masked with a seed of ``(seed, i)``. Returns the loss
     of every step; ``requires_grad`` flags are restored afterwards.
     """
-
     model = objective.model
     tied = model.get_input_embeddings().weight
     head = [p for p in mlm_head(model).parameters() if p is not tied]

@@ -115,7 +115,6 @@ def pretrain(
     there is none; a finished run is returned as it is). ``out_dir`` follows :mod:`indus.outdir`: a non-empty
     folder needs ``resume`` or ``overwrite``, except the leftovers of a failed run without checkpoints.
     """
-
     out_dir = Path(out_dir)
     if resume and is_complete(out_dir, "metrics.json"):
         return json.loads((out_dir / "metrics.json").read_text())
@@ -162,7 +161,6 @@ def pretrain(
 
 def build_objective(cfg: PretrainConfig, model, tokenizer):
     """The :class:`~indus.encoder.mlm.MaskedLM` objective of ``cfg`` (random or keyword masking)."""
-
     masking = MaskingSpec.from_tokenizer(tokenizer, cfg.mask_prob, cfg.mask_replace_prob, cfg.mask_random_prob)
     if cfg.masking != "keyword":
         return MaskedLM(model, masking)
@@ -185,7 +183,6 @@ def _has_checkpoint(out_dir: Path, resume: bool) -> bool:
 
 def warm_up_head(cfg: PretrainConfig, objective, tokenizer) -> dict[str, Any]:
     """Fit the new MLM head alone (:func:`~indus.encoder.mlm.fit_head`) on the training corpus; its record."""
-
     import torch
 
     start = time.perf_counter()

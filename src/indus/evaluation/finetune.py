@@ -271,7 +271,6 @@ class FinetuneEvaluator:
         the tokenizer and encode the training and evaluation splits (and the dev split, for choosing the learning
         rate and stopping: the ``dev_split`` when the data has one, else a held-out ``dev_fraction`` of the
         training subset, which is then not trained on)."""
-
         ref = resolve_model(model)
         path = resolve_dataset(data, kind=self.data_kind)
         handle = self.load_data(path)
@@ -451,7 +450,6 @@ class FinetuneEvaluator:
 
     def load_tokenizer(self, ref: Any) -> Any:
         """The model's tokenizer, made ready for the task."""
-
         return load_tokenizer(ref)
 
     def encode(self, tokenizer: Any, items: list[Any], data: Any) -> Part:

@@ -177,7 +177,6 @@ def split_systems(model: Any) -> list[Any]:
 
     A string that names an existing path is never split (a model folder may have ``+`` in its name).
     """
-
     parsed = parse_model(model) if isinstance(model, str) and "+" in model else None
     return [part.spec for part in parsed.parts] if isinstance(parsed, Fused) else [model]
 
@@ -235,7 +234,6 @@ class Bm25Retriever:
 
     def save(self, folder: str | Path) -> Path:
         """Write the bm25s index (its own ``save``) and the tokeniser settings into ``folder``."""
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.retriever.save(str(folder), show_progress=False)
@@ -245,7 +243,6 @@ class Bm25Retriever:
     @classmethod
     def load(cls, folder: str | Path, doc_ids: list[str]) -> Bm25Retriever:
         """A retriever from a folder written by :meth:`save`; ``doc_ids[i]`` names the index's document ``i``."""
-
         import bm25s
 
         folder = Path(folder)
@@ -307,7 +304,6 @@ class DenseRetriever:
         self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *, model: Any = None
     ) -> np.ndarray:
         """Normalised float32 embeddings, shape ``(len(texts), dim)``, by ``model`` (default: the query model)."""
-
         return encode(
             model if model is not None else self.model,
             texts,

@@ -93,7 +93,6 @@ def score_run(
 
 def write_trec_run(path: str | Path, run: Mapping[str, Mapping[str, float]], tag: str = "indus") -> Path:
     """Write ``run`` as a TREC run file (``qid Q0 docid rank score tag``, ranks from 1), atomically."""
-
     lines = []
     for qid, docs in run.items():
         for rank, (doc_id, score) in enumerate(trec_order(docs), start=1):

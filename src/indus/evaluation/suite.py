@@ -94,7 +94,6 @@ def _evaluator_class(task: str, where: str) -> type:
 def validate_settings(task: str, settings: dict[str, Any], where: str) -> dict[str, Any]:
     """``settings`` checked against the ``task`` evaluator and coerced to its field types (YAML reads ``5e-5``
     as a string, for example)."""
-
     cls = _evaluator_class(task, where)
     try:
         if dataclasses.is_dataclass(cls):
@@ -144,7 +143,6 @@ def parse_suite(data: Any, where: str = "suite") -> tuple[str | None, tuple[Suit
 
 def load_suite(suite: str | Path | None = None) -> Suite:
     """Read and validate a suite file (``None``: the default suite)."""
-
     path = suite_path(suite)
     data = load_yaml_file(path)
     name, tasks = parse_suite(data, where=str(path))
@@ -196,7 +194,6 @@ def run_suite(
         ``data``, ``model``, ``metric`` (the primary metric's name), ``value``, ``std``, ``also`` (secondary
         metrics as text), ``wall_s`` and ``metrics`` (the evaluator's full result).
     """
-
     loaded = load_suite(suite)
     paths = []
     for i, entry in enumerate(loaded.tasks):

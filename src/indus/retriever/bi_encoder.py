@@ -131,7 +131,6 @@ def ffn_importance(model: Any, texts: list[str] | None = None, *, batch_size: in
 
 def calibration_sample(texts: list[str], seed: int, n: int = 512) -> list[str]:
     """A fixed random sample of the training texts that ranks feed-forward neurons for ``/ffn=N`` students."""
-
     return random.Random(seed).sample(texts, min(n, len(texts)))
 
 

@@ -89,7 +89,6 @@ def teacher_embeddings(teacher: str, texts: list[str], *, max_seq_length: int, b
 
 def _teacher_key(teacher: str, max_seq_length: int, texts: list[str]) -> str:
     """A cache key that changes with the teacher's weights, its truncation and the texts."""
-
     path = Path(teacher).expanduser()
     weights = (
         sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*.safetensors"))

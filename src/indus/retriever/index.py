@@ -138,7 +138,6 @@ def read_texts(path: str | Path, *, kind: str = "documents") -> list[tuple[str, 
 
 def resolve_collection(path: str | Path, kind: str = "documents") -> Path:
     """A collection file from a path, a BEIR folder (its ``corpus.jsonl`` / ``queries.jsonl``) or a dataset name."""
-
     path = resolve_dataset(path)
     if path.is_dir():
         stem = "corpus" if kind == "documents" else "queries"
@@ -151,7 +150,6 @@ def resolve_collection(path: str | Path, kind: str = "documents") -> Path:
 
 def _model_record(spec: str) -> str:
     """What meta.json keeps to reload the model: an absolute path for local folders, else the spec itself."""
-
     if not isinstance(parse_model(spec, fused=False), LayerCut | RandomInit) and Path(spec).expanduser().exists():
         return str(Path(spec).expanduser().resolve())
     return spec
@@ -159,7 +157,6 @@ def _model_record(spec: str) -> str:
 
 def is_bm25_only(model: str | Path | None) -> bool:
     """Whether ``model`` asks for an index without a dense part (``--model bm25``)."""
-
     return model is None or isinstance(parse_model(model, fused=False), Bm25)
 
 
@@ -444,7 +441,6 @@ class RetrieverIndex:
 
     def encode(self, queries: list[str], batch_size: int = 64, progress: bool = False) -> Any:
         """``(Q, D)`` normalised query embeddings."""
-
         emb = encode(self.model(), queries, batch_size=batch_size, progress=progress)
         if emb.shape[1] != self.index.d:
             raise IndusError(

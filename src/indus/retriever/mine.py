@@ -151,7 +151,6 @@ class MinePair:
 
 def read_mine_pairs(paths: Sequence[str | Path]) -> tuple[list[MinePair], list[str], list[str]]:
     """The pairs of ``paths`` (files, folders or data-root names), the distinct anchors and the files read."""
-
     if not paths:
         raise IndusError("no pairs given: pass --pairs FILE|DIR (JSON lines with anchor, positive[, source])")
     pairs: list[MinePair] = []
@@ -185,7 +184,6 @@ def read_mine_pairs(paths: Sequence[str | Path]) -> tuple[list[MinePair], list[s
 
 def iter_corpus(path: str | Path) -> Iterator[tuple[str, str, str]]:
     """``(id, title, text)`` of each document, streamed (:func:`indus.retriever.index.iter_documents`)."""
-
     return iter_documents(path)
 
 
@@ -243,7 +241,6 @@ def model_identity(spec: str, max_seq_length: int | None) -> str:
     """What names a model's embeddings in the cache: its spec, its truncation and, for a local folder (also the base
     of a ``layers:...@FOLDER`` cut), the path, size and modification time of each of its files, so that a model
     trained again into the same folder is a new model."""
-
     parts = [spec, f"max_seq_length={max_seq_length}"]
     cut = parse_student_spec(spec) if not spec.startswith("random:") else None
     for candidate in {spec, cut[0] if cut else spec}:

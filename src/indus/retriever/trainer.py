@@ -114,7 +114,6 @@ class TrainSettings:
 
     def load_training_pairs(self) -> Any:
         """The pairs this run trains on (:func:`indus.retriever.data.load_pairs` with these settings)."""
-
         return load_pairs(
             self.pairs,
             max_pairs_per_source=self.max_pairs_per_source,
@@ -125,7 +124,6 @@ class TrainSettings:
     def calibration_texts(self, texts: list[str] | None = None) -> list[str]:
         """The fixed sample of the training texts (``texts``, or read from ``pairs``) that ranks feed-forward
         neurons for ``/ffn=N`` students."""
-
         return calibration_sample(texts if texts is not None else self.load_training_pairs().texts(), self.seed)
 
 
@@ -247,7 +245,6 @@ def build_trainer(
 def finished_summary(out_dir: str | Path) -> dict[str, Any] | None:
     """The summary of a finished run in ``out_dir`` that ``--resume`` returns as it is; ``None`` when the run is
     unfinished or its time budget stopped it (then it resumes from its checkpoint)."""
-
     out_dir = Path(out_dir)
     if not is_complete(out_dir, "summary.json"):
         return None
@@ -346,7 +343,6 @@ def fit(
 def _save_model(model: Any, out_dir: Path, cfg: Any, summary: dict[str, Any]) -> None:
     """Save into a hidden folder with indus's model card, then move each entry into place (no half-written model
     files)."""
-
     tmp = out_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(str(tmp), create_model_card=False)

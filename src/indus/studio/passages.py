@@ -81,7 +81,6 @@ def _squad_documents(path: Path) -> list[tuple[str, str, str]]:
 
 def read_corpus(path: str | Path) -> list[tuple[str, str, str]]:
     """``(id, title, text)`` of every document of a corpus (see the module docstring)."""
-
     resolved = resolve_collection(path, "documents")
     if resolved.is_file() and resolved.name.endswith(".json"):
         return _squad_documents(resolved)
