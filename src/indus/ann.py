@@ -318,7 +318,7 @@ def write_index_sharded(
         On the main process: ``count``, ``dim`` and the resolved index parameters; ``None`` on the others. Every
         process returns after the index is written.
     """
-    from indus.distributed import barrier, encode_sharded
+    from indus.distributed import barrier, encode_sharded  # lazy: pulls torch (ann itself needs only faiss)
 
     index_path = Path(index_path)
     vectors_path = Path(vectors_path) if vectors_path is not None else index_path.with_suffix(".npy")

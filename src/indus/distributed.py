@@ -42,6 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from indus.embedding import encode
 from indus.errors import IndusError
 
 T = TypeVar("T")
@@ -185,8 +186,7 @@ def encode_sharded(
         written its shard; ``None`` on the others. The main process alone builds and writes the index from
         it; a :func:`barrier` after that keeps the others from going on before the index exists.
     """
-    if encode_fn is None:
-        from indus.embedding import encode as encode_fn
+    encode_fn = encode_fn or encode
     out = Path(out)
     rank, world = rank_and_world()
     n = len(texts)
@@ -242,8 +242,7 @@ def encode_gathered(
     numpy.ndarray or None
         The complete array on the main process, ``None`` on the others.
     """
-    if encode_fn is None:
-        from indus.embedding import encode as encode_fn
+    encode_fn = encode_fn or encode
     rank, world = rank_and_world()
     n = len(texts)
     if dim is None:

@@ -51,7 +51,7 @@ def _forced_to_predict_o(monkeypatch):
             net.classifier.bias[0] = 1e4
         return net
 
-    monkeypatch.setattr(indus.models, "load_model", load)
+    monkeypatch.setattr(ft, "load_model", load)  # the name the evaluator calls
 
 
 def test_a_model_forced_to_predict_o_is_collapsed_retried_and_left_out(monkeypatch, micro_model_dir, ner_dir):

@@ -14,6 +14,7 @@ from indus.errors import IndusError
 from indus.evaluation.ir import IREvaluator, convex_fusion
 from indus.evaluation.ir_metrics import trec_order
 from indus.retriever import bi_encoder
+from indus.retriever import index as index_module
 from indus.retriever.index import build_index, load_index
 from indus.retriever.search import Searcher
 
@@ -41,8 +42,9 @@ class FakeEncoder:
 
 @pytest.fixture
 def fake_encoder(monkeypatch):
-    monkeypatch.setattr(bi_encoder, "load_bi_encoder", lambda spec, **kw: FakeEncoder())
-    monkeypatch.setattr(bi_encoder, "encode", lambda model, texts, **kw: np.stack([vector(t) for t in texts]))
+    for module in (bi_encoder, index_module):  # the room's modules bind the two names at import
+        monkeypatch.setattr(module, "load_bi_encoder", lambda spec, **kw: FakeEncoder())
+        monkeypatch.setattr(module, "encode", lambda model, texts, **kw: np.stack([vector(t) for t in texts]))
 
 
 @pytest.fixture

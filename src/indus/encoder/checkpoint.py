@@ -14,6 +14,7 @@ counters, readable), ``config.yaml`` (the resolved config).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -115,8 +116,6 @@ def newest_complete_checkpoint(root: Path, dirs: list[Path] | None = None) -> Pa
     with a warning; if every checkpoint is damaged, the first error is raised rather than silently starting over.
     ``dirs`` (oldest first) defaults to :func:`checkpoint_dirs`.
     """
-    import logging
-
     log = logging.getLogger(__name__)
     damaged: list[CheckpointError] = []
     for folder in reversed(checkpoint_dirs(root) if dirs is None else dirs):

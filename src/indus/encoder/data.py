@@ -12,6 +12,7 @@ exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -45,8 +46,6 @@ def encode_texts(tokenizer, texts: Iterable[str], batch_size: int = 512) -> Iter
     """Token ids of each text, without special tokens and without truncation."""
     backend = None
     if getattr(tokenizer, "is_fast", False):
-        import copy
-
         backend = copy.deepcopy(tokenizer.backend_tokenizer)
         backend.no_truncation()
         backend.no_padding()

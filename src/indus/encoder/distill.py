@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from indus.cards import encoder_card
 from indus.encoder.configs import DistillConfig
+from indus.encoder.loop import evaluate, save_final, train_loop
+from indus.encoder.masking import MaskingSpec
 from indus.encoder.minilmv2 import MiniLMv2Loss, QKVCapture
+from indus.encoder.mlm import MaskedLM, fit_head
+from indus.encoder.presets import FINETUNE_DROPOUT, config_for_tokenizer, set_dropout
 from indus.errors import IndusError
 from indus.models import check_weight_files, load_tokenizer
 from indus.outdir import is_complete, prepare_output_dir
@@ -105,11 +111,6 @@ def fit_mlm_head(
 
     Returns ``(held-out MLM loss, perplexity, seconds)``; losses are ``None`` without a validation set.
     """
-    import math
-
-    from indus.encoder.loop import evaluate
-    from indus.encoder.mlm import MaskedLM, fit_head
-
     start = time.perf_counter()
     objective = MaskedLM(student, masking).to(device)
     fit_head(
@@ -140,11 +141,6 @@ def distill(
     :func:`indus.encoder.pretrain.pretrain`.
     """
     from transformers import AutoModel, AutoModelForMaskedLM
-
-    from indus.cards import encoder_card
-    from indus.encoder.loop import save_final, train_loop
-    from indus.encoder.masking import MaskingSpec
-    from indus.encoder.presets import FINETUNE_DROPOUT, config_for_tokenizer, set_dropout
 
     out_dir = Path(out_dir)
     if resume and is_complete(out_dir, "metrics.json"):

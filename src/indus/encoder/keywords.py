@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
+from indus.encoder.data import _iter_docs, encode_texts
+
 
 def fit_idf(docs: Iterable[Sequence[int]], vocab_size: int) -> np.ndarray:
     """Smoothed inverse document frequency of every token id, ``(vocab_size,)``, by scikit-learn.
@@ -50,8 +52,6 @@ def fit_idf(docs: Iterable[Sequence[int]], vocab_size: int) -> np.ndarray:
 
 def corpus_idf(files: Sequence, tokenizer, max_docs: int) -> np.ndarray:
     """The token IDF of the first ``max_docs`` documents of the training ``files`` (tokenised like packing)."""
-    from indus.encoder.data import _iter_docs, encode_texts
-
     return fit_idf(encode_texts(tokenizer, _iter_docs(files, max_docs)), len(tokenizer))
 
 

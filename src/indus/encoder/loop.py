@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from indus.atomic import atomic_write_json
 from indus.config import config_to_dict, launcher_rank, save_config
 from indus.encoder.checkpoint import (
     check_resume_settings,
@@ -426,11 +429,6 @@ def save_final(
 ) -> None:
     """Write the trained model (safetensors), tokenizer and model card into ``out_dir``, then ``metrics.json``
     last; ``card(folder)`` writes the card into the folder being built."""
-    import os
-    import shutil
-
-    from indus.atomic import atomic_write_json
-
     if accelerator.is_main_process:
         tmp = out_dir / ".final.tmp"
         if tmp.exists():

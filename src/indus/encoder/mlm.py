@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from indus.encoder.keywords import keyword_positions
+from indus.encoder.loop import mask_seed
 from indus.encoder.masking import IGNORE_INDEX, MaskingSpec, mask_tokens
 
 
@@ -117,8 +118,6 @@ def fit_head(
     ``i`` is ``train_data.batch(i * batch_size, batch_size)``, masked with a seed of ``(seed, i)``. Returns the loss
     of every step; ``requires_grad`` flags are restored afterwards.
     """
-    from indus.encoder.loop import mask_seed
-
     model = objective.model
     tied = model.get_input_embeddings().weight
     head = [p for p in mlm_head(model).parameters() if p is not tied]

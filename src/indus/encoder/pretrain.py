@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from indus.cards import encoder_card
+from indus.data.corpus import corpus_files
+from indus.encoder.checkpoint import newest_complete_checkpoint
 from indus.encoder.configs import PretrainConfig
+from indus.encoder.data import PackedCorpus, StreamingCorpus, build_packed_dataset, corpus_split
+from indus.encoder.hardware import bf16_supported
+from indus.encoder.keywords import corpus_idf
+from indus.encoder.loop import save_final, train_loop
 from indus.encoder.masking import MaskingSpec
-from indus.encoder.presets import FINETUNE_DROPOUT, set_dropout
+from indus.encoder.mlm import MaskedLM, fit_head
+from indus.encoder.presets import FINETUNE_DROPOUT, config_for_tokenizer, set_dropout
 from indus.errors import IndusError
 from indus.models import load_tokenizer, resolve_model
 from indus.outdir import is_complete, prepare_output_dir
@@ -61,8 +70,6 @@ def init_path(spec: str) -> Path:
 def _build_model(cfg: PretrainConfig, tokenizer):
     import torch
     from transformers import AutoModelForMaskedLM
-
-    from indus.encoder.presets import config_for_tokenizer
 
     if cfg.init_from:
         path = init_path(cfg.init_from)
@@ -108,9 +115,6 @@ def pretrain(
     there is none; a finished run is returned as it is). ``out_dir`` follows :mod:`indus.outdir`: a non-empty
     folder needs ``resume`` or ``overwrite``, except the leftovers of a failed run without checkpoints.
     """
-    from indus.cards import encoder_card
-    from indus.encoder.loop import save_final, train_loop
-
     out_dir = Path(out_dir)
     if resume and is_complete(out_dir, "metrics.json"):
         return json.loads((out_dir / "metrics.json").read_text())
@@ -157,10 +161,6 @@ def pretrain(
 
 def build_objective(cfg: PretrainConfig, model, tokenizer):
     """The :class:`~indus.encoder.mlm.MaskedLM` objective of ``cfg`` (random or keyword masking)."""
-    from indus.encoder.data import corpus_split
-    from indus.encoder.keywords import corpus_idf
-    from indus.encoder.mlm import MaskedLM
-
     masking = MaskingSpec.from_tokenizer(tokenizer, cfg.mask_prob, cfg.mask_replace_prob, cfg.mask_random_prob)
     if cfg.masking != "keyword":
         return MaskedLM(model, masking)
@@ -172,26 +172,18 @@ def build_objective(cfg: PretrainConfig, model, tokenizer):
 
 
 def _corpus_files(path) -> list[Path]:
-    from indus.data.corpus import corpus_files
 
     return corpus_files(path, "train", from_config=True)
 
 
 def _has_checkpoint(out_dir: Path, resume: bool) -> bool:
-    from indus.encoder.checkpoint import newest_complete_checkpoint
 
     return resume and newest_complete_checkpoint(out_dir / "checkpoints") is not None
 
 
 def warm_up_head(cfg: PretrainConfig, objective, tokenizer) -> dict[str, Any]:
     """Fit the new MLM head alone (:func:`~indus.encoder.mlm.fit_head`) on the training corpus; its record."""
-    import time
-
     import torch
-
-    from indus.encoder.data import PackedCorpus, StreamingCorpus, build_packed_dataset, corpus_split
-    from indus.encoder.hardware import bf16_supported
-    from indus.encoder.mlm import fit_head
 
     start = time.perf_counter()
     train_files, _ = corpus_split(cfg.train_files, cfg.valid_files)

@@ -34,8 +34,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from indus.data.registry import resolve_dataset
 from indus.errors import IndusError
 from indus.evaluation.result import EvalResult
+from indus.models import load_model, load_tokenizer, resolve_model
 
 #: ``lr`` value that chooses the learning rate on dev
 LR_AUTO = "auto"
@@ -269,9 +271,6 @@ class FinetuneEvaluator:
         the tokenizer and encode the training and evaluation splits (and the dev split, for choosing the learning
         rate and stopping: the ``dev_split`` when the data has one, else a held-out ``dev_fraction`` of the
         training subset, which is then not trained on)."""
-        from indus.data.registry import resolve_dataset
-        from indus.models import resolve_model
-
         ref = resolve_model(model)
         path = resolve_dataset(data, kind=self.data_kind)
         handle = self.load_data(path)
@@ -331,7 +330,6 @@ class FinetuneEvaluator:
         small encoders trained here fine-tune best near 1e-3, BERT-size checkpoints such as MiniLM near 1e-4)."""
         if self.lr_grid:
             return [float(x) for x in self.lr_grid]
-        from indus.models import load_model
 
         hidden = getattr(load_model(ctx.ref, seed=0).config, "hidden_size", 768)
         return list(SMALL_LR_GRID if hidden < 384 else BASE_LR_GRID)
@@ -378,8 +376,6 @@ class FinetuneEvaluator:
     def train_once(self, ctx: Context, seed: int, lr: float) -> tuple[Any, dict[str, Any]]:
         """A freshly initialised model fine-tuned at ``lr`` with ``seed`` (early-stopped on dev when on)."""
         import transformers
-
-        from indus.models import load_model
 
         features, lengths = self.training_features(ctx, seed)
         seed_everything(seed)
@@ -454,8 +450,6 @@ class FinetuneEvaluator:
 
     def load_tokenizer(self, ref: Any) -> Any:
         """The model's tokenizer, made ready for the task."""
-        from indus.models import load_tokenizer
-
         return load_tokenizer(ref)
 
     def encode(self, tokenizer: Any, items: list[Any], data: Any) -> Part:

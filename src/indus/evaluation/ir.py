@@ -39,6 +39,7 @@ Example
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -47,10 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from indus.data.beir import BeirData, load_beir
+from indus.data.beir import BeirData, load_beir, qrels_splits
+from indus.data.registry import resolve_dataset
+from indus.embedding import encode
 from indus.errors import IndusError
 from indus.evaluation.ir_metrics import score_run, trec_order, write_trec_run
 from indus.evaluation.result import EvalResult
+from indus.models import Bm25, Fused, load_sentence_transformer, parse_model, resolve_model
+from indus.timing import latencies_ms
 
 __all__ = [
     "IREvaluator",
@@ -172,8 +177,6 @@ def split_systems(model: Any) -> list[Any]:
 
     A string that names an existing path is never split (a model folder may have ``+`` in its name).
     """
-    from indus.models import Fused, parse_model
-
     parsed = parse_model(model) if isinstance(model, str) and "+" in model else None
     return [part.spec for part in parsed.parts] if isinstance(parsed, Fused) else [model]
 
@@ -231,8 +234,6 @@ class Bm25Retriever:
 
     def save(self, folder: str | Path) -> Path:
         """Write the bm25s index (its own ``save``) and the tokeniser settings into ``folder``."""
-        import json
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.retriever.save(str(folder), show_progress=False)
@@ -242,8 +243,6 @@ class Bm25Retriever:
     @classmethod
     def load(cls, folder: str | Path, doc_ids: list[str]) -> Bm25Retriever:
         """A retriever from a folder written by :meth:`save`; ``doc_ids[i]`` names the index's document ``i``."""
-        import json
-
         import bm25s
 
         folder = Path(folder)
@@ -305,8 +304,6 @@ class DenseRetriever:
         self, texts: list[str], batch_size: int | None = None, progress: bool | None = None, *, model: Any = None
     ) -> np.ndarray:
         """Normalised float32 embeddings, shape ``(len(texts), dim)``, by ``model`` (default: the query model)."""
-        from indus.embedding import encode
-
         return encode(
             model if model is not None else self.model,
             texts,
@@ -324,7 +321,7 @@ class DenseRetriever:
 
         self.doc_ids = list(doc_ids)
         if sharded:
-            from indus.distributed import encode_gathered
+            from indus.distributed import encode_gathered  # lazy: pulls torch
 
             emb = encode_gathered(
                 self.doc_model if self.doc_model is not None else self.model, texts, batch_size=self.batch_size
@@ -335,7 +332,7 @@ class DenseRetriever:
         else:
             emb = self.encode(texts, model=self.doc_model)  # (N, D)
         if self.quantize is not None:
-            from indus.ann import build_quantized_index
+            from indus.ann import build_quantized_index  # lazy: pulls faiss
 
             self.faiss_index = build_quantized_index(self.quantize, emb)
             self.vectors = emb  # the float vectors, for rescoring and for scoring given documents
@@ -359,7 +356,7 @@ class DenseRetriever:
 
     def search_embedded(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(doc_id, score)`` of each embedded query."""
-        from indus.ann import search_index
+        from indus.ann import search_index  # lazy: pulls faiss
 
         hits = search_index(
             self.faiss_index,
@@ -473,7 +470,6 @@ class ConvexFusedRetriever:
 
 
 def _is_bm25(model: Any) -> bool:
-    from indus.models import Bm25, parse_model
 
     return isinstance(model, str) and isinstance(parse_model(model, fused=False), Bm25)
 
@@ -484,8 +480,6 @@ def _model_name(model: Any) -> str:
     if _is_bm25(model):
         return "bm25"
     if isinstance(model, str | Path):
-        from indus.models import resolve_model
-
         return resolve_model(model).name
     return type(model).__name__
 
@@ -608,8 +602,6 @@ class IREvaluator:
         if isinstance(model, str | Path):
             import torch
 
-            from indus.models import load_sentence_transformer
-
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             model = load_sentence_transformer(model, device=device, max_seq_length=self.max_length)
         elif self.max_length is not None:
@@ -636,7 +628,7 @@ class IREvaluator:
             systems and the main process alone searches, scores and returns the result; the others return
             ``None`` once their shard is delivered.
         """
-        from indus.distributed import is_main_process, rank_and_world, sharding_active
+        from indus.distributed import is_main_process, rank_and_world, sharding_active  # lazy: pulls torch
 
         started = time.perf_counter()
         if isinstance(data, BeirData):
@@ -644,8 +636,6 @@ class IREvaluator:
             if beir.split != self.split:
                 raise IndusError(f"{beir.path}: data holds the {beir.split!r} qrels, evaluator asks for {self.split!r}")
         else:
-            from indus.data.registry import resolve_dataset
-
             beir = load_beir(resolve_dataset(data, kind="ir"), self.split)
         tune_split = self._tune_split(beir, model)  # before any model loads: a missing split fails at once
         retriever = self.retriever(model)
@@ -714,7 +704,7 @@ class IREvaluator:
             result["doc_model"] = None if self.doc_model is None else _model_name(self.doc_model)
             result["max_length"] = retriever.model.max_seq_length
             result["dim"] = int(retriever.faiss_index.d)
-            from indus.ann import index_bytes
+            from indus.ann import index_bytes  # lazy: pulls faiss
 
             result.update(
                 {"quantize": self.quantize, "rescore": self.rescore, "index_bytes": index_bytes(retriever.faiss_index)}
@@ -732,7 +722,6 @@ class IREvaluator:
         ``None`` when no weight is to be chosen."""
         if self.fusion != "convex" or self.fusion_weight is not None or len(split_systems(model)) < 2:
             return None
-        from indus.data.beir import qrels_splits
 
         splits = [s for s in ("dev", "train") if s != self.split and s in qrels_splits(beir.path)]
         if not splits:
@@ -755,8 +744,6 @@ class IREvaluator:
         n = min(self.latency_queries, len(queries))
         if n == 0:
             return []
-
-        from indus.timing import latencies_ms
 
         def search(q: str) -> None:
             retriever.search([q], depth, batch_size=1)

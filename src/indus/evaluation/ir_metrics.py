@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from indus.atomic import atomic_write_text
+
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 _TREC = {"ndcg@10": "ndcg_cut_10", "recall@10": "recall_10", "recall@100": "recall_100"}
 
@@ -91,8 +93,6 @@ def score_run(
 
 def write_trec_run(path: str | Path, run: Mapping[str, Mapping[str, float]], tag: str = "indus") -> Path:
     """Write ``run`` as a TREC run file (``qid Q0 docid rank score tag``, ranks from 1), atomically."""
-    from indus.atomic import atomic_write_text
-
     lines = []
     for qid, docs in run.items():
         for rank, (doc_id, score) in enumerate(trec_order(docs), start=1):

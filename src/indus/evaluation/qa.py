@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from indus.atomic import atomic_write_json
 from indus.data.squad import QAExample, SquadSet, load_squad_split
 from indus.errors import IndusError
 from indus.evaluation.finetune import RUN_FIELDS, Context, FinetuneEvaluator, Part, autocast, mean_std, single_label
@@ -594,7 +595,6 @@ class QAEvaluator(FinetuneEvaluator):
         return {"doc_stride": self.doc_stride, "max_answer_length": self.max_answer_length}
 
     def write_predictions(self, ctx: Context, preds: list[Prediction], seed: int) -> None:
-        from indus.atomic import atomic_write_json
 
         if self.predictions_path:
             atomic_write_json(self.seed_path(seed, ".json"), self._answers(ctx, ctx.eval, preds))

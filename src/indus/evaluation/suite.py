@@ -32,8 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indus.config import build_config, load_yaml_file
+from indus.data.registry import resolve_dataset
 from indus.errors import IndusError
+from indus.evaluation import EVALUATORS, evaluate
 from indus.evaluation.result import EvalResult
+from indus.lazy import lazy_attr
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: evaluator task -> dataset kind in the data-root layout
@@ -83,8 +87,6 @@ def suite_path(suite: str | Path | None = None) -> Path:
 
 
 def _evaluator_class(task: str, where: str) -> type:
-    from indus.evaluation import EVALUATORS
-    from indus.lazy import lazy_attr
 
     return lazy_attr(EVALUATORS, task, what="task", where=where)
 
@@ -92,8 +94,6 @@ def _evaluator_class(task: str, where: str) -> type:
 def validate_settings(task: str, settings: dict[str, Any], where: str) -> dict[str, Any]:
     """``settings`` checked against the ``task`` evaluator and coerced to its field types (YAML reads ``5e-5``
     as a string, for example)."""
-    from indus.config import build_config
-
     cls = _evaluator_class(task, where)
     try:
         if dataclasses.is_dataclass(cls):
@@ -143,8 +143,6 @@ def parse_suite(data: Any, where: str = "suite") -> tuple[str | None, tuple[Suit
 
 def load_suite(suite: str | Path | None = None) -> Suite:
     """Read and validate a suite file (``None``: the default suite)."""
-    from indus.config import load_yaml_file
-
     path = suite_path(suite)
     data = load_yaml_file(path)
     name, tasks = parse_suite(data, where=str(path))
@@ -196,9 +194,6 @@ def run_suite(
         ``data``, ``model``, ``metric`` (the primary metric's name), ``value``, ``std``, ``also`` (secondary
         metrics as text), ``wall_s`` and ``metrics`` (the evaluator's full result).
     """
-    from indus.data.registry import resolve_dataset
-    from indus.evaluation import evaluate
-
     loaded = load_suite(suite)
     paths = []
     for i, entry in enumerate(loaded.tasks):

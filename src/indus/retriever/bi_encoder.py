@@ -26,11 +26,12 @@ True
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from indus.embedding import LEAN_MAX_TEXTS, encode, model_inputs  # noqa: F401 - encode is imported from here too
 from indus.errors import IndusError
-from indus.models import LayerCut, RandomInit, parse_model
+from indus.models import LayerCut, RandomInit, load_sentence_transformer, parse_model
 
 
 def parse_layer_spec(spec: str) -> tuple[str, list[int]] | None:
@@ -130,8 +131,6 @@ def ffn_importance(model: Any, texts: list[str] | None = None, *, batch_size: in
 
 def calibration_sample(texts: list[str], seed: int, n: int = 512) -> list[str]:
     """A fixed random sample of the training texts that ranks feed-forward neurons for ``/ffn=N`` students."""
-    import random
-
     return random.Random(seed).sample(texts, min(n, len(texts)))
 
 
@@ -203,8 +202,6 @@ def load_bi_encoder(
         For ``/ffn=N`` specs: texts whose activations rank the neurons (default: weight norms).
     """
     import torch
-
-    from indus.models import load_sentence_transformer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cut = parse_model(spec, fused=False)

@@ -20,13 +20,19 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indus.atomic import atomic_path
+from indus.config import config_hash
 from indus.errors import IndusError
 from indus.outdir import prepare_output_dir
+from indus.retriever.bi_encoder import load_bi_encoder
+from indus.retriever.data import pair_datasets
+from indus.retriever.losses import DistillCSELoss
 from indus.retriever.trainer import TrainSettings, finished_summary, fit
 
 
@@ -72,8 +78,6 @@ def teacher_embeddings(teacher: str, texts: list[str], *, max_seq_length: int, b
     """``(N, D_T)`` float32 normalised teacher embeddings of ``texts`` (one pass, progress bar)."""
     import torch
 
-    from indus.retriever.bi_encoder import load_bi_encoder
-
     model = load_bi_encoder(teacher, max_seq_length=max_seq_length)
     model.eval()
     with torch.inference_mode():
@@ -85,10 +89,6 @@ def teacher_embeddings(teacher: str, texts: list[str], *, max_seq_length: int, b
 
 def _teacher_key(teacher: str, max_seq_length: int, texts: list[str]) -> str:
     """A cache key that changes with the teacher's weights, its truncation and the texts."""
-    import hashlib
-
-    from indus.config import config_hash
-
     path = Path(teacher).expanduser()
     weights = (
         sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*.safetensors"))
@@ -102,8 +102,6 @@ def _teacher_key(teacher: str, max_seq_length: int, texts: list[str]) -> str:
 def cached_teacher_embeddings(cfg: RetrieverDistillConfig, texts: list[str]) -> tuple[Any, bool]:
     """Teacher embeddings of ``texts``, from ``cfg.teacher_cache`` when it holds them; ``(emb, was_cached)``."""
     import numpy as np
-
-    from indus.atomic import atomic_path
 
     max_len = cfg.teacher_max_seq_length or cfg.max_seq_length
     if cfg.teacher_cache is None:
@@ -140,10 +138,6 @@ def distill_retriever(
         The summary written to ``out_dir/summary.json`` (as for training, plus the teacher pass: texts, dim, time).
     """
     from transformers import set_seed
-
-    from indus.retriever.bi_encoder import load_bi_encoder
-    from indus.retriever.data import pair_datasets
-    from indus.retriever.losses import DistillCSELoss
 
     done = finished_summary(out_dir) if resume else None
     if done is not None:

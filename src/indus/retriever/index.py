@@ -49,7 +49,12 @@ from typing import Any
 from indus.atomic import atomic_directory, atomic_path
 from indus.data.beir import Document
 from indus.data.jsonl import iter_jsonl, open_text
+from indus.data.registry import resolve_dataset
 from indus.errors import DataFormatError, IndusError
+from indus.evaluation.ir import Bm25Retriever
+from indus.models import Bm25, LayerCut, RandomInit, parse_model
+from indus.outdir import prepare_output_dir, staging_dir
+from indus.retriever.bi_encoder import encode, load_bi_encoder
 
 INDEX_FORMAT = "indus-retriever-index"
 INDEX_VERSION = 2  # 2: docs.jsonl and bm25/ beside the faiss index; BM25-only indexes
@@ -133,8 +138,6 @@ def read_texts(path: str | Path, *, kind: str = "documents") -> list[tuple[str, 
 
 def resolve_collection(path: str | Path, kind: str = "documents") -> Path:
     """A collection file from a path, a BEIR folder (its ``corpus.jsonl`` / ``queries.jsonl``) or a dataset name."""
-    from indus.data.registry import resolve_dataset
-
     path = resolve_dataset(path)
     if path.is_dir():
         stem = "corpus" if kind == "documents" else "queries"
@@ -147,8 +150,6 @@ def resolve_collection(path: str | Path, kind: str = "documents") -> Path:
 
 def _model_record(spec: str) -> str:
     """What meta.json keeps to reload the model: an absolute path for local folders, else the spec itself."""
-    from indus.models import LayerCut, RandomInit, parse_model
-
     if not isinstance(parse_model(spec, fused=False), LayerCut | RandomInit) and Path(spec).expanduser().exists():
         return str(Path(spec).expanduser().resolve())
     return spec
@@ -156,8 +157,6 @@ def _model_record(spec: str) -> str:
 
 def is_bm25_only(model: str | Path | None) -> bool:
     """Whether ``model`` asks for an index without a dense part (``--model bm25``)."""
-    from indus.models import Bm25, parse_model
-
     return model is None or isinstance(parse_model(model, fused=False), Bm25)
 
 
@@ -214,14 +213,14 @@ def build_index(
     alone prepares ``out``, builds BM25 and the faiss index from that memory map and writes the index, once,
     while the others wait. The vectors equal those of one process.
     """
-    from indus.distributed import rank_and_world, run_on_main, sharding_active
+    from indus.distributed import rank_and_world, run_on_main, sharding_active  # lazy: pulls torch
 
     if index_type is not None:
-        from indus.ann import IndexSpec
+        from indus.ann import IndexSpec  # lazy: pulls faiss
 
         IndexSpec(kind=index_type)  # a wrong name fails before the encoding, not after
     if quantize is not None:
-        from indus.ann import QUANTIZE
+        from indus.ann import QUANTIZE  # lazy: pulls faiss
 
         if quantize not in QUANTIZE:
             raise IndusError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
@@ -242,7 +241,6 @@ def build_index(
     dense = not is_bm25_only(model)
 
     def prepare() -> tuple[Path, Path | None]:
-        from indus.outdir import prepare_output_dir, staging_dir
 
         folder = prepare_output_dir(
             out, command="retriever index", overwrite=overwrite, completion_file="meta.json"
@@ -256,14 +254,12 @@ def build_index(
     texts = [Document(title, text).full_text() for _, title, text in docs]  # what BM25 and the encoder see
     emb, encoder, encode_s = None, None, None
     if dense:
-        from indus.retriever.bi_encoder import encode, load_bi_encoder
-
         encoder = load_bi_encoder(str(model), max_seq_length=max_seq_length)
         start = time.perf_counter()
         if staging is None:
             emb = encode(encoder, texts, batch_size=batch_size, progress=progress)  # (N, D)
         else:
-            from indus.distributed import encode_sharded
+            from indus.distributed import encode_sharded  # lazy: pulls torch
 
             emb = encode_sharded(encoder, texts, staging / "vectors.npy", batch_size=batch_size)  # (N, D) on main
         encode_s = time.perf_counter() - start
@@ -319,8 +315,7 @@ def _write_index(
     """BM25 and the faiss index of :func:`build_index`, written atomically into ``out`` (main process)."""
     import faiss
 
-    from indus.ann import build_faiss_index
-    from indus.evaluation.ir import Bm25Retriever
+    from indus.ann import build_faiss_index  # lazy: pulls faiss
 
     ids = [doc_id for doc_id, _, _ in docs]
     start = time.perf_counter()
@@ -330,7 +325,7 @@ def _write_index(
     index, dense_meta, dim, seq_len = None, {"index_type": None, "hnsw": None}, None, None
     if emb is not None:
         if quantize is not None:
-            from indus.ann import build_quantized_index
+            from indus.ann import build_quantized_index  # lazy: pulls faiss
 
             index = build_quantized_index(quantize, emb)
             dense_meta = {
@@ -441,15 +436,11 @@ class RetrieverIndex:
     def model(self, spec: str | None = None) -> Any:
         """The bi-encoder that built the index (or ``spec``), loaded once."""
         if self._model is None or spec is not None:
-            from indus.retriever.bi_encoder import load_bi_encoder
-
             self._model = load_bi_encoder(spec or self.meta["model"], max_seq_length=self.meta.get("max_seq_length"))
         return self._model
 
     def encode(self, queries: list[str], batch_size: int = 64, progress: bool = False) -> Any:
         """``(Q, D)`` normalised query embeddings."""
-        from indus.retriever.bi_encoder import encode
-
         emb = encode(self.model(), queries, batch_size=batch_size, progress=progress)
         if emb.shape[1] != self.index.d:
             raise IndusError(
@@ -463,7 +454,7 @@ class RetrieverIndex:
             raise IndusError(f"-k must be at least 1, got {k}")
         if ef_search is not None and hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(ef_search, k)
-        from indus.ann import search_index
+        from indus.ann import search_index  # lazy: pulls faiss
 
         rescore = (self.meta.get("rescore") or 0) if self.rescore is None else self.rescore
         if rescore and self.vectors is None:
@@ -506,7 +497,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         raise IndusError(f"{path / 'meta.json'}: not an {INDEX_FORMAT} (format field missing or different)")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise IndusError(f"{path / 'ids.json'}: expected a JSON list of document id strings")
-    from indus.ann import read_binary_index, read_faiss_index
+    from indus.ann import read_binary_index, read_faiss_index  # lazy: pulls faiss
 
     vectors = None
     if meta.get("quantize") == "binary":
@@ -514,7 +505,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
     else:
         index = read_faiss_index(path / "index.faiss", mmap=True)  # vectors stay in the (shared) page cache
     if meta.get("quantize"):
-        from indus.ann import open_vectors
+        from indus.ann import open_vectors  # lazy: pulls faiss
 
         if (path / VECTORS_FILE).is_file():
             vectors = open_vectors(path / VECTORS_FILE)  # memory-mapped: rescoring reads only candidates' rows

@@ -54,7 +54,16 @@ from typing import Any
 import numpy as np
 
 from indus.atomic import atomic_path, atomic_write_json
+from indus.data.beir import Document
+from indus.data.jsonl import iter_jsonl
+from indus.data.pairs import pair_files
+from indus.data.registry import resolve_dataset
 from indus.errors import DataFormatError, IndusError
+from indus.evaluation.ir import Bm25Retriever, reciprocal_rank_fusion
+from indus.models import resolve_model
+from indus.retriever import bi_encoder
+from indus.retriever.bi_encoder import load_bi_encoder, parse_student_spec
+from indus.retriever.index import is_bm25_only, iter_documents, resolve_collection
 
 MODES = ("dense", "bm25", "hybrid")
 PAIR_SUFFIXES = (".jsonl.gz", ".jsonl")
@@ -142,10 +151,6 @@ class MinePair:
 
 def read_mine_pairs(paths: Sequence[str | Path]) -> tuple[list[MinePair], list[str], list[str]]:
     """The pairs of ``paths`` (files, folders or data-root names), the distinct anchors and the files read."""
-    from indus.data.jsonl import iter_jsonl
-    from indus.data.pairs import pair_files
-    from indus.data.registry import resolve_dataset
-
     if not paths:
         raise IndusError("no pairs given: pass --pairs FILE|DIR (JSON lines with anchor, positive[, source])")
     pairs: list[MinePair] = []
@@ -179,13 +184,10 @@ def read_mine_pairs(paths: Sequence[str | Path]) -> tuple[list[MinePair], list[s
 
 def iter_corpus(path: str | Path) -> Iterator[tuple[str, str, str]]:
     """``(id, title, text)`` of each document, streamed (:func:`indus.retriever.index.iter_documents`)."""
-    from indus.retriever.index import iter_documents
-
     return iter_documents(path)
 
 
 def _full(title: str, text: str) -> str:
-    from indus.data.beir import Document
 
     return Document(title, text).full_text()  # what the encoder and BM25 see, as `indus retriever index`
 
@@ -239,8 +241,6 @@ def model_identity(spec: str, max_seq_length: int | None) -> str:
     """What names a model's embeddings in the cache: its spec, its truncation and, for a local folder (also the base
     of a ``layers:...@FOLDER`` cut), the path, size and modification time of each of its files, so that a model
     trained again into the same folder is a new model."""
-    from indus.retriever.bi_encoder import parse_student_spec
-
     parts = [spec, f"max_seq_length={max_seq_length}"]
     cut = parse_student_spec(spec) if not spec.startswith("random:") else None
     for candidate in {spec, cut[0] if cut else spec}:
@@ -261,8 +261,6 @@ class LazyModel:
 
     def get(self) -> Any:
         if self._model is None:
-            from indus.retriever.bi_encoder import load_bi_encoder
-
             self._model = load_bi_encoder(self.spec, max_seq_length=self.max_seq_length)
         return self._model
 
@@ -311,8 +309,6 @@ def cached_embeddings(
     """
     from tqdm.auto import tqdm
 
-    from indus.retriever import bi_encoder
-
     key = hashlib.sha256(f"{identity}\n{digest}".encode()).hexdigest()[:40]
     path = cache_dir / f"{key}.npy"
     if path.is_file():
@@ -356,7 +352,7 @@ def _sharded_embeddings(
     """The miss of :func:`cached_embeddings` across the processes of a launch: each encodes its shard into
     ``.<key>.sharded.npy``; the main process renames it to ``path`` (a killed run leaves only the staging file,
     which no later run reads) and returns the memory map; the others return ``None``."""
-    from indus.distributed import encode_sharded, is_main_process
+    from indus.distributed import encode_sharded, is_main_process  # lazy: pulls torch
 
     # every process reads the texts (as every process of a sharded `indus retriever index` does)
     texts = [text for chunk in chunks() for text in chunk]
@@ -415,7 +411,7 @@ def dense_top(
     import faiss
     from tqdm.auto import tqdm
 
-    from indus.ann import _rows
+    from indus.ann import _rows  # lazy: pulls faiss
 
     n, dim = corpus.shape
     k = min(k, n)
@@ -481,9 +477,7 @@ def mine_negatives(
     """
     from tqdm.auto import tqdm
 
-    from indus.distributed import sharding_active
-    from indus.retriever.bi_encoder import parse_student_spec
-    from indus.retriever.index import is_bm25_only, resolve_collection
+    from indus.distributed import sharding_active  # lazy: pulls torch
 
     started = time.perf_counter()
     settings = settings or MineSettings()
@@ -499,8 +493,6 @@ def mine_negatives(
             "(rank them by BM25 with --mode bm25)"
         )
     if not model.startswith("random:") and parse_student_spec(model) is None:
-        from indus.models import resolve_model
-
         resolve_model(model)  # an unknown name fails here, before the corpus is read
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     mine_pairs, anchors, files = read_mine_pairs(pairs)
@@ -679,7 +671,6 @@ def _rank(
         dense = [[int(r) for r in row if r >= 0] for row in rows]
         if settings.mode == "dense":
             return dense
-    from indus.evaluation.ir import Bm25Retriever, reciprocal_rank_fusion
 
     bm25 = Bm25Retriever(progress=progress)
     names = [str(i) for i in range(len(scan.ids))]  # rows as ids: the fused lists map straight back

@@ -26,7 +26,8 @@ from typing import Any
 
 from indus.atomic import atomic_directory, atomic_write_json
 from indus.errors import IndusError
-from indus.models import INT8_MARKER, quantize_int8  # noqa: F401 - quantize_int8 re-exported: the loaders' hook
+from indus.models import INT8_MARKER, load_sentence_transformer, quantize_int8  # noqa: F401 - quantize_int8 re-exported: the loaders' hook
+from indus.retriever.bi_encoder import encode, load_bi_encoder
 
 QUANT_FILE = INT8_MARKER
 METHOD = "torch.ao.quantization.quantize_dynamic"
@@ -49,8 +50,6 @@ def export_int8(
     """Write ``model`` as an int8 query encoder folder (see the module docstring); returns the recorded info."""
     import numpy as np
 
-    from indus.retriever.bi_encoder import encode, load_bi_encoder
-
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise IndusError(f"--out {out}: not empty (pass --overwrite to replace it)")
@@ -66,7 +65,6 @@ def export_int8(
             "max_seq_length": float_model.max_seq_length,
         }
         atomic_write_json(tmp / QUANT_FILE, info)
-        from indus.models import load_sentence_transformer
 
         quantized = load_sentence_transformer(str(tmp), device="cpu")
         cosines = (encode(quantized, PROBES) * reference).sum(axis=1)  # both normalised

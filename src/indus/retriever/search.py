@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from indus.errors import IndusError
-from indus.evaluation.ir import RRF_K, Bm25Retriever, reciprocal_rank_fusion
+from indus.evaluation.ir import FUSIONS, RRF_K, Bm25Retriever, convex_fusion, reciprocal_rank_fusion, union_scores
 from indus.evaluation.ir_metrics import trec_order
 from indus.retriever.index import BM25_DIR, DOCS_FILE, INDEX_FORMAT, RetrieverIndex, load_index
 
@@ -98,7 +98,6 @@ class Searcher:
         fusion: str = "rrf",
         fusion_weight: float | None = None,
     ) -> None:
-        from indus.evaluation.ir import FUSIONS
 
         if fusion not in FUSIONS:
             raise IndusError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
@@ -276,8 +275,6 @@ class Searcher:
         if not queries:
             return []
         if mode == "hybrid" and self.fusion == "convex":
-            from indus.evaluation.ir import convex_fusion, union_scores
-
             depth = max(self.fusion_depth, k)
             lexical = self._bm25.search(queries, depth)
             emb = self._dense.encode(queries, batch_size=batch_size)  # (Q, D)

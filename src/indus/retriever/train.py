@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from indus.outdir import prepare_output_dir
+from indus.retriever.bi_encoder import load_bi_encoder
+from indus.retriever.data import pair_datasets
+from indus.retriever.losses import GTELoss
 from indus.retriever.trainer import TrainSettings, finished_summary, fit
 
 
@@ -61,10 +64,6 @@ def train_retriever(
         stop_reason, sources (pairs per source), config.
     """
     from transformers import set_seed
-
-    from indus.retriever.bi_encoder import load_bi_encoder
-    from indus.retriever.data import pair_datasets
-    from indus.retriever.losses import GTELoss
 
     done = finished_summary(out_dir) if resume else None
     if done is not None:

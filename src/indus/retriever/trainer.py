@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from indus.atomic import atomic_write_json
+from indus.cards import retriever_card
 from indus.config import config_to_dict, save_config
 from indus.encoder.checkpoint import (
     MANIFEST,
@@ -41,6 +42,9 @@ from indus.encoder.checkpoint import (
     newest_complete_checkpoint,
     write_manifest,
 )
+from indus.outdir import is_complete
+from indus.retriever.bi_encoder import calibration_sample
+from indus.retriever.data import load_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +114,6 @@ class TrainSettings:
 
     def load_training_pairs(self) -> Any:
         """The pairs this run trains on (:func:`indus.retriever.data.load_pairs` with these settings)."""
-        from indus.retriever.data import load_pairs
-
         return load_pairs(
             self.pairs,
             max_pairs_per_source=self.max_pairs_per_source,
@@ -122,8 +124,6 @@ class TrainSettings:
     def calibration_texts(self, texts: list[str] | None = None) -> list[str]:
         """The fixed sample of the training texts (``texts``, or read from ``pairs``) that ranks feed-forward
         neurons for ``/ffn=N`` students."""
-        from indus.retriever.bi_encoder import calibration_sample
-
         return calibration_sample(texts if texts is not None else self.load_training_pairs().texts(), self.seed)
 
 
@@ -198,7 +198,6 @@ def build_trainer(
             """No sentence-transformers card data: it collects training pairs verbatim (indus writes its own)."""
 
         def _save(self, output_dir=None, state_dict=None):
-            import os
 
             from transformers.trainer import TRAINING_ARGS_NAME
 
@@ -246,8 +245,6 @@ def build_trainer(
 def finished_summary(out_dir: str | Path) -> dict[str, Any] | None:
     """The summary of a finished run in ``out_dir`` that ``--resume`` returns as it is; ``None`` when the run is
     unfinished or its time budget stopped it (then it resumes from its checkpoint)."""
-    from indus.outdir import is_complete
-
     out_dir = Path(out_dir)
     if not is_complete(out_dir, "summary.json"):
         return None
@@ -346,8 +343,6 @@ def fit(
 def _save_model(model: Any, out_dir: Path, cfg: Any, summary: dict[str, Any]) -> None:
     """Save into a hidden folder with indus's model card, then move each entry into place (no half-written model
     files)."""
-    from indus.cards import retriever_card
-
     tmp = out_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(str(tmp), create_model_card=False)

@@ -16,7 +16,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from indus.data.corpus import iter_texts
+from indus.data.jsonl import iter_jsonl
 from indus.errors import DataFormatError, IndusError
+from indus.retriever.index import read_documents, resolve_collection
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 WORD = re.compile(r"\S+")
@@ -78,10 +81,6 @@ def _squad_documents(path: Path) -> list[tuple[str, str, str]]:
 
 def read_corpus(path: str | Path) -> list[tuple[str, str, str]]:
     """``(id, title, text)`` of every document of a corpus (see the module docstring)."""
-    from indus.data.corpus import iter_texts
-    from indus.data.jsonl import iter_jsonl
-    from indus.retriever.index import read_documents, resolve_collection
-
     resolved = resolve_collection(path, "documents")
     if resolved.is_file() and resolved.name.endswith(".json"):
         return _squad_documents(resolved)

@@ -11,6 +11,7 @@ top ``depth`` documents is shuffled by a seed and the query id, and the judge se
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -23,6 +24,8 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 
 from indus.errors import IndusError
+from indus.evaluation.ir import DenseRetriever
+from indus.retriever.bi_encoder import load_bi_encoder
 from indus.studio import db
 from indus.studio.db import Store, now
 from indus.studio.passages import Passage
@@ -167,8 +170,6 @@ def make_pool_systems(specs: list[str], searcher: SearchBackend, *, progress: bo
                 )
             )
             continue
-        from indus.evaluation.ir import DenseRetriever
-        from indus.retriever.bi_encoder import load_bi_encoder
 
         retriever = DenseRetriever(load_bi_encoder(spec), progress=progress)
         docs = list(searcher)
@@ -567,7 +568,6 @@ def kappa(pairs: list[tuple[int, int]]) -> float | None:
     """Cohen's kappa of paired grades (scikit-learn); ``None`` without pairs or when chance agreement is total."""
     if not pairs:
         return None
-    import math
 
     from sklearn.metrics import cohen_kappa_score
 
