@@ -433,7 +433,16 @@ def search_index(
 
 
 def index_bytes(index: Any) -> int:
-    """Bytes of the searched structure as faiss serialises it (what ``write_index`` writes)."""
+    """Bytes of the searched structure as faiss serialises it (what ``write_index`` writes).
+
+    A flat index (float or binary) holds no trained state: its size is an empty one's header plus ``ntotal`` codes,
+    counted without serialising (and so copying) the collection; other types are serialised once.
+    """
+    if type(index) is faiss.IndexBinaryFlat:
+        return int(faiss.serialize_index_binary(faiss.IndexBinaryFlat(index.d)).nbytes) + index.ntotal * index.code_size
+    if type(index) in (faiss.IndexFlatIP, faiss.IndexFlatL2):
+        empty = type(index)(index.d)
+        return int(faiss.serialize_index(empty).nbytes) + index.ntotal * index.code_size
     if isinstance(index, faiss.IndexBinary):
         return int(faiss.serialize_index_binary(index).nbytes)
     return int(faiss.serialize_index(index).nbytes)

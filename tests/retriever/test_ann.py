@@ -141,3 +141,22 @@ def test_build_index_takes_an_index_type_and_loads_memory_mapped(tmp_path, micro
     assert len(hits) == 3 and hits[0][0] == "4"  # line 4 holds document 3
     with pytest.raises(IndusError, match="index-type"):
         build_index(str(micro_model_dir), corpus, tmp_path / "bad", index_type="lsh")
+
+
+@pytest.mark.parametrize("kind", ["ip", "l2", "binary", "int8"])
+def test_index_bytes_equals_the_serialised_size(kind):
+    import faiss
+
+    from indus.ann import build_quantized_index, index_bytes
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((37, 16)).astype(np.float32)  # (N, D)
+    if kind in ("binary", "int8"):
+        index = build_quantized_index(kind, vectors)
+    else:
+        index = faiss.IndexFlatIP(16) if kind == "ip" else faiss.IndexFlatL2(16)
+        index.add(vectors)
+    serialised = (
+        faiss.serialize_index_binary(index) if isinstance(index, faiss.IndexBinary) else faiss.serialize_index(index)
+    )
+    assert index_bytes(index) == serialised.nbytes

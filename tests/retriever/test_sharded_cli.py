@@ -209,7 +209,7 @@ def test_sharded_index_is_written_once_by_the_main_process(two_processes):
     root, _, records, pids = two_processes
     out = root / "index"
     assert records[1] == []  # the other process moved no file into place and wrote no faiss index
-    # files only: measuring an index's bytes (eval ir's index_bytes) serialises it through a faiss VectorIOWriter
+    # files only: measuring an index's bytes (indus.ann.index_bytes) may serialise it through a VectorIOWriter
     faiss_writes = [Path(r["faiss"]) for r in records[0] if "faiss" in r and not r["faiss"].startswith("<")]
     assert len(faiss_writes) == 1 and faiss_writes[0].name == "index.faiss"  # into the folder moved into place
     into_out = [Path(r["replace"]).name for r in records[0] if "replace" in r and Path(r["replace"]).parent == out]
