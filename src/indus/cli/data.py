@@ -76,3 +76,20 @@ def check_dataset(
     for name, rows in tables.items():
         print_table(rows, title=name)
     write_json(json_out, result)
+
+
+@app.command("holdout")
+def holdout_split(
+    path: str = typer.Argument(..., help="A BEIR folder or an ir dataset name under the data root."),
+    out: Path = typer.Option(..., "--out", help="The new BEIR folder (corpus and queries linked, qrels written)."),
+    split: str = typer.Option("train", "--split", help="The split whose queries are divided."),
+    dev: str = typer.Option("dev", "--dev", help="Name of the held-out split."),
+    fraction: float = typer.Option(0.2, "--fraction", help="Share of the split's queries held out."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draw."),
+) -> None:
+    """Hold out part of a BEIR split's queries as a dev split, to choose settings without touching test."""
+    from indus.data.beir import holdout
+    from indus.data.registry import resolve_dataset
+
+    counts = holdout(resolve_dataset(path, kind="ir"), out, split=split, dev=dev, fraction=fraction, seed=seed)
+    print_table([{"split": k, "queries": v} for k, v in counts.items()], title=str(out))

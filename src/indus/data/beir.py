@@ -27,11 +27,13 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from indus.data.jsonl import iter_jsonl, open_text
+from indus.data.registry import resolve_dataset
 from indus.errors import DataFormatError, IndusError
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
@@ -245,4 +247,110 @@ def check(path: str | Path) -> dict[str, int]:
         counts[f"{split} relevant"] = sum(s > 0 for v in qrels.values() for s in v.values())
         if repeated:
             counts[f"{split} repeated rows"] = repeated
+    return counts
+
+
+def split_beir_name(name: str | Path) -> tuple[Path, str] | None:
+    """``"ir/scifact:train"`` -> ``(the BEIR folder, "train")`` when the part before the last ``:`` is a BEIR folder
+    with qrels for that split; ``None`` for any other name (a pair file or folder)."""
+    text = str(name)
+    head, sep, split = text.rpartition(":")
+    if not sep or not head or not split or "/" in split or "\\" in split:
+        return None
+    try:
+        folder = resolve_dataset(head)
+    except IndusError:
+        return None
+    if not (folder.is_dir() and (folder / "qrels").is_dir()):
+        return None
+    if not (folder / "qrels" / f"{split}.tsv").is_file():
+        have = ", ".join(qrels_splits(folder)) or "none"
+        raise IndusError(f"{text}: {folder} has no qrels/{split}.tsv (splits found: {have})")
+    return folder, split
+
+
+def qrels_pairs(folder: Path, split: str) -> Iterator[tuple[str, str, str]]:
+    """``(query text, document full text, document id)`` for every positive judgement (score > 0) of a BEIR split,
+    in qrels order: the pairs a collection's own training judgements give. The positive is the document as the
+    evaluator and the index see it (``title + " " + text``), so a mined negative and its positive look alike. A query
+    whose text (case and white space ignored) is judged in another split of the folder is left out: training on a
+    test query's twin would leak it."""
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    queries = read_queries(_find(folder, "queries"))
+    qrels, _ = read_qrels(qrels_path, queries=queries)
+    # a query whose text is also judged in another split (e.g. a train claim worded as a test claim) is left out
+    held_out = {
+        _norm(queries[qid])
+        for other in qrels_splits(folder)
+        if other != split
+        for qid in read_qrels(folder / "qrels" / f"{other}.tsv", queries=queries)[0]
+    }
+    qrels = {qid: judged for qid, judged in qrels.items() if _norm(queries[qid]) not in held_out}
+    wanted = {doc_id for judged in qrels.values() for doc_id, score in judged.items() if score > 0}
+    corpus = _find(folder, "corpus")
+    docs = {}
+    for line, obj in iter_jsonl(corpus, required=("_id", "text")):
+        doc_id = _id(obj["_id"], corpus, line, "document")
+        if doc_id in wanted:
+            docs[doc_id] = Document(obj.get("title") or "", obj["text"]).full_text()
+    for qid, judged in qrels.items():
+        for doc_id, score in judged.items():
+            if score <= 0:
+                continue
+            if doc_id not in docs:
+                raise DataFormatError(qrels_path, None, f"corpus-id {doc_id!r} is not in {corpus.name}")
+            yield queries[qid], docs[doc_id], doc_id
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def holdout(
+    path: str | Path, out: str | Path, *, split: str = "train", dev: str = "dev", fraction: float = 0.2, seed: int = 0
+) -> dict[str, int]:
+    """Hold out a ``fraction`` of ``split``'s queries as a new ``dev`` split, for choosing settings without test.
+
+    Writes a BEIR folder ``out``: ``corpus`` and ``queries`` linked to ``path``'s files (copied where links are not
+    possible), ``qrels/<split>.tsv`` with the remaining queries, ``qrels/<dev>.tsv`` with the held-out ones (drawn at
+    random with ``seed``; queries with the same text go to the same side) and every other split copied as it is.
+    Returns the number of queries per split written.
+    """
+    import random
+    import shutil
+
+    from indus.atomic import atomic_write_text
+
+    path, out = Path(path), Path(out)
+    if not 0 < fraction < 1:
+        raise IndusError(f"fraction must be between 0 and 1, found {fraction}")
+    if (path / "qrels" / f"{dev}.tsv").is_file():
+        raise IndusError(f"{path}: already has qrels/{dev}.tsv (hold out from {split} into another name)")
+    data = load_beir(path, split)
+    by_text: dict[str, list[str]] = {}
+    for qid in data.qrels:
+        by_text.setdefault(_norm(data.queries[qid]), []).append(qid)
+    groups = sorted(by_text.values())
+    random.Random(seed).shuffle(groups)
+    n_dev = max(1, round(fraction * len(groups)))
+    held = {qid for group in groups[:n_dev] for qid in group}
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    for stem in ("corpus", "queries"):
+        src = _find(path, stem)
+        dst = out / src.name
+        if dst.is_symlink() or dst.exists():
+            dst.unlink()
+        try:
+            dst.symlink_to(src.resolve())
+        except OSError:
+            shutil.copyfile(src, dst)
+    counts: dict[str, int] = {}
+    for name, keep in ((split, lambda q: q not in held), (dev, lambda q: q in held)):
+        rows = [f"{q}\t{d}\t{s}" for q, judged in data.qrels.items() if keep(q) for d, s in judged.items()]
+        atomic_write_text(out / "qrels" / f"{name}.tsv", "\n".join(["query-id\tcorpus-id\tscore", *rows]) + "\n")
+        counts[name] = len({r.split("\t")[0] for r in rows})
+    for other in qrels_splits(path):
+        if other not in (split, dev):
+            shutil.copyfile(path / "qrels" / f"{other}.tsv", out / "qrels" / f"{other}.tsv")
+            counts[other] = len(read_qrels(out / "qrels" / f"{other}.tsv")[0])
     return counts

@@ -99,12 +99,25 @@ class RetrieverRun:
             "retriever:<earlier run> (stage 2 after stage 1)"
         ),
     )
-    pairs: list[str] = field(default_factory=list, metadata=_h("pair files or folders (names or paths)"))
+    pairs: list[str] = field(
+        default_factory=list,
+        metadata=_h("pair files or folders (names or paths), or BEIR_FOLDER:SPLIT (a collection's judgements)"),
+    )
     settings: dict[str, Any] = field(default_factory=dict, metadata=_h("RetrieverTrainConfig fields"))
+    mine: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_h(
+            "mine hard negatives for the pairs first (a mine/<name> stage): corpus (required), model (default: "
+            "the model this run starts from), and MineSettings fields (top_k, rank_range, margin, negatives, mode, "
+            "max_seq_length, seed); the run then trains on the mined file"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.name or not self.pairs:
             raise ValueError("every retriever run needs a name and pairs")
+        if self.mine and not self.mine.get("corpus"):
+            raise ValueError(f"retriever {self.name!r}: mine needs a corpus (where the negatives come from)")
 
 
 @dataclass

@@ -219,11 +219,23 @@ def build_plan(cfg: PipelineConfig, out_dir: str | Path, *, source: str | Path |
 
     for r in cfg.retriever:
         spec, source_stage = ref(r.model)
+        inputs = [source_stage] if source_stage else []
+        mined = None
+        if r.mine:  # mine -> train: the negatives come from the model named in mine (default: the starting one)
+            mine_spec, mine_source = ref(r.mine.get("model") or r.model)
+            with _at(src, f"retriever[{r.name}].mine"):
+                ms = plan.add(
+                    f"mine/{r.name}",
+                    *stages.mine_stage(r, mine_spec, r.mine.get("model") or r.model, cfg.seed),
+                    inputs=[mine_source] if mine_source else [],
+                )
+            mined = (ms.path / stages.MINED_FILE, ms.key)
+            inputs.append(ms.name)
         with _at(src, f"retriever[{r.name}]"):
             st = plan.add(
                 f"retriever/{r.name}",
-                *stages.retriever_stage(r, spec, r.model, cfg.seed),
-                inputs=[source_stage] if source_stage else [],
+                *stages.retriever_stage(r, spec, r.model, cfg.seed, mined),
+                inputs=inputs,
                 collective=True,
             )
         retrievers[r.name] = st.name

@@ -64,11 +64,6 @@ def _without_paths(cfg: Any, *keys: str) -> dict[str, Any]:
     return {k: v for k, v in config_to_dict(cfg).items() if k not in drop}
 
 
-def resolve_paths(names: Sequence[str], kind: str | None = None) -> list[Path]:
-    """Dataset names (under the data root) or paths, resolved."""
-    return [resolve_dataset(n, kind=kind, from_config=True) for n in names]
-
-
 def tokenizer_stage(section: TokenizerSection, train: Path, valid: Path) -> Stage:
     """Train INDUSBPE and compare its fertility with general tokenizers on the held-out text."""
     settings = {"section": config_to_dict(section), "data": fingerprint([train, valid])}
@@ -145,14 +140,68 @@ def distill_stage(
     return settings, run
 
 
-def retriever_stage(run_cfg: RetrieverRun, model: str, model_key: str, seed: int) -> Stage:
-    """Contrastive (GTE) training of a bi-encoder from ``model`` (``model_key`` stands for it in the cache key)."""
+MINED_FILE = "mined.jsonl.gz"
+
+
+def _pair_inputs(names: Sequence[str]) -> tuple[list[str], list[Path]]:
+    """The pair names resolved (what the training config reads) and the files behind them (what is fingerprinted):
+    a ``BEIR_FOLDER:SPLIT`` name stays ``FOLDER:SPLIT`` with its folder resolved, and its folder is fingerprinted."""
+    from indus.data.beir import split_beir_name
+
+    resolved, files = [], []
+    for name in names:
+        beir = split_beir_name(name)
+        if beir is not None:
+            resolved.append(f"{beir[0]}:{beir[1]}")
+            files.append(beir[0])
+        else:
+            path = resolve_dataset(name, from_config=True)
+            resolved.append(str(path))
+            files.append(path)
+    return resolved, files
+
+
+def mine_stage(run_cfg: RetrieverRun, model: str, model_key: str, seed: int) -> Stage:
+    """Hard negatives for a retriever run's pairs (``indus retriever mine``), mined by ``model`` from the corpus of
+    ``run_cfg.mine``; the stage leaves :data:`MINED_FILE`, which the run's training stage reads as its pairs."""
+    from indus.retriever.mine import MineSettings, mine_negatives
+
+    spec = dict(run_cfg.mine)
+    corpus = resolve_dataset(spec.pop("corpus"), from_config=True)
+    spec.pop("model", None)
+    mine_settings = build_config(MineSettings, {"seed": seed, **spec}, where=f"retriever[{run_cfg.name}].mine")
+    pair_names, inputs = _pair_inputs(run_cfg.pairs)
+    settings = {
+        "mine": config_to_dict(mine_settings),
+        "model": model_key,
+        "pairs": list(run_cfg.pairs),
+        "data": fingerprint([*inputs, corpus]),
+    }
+
+    def run(out: Path, resume: bool) -> dict[str, Any]:
+        summary = mine_negatives(model, pair_names, corpus, out / MINED_FILE, mine_settings, progress=False)
+        return {"pairs": MINED_FILE, "summary": _jsonable(summary)}
+
+    return settings, run
+
+
+def retriever_stage(
+    run_cfg: RetrieverRun, model: str, model_key: str, seed: int, mined: tuple[Path, str] | None = None
+) -> Stage:
+    """Contrastive (GTE) training of a bi-encoder from ``model`` (``model_key`` stands for it in the cache key).
+
+    ``mined``: ``(file, key)`` of a mine stage's output, trained on instead of the run's pairs (the stage's key
+    stands for the file, which does not exist yet when the plan is built)."""
     from indus.retriever.train import RetrieverTrainConfig
 
-    pairs = resolve_paths(run_cfg.pairs)
-    data = {"seed": seed, **run_cfg.settings, "model": model, "pairs": [str(p) for p in pairs]}
+    pair_names, files = ([str(mined[0])], []) if mined else _pair_inputs(run_cfg.pairs)
+    data = {"seed": seed, **run_cfg.settings, "model": model, "pairs": pair_names}
     cfg = build_config(RetrieverTrainConfig, data, where=f"retriever[{run_cfg.name}]")
-    settings = {"config": _without_paths(cfg, "model"), "model": model_key, "data": fingerprint(pairs)}
+    settings = {
+        "config": _without_paths(cfg, "model"),
+        "model": model_key,
+        "data": [["mined", mined[1]]] if mined else fingerprint(files),
+    }
 
     def run(out: Path, resume: bool) -> dict[str, Any]:
         from indus.retriever.train import train_retriever
@@ -170,19 +219,19 @@ def retriever_distill_stage(
     """DistillCSE: a small retriever from a trained one (``student``: a spec, or a folder of an input stage)."""
     from indus.retriever.distill import RetrieverDistillConfig
 
-    pairs = resolve_paths(pairs_names)
+    pair_names, files = _pair_inputs(pairs_names)
     data = {
         "seed": seed,
         **run_cfg.settings,
         "teacher": str(teacher_dir),
         "student": student,
-        "pairs": [str(p) for p in pairs],
+        "pairs": pair_names,
     }
     cfg = build_config(RetrieverDistillConfig, data, where=f"retriever_distill[{run_cfg.name}]")
     settings = {
         "config": _without_paths(cfg, "teacher", "student"),
         "student": run_cfg.student,
-        "data": fingerprint(pairs),
+        "data": fingerprint(files),
     }
 
     def run(out: Path, resume: bool) -> dict[str, Any]:

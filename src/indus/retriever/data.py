@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indus.data.beir import qrels_pairs, split_beir_name
 from indus.data.pairs import Pair, read_pairs
 from indus.data.registry import resolve_dataset
 from indus.errors import IndusError
@@ -61,8 +62,9 @@ def load_pairs(
     Parameters
     ----------
     paths
-        ``.jsonl`` / ``.jsonl.gz`` files or folders of them (see :func:`indus.data.pairs.read_pairs`), or names
-        under the data root (``pairs``, ``pairs/scifact-train``).
+        ``.jsonl`` / ``.jsonl.gz`` files or folders of them (see :func:`indus.data.pairs.read_pairs`), names
+        under the data root (``pairs``, ``pairs/scifact-train``), or ``BEIR_FOLDER:SPLIT`` (``ir/scifact:train``:
+        a collection's judgements as pairs, :func:`indus.data.beir.qrels_pairs`).
     max_pairs_per_source
         Keep a random sample of at most this many pairs of each source (seeded).
     hard_negatives
@@ -75,6 +77,13 @@ def load_pairs(
     by_source: dict[str, list[Pair]] = defaultdict(list)
     files = []
     for name in paths:
+        beir = split_beir_name(name)
+        if beir is not None:  # a collection's own judgements: query -> judged document (title + text)
+            folder, split = beir
+            files.append(f"{folder}:{split}")
+            for query, doc, _ in qrels_pairs(folder, split):
+                by_source[f"{folder.name}-{split}"].append(Pair(query, doc, f"{folder.name}-{split}"))
+            continue
         path = resolve_dataset(name)
         files.append(str(path))
         for pair in read_pairs(path):

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from indus.atomic import atomic_path, atomic_write_json
-from indus.data.beir import Document
+from indus.data.beir import Document, qrels_pairs, split_beir_name
 from indus.data.jsonl import iter_jsonl
 from indus.data.pairs import pair_files
 from indus.data.registry import resolve_dataset
@@ -150,13 +150,25 @@ class MinePair:
 
 
 def read_mine_pairs(paths: Sequence[str | Path]) -> tuple[list[MinePair], list[str], list[str]]:
-    """The pairs of ``paths`` (files, folders or data-root names), the distinct anchors and the files read."""
+    """The pairs of ``paths`` (files, folders or data-root names), the distinct anchors and the files read.
+
+    A name ``BEIR_FOLDER:SPLIT`` (e.g. ``ir/scifact:train``) reads a collection's own judgements as pairs:
+    query -> judged document (title + text), with the document's id as ``positive_id``, source ``NAME-SPLIT``.
+    """
     if not paths:
         raise IndusError("no pairs given: pass --pairs FILE|DIR (JSON lines with anchor, positive[, source])")
     pairs: list[MinePair] = []
     anchors: dict[str, int] = {}
     files = []
     for name in paths:
+        beir = split_beir_name(name)
+        if beir is not None:
+            folder, split = beir
+            files.append(f"{folder}:{split}")
+            for query, doc, doc_id in qrels_pairs(folder, split):
+                index = anchors.setdefault(query, len(anchors))
+                pairs.append(MinePair(index, query, doc, f"{folder.name}-{split}", doc_id))
+            continue
         for file in pair_files(resolve_dataset(name)):
             files.append(str(file))
             default_source = file.name.removesuffix(".gz").removesuffix(".jsonl")
