@@ -6,9 +6,11 @@ majority-class baseline (always the most frequent training label) and per class.
 
 Run (one heavy job at a time on shared machines)::
 
-    flock /tmp/indus-bench.lock .venv/bin/python benchmarks/finetune_cls.py
+    flock /tmp/indus-bench.lock .venv/bin/python benchmarks/finetune_cls.py --data citation_intent
+    flock /tmp/indus-bench.lock .venv/bin/python benchmarks/finetune_cls.py --data sci-cite --seeds 1 \
+        --max-train-examples 2000
 
-Writes ``benchmarks/results/finetune_cls.md`` and ``finetune_cls.json``.
+Writes ``benchmarks/results/finetune_cls_<data>.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -35,17 +37,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--out", type=Path, default=RESULTS / "finetune_cls.md")
+    parser.add_argument("--max-train-examples", type=int, default=None, help="a fixed random subset of train")
+    parser.add_argument("--out", type=Path, default=None, help="default results/finetune_cls_<data>.md")
     args = parser.parse_args(argv)
+    args.out = args.out or RESULTS / f"finetune_cls_{args.data}.md"
     if os.environ.get("INDUS_DATA") is None:
         os.environ["INDUS_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
     evaluator = ClassificationEvaluator(
-        seeds=args.seeds, epochs=args.epochs, lr="auto", class_weights="balanced", progress=False
+        seeds=args.seeds,
+        epochs=args.epochs,
+        lr="auto",
+        class_weights="balanced",
+        max_train_examples=args.max_train_examples,
+        progress=False,
     )
     command = (
         f"python benchmarks/finetune_cls.py --data {args.data} --model {args.model} --seeds {args.seeds} "
         f"--epochs {args.epochs:g}"
+        + (f" --max-train-examples {args.max_train_examples}" if args.max_train_examples else "")
     )
     started = time.perf_counter()
     result = evaluator.evaluate(args.model, args.data)

@@ -87,6 +87,11 @@ CANDIDATES: dict[str, tuple[str, str, list[str]]] = {
         "minilm-n3",
         ["temperature=0.05", "lr=5e-5", "epochs=3"],
     ),
+    "mined-t05-n3-nofilter": (
+        "3 mined negatives per pair (3 rows) without the margin filter, temperature 0.05, lr 5e-5, 3 epochs",
+        "minilm-n3-nofilter",
+        ["temperature=0.05", "lr=5e-5", "epochs=3"],
+    ),
 }
 #: ablations: (description, how the mined file changes, extra overrides), each applied to ``ABLATION_BASE``, the
 #: cheapest candidate (one negative per pair, 3 epochs: ~10 CPU minutes a run; the recipe's 3 negatives cost 30)

@@ -171,8 +171,9 @@ def test_evaluator_end_to_end_micro(tmp_path, micro_model_dir):
         seeds=2,
         progress=False,
         predictions_path=preds,
-        # a fixed rate trains on all 3 questions; keep: a collapsed seed still counts here
+        # a fixed rate and prior weight train on all 3 questions (no dev carved out); keep: a collapsed seed counts
         lr=1e-3,
+        prior_weight=1.0,
         on_collapse="keep",
     )
     result = evaluator.evaluate(str(micro_model_dir), folder)
@@ -262,3 +263,117 @@ def test_spans_never_come_from_question_or_special_tokens(tokenizer):
         pred = decode(examples, windows, starts, ends, n_best=5, max_answer_length=5, scoring=scoring)[0]
         assert pred.span_score == pytest.approx(-10.0) and pred.start_char >= 0
         assert pred.text == examples[0].context[pred.start_char : pred.end_char] != ""
+
+
+# ------------------------------------------------------------------------------- window prior (long contexts)
+
+
+def test_bm25_window_prior_ranks_the_window_sharing_the_question_words_first(tokenizer):
+    from indus.evaluation.qa import bm25_window_prior
+
+    examples = _examples()
+    short = QAExample("q4", "Where do marmots live?", "Marmots live in the mountains.", (), 2)
+    windows = tokenize_windows(tokenizer, [*examples, short], max_length=48, doc_stride=16, max_question_length=16)
+    prior = bm25_window_prior(windows, [*examples, short])
+    for q in (0, 1):  # the best-matching window of an answerable question holds its answer
+        idx = [i for i in range(len(windows)) if windows.example[i] == q]
+        assert windows.holds_answer(max(idx, key=lambda i: prior[i]))
+        assert abs(prior[idx].mean()) < 1e-9 and prior[idx].std() == pytest.approx(1.0)  # z-scored per question
+    only = [i for i in range(len(windows)) if windows.example[i] == 3]
+    assert len(only) == 1 and prior[only[0]] == 0.0  # one window: nothing to rank
+
+
+def test_hard_negatives_are_the_highest_prior_answer_free_windows(tokenizer):
+    examples = _examples()
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    prior = np.arange(len(windows), dtype=np.float64)  # planted: later windows rank higher
+    chosen, stats = select_training_windows(windows, examples, 2, random.Random(0), prior)
+    for q in range(3):
+        free = [i for i in range(len(windows)) if windows.example[i] == q and not windows.holds_answer(i)]
+        assert sorted(i for i in chosen if i in free) == sorted(free)[-2:]
+    assert stats["train_windows_negative"] == 6
+
+
+def test_prior_weight_moves_the_answer_to_the_high_prior_window_and_auto_chooses_it_on_dev(tokenizer):
+    from indus.evaluation.finetune import Part
+
+    examples = _examples()[:2]
+    windows = tokenize_windows(tokenizer, examples, max_length=48, doc_stride=16, max_question_length=16)
+    spans, prior = {}, np.zeros(len(windows))
+    for q in (0, 1):
+        idx = [i for i in range(len(windows)) if windows.example[i] == q]
+        gold = next(i for i in idx if windows.holds_answer(i))
+        wrong = next(i for i in idx if not windows.holds_answer(i))
+        ctx_wrong = np.flatnonzero(windows.offsets[wrong][:, 0] >= 0)
+        spans[gold] = (windows.start[gold], windows.end[gold], 4.0)  # the reader prefers a wrong window ...
+        spans[wrong] = (ctx_wrong[0], ctx_wrong[1], 6.0)
+        prior[gold] = 3.0  # ... the prior the gold one
+    windows.prior = prior
+    logits = _planted_logits(windows, spans)
+    alone = decode(examples, windows, *logits, n_best=5, max_answer_length=10)
+    assert answer_window_rate(windows, alone) == 0.0
+    helped = decode(examples, windows, *logits, n_best=5, max_answer_length=10, prior_weight=2.0)
+    assert answer_window_rate(windows, helped) == 1.0 and helped[0].text == "Sylvania City"
+
+    evaluator = QAEvaluator(max_length=48, doc_stride=16, max_question_length=16, max_answer_length=10, seeds=1)
+    assert evaluator.prior_weight == "auto" and evaluator.wants_dev
+    part = Part(examples, windows)
+
+    class Ctx:  # the parts of a Context that choosing the weight reads
+        dev, eval, extra, train = part, None, {}, None
+
+    evaluator._logits = lambda net, ctx, p: logits
+    evaluator._allow_null = lambda ctx: False
+    weight, preds = evaluator.choose_prior_weight(None, Ctx)
+    assert weight == 2.0  # the smallest weight of the grid whose dev F1 is best (1.0 does not flip the plant)
+    assert Ctx.extra["prior_grid"]["0"] < Ctx.extra["prior_grid"]["2"] == 1.0
+    assert [p.text for p in preds] == ["Sylvania City", "seven months"]
+    assert QAEvaluator(window_prior="none", negative_sampling="random").wants_dev  # lr auto still wants dev
+    with pytest.raises(IndusError, match="negative_sampling 'hard'"):
+        QAEvaluator(window_prior="none")
+
+
+def test_answer_limit_auto_is_the_95th_percentile_of_train_answers(tokenizer):
+    from indus.evaluation.finetune import Part
+
+    ctx_text = "word " * 200
+    train = [QAExample(f"t{n}", "q?", ctx_text, (Answer(" ".join(["word"] * n), 0, 0),), 0) for n in range(1, 101)]
+
+    class Ctx:
+        extra, tokenizer = {}, None
+
+    Ctx.tokenizer = tokenizer
+    Ctx.train = Part(train, None)
+    assert QAEvaluator().answer_limit(Ctx) == 96  # ceil of the 95th percentile of 1..100 tokens
+    assert QAEvaluator(max_answer_length="12").answer_limit(Ctx) == 12
+    with pytest.raises(IndusError, match="max_answer_length"):
+        QAEvaluator(max_answer_length="long")
+
+
+def test_read_windows_reads_only_the_top_prior_windows(tokenizer, micro_model_dir):
+    import torch
+
+    from indus.evaluation.finetune import Part
+    from indus.evaluation.qa import f1_by_windows
+    from indus.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(micro_model_dir))
+    examples = _examples()
+    windows = tokenize_windows(tok, examples, max_length=48, doc_stride=16, max_question_length=16)
+    windows.prior = np.arange(len(windows), dtype=np.float64)
+    evaluator = QAEvaluator(max_length=48, doc_stride=16, max_question_length=16, read_windows=2, progress=False)
+    net = load_model(str(micro_model_dir), __import__("transformers").AutoModelForQuestionAnswering, seed=0)
+
+    class Ctx:
+        pad_id, device, extra = tok.pad_token_id, torch.device("cpu"), {}
+
+    starts, _ = evaluator._logits(net, Ctx, Part(examples, windows))
+    for q in range(3):
+        idx = [i for i in range(len(windows)) if windows.example[i] == q]
+        assert [i for i in idx if len(starts[i])] == sorted(idx)[-2:]  # the two highest-prior windows only
+    buckets = f1_by_windows(
+        Part(examples, windows),
+        {"q1": "Sylvania City", "q2": "", "q3": ""},
+        {"q1": ["Sylvania City"], "q2": ["seven months"], "q3": [""]},
+    )
+    assert sum(b["questions"] for b in buckets.values()) == 3 and set(buckets) <= {"1", "2-8", "9-32", "33+"}

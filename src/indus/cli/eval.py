@@ -344,16 +344,49 @@ def qa(
         typer.Option("--doc-stride", help="Tokens shared by consecutive windows (default 128).", show_default=False),
     ] = None,
     max_answer_length: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            "--max-answer-length", help="Longest predicted answer in tokens (default 30).", show_default=False
+            "--max-answer-length",
+            help="Longest predicted answer in tokens, or 'auto' (default: the 95th percentile of the training "
+            "answers' lengths).",
+            show_default=False,
         ),
     ] = None,
     negative_windows: Annotated[
         int | None,
         typer.Option(
             "--negative-windows",
-            help="Answer-free training windows sampled per question (default 1).",
+            help="Answer-free training windows taken per question (default 1).",
+            show_default=False,
+        ),
+    ] = None,
+    negative_sampling: Annotated[
+        str | None,
+        typer.Option(
+            "--negative-sampling",
+            help="Which answer-free windows: 'hard' (highest window prior, default) or 'random'.",
+            show_default=False,
+        ),
+    ] = None,
+    window_prior: Annotated[
+        str | None,
+        typer.Option(
+            "--window-prior",
+            help="Add the window's BM25 match with the question to its rank ('bm25', default) or not ('none').",
+            show_default=False,
+        ),
+    ] = None,
+    prior_weight: Annotated[
+        str | None,
+        typer.Option(
+            "--prior-weight", help="The window prior's weight, or 'auto' (chosen on dev, default).", show_default=False
+        ),
+    ] = None,
+    read_windows: Annotated[
+        int | None,
+        typer.Option(
+            "--read-windows",
+            help="Read only each question's this many highest-prior windows when predicting (default: all).",
             show_default=False,
         ),
     ] = None,
@@ -404,6 +437,10 @@ def qa(
         doc_stride=doc_stride,
         max_answer_length=max_answer_length,
         negative_windows=negative_windows,
+        negative_sampling=negative_sampling,
+        window_prior=window_prior,
+        prior_weight=prior_weight,
+        read_windows=read_windows,
         window_scoring=window_scoring,
         null_threshold=null_threshold,
         predictions_path=str(predictions) if predictions else None,
@@ -415,8 +452,8 @@ def qa(
         "exact_match": _pm(result, "exact_match"),
         "f1": _pm(result, "f1"),
     }
-    for key in ("HasAns_f1", "NoAns_f1", "best_f1"):
-        if key in result:
+    for key in ("HasAns_f1", "NoAns_f1", "best_f1", "f1_reader_alone", "answer_window_rate"):
+        if result.get(key) is not None:
             row[key] = result[key]
     row.update(
         {
@@ -429,6 +466,15 @@ def qa(
         }
     )
     print_table([row], title=f"extractive QA (SQuAD EM / F1): {result['data']}")
+    by_windows = result.get("f1_by_windows") or {}
+    if len(by_windows) > 1:
+        print_table(
+            [{"windows per question": k, "questions": v["questions"], "f1": v["f1"]} for k, v in by_windows.items()],
+            title="F1 by context length",
+        )
+    weights = [r.get("prior_weight") for r in result["per_seed"] if r.get("prior_weight") is not None]
+    if weights:
+        console.print(f"window prior (BM25) weight per seed: {', '.join(f'{w:g}' for w in weights)}")
     _lr_line(result)
 
 

@@ -27,11 +27,14 @@ Example
 
 from __future__ import annotations
 
+import random
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indus.atomic import atomic_write_text
 from indus.data.jsonl import iter_jsonl, open_text
 from indus.data.registry import resolve_dataset
 from indus.errors import DataFormatError, IndusError
@@ -316,11 +319,6 @@ def holdout(
     random with ``seed``; queries with the same text go to the same side) and every other split copied as it is.
     Returns the number of queries per split written.
     """
-    import random
-    import shutil
-
-    from indus.atomic import atomic_write_text
-
     path, out = Path(path), Path(out)
     if not 0 < fraction < 1:
         raise IndusError(f"fraction must be between 0 and 1, found {fraction}")
@@ -345,12 +343,13 @@ def holdout(
         except OSError:
             shutil.copyfile(src, dst)
     counts: dict[str, int] = {}
-    for name, keep in ((split, lambda q: q not in held), (dev, lambda q: q in held)):
-        rows = [f"{q}\t{d}\t{s}" for q, judged in data.qrels.items() if keep(q) for d, s in judged.items()]
+    for name, side in ((split, [q for q in data.qrels if q not in held]), (dev, [q for q in data.qrels if q in held])):
+        rows = [f"{q}\t{d}\t{s}" for q in side for d, s in data.qrels[q].items()]
         atomic_write_text(out / "qrels" / f"{name}.tsv", "\n".join(["query-id\tcorpus-id\tscore", *rows]) + "\n")
-        counts[name] = len({r.split("\t")[0] for r in rows})
+        counts[name] = len(side)
     for other in qrels_splits(path):
         if other not in (split, dev):
-            shutil.copyfile(path / "qrels" / f"{other}.tsv", out / "qrels" / f"{other}.tsv")
-            counts[other] = len(read_qrels(out / "qrels" / f"{other}.tsv")[0])
+            source = path / "qrels" / f"{other}.tsv"
+            counts[other] = len(read_qrels(source)[0])  # read (and checked) before it is copied
+            shutil.copyfile(source, out / "qrels" / f"{other}.tsv")
     return counts

@@ -156,6 +156,12 @@ class FinetuneEvaluator:
         """Whether fine-tuning stops early on dev (``early_stopping``, by default with ``lr: auto``)."""
         return self.auto_lr if self.early_stopping is None else self.early_stopping
 
+    @property
+    def wants_dev(self) -> bool:
+        """Whether a dev split is prepared: to choose the learning rate or stop early (a task may add its own
+        dev-chosen settings)."""
+        return self.auto_lr or self.stops_early
+
     def check(self, problems: list[str]) -> None:
         """Raise one :class:`~indus.errors.IndusError` naming every problem: ``problems`` (the subclass's) and
         those of the shared settings."""
@@ -279,7 +285,7 @@ class FinetuneEvaluator:
         train = fixed_subset(train_all, getattr(self, train_limit))
         evals = fixed_subset(eval_all, getattr(self, eval_limit))
         dev, dev_source = None, None
-        if self.auto_lr or self.stops_early:
+        if self.wants_dev:
             dev, dev_source, train = self._dev_items(handle, train)
         self.check_items(path, train, evals)
         device = self.torch_device()

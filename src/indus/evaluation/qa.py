@@ -49,7 +49,7 @@ from indus.atomic import atomic_write_json
 from indus.data.squad import QAExample, SquadSet, load_squad_split
 from indus.errors import IndusError
 from indus.evaluation.finetune import RUN_FIELDS, Context, FinetuneEvaluator, Part, autocast, mean_std, single_label
-from indus.evaluation.qa_metrics import best_null_threshold, squad_scores
+from indus.evaluation.qa_metrics import best_null_threshold, question_scores, squad_scores
 
 
 @dataclass
@@ -68,6 +68,9 @@ class Windows:
         Token labels of the gold answer in the window; ``cls`` (usually 0) when the window does not hold it.
     cls
         Position of the CLS token in each window.
+    prior
+        A score per window of how likely it holds its question's answer, relative to the question's other
+        windows (:func:`bm25_window_prior`); ``None`` without a window prior.
     """
 
     input_ids: list[np.ndarray] = field(default_factory=list)
@@ -77,6 +80,7 @@ class Windows:
     start: list[int] = field(default_factory=list)
     end: list[int] = field(default_factory=list)
     cls: list[int] = field(default_factory=list)
+    prior: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -175,10 +179,59 @@ def tokenize_windows(
     return out
 
 
+WINDOW_PRIORS = ("none", "bm25")
+NEGATIVE_SAMPLINGS = ("random", "hard")
+#: weights of the window prior tried on dev (``prior_weight: auto``); 0 is the reader alone
+PRIOR_WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def window_texts(windows: Windows, examples: list[QAExample]) -> list[str]:
+    """The context text each window covers (its first to its last context token)."""
+    out = []
+    for ids_offsets, ex_idx in zip(windows.offsets, windows.example, strict=True):
+        inside = ids_offsets[ids_offsets[:, 0] >= 0]
+        out.append(examples[ex_idx].context[inside[0, 0] : inside[-1, 1]] if len(inside) else "")
+    return out
+
+
+def bm25_window_prior(windows: Windows, examples: list[QAExample]) -> np.ndarray:
+    """How well each window matches its question's words, relative to the question's other windows: BM25
+    (:class:`~indus.evaluation.ir.Bm25Retriever`, its windows as the collection) z-scored within the question;
+    0 for a question with one window (or windows that all score alike).
+
+    Long contexts give dozens of windows; a reader trained on a few answer-free windows per question ranks them
+    poorly, while a window that shares the question's rare words usually holds the answer (see
+    ``benchmarks/qa_reader.py``)."""
+    from indus.evaluation.ir import Bm25Retriever
+
+    texts = window_texts(windows, examples)
+    prior = np.zeros(len(windows), dtype=np.float64)
+    by_example: dict[int, list[int]] = {}
+    for i, ex_idx in enumerate(windows.example):
+        by_example.setdefault(ex_idx, []).append(i)
+    for ex_idx, idx in by_example.items():
+        if len(idx) < 2:
+            continue
+        ids = [str(i) for i in idx]
+        bm25 = Bm25Retriever()
+        bm25.index(ids, [texts[i] for i in idx])
+        scores = np.asarray(bm25.score_docs(examples[ex_idx].question, ids), dtype=np.float64)
+        spread = scores.std()
+        if spread > 0:
+            prior[idx] = (scores - scores.mean()) / spread
+    return prior
+
+
 def select_training_windows(
-    windows: Windows, examples: list[QAExample], negative_windows: int | None, rng: random.Random
+    windows: Windows,
+    examples: list[QAExample],
+    negative_windows: int | None,
+    rng: random.Random,
+    prior: np.ndarray | None = None,
 ) -> tuple[list[int], dict[str, int]]:
-    """The windows to train on (see the module docstring) and counts of what was kept and skipped."""
+    """The windows to train on (see the module docstring) and counts of what was kept and skipped. With a window
+    ``prior``, the answer-free windows are the question's highest-prior ones (hard negatives: those a reader
+    must tell from the answer window at prediction time) instead of a random sample."""
     by_example: dict[int, list[int]] = {}
     for i, ex_idx in enumerate(windows.example):
         by_example.setdefault(ex_idx, []).append(i)
@@ -205,7 +258,10 @@ def select_training_windows(
         want = len(neg) if negative_windows is None else negative_windows
         if ex.is_impossible:
             want = max(want, 1)
-        sampled = rng.sample(neg, min(want, len(neg)))
+        if prior is None:
+            sampled = rng.sample(neg, min(want, len(neg)))
+        else:
+            sampled = sorted(neg, key=lambda i: -prior[i])[:want]
         chosen.extend(pos + sampled)
         stats["train_windows_positive"] += len(pos)
         stats["train_windows_negative"] += len(sampled)
@@ -249,13 +305,15 @@ def predict_logits(
     device: Any,
     progress: bool = True,
     bf16: bool = False,
+    only: list[int] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Start and end logits of every window (arrays of the window's length), batched by length."""
+    """Start and end logits of every window (arrays of the window's length), batched by length; with ``only``,
+    of those windows alone (the others get empty arrays, which :func:`decode` skips)."""
     import torch
     from tqdm.auto import tqdm
 
     collate = _collate(windows, pad_id, device, labels=False)
-    order = sorted(range(len(windows)), key=lambda i: len(windows.input_ids[i]))
+    order = sorted(range(len(windows)) if only is None else only, key=lambda i: len(windows.input_ids[i]))
     starts: list[np.ndarray] = [np.empty(0)] * len(windows)
     ends: list[np.ndarray] = [np.empty(0)] * len(windows)
     model.eval()
@@ -330,11 +388,13 @@ def decode(
     n_best: int = 20,
     max_answer_length: int = 30,
     scoring: str = "null_relative",
+    prior_weight: float = 0.0,
 ) -> list[Prediction]:
     """Best span of each question over all its windows, and its null score (see the module docstring).
 
     ``scoring`` ranks the windows' best spans: ``null_relative`` by span score minus the window's own null
-    (CLS) score, ``span`` by the raw span score (start + end logit).
+    (CLS) score, ``span`` by the raw span score (start + end logit); ``prior_weight`` times the window's prior
+    (``windows.prior``) is added to that rank. Windows with empty logits (not read) are skipped.
     """
     if scoring not in WINDOW_SCORINGS:
         raise IndusError(f"qa: window scoring must be one of {', '.join(WINDOW_SCORINGS)}, got {scoring!r}")
@@ -344,11 +404,15 @@ def decode(
     min_null = [np.inf] * len(examples)
     for w, ex_idx in enumerate(windows.example):
         s, e, off = starts[w], ends[w], windows.offsets[w]
+        if not len(s):
+            continue
         cls = windows.cls[w]
         null = float(s[cls] + e[cls])
         min_null[ex_idx] = min(min_null[ex_idx], null)
         score, a, b = window_spans(s, e, off, n_best=n_best, max_answer_length=max_answer_length)
         key = score - null if relative else score
+        if prior_weight and windows.prior is not None:
+            key += prior_weight * windows.prior[w]
         if key > rank[ex_idx]:
             rank[ex_idx] = key
             start_char, end_char = int(off[a, 0]), int(off[b, 1])
@@ -384,6 +448,26 @@ def answer_window_rate(windows: Windows, preds: list[Prediction]) -> float | Non
     return sum(windows.holds_answer(preds[q].window) for q in holds if preds[q].window >= 0) / len(holds)
 
 
+#: buckets of :func:`f1_by_windows`: (label, fewest, most windows per question)
+WINDOW_BUCKETS = (("1", 1, 1), ("2-8", 2, 8), ("9-32", 9, 32), ("33+", 33, 10**9))
+
+
+def f1_by_windows(part: Any, answers: dict[str, str], references: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """F1 by context length: the questions grouped by how many windows their context needs (:data:`WINDOW_BUCKETS`),
+    each bucket's question count and mean F1 (buckets without questions left out)."""
+    counts = np.bincount(np.asarray(part.features.example, dtype=np.int64), minlength=len(part.items))
+    out: dict[str, dict[str, Any]] = {}
+    for label, lo, hi in WINDOW_BUCKETS:
+        f1s = [
+            question_scores(answers[ex.id], references[ex.id])[1]
+            for ex, n in zip(part.items, counts, strict=True)
+            if lo <= n <= hi
+        ]
+        if f1s:
+            out[label] = {"questions": len(f1s), "f1": float(np.mean(f1s))}
+    return out
+
+
 @dataclass
 class _SquadData:
     """A QA dataset read split by split (each a :class:`~indus.data.squad.SquadSet`, kept for its repair counts)."""
@@ -415,14 +499,27 @@ class QAEvaluator(FinetuneEvaluator):
     max_question_length
         Questions are cut to this many tokens.
     max_answer_length
-        Longest predicted span, in tokens.
+        Longest predicted span, in tokens; ``auto``: the 95th percentile of the training answers' lengths in
+        the model's tokens (at least 16).
     n_best
         Start and end candidates per window.
     negative_windows
-        Answer-free windows sampled per training question (``None``: all).
+        Answer-free windows taken per training question (``None``: all).
+    negative_sampling
+        Which answer-free windows: ``hard`` (the question's highest window-prior ones; needs a ``window_prior``)
+        or ``random``.
     window_scoring
         How the windows' best spans are ranked: ``null_relative`` (span score minus the window's own null score)
         or ``span`` (raw start + end logit); see the module docstring.
+    window_prior
+        ``bm25``: add ``prior_weight`` x the window's BM25 match with its question (z-scored within the
+        question, :func:`bm25_window_prior`) to each window's rank; ``none``: the reader alone.
+    prior_weight
+        The prior's weight; ``auto``: the best of :data:`PRIOR_WEIGHT_GRID` by dev F1 (chosen again for every
+        fine-tuned model; 1.0 when there is no dev question).
+    read_windows
+        At prediction, read only each question's this many highest-prior windows (``None``: all); a speed
+        setting for long contexts.
     null_threshold
         Answer "" when null score minus best span score exceeds this (only when the data has unanswerable
         questions, or ``allow_null`` is true).
@@ -457,10 +554,14 @@ class QAEvaluator(FinetuneEvaluator):
     max_length: int = 384
     doc_stride: int = 128
     max_question_length: int = 64
-    max_answer_length: int = 30
+    max_answer_length: int | str = "auto"
     n_best: int = 20
     negative_windows: int | None = 1
+    negative_sampling: str = "hard"
     window_scoring: str = "null_relative"
+    window_prior: str = "bm25"
+    prior_weight: float | str = "auto"
+    read_windows: int | None = None
     null_threshold: float = 0.0
     allow_null: bool | None = None
     max_train_questions: int | None = None
@@ -469,8 +570,31 @@ class QAEvaluator(FinetuneEvaluator):
 
     def __post_init__(self) -> None:
         problems = []
-        if self.max_question_length < 1 or self.max_answer_length < 1 or self.n_best < 1:
+        if isinstance(self.max_answer_length, str) and self.max_answer_length != "auto":
+            try:
+                self.max_answer_length = int(self.max_answer_length)
+            except ValueError:
+                problems.append(
+                    f"max_answer_length must be a number of tokens or 'auto', got {self.max_answer_length!r}"
+                )
+        if isinstance(self.prior_weight, str) and self.prior_weight != "auto":
+            try:
+                self.prior_weight = float(self.prior_weight)
+            except ValueError:
+                problems.append(f"prior_weight must be a number or 'auto', got {self.prior_weight!r}")
+        answer_limit = self.max_answer_length if isinstance(self.max_answer_length, int) else 1
+        if self.max_question_length < 1 or answer_limit < 1 or self.n_best < 1:
             problems.append("max_question_length, max_answer_length and n_best must be >= 1")
+        if self.window_prior not in WINDOW_PRIORS:
+            problems.append(f"window_prior must be one of {', '.join(WINDOW_PRIORS)}, got {self.window_prior!r}")
+        if self.negative_sampling not in NEGATIVE_SAMPLINGS:
+            problems.append(
+                f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLINGS)}, got {self.negative_sampling!r}"
+            )
+        elif self.negative_sampling == "hard" and self.window_prior == "none":
+            problems.append("negative_sampling 'hard' ranks windows by the window prior: set window_prior")
+        if self.read_windows is not None and self.read_windows < 1:
+            problems.append(f"read_windows must be >= 1 or None, got {self.read_windows}")
         if self.doc_stride < 0 or self.doc_stride + self.max_question_length + 3 >= self.max_length:
             problems.append(
                 f"need 0 <= doc_stride and doc_stride + max_question_length + 3 < max_length "
@@ -481,6 +605,11 @@ class QAEvaluator(FinetuneEvaluator):
         if self.window_scoring not in WINDOW_SCORINGS:
             problems.append(f"window_scoring must be one of {', '.join(WINDOW_SCORINGS)}, got {self.window_scoring!r}")
         self.check(problems)
+
+    @property
+    def wants_dev(self) -> bool:
+        """The dev split also chooses the window prior's weight."""
+        return super().wants_dev or (self.window_prior != "none" and self.prior_weight == "auto")
 
     def load_data(self, path: Path) -> _SquadData:
         return _SquadData(path)
@@ -503,14 +632,18 @@ class QAEvaluator(FinetuneEvaluator):
             doc_stride=self.doc_stride,
             max_question_length=self.max_question_length,
         )
+        if self.window_prior == "bm25":
+            windows.prior = bm25_window_prior(windows, items)
         return Part(items, windows)
 
     def collate(self, ctx: Context, labels: bool):
         return _collate(ctx.train.features, ctx.pad_id, ctx.device, labels=labels)
 
     def training_features(self, ctx: Context, seed: int) -> tuple[list[int], None]:
+        windows = ctx.train.features
+        hard = self.negative_sampling == "hard"
         chosen, ctx.extra["window_stats"] = select_training_windows(
-            ctx.train.features, ctx.train.items, self.negative_windows, random.Random(seed)
+            windows, ctx.train.items, self.negative_windows, random.Random(seed), windows.prior if hard else None
         )
         if not chosen:
             raise IndusError(
@@ -519,25 +652,93 @@ class QAEvaluator(FinetuneEvaluator):
             )
         return chosen, None
 
-    def predict(self, net: Any, ctx: Context, part: Part) -> list[Prediction]:
-        starts, ends = predict_logits(
+    def answer_limit(self, ctx: Context) -> int:
+        """``max_answer_length`` in tokens: as set, or (``auto``) the 95th percentile of the training answers'
+        token lengths, at least 16."""
+        if self.max_answer_length != "auto":
+            return int(self.max_answer_length)
+        if "max_answer_length" not in ctx.extra:
+            texts = [a.text for ex in ctx.train.items for a in ex.located_answers]
+            lengths = [len(ids) for ids in ctx.tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+            ctx.extra["max_answer_length"] = max(16, int(np.ceil(np.percentile(lengths, 95)))) if lengths else 30
+        return ctx.extra["max_answer_length"]
+
+    def _logits(self, net: Any, ctx: Context, part: Part) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        windows = part.features
+        only = None
+        if self.read_windows is not None and windows.prior is not None:
+            by_example: dict[int, list[int]] = {}
+            for i, ex_idx in enumerate(windows.example):
+                by_example.setdefault(ex_idx, []).append(i)
+            only = [
+                i
+                for idx in by_example.values()
+                for i in sorted(idx, key=lambda i: -windows.prior[i])[: self.read_windows]
+            ]
+        return predict_logits(
             net,
-            part.features,
+            windows,
             batch_size=self.eval_batch_size,
             pad_id=ctx.pad_id,
             device=ctx.device,
             progress=self.progress,
             bf16=self.bf16,
+            only=only,
         )
+
+    def _decode(self, ctx: Context, part: Part, logits: tuple[list[np.ndarray], list[np.ndarray]], weight: float):
         return decode(
             part.items,
             part.features,
-            starts,
-            ends,
+            *logits,
             n_best=self.n_best,
-            max_answer_length=self.max_answer_length,
+            max_answer_length=self.answer_limit(ctx),
             scoring=self.window_scoring,
+            prior_weight=weight,
         )
+
+    def _f1(self, ctx: Context, part: Part, preds: list[Prediction]) -> float:
+        references = {ex.id: [a.text for a in ex.answers] for ex in part.items}
+        return squad_scores(self._answers(ctx, part, preds), references)["f1"]
+
+    def choose_prior_weight(self, net: Any, ctx: Context) -> tuple[float, list[Prediction] | None]:
+        """The window prior's weight for ``net``: fixed, or (``auto``) the best dev F1 over
+        :data:`PRIOR_WEIGHT_GRID` (the smallest weight on ties), recorded in ``ctx.extra``; with the dev
+        predictions at that weight when dev was predicted."""
+        if self.window_prior == "none":
+            return 0.0, None
+        if self.prior_weight != "auto":
+            return float(self.prior_weight), None
+        if ctx.dev is None:
+            ctx.extra["prior_grid"] = None
+            return 1.0, None
+        logits = self._logits(net, ctx, ctx.dev)
+        grid, best, best_preds = {}, None, None
+        for weight in PRIOR_WEIGHT_GRID:
+            preds = self._decode(ctx, ctx.dev, logits, weight)
+            grid[f"{weight:g}"] = self._f1(ctx, ctx.dev, preds)
+            if best is None or grid[f"{weight:g}"] > grid[f"{best:g}"]:
+                best, best_preds = weight, preds
+        ctx.extra["prior_grid"] = grid
+        return best, best_preds
+
+    def predict(self, net: Any, ctx: Context, part: Part) -> list[Prediction]:
+        """Decoded answers of ``part``; the window prior's weight is chosen on dev first (``auto``)."""
+        weight, dev_preds = self.choose_prior_weight(net, ctx)
+        if part is ctx.dev and dev_preds is not None:
+            return dev_preds
+        ctx.extra["prior_weight"] = weight
+        logits = self._logits(net, ctx, part)
+        preds = self._decode(ctx, part, logits, weight)
+        if weight and part is ctx.eval:  # what the reader alone would have answered, for comparison
+            alone = self._decode(ctx, part, logits, 0.0)
+            ctx.extra["reader_alone"] = {
+                "f1": self._f1(ctx, part, alone),
+                "answer_window_rate": answer_window_rate(part.features, alone),
+            }
+        else:
+            ctx.extra.pop("reader_alone", None)
+        return preds
 
     def _answers(self, ctx: Context, part: Part, preds: list[Prediction]) -> dict[str, str]:
         return final_answers(part.items, preds, allow_null=self._allow_null(ctx), null_threshold=self.null_threshold)
@@ -555,6 +756,13 @@ class QAEvaluator(FinetuneEvaluator):
         rate = answer_window_rate(part.features, preds)
         if rate is not None:
             scores["answer_window_rate"] = rate
+        if part is ctx.eval:
+            scores["f1_by_windows"] = f1_by_windows(part, self._answers(ctx, part, preds), references)
+            if self.window_prior != "none":
+                scores["prior_weight"] = ctx.extra.get("prior_weight")
+                scores["prior_grid_dev"] = ctx.extra.get("prior_grid")
+                for key, value in (ctx.extra.get("reader_alone") or {}).items():
+                    scores[f"{key}_reader_alone"] = value
         return scores
 
     def collapsed(self, ctx: Context, part: Part, preds: list[Prediction]) -> bool:
@@ -566,7 +774,16 @@ class QAEvaluator(FinetuneEvaluator):
         """Every metric's mean over the runs (the sample std of ``exact_match`` and ``f1``); the ``*_total``
         counts of the first run."""
         result: dict[str, Any] = {}
-        metric_keys = [k for k in runs[0] if k not in {"total", *RUN_FIELDS} and not k.endswith("_total")]
+        per_run = {"total", "prior_weight", "prior_grid_dev", "f1_by_windows", *RUN_FIELDS}
+        metric_keys = [k for k in runs[0] if k not in per_run and not k.endswith("_total") and runs[0][k] is not None]
+        if "f1_by_windows" in runs[0]:
+            result["f1_by_windows"] = {
+                bucket: {
+                    "questions": cell["questions"],
+                    "f1": mean_std([r["f1_by_windows"][bucket]["f1"] for r in runs])[0],
+                }
+                for bucket, cell in runs[0]["f1_by_windows"].items()
+            }
         for key in metric_keys:
             mean, std = mean_std([r[key] for r in runs])
             result[key] = mean
@@ -592,7 +809,11 @@ class QAEvaluator(FinetuneEvaluator):
         }
 
     def describe_tail(self, ctx: Context) -> dict[str, Any]:
-        return {"doc_stride": self.doc_stride, "max_answer_length": self.max_answer_length}
+        return {
+            "doc_stride": self.doc_stride,
+            "max_answer_length": self.answer_limit(ctx),
+            "max_answer_length_setting": self.max_answer_length,
+        }
 
     def write_predictions(self, ctx: Context, preds: list[Prediction], seed: int) -> None:
 
