@@ -23,6 +23,14 @@ tokens; the window's best span has score start + end logit. Across windows (``wi
   an answer-free window can hold a confident span, but it also puts a high score on CLS ("not here").
 - ``span``: the highest raw span score over all windows wins (the SQuAD v1 recipe, fine for one window).
 
+**Window prior.** A reader fine-tuned on a thousand questions still ranks a paper's dozens of windows poorly (on
+COVID-QA it took its span from the answer's window for 13% of the test questions), while the window that shares
+the question's rarest words usually holds the answer. With ``window_prior="bm25"`` each window's rank above gets
+``prior_weight`` x its BM25 score against the question, z-scored over the question's windows (a one-window context
+has no prior, so short-context sets such as SQuAD are unaffected); the weight is chosen on dev for each fine-tuned
+model (``auto``; 0, the reader alone, is on the grid). The same prior picks the hard answer-free training windows
+(``negative_sampling="hard"``) and, with ``read_windows``, the windows worth reading at all.
+
 The span is mapped back to context characters through the offset mapping. With unanswerable questions in the
 data (SQuAD v2 style) the model answers "" when null minus span score exceeds ``null_threshold``; the null score
 is the chosen window's own (``null_relative``) or the smallest over the windows (``span``, the v2 recipe).
@@ -730,8 +738,8 @@ class QAEvaluator(FinetuneEvaluator):
         ctx.extra["prior_weight"] = weight
         logits = self._logits(net, ctx, part)
         preds = self._decode(ctx, part, logits, weight)
-        if weight and part is ctx.eval:  # what the reader alone would have answered, for comparison
-            alone = self._decode(ctx, part, logits, 0.0)
+        if part is ctx.eval and self.window_prior != "none":  # what the reader alone answers, for comparison
+            alone = self._decode(ctx, part, logits, 0.0) if weight else preds
             ctx.extra["reader_alone"] = {
                 "f1": self._f1(ctx, part, alone),
                 "answer_window_rate": answer_window_rate(part.features, alone),
