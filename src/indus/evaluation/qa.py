@@ -93,6 +93,13 @@ class Windows:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def by_example(self) -> dict[int, list[int]]:
+        """Each question's window indices, in window order."""
+        out: dict[int, list[int]] = {}
+        for i, ex_idx in enumerate(self.example):
+            out.setdefault(ex_idx, []).append(i)
+        return out
+
     def holds_answer(self, i: int) -> bool:
         """Whether window ``i`` is labelled with a span (not at CLS)."""
         return self.start[i] != self.cls[i]
@@ -214,9 +221,7 @@ def bm25_window_prior(windows: Windows, examples: list[QAExample]) -> np.ndarray
 
     texts = window_texts(windows, examples)
     prior = np.zeros(len(windows), dtype=np.float64)
-    by_example: dict[int, list[int]] = {}
-    for i, ex_idx in enumerate(windows.example):
-        by_example.setdefault(ex_idx, []).append(i)
+    by_example = windows.by_example()
     for ex_idx, idx in by_example.items():
         if len(idx) < 2:
             continue
@@ -240,9 +245,7 @@ def select_training_windows(
     """The windows to train on (see the module docstring) and counts of what was kept and skipped. With a window
     ``prior``, the answer-free windows are the question's highest-prior ones (hard negatives: those a reader
     must tell from the answer window at prediction time) instead of a random sample."""
-    by_example: dict[int, list[int]] = {}
-    for i, ex_idx in enumerate(windows.example):
-        by_example.setdefault(ex_idx, []).append(i)
+    by_example = windows.by_example()
     chosen: list[int] = []
     stats = {
         "train_windows_available": len(windows),
@@ -675,12 +678,9 @@ class QAEvaluator(FinetuneEvaluator):
         windows = part.features
         only = None
         if self.read_windows is not None and windows.prior is not None:
-            by_example: dict[int, list[int]] = {}
-            for i, ex_idx in enumerate(windows.example):
-                by_example.setdefault(ex_idx, []).append(i)
             only = [
                 i
-                for idx in by_example.values()
+                for idx in windows.by_example().values()
                 for i in sorted(idx, key=lambda i: -windows.prior[i])[: self.read_windows]
             ]
         return predict_logits(
