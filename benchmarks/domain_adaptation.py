@@ -11,7 +11,17 @@ random 15% masks (the loop's fixed evaluation masks) for every model.
 
 Run (one heavy job at a time on shared machines)::
 
-    flock /tmp/indus-bench.lock .venv/bin/python benchmarks/domain_adaptation.py
+    flock /tmp/indus-bench.lock .venv/bin/python benchmarks/domain_adaptation.py --minutes 30 --seeds 3 \
+        --data bc5cdr ncbi-disease --bf16
+
+or phase by phase, one phase per core (each pretraining run and each NER set is its own phase; ``render``
+writes the results from what the phases left in ``--work``)::
+
+    .venv/bin/python benchmarks/domain_adaptation.py pretrain --masking random --minutes 30 &
+    .venv/bin/python benchmarks/domain_adaptation.py pretrain --masking keyword --minutes 30; wait
+    .venv/bin/python benchmarks/domain_adaptation.py ner --data bc5cdr --seeds 3 --bf16 &
+    .venv/bin/python benchmarks/domain_adaptation.py ner --data ncbi-disease --seeds 3 --bf16; wait
+    .venv/bin/python benchmarks/domain_adaptation.py render --data bc5cdr ncbi-disease
 
 Writes ``benchmarks/results/domain_adaptation.md`` and ``domain_adaptation.json``; the runs go to
 ``runs/domain_adaptation/``.
@@ -22,6 +32,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import sys
 import time
@@ -41,12 +52,14 @@ REPO = Path(__file__).resolve().parents[1]
 def sample_corpus(src: Path, dst: Path, every: int) -> int:
     """Every ``every``-th document of ``src`` (the corpus is ordered by source, so this spans all sources)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")  # two phases may sample at once: each renames its own
     n = 0
-    with gzip.open(src, "rt", encoding="utf-8") as fin, dst.open("w", encoding="utf-8") as fout:
+    with gzip.open(src, "rt", encoding="utf-8") as fin, tmp.open("w", encoding="utf-8") as fout:
         for i, line in enumerate(fin):
             if i % every == 0:
                 fout.write(line)
                 n += 1
+    os.replace(tmp, dst)
     return n
 
 
@@ -78,21 +91,47 @@ def heldout_loss(model_dir: Path, cfg) -> float:
     return s / n
 
 
-def main(argv: list[str] | None = None) -> None:
+PHASES = ("all", "pretrain", "ner", "render")
+MASKINGS = ("random", "keyword")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "phase",
+        nargs="?",
+        default="all",
+        choices=PHASES,
+        help="all (default): every step in turn; or one step, so that runs can share a machine's cores: "
+        "pretrain (one --masking), ner (one or more --data), render (the results files from what is done)",
+    )
+    parser.add_argument("--masking", choices=MASKINGS, nargs="+", default=list(MASKINGS), help="pretrain phase")
     parser.add_argument("--minutes", type=float, default=7.0, help="CPU minutes of continued pretraining per run")
     parser.add_argument("--every", type=int, default=20, help="train on every N-th corpus document")
     parser.add_argument("--pretrain-lr", type=float, default=1e-4)
     parser.add_argument("--data", nargs="+", default=["bc5cdr"], help="NER datasets")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--lr", type=float, default=2e-4, help="NER fine-tuning learning rate")
+    parser.add_argument(
+        "--lr", default="auto", help="NER fine-tuning learning rate, or auto (chosen on dev per model, default)"
+    )
+    parser.add_argument("--bf16", action="store_true", help="NER fine-tuning under bf16 autocast")
     parser.add_argument("--max-train-sentences", type=int, default=2000)
     parser.add_argument("--head-warmup-steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded machine)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "domain_adaptation")
     parser.add_argument("--out", type=Path, default=RESULTS / "domain_adaptation.md")
     args = parser.parse_args(argv)
+    if args.lr != "auto":
+        try:
+            args.lr = float(args.lr)
+        except ValueError:
+            parser.error(f"--lr: expected a number or auto, got {args.lr!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     data_root = Path(os.environ.get("INDUS_DATA") or REPO.parent.parent / "shared" / "data")
     if not (data_root / "corpus" / "train.jsonl.gz").is_file():
         data_root = Path("/work/shared/data")
@@ -100,15 +139,26 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    torch.set_num_threads(args.threads)
+    if args.phase in ("all", "pretrain"):
+        for masking in args.masking:
+            run_pretrain(args, data_root, masking)
+    if args.phase in ("all", "ner"):
+        for data in args.data:
+            run_ner(args, data)
+    if args.phase in ("all", "render"):
+        render(args, argv)
+
+
+def run_pretrain(args: argparse.Namespace, data_root: Path, masking: str) -> None:
+    """Continue minilm on the corpus sample with ``masking``; the run's summary goes to ``pretrain-MASKING.json``."""
     from indus.config import build_config
     from indus.encoder.configs import PretrainConfig
     from indus.encoder.pretrain import pretrain
     from indus.encoder.runlog import read_log
-    from indus.evaluation.ner import NEREvaluator
 
-    torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    corpus = args.work / "corpus" / "train.jsonl"
+    corpus = args.work / "corpus" / f"train-every{args.every}.jsonl"
     n_docs = sample_corpus(data_root / "corpus" / "train.jsonl.gz", corpus, args.every)
     base = {
         "init_from": "minilm",
@@ -123,29 +173,38 @@ def main(argv: list[str] | None = None) -> None:
         "log_every": 5,
         "valid_max_seqs": 64,
         "head_warmup_steps": args.head_warmup_steps,
-        "cache_dir": str(args.work / "cache"),
+        "cache_dir": str(args.work / "cache" / masking),
     }
-    runs: dict[str, dict] = {}
-    for masking in ("random", "keyword"):
-        out = args.work / f"minilm-{masking}"
-        cfg = build_config(PretrainConfig, {**base, "masking": masking})
-        metrics = pretrain(cfg, out, overwrite=True)
-        curve = [(r["step"], r["valid_loss"]) for r in read_log(out / "log.jsonl") if "valid_loss" in r]
-        runs[masking] = {
-            "dir": out,
-            "cfg": cfg,
-            "metrics": metrics,
-            "curve": curve,
-            "heldout_loss_random_masks": heldout_loss(out, cfg),
-        }
-        print(
-            f"{masking}: {metrics['steps']} steps, {metrics['tokens_seen']:,} tokens, held-out loss "
-            f"{curve[0][1]:.3f} -> {runs[masking]['heldout_loss_random_masks']:.3f}",
-            flush=True,
-        )
-    # minilm's own held-out loss: the random run's step-0 evaluation (head fitted, encoder untouched, same masks)
-    before = runs["random"]["curve"][0][1]
+    out = args.work / f"minilm-{masking}"
+    cfg = build_config(PretrainConfig, {**base, "masking": masking})
+    metrics = pretrain(cfg, out, overwrite=True)
+    curve = [(r["step"], r["valid_loss"]) for r in read_log(out / "log.jsonl") if "valid_loss" in r]
+    summary = {
+        "dir": str(out),
+        "minutes": args.minutes,
+        "every": args.every,
+        "pretrain_lr": args.pretrain_lr,
+        "head_warmup_steps": args.head_warmup_steps,
+        "threads": args.threads,
+        "corpus_documents": n_docs,
+        "metrics": metrics,
+        "curve": curve,
+        "heldout_loss_random_masks": heldout_loss(out, cfg),
+        "wall_s": time.perf_counter() - started,
+    }
+    atomic_write_json(args.work / f"pretrain-{masking}.json", json.loads(json.dumps(summary, default=str)))
+    print(
+        f"{masking}: {metrics['steps']} steps, {metrics['tokens_seen']:,} tokens, held-out loss "
+        f"{curve[0][1]:.3f} -> {summary['heldout_loss_random_masks']:.3f}",
+        flush=True,
+    )
 
+
+def run_ner(args: argparse.Namespace, data: str) -> None:
+    """Fine-tune minilm and the continued encoders on ``data``; the results go to ``ner-DATA.json``."""
+    from indus.evaluation.ner import NEREvaluator
+
+    started = time.perf_counter()
     evaluator = NEREvaluator(
         seeds=args.seeds,
         epochs=args.epochs,
@@ -153,132 +212,175 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=16,
         max_train_sentences=args.max_train_sentences,
         split="test",
+        bf16=args.bf16,
         progress=False,
     )
-    models = {
-        "minilm": "minilm",
-        "minilm + random masking": str(runs["random"]["dir"]),
-        "minilm + keyword masking": str(runs["keyword"]["dir"]),
+    models = {"minilm": "minilm"} | {f"minilm + {m} masking": str(args.work / f"minilm-{m}") for m in MASKINGS}
+    results: dict[str, dict] = {}
+    for name, spec in models.items():
+        results[name] = evaluator.evaluate(spec, data).to_json()
+        r = results[name]
+        print(f"{data} {name}: lr {r.get('lr')} f1 {r['f1']:.4f} ± {r['f1_std']:.4f}", flush=True)
+    summary = {
+        "data": data,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "bf16": args.bf16,
+        "max_train_sentences": args.max_train_sentences,
+        "threads": args.threads,
+        "results": results,
+        "wall_s": time.perf_counter() - started,
     }
-    ner: dict[str, dict[str, dict]] = {}
-    for data in args.data:
-        ner[data] = {}
-        for name, spec in models.items():
-            ner[data][name] = evaluator.evaluate(spec, data)
-            r = ner[data][name]
-            print(f"{data} {name}: f1 {r['f1']:.4f} ± {r['f1_std']:.4f}", flush=True)
-    total = time.perf_counter() - started
-    write_results(args, argv, runs, before, ner, n_docs, total)
+    atomic_write_json(args.work / f"ner-{data}.json", json.loads(json.dumps(summary, default=str)))
 
 
-def write_results(args, argv, runs, before, ner, n_docs, total) -> None:
-    extra = " ".join(sys.argv[1:] if argv is None else argv)
-    command = "flock /tmp/indus-bench.lock .venv/bin/python benchmarks/domain_adaptation.py" + (
-        f" {extra}" if extra else ""
+def render(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """The results files from the phases' summaries in ``--work`` (every masking, the ``--data`` sets)."""
+    missing = [
+        p
+        for p in [args.work / f"pretrain-{m}.json" for m in MASKINGS] + [args.work / f"ner-{d}.json" for d in args.data]
+        if not p.is_file()
+    ]
+    if missing:
+        sys.exit(f"render: not run yet: {', '.join(str(p) for p in missing)}")
+    runs = {m: json.loads((args.work / f"pretrain-{m}.json").read_text()) for m in MASKINGS}
+    ner = {d: json.loads((args.work / f"ner-{d}.json").read_text()) for d in args.data}
+    # minilm's own held-out loss: the random run's step-0 evaluation (head fitted, encoder untouched, same masks)
+    before = runs["random"]["curve"][0][1]
+    write_results(args, argv, runs, before, ner)
+
+
+def lr_text(r: dict) -> str:
+    """The learning rate a model trained at and how it was chosen (``auto``: the dev grid)."""
+    choice = r.get("lr_choice") or {}
+    if choice.get("mode") != "auto":
+        return f"{choice.get('lr', r.get('lr'))}"
+    grid = ", ".join(f"{lr}: {v['dev']:.3f}" for lr, v in (choice.get("grid") or {}).items())
+    return f"{choice['lr']:g} (dev F1 {grid})"
+
+
+def write_results(args, argv, runs, before, ner) -> None:
+    mr, mk = runs["random"], runs["keyword"]
+    pre = ".venv/bin/python benchmarks/domain_adaptation.py"
+    commands = (
+        [
+            f"{pre} pretrain --masking {m} --minutes {r['minutes']:g} --every {r['every']} "
+            f"--head-warmup-steps {r['head_warmup_steps']} --threads {r['threads']}"
+            for m, r in runs.items()
+        ]
+        + [
+            f"{pre} ner --data {d} --seeds {r['seeds']} --epochs {r['epochs']:g} --lr {r['lr']}"
+            + (" --bf16" if r["bf16"] else "")
+            + f" --max-train-sentences {r['max_train_sentences']} --threads {r['threads']}"
+            for d, r in ner.items()
+        ]
+        + [f"{pre} render --data {' '.join(ner)}"]
     )
-    mr, mk = runs["random"]["metrics"], runs["keyword"]["metrics"]
     lines = [
         "# Domain adaptation: minilm vs minilm continued on the science corpus",
         "",
         f"Machine: {machine_line()}; shared with other agents' jobs (load varied), so the pretraining budget "
-        "is in minutes of this machine, the same for both runs.",
+        "is in minutes of this machine, the same for both runs. The two pretraining runs ran side by side, one "
+        "torch thread each.",
         "",
-        f"Command: `{command}`",
+        "Commands (one phase per core at a time; `all` runs them in turn):",
         "",
-        f"Continued pretraining (each run): `indus pretrain --init-from minilm` on every {args.every}th document "
-        f"of the corpus ({n_docs} documents), {args.minutes:g} CPU minutes ({args.threads} torch thread), "
-        f"seq_len 128, batch 16, lr {args.pretrain_lr:g}, a new MLM head tied to the embeddings fitted alone "
-        f"for {args.head_warmup_steps} steps first. Random masking: 15%; keyword masking: 30%, 60% of the "
-        "masks on each document's top-25% TF-IDF tokens.",
+        *[f"    {c}" for c in commands],
+        "",
+        f"Continued pretraining (each run): `indus pretrain --init-from minilm` on every {mr['every']}th document "
+        f"of the corpus ({mr['corpus_documents']} documents), {mr['minutes']:g} CPU minutes ({mr['threads']} "
+        f"torch thread), seq_len 128, batch 16, lr {mr['pretrain_lr']:g}, bf16 autocast, a new MLM head tied to "
+        f"the embeddings fitted alone for {mr['head_warmup_steps']} steps first. Random masking: 15%; keyword "
+        "masking: 30%, 60% of the masks on each document's top-25% TF-IDF tokens.",
         "",
         "## Held-out masked-LM loss (same 64 held-out sequences, same random 15% masks)",
         "",
         "| model | steps | tokens | held-out MLM loss |",
         "|---|---|---|---|",
         f"| minilm (head fitted, encoder as released) | 0 | 0 | {before:.3f} |",
-        f"| minilm + random masking | {mr['steps']} | {mr['tokens_seen']:,} | "
-        f"{runs['random']['heldout_loss_random_masks']:.3f} |",
-        f"| minilm + keyword masking | {mk['steps']} | {mk['tokens_seen']:,} | "
-        f"{runs['keyword']['heldout_loss_random_masks']:.3f} |",
+        f"| minilm + random masking | {mr['metrics']['steps']} | {mr['metrics']['tokens_seen']:,} | "
+        f"{mr['heldout_loss_random_masks']:.3f} |",
+        f"| minilm + keyword masking | {mk['metrics']['steps']} | {mk['metrics']['tokens_seen']:,} | "
+        f"{mk['heldout_loss_random_masks']:.3f} |",
         "",
         "Held-out loss curve of the random-masking run (step: loss): "
-        + ", ".join(f"{s}: {v:.3f}" for s, v in runs["random"]["curve"])
+        + ", ".join(f"{s}: {v:.3f}" for s, v in mr["curve"])
         + ".",
         "",
     ]
-    for data, res in ner.items():
+    for data, summary in ner.items():
+        res = summary["results"]
         first = next(iter(res.values()))
         lines += [
-            f"## NER: {data} ({first['train_sentences']} training sentences, {args.epochs:g} epochs, lr "
-            f"{args.lr:g}, {args.seeds} seed(s); full {first['split']} split, {first['eval_sentences']} "
-            "sentences, strict entity F1)",
+            f"## NER: {data} ({first['train_sentences']} training sentences, up to {summary['epochs']:g} epochs "
+            f"with early stopping on dev when the lr is chosen on dev, {summary['seeds']} seed(s); full "
+            f"{first['split']} split, {first['eval_sentences']} sentences, strict entity F1)",
             "",
-            "| model | F1 | precision | recall | F1 per seed |",
-            "|---|---|---|---|---|",
+            "| model | F1 | precision | recall | F1 per seed | collapsed seeds | lr (dev grid) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, r in res.items():
             seeds = ", ".join(f"{s['f1']:.4f}" for s in r["per_seed"])
             lines.append(
-                f"| {name} | {r['f1']:.4f} ± {r['f1_std']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {seeds} |"
+                f"| {name} | {r['f1']:.4f} ± {r['f1_std']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
+                f"{seeds} | {r.get('collapsed_seeds', 0)} | {lr_text(r)} |"
             )
         lines.append("")
-    lines += ["## Answer", "", answer(runs, before, ner, args), "", f"Total wall time {total / 60:.1f} min."]
+    total = sum(r["wall_s"] for r in runs.values()) + sum(r["wall_s"] for r in ner.values())
+    lines += [
+        "## Answer",
+        "",
+        answer(runs, before, ner),
+        "",
+        f"Wall time of the phases, summed: {total / 60:.1f} min.",
+    ]
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     payload = {
-        "command": command,
+        "commands": commands,
         "machine": machine_line(),
-        "wall_s": total,
-        "corpus_documents": n_docs,
+        "wall_s_summed": total,
         "heldout_loss_before": before,
-        "runs": {
-            k: {
-                "metrics": v["metrics"],
-                "curve": v["curve"],
-                "heldout_loss_random_masks": v["heldout_loss_random_masks"],
-            }
-            for k, v in runs.items()
-        },
+        "runs": runs,
         "ner": ner,
     }
-    atomic_write_json(args.out.with_suffix(".json"), json.loads(json.dumps(payload, default=str)))
+    atomic_write_json(args.out.with_suffix(".json"), payload)
     print(f"wrote {args.out}")
 
 
-def answer(runs, before, ner, args) -> str:
+def answer(runs, before, ner) -> str:
     """The result in words, computed from the numbers (whatever they are)."""
     parts = []
     after_r, after_k = runs["random"]["heldout_loss_random_masks"], runs["keyword"]["heldout_loss_random_masks"]
     parts.append(
         f"Continued pretraining lowered minilm's held-out MLM loss from {before:.3f} to {after_r:.3f} "
-        f"(random masking) and {after_k:.3f} (keyword masking); with a new MLM head fitted for only a few steps, "
-        "much of that drop may be the head still fitting rather than the encoder learning the corpus."
+        f"(random masking) and {after_k:.3f} (keyword masking)."
     )
-    for data, res in ner.items():
-        base = res["minilm"]["f1"]
-        dr, dk = res["minilm + random masking"]["f1"] - base, res["minilm + keyword masking"]["f1"] - base
-        noise = max(r["f1_std"] for r in res.values())
-        seeds = f"{args.seeds} seed" + ("s" if args.seeds > 1 else "")
-        within = (
-            f"(mean of {seeds}; seed std up to {noise:.4f})"
-            if args.seeds > 1
-            else "(1 seed: no seed-to-seed spread was measured, so a difference smaller than that spread cannot "
-            "be told apart from noise)"
-        )
-        parts.append(
-            f"On {data}, continued pretraining changed F1 by {dr:+.4f} with random masking and {dk:+.4f} "
-            f"with keyword masking {within}."
-        )
+    for data, summary in ner.items():
+        res = summary["results"]
+        base = res["minilm"]
+        seeds = summary["seeds"]
+        for label, key in (("random", "minilm + random masking"), ("keyword", "minilm + keyword masking")):
+            r = res[key]
+            delta = r["f1"] - base["f1"]
+            se = math.sqrt((r["f1_std"] ** 2 + base["f1_std"] ** 2) / seeds) if seeds > 1 else None
+            if se is None:
+                verdict = "1 seed: no spread measured, so a small difference cannot be told from noise"
+            elif abs(delta) <= 2 * se:
+                verdict = f"± {se:.4f} s.e. over seeds: within two standard errors, no measurable difference"
+            else:
+                verdict = f"± {se:.4f} s.e. over seeds: beyond two standard errors"
+            parts.append(
+                f"On {data}, continued pretraining with {label} masking changed F1 by {delta:+.4f} ({verdict})."
+            )
+        dk = res["minilm + keyword masking"]["f1"] - res["minilm + random masking"]["f1"]
+        parts.append(f"Keyword masking minus random masking on {data}: {dk:+.4f} F1.")
     curve = runs["random"]["curve"]
     falling = len(curve) >= 2 and curve[-1][1] < curve[-2][1]
     tokens = runs["random"]["metrics"]["tokens_seen"]
     parts.append(
-        f"This is {args.minutes:g} CPU minutes per run ({tokens:,} tokens); the held-out loss was "
-        + (
-            "still falling at the end of the run, so a longer run would keep adapting the encoder. "
-            if falling
-            else "flat at the end of the run. "
-        )
-        + "The issue's 30-minute, 3-seed, two-dataset table is what would settle whether it buys F1."
+        f"This is {runs['random']['minutes']:g} CPU minutes per run ({tokens:,} tokens); the held-out loss was "
+        + ("still falling at the end of the run." if falling else "flat at the end of the run.")
     )
     return " ".join(parts)
 

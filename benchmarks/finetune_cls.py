@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--max-train-examples", type=int, default=None, help="a fixed random subset of train")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x on CPUs with AMX)")
     parser.add_argument("--out", type=Path, default=None, help="default results/finetune_cls_<data>.md")
     args = parser.parse_args(argv)
     args.out = args.out or RESULTS / f"finetune_cls_{args.data}.md"
@@ -50,12 +51,14 @@ def main(argv: list[str] | None = None) -> None:
         lr="auto",
         class_weights="balanced",
         max_train_examples=args.max_train_examples,
+        bf16=args.bf16,
         progress=False,
     )
     command = (
         f"python benchmarks/finetune_cls.py --data {args.data} --model {args.model} --seeds {args.seeds} "
         f"--epochs {args.epochs:g}"
         + (f" --max-train-examples {args.max_train_examples}" if args.max_train_examples else "")
+        + (" --bf16" if args.bf16 else "")
     )
     started = time.perf_counter()
     result = evaluator.evaluate(args.model, args.data)

@@ -1,4 +1,4 @@
-"""NER harness check: minilm against ``random:minilm`` (same shape, same budget) on BC5CDR test.
+"""NER harness check: minilm against ``random:minilm`` (same shape, same budget) on science NER test splits.
 
 The harness is only trustworthy if a pretrained encoder clearly beats the same architecture with random weights
 under an identical fine-tuning budget. Both models get the same training subset, epochs, learning rate, batch size
@@ -8,8 +8,10 @@ over seeds.
 Run (one heavy job at a time on shared machines)::
 
     flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ner.py
+    flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ner.py --lr auto --bf16 \
+        --data bc5cdr ncbi-disease sciie --max-train-sentences 2000 --out benchmarks/results/harness_ner_auto.md
 
-Writes ``benchmarks/results/harness_ner.md`` and ``harness_ner.json``.
+Writes ``benchmarks/results/harness_ner.md`` and ``harness_ner.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -32,17 +34,23 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="bc5cdr", help="NER dataset name or folder")
+    parser.add_argument("--data", nargs="+", default=["bc5cdr"], help="NER dataset names or folders")
     parser.add_argument("--models", nargs="+", default=["minilm", "random:minilm"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", default="1e-4", help="learning rate, or auto: chosen on dev per model and data set")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--max-train-sentences", type=int, default=None)
     parser.add_argument("--max-eval-sentences", type=int, default=None)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x on CPUs with AMX)")
     parser.add_argument("--out", type=Path, default=RESULTS / "harness_ner.md")
     args = parser.parse_args(argv)
+    if args.lr != "auto":
+        try:
+            args.lr = float(args.lr)
+        except ValueError:
+            parser.error(f"--lr: expected a number or auto, got {args.lr!r}")
     if os.environ.get("INDUS_DATA") is None:
         os.environ["INDUS_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -55,64 +63,97 @@ def main(argv: list[str] | None = None) -> None:
         max_train_sentences=args.max_train_sentences,
         max_eval_sentences=args.max_eval_sentences,
         split="test",
+        bf16=args.bf16,
         progress=False,
     )
     started = time.perf_counter()
-    results = {}
-    for model in args.models:
-        results[model] = evaluator.evaluate(model, args.data).to_json()
-        r = results[model]
-        print(f"{model}: f1 {r['f1']:.4f} ± {r['f1_std']:.4f} ({r['wall_s']:.0f} s)", flush=True)
+    results: dict[str, dict[str, dict]] = {}
+    for data in args.data:
+        results[data] = {}
+        for model in args.models:
+            results[data][model] = r = evaluator.evaluate(model, data).to_json()
+            print(f"{data} {model}: f1 {r['f1']:.4f} ± {r['f1_std']:.4f} ({r['wall_s']:.0f} s)", flush=True)
     total = time.perf_counter() - started
 
     extra = " ".join(sys.argv[1:] if argv is None else argv)
     command = "flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ner.py" + (f" {extra}" if extra else "")
-    first = next(iter(results.values()))
-    types = list(first["per_type"])
+    lr = (
+        "chosen on dev per model and data set (the family's grid, first seed; early stopping on dev keeps the "
+        "best epoch)"
+        if args.lr == "auto"
+        else f"{args.lr:g}"
+    )
     lines = [
-        f"# NER harness: {' vs '.join(args.models)} on {args.data} {first['split']}",
+        f"# NER harness: {' vs '.join(args.models)} on {', '.join(args.data)}",
         "",
         f"Machine: {machine_line()}",
         "",
         f"Command: `{command}`",
         "",
-        f"Budget (identical for every model): {first['train_sentences']} of {first['train_sentences_total']} "
-        f"train sentences, {args.epochs:g} epochs, lr {args.lr:g}, batch {args.batch_size}, max_length "
-        f"{args.max_length} subwords, seeds {', '.join(str(r['seed']) for r in first['per_seed'])}. "
-        f"Scored on {first['eval_sentences']} of {first['eval_sentences_total']} {first['split']} sentences "
-        f"({first['eval_entities']} entities); strict entity-level F1 (seqeval, IOB2), mean ± sample std over "
-        f"seeds. Sentences split into windows: train {first['train_sentences_split']}, "
-        f"{first['split']} {first['eval_sentences_split']}. Total wall time {total / 60:.1f} min.",
+        f"Budget (identical for every model): up to {args.epochs:g} epochs, lr {lr}, batch {args.batch_size}, "
+        f"max_length {args.max_length} subwords{', bf16 autocast' if args.bf16 else ''}. Strict entity-level F1 "
+        f"(seqeval, IOB2), mean ± sample std over seeds. Total wall time {total / 60:.1f} min.",
         "",
-        "| model | F1 | precision | recall | "
-        + " | ".join(f"{t} F1" for t in types)
-        + " | F1 per seed | train s / run | eval s / run |",
-        "|---|---|---|---|" + "---|" * len(types) + "---|---|---|",
     ]
-    for model, r in results.items():
-        seeds = ", ".join(f"{s['f1']:.4f}" for s in r["per_seed"])
-        train_s = sum(s["train_s"] for s in r["per_seed"]) / len(r["per_seed"])
-        eval_s = sum(s["eval_s"] for s in r["per_seed"]) / len(r["per_seed"])
-        lines.append(
-            f"| {model} | {r['f1']:.4f} ± {r['f1_std']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
-            + " | ".join(f"{r['per_type'][t]['f1']:.4f}" for t in types)
-            + f" | {seeds} | {train_s:.0f} | {eval_s:.0f} |"
-        )
-    if len(results) >= 2:
-        (a, ra), (b, rb) = list(results.items())[:2]
-        worst_a = min(s["f1"] for s in ra["per_seed"])
-        best_b = max(s["f1"] for s in rb["per_seed"])
-        lines += [
-            "",
-            f"{a} − {b}: {ra['f1'] - rb['f1']:+.4f} F1; worst {a} seed {worst_a:.4f} vs best {b} seed "
-            f"{best_b:.4f} ({'separated' if worst_a > best_b else 'overlapping'}).",
-        ]
+    for data, res in results.items():
+        lines += section(data, res)
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     atomic_write_json(
         args.out.with_suffix(".json"),
         {"command": command, "machine": machine_line(), "wall_s": total, "results": results},
     )
     print(f"wrote {args.out}")
+
+
+def section(data: str, results: dict[str, dict]) -> list[str]:
+    """One data set's table: a row per model, the chosen learning rate and collapsed seeds included."""
+    first = next(iter(results.values()))
+    types = list(first.get("per_type") or {})
+    lines = [
+        f"## {data}",
+        "",
+        f"{first['train_sentences']} of {first['train_sentences_total']} train sentences, seeds "
+        f"{', '.join(str(r['seed']) for r in first['per_seed'])}; scored on {first['eval_sentences']} of "
+        f"{first['eval_sentences_total']} {first['split']} sentences ({first['eval_entities']} entities). "
+        f"Sentences split into windows: train {first['train_sentences_split']}, {first['split']} "
+        f"{first['eval_sentences_split']}.",
+        "",
+        "| model | F1 | precision | recall | "
+        + " | ".join(f"{t} F1" for t in types)
+        + " | F1 per seed | lr | collapsed seeds | train s / run | eval s / run |",
+        "|---|---|---|---|" + "---|" * len(types) + "---|---|---|---|---|",
+    ]
+    for model, r in results.items():
+        seeds = ", ".join(f"{s['f1']:.4f}" if s.get("f1") is not None else "collapsed" for s in r["per_seed"])
+        train_s = sum(s["train_s"] for s in r["per_seed"]) / len(r["per_seed"])
+        eval_s = sum(s["eval_s"] for s in r["per_seed"]) / len(r["per_seed"])
+        choice = r.get("lr_choice") or {}
+        lr = f"{choice.get('lr', r.get('lr')):g}" if choice.get("lr") is not None else str(r.get("lr"))
+        if choice.get("mode") == "auto" and choice.get("grid"):
+            lr += " (dev " + ", ".join(f"{k}: {v['dev']:.3f}" for k, v in choice["grid"].items()) + ")"
+        per_type = r.get("per_type") or {}
+        lines.append(
+            f"| {model} | {fmt(r.get('f1'))} ± {fmt(r.get('f1_std'))} | {fmt(r.get('precision'))} | "
+            f"{fmt(r.get('recall'))} | "
+            + " | ".join(fmt((per_type.get(t) or {}).get("f1")) for t in types)
+            + f" | {seeds} | {lr} | {r.get('collapsed_seeds', 0)} | {train_s:.0f} | {eval_s:.0f} |"
+        )
+    if len(results) >= 2:
+        (a, ra), (b, rb) = list(results.items())[:2]
+        if ra.get("f1") is not None and rb.get("f1") is not None:
+            worst_a = min(s["f1"] for s in ra["per_seed"] if s.get("f1") is not None)
+            best_b = max(s["f1"] for s in rb["per_seed"] if s.get("f1") is not None)
+            lines += [
+                "",
+                f"{a} − {b}: {ra['f1'] - rb['f1']:+.4f} F1; worst {a} seed {worst_a:.4f} vs best {b} seed "
+                f"{best_b:.4f} ({'separated' if worst_a > best_b else 'overlapping'}).",
+            ]
+    return [*lines, ""]
+
+
+def fmt(value: float | None) -> str:
+    """A score with four decimals, ``collapsed`` where every seed collapsed (no score)."""
+    return "collapsed" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":
