@@ -220,7 +220,9 @@ def run_ner(args: argparse.Namespace, data: str) -> None:
     for name, spec in models.items():
         results[name] = evaluator.evaluate(spec, data).to_json()
         r = results[name]
-        print(f"{data} {name}: lr {r.get('lr')} f1 {r['f1']:.4f} ± {r['f1_std']:.4f}", flush=True)
+        print(
+            f"{data} {name}: lr {(r.get('lr_choice') or {}).get('lr')} f1 {r['f1']:.4f} ± {r['f1_std']:.4f}", flush=True
+        )
     summary = {
         "data": data,
         "seeds": args.seeds,
@@ -287,6 +289,12 @@ def plot_curves(runs: dict, path: Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def at_grid_edge(choice: dict) -> bool:
+    """Whether a dev-chosen learning rate is the grid's smallest or largest value."""
+    grid = [float(k) for k in choice.get("grid") or {}]
+    return choice.get("mode") == "auto" and len(grid) > 1 and choice["lr"] in (min(grid), max(grid))
 
 
 def write_results(args, argv, runs, before, ner) -> None:
@@ -382,7 +390,7 @@ def write_results(args, argv, runs, before, ner) -> None:
 
 def answer(runs, before, ner) -> str:
     """The result in words, computed from the numbers (whatever they are)."""
-    parts = []
+    parts, gains, keyword_minus_random = [], [], []
     after_r, after_k = runs["random"]["heldout_loss_random_masks"], runs["keyword"]["heldout_loss_random_masks"]
     parts.append(
         f"Continued pretraining lowered minilm's held-out MLM loss from {before:.3f} to {after_r:.3f} "
@@ -402,11 +410,38 @@ def answer(runs, before, ner) -> str:
                 verdict = f"± {se:.4f} s.e. over seeds: within two standard errors, no measurable difference"
             else:
                 verdict = f"± {se:.4f} s.e. over seeds: beyond two standard errors"
+                gains.append(delta > 0)
             parts.append(
                 f"On {data}, continued pretraining with {label} masking changed F1 by {delta:+.4f} ({verdict})."
             )
         dk = res["minilm + keyword masking"]["f1"] - res["minilm + random masking"]["f1"]
+        keyword_minus_random.append(dk)
         parts.append(f"Keyword masking minus random masking on {data}: {dk:+.4f} F1.")
+    if any(gains):
+        parts.append("At this budget continued pretraining bought measurable F1 where marked above.")
+    else:
+        parts.append(
+            "So at this budget continued pretraining bought no measurable NER F1 on any set (no gain beyond two "
+            "standard errors; a loss where marked)"
+            + (
+                ", and keyword masking scored below random masking on every set."
+                if all(d < 0 for d in keyword_minus_random)
+                else "."
+            )
+        )
+    edge = sorted(
+        {
+            f"{name} on {data}"
+            for data, summary in ner.items()
+            for name, r in summary["results"].items()
+            if at_grid_edge(r.get("lr_choice") or {})
+        }
+    )
+    if edge:
+        parts.append(
+            f"The dev-chosen learning rate is at the edge of the grid for {', '.join(edge)}: a wider grid may "
+            "fine-tune each of them better (the same grid for every encoder, so the comparison stands)."
+        )
     curve = runs["random"]["curve"]
     tail = [v for step, v in curve if step >= 0.8 * curve[-1][0]]
     tokens = runs["random"]["metrics"]["tokens_seen"]
