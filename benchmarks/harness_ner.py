@@ -17,8 +17,11 @@ Writes ``benchmarks/results/harness_ner.md`` and ``harness_ner.json`` (or ``--ou
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-eval-sentences", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x on CPUs with AMX)")
     parser.add_argument("--out", type=Path, default=RESULTS / "harness_ner.md")
+    parser.add_argument("--merge", action="store_true", help="add to the results already in --out (same settings)")
     args = parser.parse_args(argv)
     if args.lr != "auto":
         try:
@@ -77,22 +81,45 @@ def main(argv: list[str] | None = None) -> None:
 
     extra = " ".join(sys.argv[1:] if argv is None else argv)
     command = "flock /tmp/indus-cpu.lock .venv/bin/python benchmarks/harness_ner.py" + (f" {extra}" if extra else "")
+    commands = [command]
+    if args.merge:
+        # several runs (e.g. one per core) add their models and data sets to one results file, under a lock
+        with open(Path(tempfile.gettempdir()) / f"{args.out.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            previous = args.out.with_suffix(".json")
+            if previous.is_file():
+                old = json.loads(previous.read_text())
+                commands = [*old.get("commands", [old.get("command")]), command]
+                total += old.get("wall_s", 0.0)
+                for data, res in results.items():
+                    old["results"].setdefault(data, {}).update(res)
+                results = old["results"]
+            write(args, commands, results, total)
+    else:
+        write(args, commands, results, total)
+    print(f"wrote {args.out}")
+
+
+def write(args: argparse.Namespace, commands: list[str], results: dict[str, dict[str, dict]], total: float) -> None:
+    """The results files: the settings, then a table per data set."""
     lr = (
         "chosen on dev per model and data set (the family's grid, first seed; early stopping on dev keeps the "
         "best epoch)"
         if args.lr == "auto"
         else f"{args.lr:g}"
     )
+    models = dict.fromkeys(m for res in results.values() for m in res)
     lines = [
-        f"# NER harness: {' vs '.join(args.models)} on {', '.join(args.data)}",
+        f"# NER harness: {' vs '.join(models)} on {', '.join(results)}",
         "",
         f"Machine: {machine_line()}",
         "",
-        f"Command: `{command}`",
+        *(["Commands:", "", *[f"    {c}" for c in commands]] if len(commands) > 1 else [f"Command: `{commands[0]}`"]),
         "",
         f"Budget (identical for every model): up to {args.epochs:g} epochs, lr {lr}, batch {args.batch_size}, "
         f"max_length {args.max_length} subwords{', bf16 autocast' if args.bf16 else ''}. Strict entity-level F1 "
-        f"(seqeval, IOB2), mean ± sample std over seeds. Total wall time {total / 60:.1f} min.",
+        f"(seqeval, IOB2), mean ± sample std over seeds. Total wall time {total / 60:.1f} min"
+        + (" (the runs summed)." if len(commands) > 1 else "."),
         "",
     ]
     for data, res in results.items():
@@ -100,9 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     atomic_write_json(
         args.out.with_suffix(".json"),
-        {"command": command, "machine": machine_line(), "wall_s": total, "results": results},
+        {"commands": commands, "machine": machine_line(), "wall_s": total, "results": results},
     )
-    print(f"wrote {args.out}")
 
 
 def section(data: str, results: dict[str, dict]) -> list[str]:
