@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         for data in args.data:
             run_ner(args, data)
     if args.phase in ("all", "render"):
-        render(args, argv)
+        render(args)
 
 
 def run_pretrain(args: argparse.Namespace, data_root: Path, masking: str) -> None:
@@ -237,7 +237,7 @@ def run_ner(args: argparse.Namespace, data: str) -> None:
     atomic_write_json(args.work / f"ner-{data}.json", json.loads(json.dumps(summary, default=str)))
 
 
-def render(args: argparse.Namespace, argv: list[str] | None) -> None:
+def render(args: argparse.Namespace) -> None:
     """The results files from the phases' summaries in ``--work`` (every masking, the ``--data`` sets)."""
     missing = [
         p
@@ -250,7 +250,7 @@ def render(args: argparse.Namespace, argv: list[str] | None) -> None:
     ner = {d: json.loads((args.work / f"ner-{d}.json").read_text()) for d in args.data}
     # minilm's own held-out loss: the random run's step-0 evaluation (head fitted, encoder untouched, same masks)
     before = runs["random"]["curve"][0][1]
-    write_results(args, argv, runs, before, ner)
+    write_results(args.out, runs, before, ner)
 
 
 def lr_text(r: dict) -> str:
@@ -297,7 +297,7 @@ def at_grid_edge(choice: dict) -> bool:
     return choice.get("mode") == "auto" and len(grid) > 1 and choice["lr"] in (min(grid), max(grid))
 
 
-def write_results(args, argv, runs, before, ner) -> None:
+def write_results(out: Path, runs: dict, before: float, ner: dict) -> None:
     mr = runs["random"]
     pre = ".venv/bin/python benchmarks/domain_adaptation.py"
     commands = (
@@ -345,7 +345,7 @@ def write_results(args, argv, runs, before, ner) -> None:
         "",
         "Held-out loss during the runs (each run's own masks: the keyword run's are harder, 30% mostly on "
         "keywords, so its curve sits higher): "
-        f"![held-out loss]({plot_curves(runs, args.out.with_name(args.out.stem + '_loss.png')).name}). "
+        f"![held-out loss]({plot_curves(runs, out.with_name(out.stem + '_loss.png')).name}). "
         "Random-masking run (step: loss): " + ", ".join(f"{s}: {v:.3f}" for s, v in thin(mr["curve"])) + ".",
         "",
     ]
@@ -375,7 +375,7 @@ def write_results(args, argv, runs, before, ner) -> None:
         "",
         f"Wall time of the phases, summed: {total / 60:.1f} min.",
     ]
-    atomic_write_text(args.out, "\n".join(lines) + "\n")
+    atomic_write_text(out, "\n".join(lines) + "\n")
     payload = {
         "commands": commands,
         "machine": machine_line(),
@@ -384,8 +384,8 @@ def write_results(args, argv, runs, before, ner) -> None:
         "runs": runs,
         "ner": ner,
     }
-    atomic_write_json(args.out.with_suffix(".json"), payload)
-    print(f"wrote {args.out}")
+    atomic_write_json(out.with_suffix(".json"), payload)
+    print(f"wrote {out}")
 
 
 def answer(runs, before, ner) -> str:
