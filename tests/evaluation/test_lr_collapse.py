@@ -219,3 +219,20 @@ def test_majority_baseline_by_hand():
     base = majority_baseline(["x", "y", "y"], ["x", "y", "z", "y"])
     assert base["label"] == "y" and base["accuracy"] == 0.5
     assert base["macro_f1"] == pytest.approx((0 + 2 / 3 + 0) / 3)  # F1 of y: P 1/2, R 1
+
+
+def test_lr_auto_grid_by_width_and_task(monkeypatch):
+    """Small encoders get the small grid; a BERT-size checkpoint gets its task's grid (QA's reaches higher)."""
+    from types import SimpleNamespace
+
+    from indus.evaluation.ner import NEREvaluator
+    from indus.evaluation.qa import QA_LR_GRID, QAEvaluator
+
+    width = {"hidden_size": 128}
+    monkeypatch.setattr(ft, "load_model", lambda ref, seed=0: SimpleNamespace(config=SimpleNamespace(**width)))
+    ctx = SimpleNamespace(ref=None)
+    assert NEREvaluator().lr_candidates(ctx) == QAEvaluator().lr_candidates(ctx) == list(ft.SMALL_LR_GRID)
+    width["hidden_size"] = 384
+    assert NEREvaluator().lr_candidates(ctx) == list(ft.BASE_LR_GRID)
+    assert QAEvaluator().lr_candidates(ctx) == list(QA_LR_GRID) and max(QA_LR_GRID) > max(ft.BASE_LR_GRID)
+    assert QAEvaluator(lr_grid=[1e-5]).lr_candidates(ctx) == [1e-5]

@@ -337,11 +337,11 @@ def qa(
     lr: LrOpt = None,
     batch_size: BatchSizeOpt = None,
     max_length: Annotated[
-        int | None, typer.Option("--max-length", help="Tokens per window (default 384).", show_default=False)
+        int | None, typer.Option("--max-length", help="Tokens per window (default 256).", show_default=False)
     ] = None,
     doc_stride: Annotated[
         int | None,
-        typer.Option("--doc-stride", help="Tokens shared by consecutive windows (default 128).", show_default=False),
+        typer.Option("--doc-stride", help="Tokens shared by consecutive windows (default 96).", show_default=False),
     ] = None,
     max_answer_length: Annotated[
         str | None,

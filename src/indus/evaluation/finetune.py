@@ -47,8 +47,10 @@ ON_COLLAPSE = ("retry", "exclude", "keep")
 #: a collapsed run is retried at this share of its learning rate
 COLLAPSE_LR_FACTOR = 1 / 3
 #: ``lr: auto`` candidates for the small encoders trained here (hidden size < 384; benchmarks/encoder_quality.py:
-#: every one chose 1e-3 on dev) and for BERT-size checkpoints (MiniLM fine-tunes best near 1e-4 to 2e-4)
+#: every one chose 1e-3 on dev) and for BERT-size checkpoints (MiniLM fine-tunes best near 1e-4 to 2e-4); a task may
+#: bring its own BERT-size grid (:attr:`FinetuneEvaluator.base_lr_grid`)
 SMALL_LR_GRID = (3e-4, 1e-3, 3e-3)
+BASE_LR_GRID = (5e-5, 1e-4, 2e-4)
 #: the keys of a per-seed run that are not metrics
 RUN_FIELDS = frozenset(
     {
@@ -65,7 +67,6 @@ RUN_FIELDS = frozenset(
         "dev_curve",
     }
 )
-BASE_LR_GRID = (5e-5, 1e-4, 2e-4)
 
 
 @dataclass
@@ -120,6 +121,8 @@ class FinetuneEvaluator:
     head: ClassVar[str] = ""
     #: the subclass's optional settings that must be >= 1 when set: the train and the evaluation subset sizes
     limits: ClassVar[tuple[str, ...]] = ()
+    #: ``lr: auto`` candidates for BERT-size checkpoints (hidden size >= 384)
+    base_lr_grid: ClassVar[tuple[float, ...]] = BASE_LR_GRID
 
     seeds: int = 3
     seed: int = 0
@@ -332,13 +335,14 @@ class FinetuneEvaluator:
         )
 
     def lr_candidates(self, ctx: Context) -> list[float]:
-        """The learning rates ``lr: auto`` tries: ``lr_grid``, else the model family's three (by width: the
-        small encoders trained here fine-tune best near 1e-3, BERT-size checkpoints such as MiniLM near 1e-4)."""
+        """The learning rates ``lr: auto`` tries: ``lr_grid``, else the model family's (by width: the small
+        encoders trained here fine-tune best near 1e-3, BERT-size checkpoints such as MiniLM near 1e-4, the task's
+        :attr:`base_lr_grid`)."""
         if self.lr_grid:
             return [float(x) for x in self.lr_grid]
 
         hidden = getattr(load_model(ctx.ref, seed=0).config, "hidden_size", 768)
-        return list(SMALL_LR_GRID if hidden < 384 else BASE_LR_GRID)
+        return list(SMALL_LR_GRID if hidden < 384 else self.base_lr_grid)
 
     def choose_lr(self, ctx: Context) -> dict[str, Any]:
         """The learning rate the seeds train at, and how it was chosen: fixed, or the best dev score over the

@@ -198,6 +198,10 @@ WINDOW_PRIORS = ("none", "bm25")
 NEGATIVE_SAMPLINGS = ("random", "hard")
 #: weights of the window prior tried on dev (``prior_weight: auto``); 0 is the reader alone
 PRIOR_WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+#: ``lr: auto`` candidates for BERT-size checkpoints: a span head trained on a thousand questions may want more than
+#: NER's grid (minilm on COVID-QA scored 1e-4 and 3e-4 close on dev, benchmarks/results/qa_reader.md); 5e-5 for
+#: 768-wide encoders
+QA_LR_GRID = (5e-5, 1e-4, 3e-4)
 
 
 def window_texts(windows: Windows, examples: list[QAExample]) -> list[str]:
@@ -559,11 +563,12 @@ class QAEvaluator(FinetuneEvaluator):
     head = "AutoModelForQuestionAnswering"
     primary_metric = "f1"
     limits = ("max_train_questions", "max_eval_questions")
+    base_lr_grid = QA_LR_GRID
 
     seeds: int = 1
-    epochs: float = 2.0
-    max_length: int = 384
-    doc_stride: int = 128
+    epochs: float = 3.0
+    max_length: int = 256
+    doc_stride: int = 96
     max_question_length: int = 64
     max_answer_length: int | str = "auto"
     n_best: int = 20
