@@ -58,6 +58,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks.machine import machine_line  # noqa: E402
 from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from indus.evaluation.finetune import mean_std  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 OUT_JSON, OUT_MD = RESULTS / "qa_reader.json", RESULTS / "qa_reader.md"
@@ -140,8 +141,6 @@ def stage_run(args: argparse.Namespace) -> None:
         runs = result["per_seed"]
         row["prior_weights"] = [r.get("prior_weight") for r in runs]
         row["prior_grid_dev"] = [r.get("prior_grid_dev") for r in runs]
-        # dev F1 at the chosen prior weight (the best of the grid): what the variants are compared by
-        row["dev_f1"] = [max(g.values()) if g else None for g in row["prior_grid_dev"]]
         row["dev_curve"] = [r.get("dev_curve") for r in runs]
         row["best_epoch"] = [r.get("best_epoch") for r in runs]
         row["f1_per_seed"] = [r["f1"] for r in runs]
@@ -211,11 +210,9 @@ def _minutes(row: dict[str, Any]) -> str:
 
 
 def _dev(row: dict[str, Any]) -> float | None:
-    """Dev F1 at the chosen prior weight (older rows: the best of their recorded prior grid)."""
-    if row.get("dev_f1"):
-        return row["dev_f1"][0]
-    grids = row.get("prior_grid_dev") or [None]
-    return max(grids[0].values()) if grids[0] else None
+    """Dev F1 of the seed-0 model at the prior weight chosen on dev: the best of its recorded prior grid."""
+    grid = (row.get("prior_grid_dev") or [None])[0]
+    return max(grid.values()) if grid else None
 
 
 def chosen(rows: dict[str, Any]) -> str | None:
@@ -344,8 +341,8 @@ def final_section(rows: dict[str, Any]) -> list[str]:
 
 
 def _mean_std(values: list[float]) -> str:
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{float(np.mean(values)):.3f} ± {std:.3f}"
+    mean, std = mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}"
 
 
 def reading(rows: dict[str, Any]) -> list[str]:
