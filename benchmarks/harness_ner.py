@@ -17,18 +17,17 @@ Writes ``benchmarks/results/harness_ner.md`` and ``harness_ner.json`` (or ``--ou
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
+import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-from benchmarks.machine import machine_line  # noqa: E402
+from benchmarks.machine import machine_line, results_lock  # noqa: E402
 from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from indus.evaluation.ner import NEREvaluator  # noqa: E402
 
@@ -38,7 +37,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["bc5cdr"], help="NER dataset names or folders")
-    parser.add_argument("--models", nargs="+", default=["minilm", "random:minilm"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["minilm", "random:minilm"],
+        help="model specs, each optionally LABEL=SPEC (the label names the row)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", default="1e-4", help="learning rate, or auto: chosen on dev per model and data set")
@@ -74,8 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict[str, dict]] = {}
     for data in args.data:
         results[data] = {}
-        for model in args.models:
-            results[data][model] = r = evaluator.evaluate(model, data).to_json()
+        for entry in args.models:
+            labelled = re.fullmatch(r"([\w.-]+)=(.+)", entry)  # LABEL=SPEC; a spec may hold "=" (ffn=320)
+            model, spec = labelled.groups() if labelled else (entry, entry)
+            results[data][model] = r = evaluator.evaluate(spec, data).to_json()
             print(f"{data} {model}: f1 {r['f1']:.4f} ± {r['f1_std']:.4f} ({r['wall_s']:.0f} s)", flush=True)
     total = time.perf_counter() - started
 
@@ -84,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = [command]
     if args.merge:
         # several runs (e.g. one per core) add their models and data sets to one results file, under a lock
-        with open(Path(tempfile.gettempdir()) / f"{args.out.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with results_lock(args.out.name):
             previous = args.out.with_suffix(".json")
             if previous.is_file():
                 old = json.loads(previous.read_text())

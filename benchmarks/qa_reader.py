@@ -25,12 +25,14 @@ The final setting is the best of ``epochs``, ``lr3`` and ``e4`` by dev F1 (``FIN
 context cut to the paragraph holding its answer), the shape of SQuAD-style sets, and ``run NAME --data
 paragraphs`` runs a setting on it.
 
-Two runs can share the machine, one per core (``OMP_NUM_THREADS=1``; each row records its torch threads and adds
-itself to the results file under a lock)::
+Two runs can share the machine, one per core (``OMP_NUM_THREADS=1``; each row records its torch threads and the
+share of the machine other processes used meanwhile, and adds itself to the results file under a lock); the
+45-minute budget is judged on the runs that had the machine to themselves::
 
     .venv/bin/python benchmarks/qa_reader.py run prior hard short epochs
     .venv/bin/python benchmarks/qa_reader.py run lr3 e4
     .venv/bin/python benchmarks/qa_reader.py run e4 --seed 1      # the final setting's other seeds
+    .venv/bin/python benchmarks/qa_reader.py run e4 --seed 3      # alone on the machine: the time verdict
     .venv/bin/python benchmarks/qa_reader.py derive && .venv/bin/python benchmarks/qa_reader.py run e4 --data paragraphs
     .venv/bin/python benchmarks/qa_reader.py render
 
@@ -40,12 +42,10 @@ Results: ``benchmarks/results/qa_reader.{md,json}``.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.machine import machine_line  # noqa: E402
+from benchmarks.machine import OthersLoad, machine_info, machine_line, results_lock  # noqa: E402
 from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from indus.evaluation.finetune import mean_std  # noqa: E402
 
@@ -136,7 +136,8 @@ def stage_run(args: argparse.Namespace) -> None:
         if args.seed:
             cfg["seed"] = args.seed
         data = str(DERIVED) if args.data == "paragraphs" else args.data
-        result = QAEvaluator(**cfg).evaluate("minilm", data).to_json()
+        with OthersLoad() as load_:
+            result = QAEvaluator(**cfg).evaluate("minilm", data).to_json()
         row = {k: result.get(k) for k in KEEP}
         runs = result["per_seed"]
         row["prior_weights"] = [r.get("prior_weight") for r in runs]
@@ -147,15 +148,15 @@ def stage_run(args: argparse.Namespace) -> None:
         row["em_per_seed"] = [r["exact_match"] for r in runs]
         row["settings"] = {k: v for k, v in cfg.items() if k != "progress"}
         row["machine"] = machine_line()
-        row["threads"] = torch_threads()
+        row["threads"] = machine_info()["torch_threads"]
+        row["others_cpu_share"] = load_.others_share
         key = name if cfg["seeds"] == 1 else f"{name}-{cfg['seeds']}seeds"
         key += f"@{args.seed}" if args.seed else ""
         if args.data == "paragraphs":
             row["data_label"] = PARAGRAPHS
             key += "@paragraphs"
         # several runs (one per core) add their rows to one file: read, add and write under a lock
-        with open(Path(tempfile.gettempdir()) / "qa_reader.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with results_lock("qa_reader"):
             saved = load()
             saved["rows"][key] = row
             atomic_write_json(OUT_JSON, saved)
@@ -195,18 +196,19 @@ def stage_derive(args: argparse.Namespace) -> None:
     print(json.dumps({"out": str(DERIVED), "questions": counts}))
 
 
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
 def _f(v: Any, digits: int = 3) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
+def _alone(row: dict[str, Any]) -> bool:
+    """Whether the run had the machine to itself: other processes used under a tenth of its cores meanwhile
+    (measured since the rows record ``others_cpu_share``; earlier rows count as shared)."""
+    share = row.get("others_cpu_share")
+    return share is not None and share < 0.1
+
+
 def _minutes(row: dict[str, Any]) -> str:
-    return f"{row['train_s'] / 60:.1f} ({row.get('threads', 2)})"
+    return f"{row['train_s'] / 60:.1f} ({row.get('threads', 2)}{', alone' if _alone(row) else ''})"
 
 
 def _dev(row: dict[str, Any]) -> float | None:
@@ -271,7 +273,8 @@ def render(saved: dict[str, Any]) -> str:
         "'dev F1': at the prior weight chosen on dev (and, with early stopping, the best epoch's). 'answer window': "
         "share of the test questions whose answer comes from a window holding the gold answer. 'train min': "
         "fine-tuning minutes per seed, dev scoring for early stopping included, test prediction not; (threads): "
-        "torch threads of the run (two runs shared the 2 cores when 1).",
+        "torch threads of the run (two runs shared the 2 cores when 1); 'alone': other processes used under a "
+        "tenth of the machine meanwhile (measured from /proc/stat).",
     ]
     lines += final_section(rows)
     lines += reading(rows)
@@ -299,8 +302,10 @@ def final_section(rows: dict[str, Any]) -> list[str]:
     runs = seed_rows(rows, name)
     em = [r["exact_match"] for r in runs]
     f1 = [r["f1"] for r in runs]
-    # the budget is judged on the runs that had the machine's cores (a 1-thread run shared them with another run)
-    timed = [r for r in runs if r.get("threads", 2) >= 2] or runs
+    # the budget is judged on the runs that had the machine to themselves (measured), else on those with both
+    # cores' threads (a 1-thread run shared them with another run)
+    alone = [r for r in runs if _alone(r)]
+    timed = alone or [r for r in runs if r.get("threads", 2) >= 2] or runs
     minutes = max(r["train_s"] for r in timed) / 60
     out = [
         "",
@@ -319,7 +324,8 @@ def final_section(rows: dict[str, Any]) -> list[str]:
         "",
         f"Target: COVID-QA test F1 >= 0.35 within 45 minutes of fine-tuning: F1 {float(np.mean(f1)):.3f} over "
         f"{len(runs)} seed(s); fine-tuning took at most {minutes:.0f} min in the "
-        f"{'runs with both cores' if timed is not runs else 'runs'} -> {verdict}.",
+        f"{'run(s) with the machine to itself' if alone else 'runs with both cores' if timed is not runs else 'runs'}"
+        f" -> {verdict}.",
     ]
     para = {k: r for k, r in rows.items() if r.get("data_label") == PARAGRAPHS}
     if para:
