@@ -402,3 +402,25 @@ def test_fertility_values_stay_inside_the_axes():
 )
 def test_speedup_never_rounds_a_ratio_to_zero(slow, fast, text):
     assert speedup(slow, fast) == text
+
+
+def test_models_table_shows_the_learning_rate_chosen_on_dev(tmp_path):
+    from indus.pipeline.report import _section_models
+
+    def ner(model: str, value: float, lr_choice: dict) -> dict:
+        result = {"task": "ner", "primary_metric": "f1", "model": model, "data": "toy", "f1": value, "f1_std": 0.0}
+        result["per_seed"] = [{"seed": 0, "f1": value}]
+        result["lr_choice"] = lr_choice
+        row = {"task": "ner", "data": "toy", "metric": "f1", "model": model, "kind": "built", "value": value}
+        return {**row, "std": 0.0, "wall_s": 1.0, "result": result}
+
+    auto = {"mode": "auto", "lr": 3e-4, "grid": {"0.0003": {"dev": 0.38}, "0.001": {"dev": 0.0}}}
+    lines = _section_models(
+        {"evals": [ner("a", 0.4, auto), ner("b", 0.5, {"mode": "fixed", "lr": 1e-3})]}, tmp_path, tmp_path
+    )
+    rows = [line for line in lines if line.startswith("| a ") or line.startswith("| b ")]
+    assert "lr (dev)" in next(line for line in lines if line.startswith("| model"))
+    assert "0.0003 (0.0003: 0.380, 0.001: 0.000)" in rows[0] and "| 0.001 |" in rows[1]
+    # a fixed learning rate everywhere: no column
+    fixed = _section_models({"evals": [ner("b", 0.5, {"mode": "fixed", "lr": 1e-3})]}, tmp_path, tmp_path)
+    assert not any("lr (dev)" in line for line in fixed if line.startswith("| model"))

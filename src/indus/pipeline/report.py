@@ -55,6 +55,17 @@ def _score(row: dict[str, Any], result: EvalResult) -> str:
     )
 
 
+def _lr_cell(choice: dict[str, Any] | None) -> str:
+    """The learning rate a model fine-tuned at and, when chosen on dev, each candidate's dev score."""
+    if not choice or choice.get("lr") is None:
+        return "n/a"
+    cell = f"{float(choice['lr']):g}"
+    grid = choice.get("grid") or {}
+    if choice.get("mode") == "auto" and grid:
+        cell += " (" + ", ".join(f"{k}: {_num((v or {}).get('dev'))}" for k, v in grid.items()) + ")"
+    return cell
+
+
 class Md(str):
     """Text that is already markdown (written by this module from numbers): :func:`_table` leaves it as it is."""
 
@@ -591,7 +602,8 @@ def _section_models(summary: dict[str, Any], out: Path, figs: Path) -> list[str]
         "",
         "Baselines: `random:<shape>` (the largest encoder's shape and tokenizer, random weights: the floor a "
         "trained model must clear), `minilm` (all-MiniLM-L6-v2, general domain), `bm25`. Mean ± std over "
-        "fine-tuning seeds where a task fine-tunes.",
+        "fine-tuning seeds where a task fine-tunes. Where a learning rate was chosen on dev, `lr (dev)` gives it "
+        "and, in brackets, each candidate's dev score.",
         "",
     ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -605,11 +617,22 @@ def _section_models(summary: dict[str, Any], out: Path, figs: Path) -> list[str]
             if k in results[0].metrics
         ]
         lines += [f"### {_md(task)}: {_md(data)} ({_md(rows[0]['metric'])})", ""]
+        # where a learning rate was chosen on dev, the choice and the dev score of each candidate
+        chosen = any((res.info.get("lr_choice") or {}).get("mode") == "auto" for res in results)
         table = [
-            [r["model"], r["kind"], _score(r, res), *(_num(res.metric(k)) for k in extra), _secs(r["wall_s"])]
+            [
+                r["model"],
+                r["kind"],
+                _score(r, res),
+                *(_num(res.metric(k)) for k in extra),
+                *([_lr_cell(res.info.get("lr_choice"))] if chosen else []),
+                _secs(r["wall_s"]),
+            ]
             for r, res in zip(rows, results, strict=True)
         ]
-        lines += _table(table, ["model", "kind", rows[0]["metric"], *extra, "seconds"])
+        lines += _table(
+            table, ["model", "kind", rows[0]["metric"], *extra, *(["lr (dev)"] if chosen else []), "seconds"]
+        )
     name = plot_models(evals, figs / "models.png")
     return lines + [f"![models](figures/{name})", ""]
 
