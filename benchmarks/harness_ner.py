@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -53,12 +54,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x on CPUs with AMX)")
     parser.add_argument("--out", type=Path, default=RESULTS / "harness_ner.md")
     parser.add_argument("--merge", action="store_true", help="add to the results already in --out (same settings)")
-    args = parser.parse_args(argv)
-    if args.lr != "auto":
-        try:
-            args.lr = float(args.lr)
-        except ValueError:
-            parser.error(f"--lr: expected a number or auto, got {args.lr!r}")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="LABEL=TEXT",
+        help="a line about a model (how it was made), kept in the results file and printed under the settings",
+    )
+    parser.add_argument(
+        "--render", action="store_true", help="write --out's markdown again from its JSON (adding any --note); no runs"
+    )
+    args = parse(parser, argv)
+    notes = dict(n.split("=", 1) for n in args.note if "=" in n)
+    if args.render:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        recorded = shlex.split(saved["commands"][-1])  # the settings line: the last run's arguments
+        settings = parse(parser, recorded[recorded.index("benchmarks/harness_ner.py") + 1 :])
+        settings.out = args.out
+        notes = {**saved.get("notes", {}), **notes}
+        write(settings, saved["commands"], saved["results"], saved["wall_s"], notes)
+        print(f"wrote {args.out}")
+        return
     if os.environ.get("INDUS_DATA") is None:
         os.environ["INDUS_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -96,17 +112,34 @@ def main(argv: list[str] | None = None) -> None:
                 old = json.loads(previous.read_text())
                 commands = [*old.get("commands", [old.get("command")]), command]
                 total += old.get("wall_s", 0.0)
+                notes = {**old.get("notes", {}), **notes}
                 for data, res in results.items():
                     old["results"].setdefault(data, {}).update(res)
                 results = old["results"]
-            write(args, commands, results, total)
+            write(args, commands, results, total, notes)
     else:
-        write(args, commands, results, total)
+        write(args, commands, results, total, notes)
     print(f"wrote {args.out}")
 
 
-def write(args: argparse.Namespace, commands: list[str], results: dict[str, dict[str, dict]], total: float) -> None:
-    """The results files: the settings, then a table per data set."""
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.lr != "auto":
+        try:
+            args.lr = float(args.lr)
+        except ValueError:
+            parser.error(f"--lr: expected a number or auto, got {args.lr!r}")
+    return args
+
+
+def write(
+    args: argparse.Namespace,
+    commands: list[str],
+    results: dict[str, dict[str, dict]],
+    total: float,
+    notes: dict[str, str] | None = None,
+) -> None:
+    """The results files: the settings, any notes on the models, then a table per data set."""
     lr = (
         "chosen on dev per model and data set (the family's grid, first seed; early stopping on dev keeps the "
         "best epoch)"
@@ -126,13 +159,15 @@ def write(args: argparse.Namespace, commands: list[str], results: dict[str, dict
         f"(seqeval, IOB2), mean ± sample std over seeds. Total wall time {total / 60:.1f} min"
         + (" (the runs summed)." if len(commands) > 1 else "."),
         "",
+        *[f"- {label}: {text}" for label, text in (notes or {}).items()],
+        *([""] if notes else []),
     ]
     for data, res in results.items():
         lines += section(data, res)
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     atomic_write_json(
         args.out.with_suffix(".json"),
-        {"commands": commands, "machine": machine_line(), "wall_s": total, "results": results},
+        {"commands": commands, "machine": machine_line(), "wall_s": total, "results": results, "notes": notes or {}},
     )
 
 
@@ -172,6 +207,8 @@ def section(data: str, results: dict[str, dict]) -> list[str]:
     if len(results) >= 2:
         (a, ra), (b, rb) = list(results.items())[:2]
         if ra.get("f1") is not None and rb.get("f1") is not None:
+            if ra["f1"] < rb["f1"]:  # the higher mean first: separated when its worst seed beats the other's best
+                (a, ra), (b, rb) = (b, rb), (a, ra)
             worst_a = min(s["f1"] for s in ra["per_seed"] if s.get("f1") is not None)
             best_b = max(s["f1"] for s in rb["per_seed"] if s.get("f1") is not None)
             lines += [
