@@ -162,8 +162,8 @@ def write(
         *[f"- {label}: {text}" for label, text in (notes or {}).items()],
         *([""] if notes else []),
     ]
-    for data, res in results.items():
-        lines += section(data, res)
+    for data, res in results.items():  # every table lists the models in one order (their first appearance)
+        lines += section(data, {m: res[m] for m in models if m in res})
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     atomic_write_json(
         args.out.with_suffix(".json"),
