@@ -9,7 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from benchmarks.machine import OthersLoad, results_lock
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the benchmarks folder is not an installed package
+
+from benchmarks.machine import OthersLoad, results_lock  # noqa: E402
 
 SPIN = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < {s}: pass\n"
 
@@ -52,7 +56,7 @@ for i in range(20):
 
 def test_results_lock_keeps_every_writers_rows(tmp_path):
     path = tmp_path / "rows.json"
-    code = ADD_ROWS.format(repo=str(Path(__file__).resolve().parents[1]), path=str(path), name=f"t{id(path)}")
+    code = ADD_ROWS.format(repo=str(REPO), path=str(path), name=f"t{id(path)}")
     writers = [subprocess.Popen([sys.executable, "-c", code, tag]) for tag in "ab"]
     assert [w.wait() for w in writers] == [0, 0]
     rows = json.loads(path.read_text())
