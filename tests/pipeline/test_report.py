@@ -287,6 +287,16 @@ def test_loss_curves_on_a_log_axis_leave_out_step_zero():
     assert ax.get_xscale() == "log" and min(ax.get_lines()[0].get_xdata()) == 10
 
 
+def test_loss_curves_label_only_powers_of_ten_on_a_short_log_axis():
+    # 1.6 decades (the demo's range): matplotlib's default also labels minor ticks there, and the labels overlapped in the demo's report
+    runs = {"a": [{"tokens": t, "loss": 5.0} for t in (20_480, 100_000, 819_200)]}
+    fig = draw_loss_curves({"masked-LM loss": runs})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert all(t.get_text() == "" for t in ax.xaxis.get_minorticklabels())
+    assert any(t.get_text() for t in ax.xaxis.get_majorticklabels())
+
+
 def _tradeoff_points():
     def p(task, model, kind, value, ms, teacher=None):
         return {

@@ -201,7 +201,12 @@ def draw_loss_curves(panels: dict[str, dict[str, list[dict[str, Any]]]]) -> Any:
                 x, y = zip(*valid, strict=True)
                 ax.plot(x, y, "o--", color=color, ms=4, label=f"{name} (held-out)")
         if log_x:
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            # labels at the powers of ten only: over two or three decades matplotlib also labels minor ticks
+            # ("2 x 10^3", "3 x 10^5", ...), and they run into each other
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tokens seen" + (" (log scale)" if log_x else ""))
         ax.set_ylabel(objective)
         ax.legend(fontsize=7)
