@@ -288,7 +288,8 @@ def test_loss_curves_on_a_log_axis_leave_out_step_zero():
 
 
 def test_loss_curves_label_only_powers_of_ten_on_a_short_log_axis():
-    # 1.6 decades (the demo's range): matplotlib's default also labels minor ticks there, and the labels overlapped in the demo's report
+    # 1.6 decades (the demo's range): matplotlib's default also labels minor ticks there, and in the demo's report
+    # the labels overlapped
     runs = {"a": [{"tokens": t, "loss": 5.0} for t in (20_480, 100_000, 819_200)]}
     fig = draw_loss_curves({"masked-LM loss": runs})
     fig.canvas.draw()
