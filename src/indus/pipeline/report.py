@@ -204,7 +204,7 @@ def draw_loss_curves(panels: dict[str, dict[str, list[dict[str, Any]]]]) -> Any:
             from matplotlib.ticker import NullFormatter
 
             ax.set_xscale("log")
-            # labels at the powers of ten only: over two or three decades matplotlib also labels minor ticks
+            # labels at the powers of ten only: over a decade or two matplotlib also labels minor ticks
             # ("2 x 10^3", "3 x 10^5", ...), and they run into each other
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tokens seen" + (" (log scale)" if log_x else ""))
