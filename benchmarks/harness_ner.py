@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from benchmarks.machine import machine_line, results_lock  # noqa: E402
 from indus.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from indus.errors import IndusError  # noqa: E402
 from indus.evaluation.ner import NEREvaluator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,12 +65,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--render", action="store_true", help="write --out's markdown again from its JSON (adding any --note); no runs"
     )
-    args = parse(parser, argv)
-    notes = dict(n.split("=", 1) for n in args.note if "=" in n)
+    args = parser.parse_args(argv)
+    if any("=" not in n for n in args.note):
+        parser.error(f"--note: expected LABEL=TEXT, got {next(n for n in args.note if '=' not in n)!r}")
+    notes = dict(n.split("=", 1) for n in args.note)
     if args.render:
         saved = json.loads(args.out.with_suffix(".json").read_text())
         recorded = shlex.split(saved["commands"][-1])  # the settings line: the last run's arguments
-        settings = parse(parser, recorded[recorded.index("benchmarks/harness_ner.py") + 1 :])
+        settings = parser.parse_args(recorded[recorded.index("benchmarks/harness_ner.py") + 1 :])
         settings.out = args.out
         notes = {**saved.get("notes", {}), **notes}
         write(settings, saved["commands"], saved["results"], saved["wall_s"], notes)
@@ -78,18 +81,21 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("INDUS_DATA") is None:
         os.environ["INDUS_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
-    evaluator = NEREvaluator(
-        seeds=args.seeds,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        max_train_sentences=args.max_train_sentences,
-        max_eval_sentences=args.max_eval_sentences,
-        split="test",
-        bf16=args.bf16,
-        progress=False,
-    )
+    try:  # the evaluator checks the settings (--lr: a number or auto) and reads the number
+        evaluator = NEREvaluator(
+            seeds=args.seeds,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            max_train_sentences=args.max_train_sentences,
+            max_eval_sentences=args.max_eval_sentences,
+            split="test",
+            bf16=args.bf16,
+            progress=False,
+        )
+    except IndusError as exc:
+        parser.error(str(exc))
     started = time.perf_counter()
     results: dict[str, dict[str, dict]] = {}
     for data in args.data:
@@ -122,16 +128,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out}")
 
 
-def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    args = parser.parse_args(argv)
-    if args.lr != "auto":
-        try:
-            args.lr = float(args.lr)
-        except ValueError:
-            parser.error(f"--lr: expected a number or auto, got {args.lr!r}")
-    return args
-
-
 def write(
     args: argparse.Namespace,
     commands: list[str],
@@ -144,7 +140,7 @@ def write(
         "chosen on dev per model and data set (the family's grid, first seed; early stopping on dev keeps the "
         "best epoch)"
         if args.lr == "auto"
-        else f"{args.lr:g}"
+        else f"{float(args.lr):g}"
     )
     models = dict.fromkeys(m for res in results.values() for m in res)
     lines = [

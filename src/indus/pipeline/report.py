@@ -128,13 +128,14 @@ def _save(fig: Any, path: Path) -> str:
 BUILT, BASELINE = "#4c72b0", "#999999"
 
 
-def _plain_log_ticks(axis: Any) -> None:
-    """Log-axis ticks at 1, 2 and 5 per decade written as plain numbers: matplotlib's default labels every minor tick
-    of a narrow range as ``2 x 10^0``, and the labels run into each other."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+def _plain_log_ticks(axis: Any, *, si: bool = False) -> None:
+    """Log-axis ticks at 1, 2 and 5 per decade written as plain numbers (``si``: with SI prefixes, ``20k``,
+    ``1M``, for counts in the thousands and millions): matplotlib's default labels every minor tick of a narrow
+    range as ``2 x 10^0``, and the labels run into each other."""
+    from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_formatter(EngFormatter(sep="") if si else FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -201,12 +202,8 @@ def draw_loss_curves(panels: dict[str, dict[str, list[dict[str, Any]]]]) -> Any:
                 x, y = zip(*valid, strict=True)
                 ax.plot(x, y, "o--", color=color, ms=4, label=f"{name} (held-out)")
         if log_x:
-            from matplotlib.ticker import NullFormatter
-
             ax.set_xscale("log")
-            # labels at the powers of ten only: over a decade or two matplotlib also labels minor ticks
-            # ("2 x 10^3", "3 x 10^5", ...), and they run into each other
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            _plain_log_ticks(ax.xaxis, si=True)
         ax.set_xlabel("tokens seen" + (" (log scale)" if log_x else ""))
         ax.set_ylabel(objective)
         ax.legend(fontsize=7)
