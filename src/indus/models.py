@@ -205,6 +205,19 @@ def _layer_list(spec: str, layers: str) -> list[int]:
     return values
 
 
+def documents_model(spec: str | Path) -> str | None:
+    """The model whose document vectors a query encoder (``indus retriever distill --query-only``) was
+    distilled for, read from its run folder's ``summary.json``; ``None`` for any other model."""
+    summary = Path(spec).expanduser() / "summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        record = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("documents_model") if isinstance(record, dict) and record.get("query_only") else None
+
+
 # ------------------------------------------------------------------------------------------ the files
 
 

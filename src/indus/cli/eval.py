@@ -519,7 +519,8 @@ def ir(
         typer.Option(
             "--doc-model",
             help="Encode the documents with this model and only the queries with --model (a small "
-            "query encoder distilled into a big model's space).",
+            "query encoder distilled into a big model's space; default: the documents model a query-only "
+            "student records).",
             show_default=False,
         ),
     ] = None,

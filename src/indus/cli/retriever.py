@@ -86,19 +86,32 @@ def distill(
     ),
     pairs: list[str] | None = typer.Option(None, "--pairs", help=PAIRS_HELP),
     more_pairs: list[str] | None = typer.Argument(None, help="More pair files (after --pairs).", show_default=False),
+    query_only: bool = typer.Option(
+        False,
+        "--query-only",
+        help="Distil a query encoder: the student embeds queries into the teacher's space and the documents keep "
+        "the teacher's vectors (index with --model TEACHER --query-model OUT).",
+    ),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     sets: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
-    """Distil a retriever into a smaller student with DistillCSE (tau_KD = 4) plus the contrastive loss."""
+    """Distil a retriever into a smaller student with DistillCSE (tau_KD = 4) plus the contrastive loss, or (with
+    --query-only) into a query encoder for the teacher's document vectors."""
     require_extra("train", what="indus retriever distill")
     from indus.outdir import check_flags
     from indus.retriever.distill import RetrieverDistillConfig, distill_retriever
 
     check_flags(resume, overwrite)
     cfg = _config(
-        RetrieverDistillConfig, config, sets, teacher=teacher, student=student, pairs=(pairs or []) + (more_pairs or [])
+        RetrieverDistillConfig,
+        config,
+        sets,
+        teacher=teacher,
+        student=student,
+        pairs=(pairs or []) + (more_pairs or []),
+        query_only=True if query_only else None,  # unset: the config's (or the default) stands
     )
     summary = distill_retriever(cfg, out, resume=resume, overwrite=overwrite)
     _summary_table(
@@ -160,6 +173,13 @@ def index(
         help="With --quantize: re-rank the N best compressed candidates "
         "by their float vectors (kept on disk, memory-mapped).",
     ),
+    query_model: str | None = typer.Option(
+        None,
+        "--query-model",
+        help="Encode search queries with this model instead of --model: a query encoder distilled into --model's "
+        "space (indus retriever distill --query-only).",
+        show_default=False,
+    ),
 ) -> None:
     """Store a collection's texts, a BM25 index and (unless --model bm25) its embeddings in a faiss index.
 
@@ -184,6 +204,7 @@ def index(
             quantize=quantize,
             rescore=rescore,
             progress=rank == 0,
+            query_model=query_model,
         )
     if rank != 0:
         return
@@ -194,6 +215,7 @@ def index(
                 for k in (
                     "count",
                     "model",
+                    "query_model",
                     "dim",
                     "index_type",
                     "quantize",

@@ -54,7 +54,7 @@ from indus.embedding import encode
 from indus.errors import IndusError
 from indus.evaluation.ir_metrics import score_run, trec_order, write_trec_run
 from indus.evaluation.result import EvalResult
-from indus.models import Bm25, Fused, load_sentence_transformer, parse_model, resolve_model
+from indus.models import Bm25, Fused, documents_model, load_sentence_transformer, parse_model, resolve_model
 from indus.timing import latencies_ms
 
 __all__ = [
@@ -572,6 +572,14 @@ class IREvaluator:
         out["doc_model"] = str(self.doc_model) if self.doc_model is not None else None
         return out
 
+    def documents_of(self, model: Any) -> str | None:
+        """The model that encodes the documents for ``model``'s queries: ``doc_model``, else the documents model a
+        query encoder's run folder records (``indus retriever distill --query-only``), else ``None``
+        (the model itself)."""
+        if self.doc_model is not None:
+            return str(self.doc_model)
+        return documents_model(model) if isinstance(model, str | Path) else None
+
     def retriever(self, model: Any) -> Bm25Retriever | DenseRetriever | FusedRetriever | ConvexFusedRetriever:
         """The retriever for ``model`` (``"bm25"``, a model spec, a fused ``A+B``, or a ``SentenceTransformer``)."""
         systems = split_systems(model)
@@ -587,13 +595,14 @@ class IREvaluator:
             return Bm25Retriever(
                 k1=self.bm25_k1, b=self.bm25_b, stemmer=self.stemmer, stopwords=self.stopwords, progress=self.progress
             )
-        if self.doc_model is not None and _is_bm25(self.doc_model):
+        doc_model = self.documents_of(model)
+        if doc_model is not None and _is_bm25(doc_model):
             raise IndusError("ir: doc_model must be a dense model, not bm25")
         return DenseRetriever(
             self._dense(model),
             batch_size=self.batch_size,
             progress=self.progress,
-            doc_model=None if self.doc_model is None else self._dense(self.doc_model),
+            doc_model=None if doc_model is None else self._dense(doc_model),
             quantize=self.quantize,
             rescore=self.rescore,
         )
@@ -701,7 +710,8 @@ class IREvaluator:
             "encode_processes": rank_and_world()[1] if sharded else 1,
         }
         if isinstance(retriever, DenseRetriever):
-            result["doc_model"] = None if self.doc_model is None else _model_name(self.doc_model)
+            doc_model = self.documents_of(model)
+            result["doc_model"] = None if doc_model is None else _model_name(doc_model)
             result["max_length"] = retriever.model.max_seq_length
             result["dim"] = int(retriever.faiss_index.d)
             from indus.ann import index_bytes  # lazy: pulls faiss

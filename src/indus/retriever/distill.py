@@ -7,6 +7,12 @@ temperature goes). The teacher encodes every distinct text of the pairs once, be
 tokenizer; its embeddings ride along in the ``label`` column, so teacher and student may use different tokenizers
 and widths and the teacher costs nothing per step.
 
+**Query encoders** (``query_only``): the student learns to embed only the anchors (queries) where the teacher does
+(:class:`~indus.retriever.losses.QueryDistillLoss`); the documents keep the teacher's vectors, encoded once offline,
+so per-query cost is the small student's while the documents keep the teacher's quality. Its run folder records
+the teacher as its document model (:func:`~indus.retriever.bi_encoder.documents_model`): ``indus retriever index
+--model TEACHER --query-model STUDENT`` and ``indus eval ir --model STUDENT`` use it.
+
 Students: a model folder; ``random:<preset>`` (random weights, the teacher's tokenizer unless ``@<tokenizer>`` is
 given); or a layer cut ``layers:N@MODEL`` / ``minilm-layers:N`` (:mod:`indus.retriever.bi_encoder`), e.g. the lower
 layers of the teacher itself.
@@ -30,9 +36,9 @@ from indus.atomic import atomic_path
 from indus.config import config_hash
 from indus.errors import IndusError
 from indus.outdir import prepare_output_dir
-from indus.retriever.bi_encoder import load_bi_encoder
+from indus.retriever.bi_encoder import load_bi_encoder, model_record
 from indus.retriever.data import pair_datasets
-from indus.retriever.losses import DistillCSELoss
+from indus.retriever.losses import DistillCSELoss, QueryDistillLoss
 from indus.retriever.trainer import TrainSettings, finished_summary, fit
 
 
@@ -62,6 +68,13 @@ class RetrieverDistillConfig(TrainSettings):
     teacher_cache: str | None = field(
         default=None,
         metadata={"help": "folder caching teacher embeddings, keyed by teacher, its weights, max length and the texts"},
+    )
+    query_only: bool = field(
+        default=False,
+        metadata={
+            "help": "distil a query encoder only (QueryDistillLoss): the student embeds queries into the teacher's "
+            "space and the documents stay the teacher's (index with --model TEACHER --query-model STUDENT)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -159,29 +172,42 @@ def distill_retriever(
             ]
         }
     set_seed(cfg.seed)
+    anchors = list(dict.fromkeys(p.anchor for pairs in data.by_source.values() for p in pairs))
     student = load_bi_encoder(
         cfg.student,
         max_seq_length=cfg.max_seq_length,
         seed=cfg.seed,
         tokenizer_of=cfg.teacher,
-        calibration_texts=cfg.calibration_texts(texts),
+        calibration_texts=cfg.calibration_texts(anchors if cfg.query_only else texts),  # what the student will read
     )
-    if cfg.embedding_weight > 0 and student.get_embedding_dimension() != emb.shape[1]:
+    if (cfg.embedding_weight > 0 or cfg.query_only) and student.get_embedding_dimension() != emb.shape[1]:
         raise IndusError(
-            f"embedding_weight > 0 needs a student as wide as its teacher: {cfg.student} embeds in "
-            f"{student.get_embedding_dimension()} dimensions, {cfg.teacher} in {emb.shape[1]}"
+            f"{'query_only' if cfg.query_only else 'embedding_weight > 0'} needs a student as wide as its teacher: "
+            f"{cfg.student} embeds in {student.get_embedding_dimension()} dimensions, {cfg.teacher} in {emb.shape[1]}"
         )
-    loss = DistillCSELoss(
-        student,
-        tau_kd=cfg.tau_kd,
-        temperature=cfg.temperature,
-        kd_weight=cfg.kd_weight,
-        contrastive_weight=cfg.contrastive_weight,
-        scale_kd_by_t2=cfg.scale_kd_by_t2,
-        mini_batch_size=cfg.mini_batch_size,
-        mask_duplicates=cfg.mask_duplicates,
-        embedding_weight=cfg.embedding_weight,
-    )
+    if cfg.query_only:
+        loss = QueryDistillLoss(
+            student,
+            tau_kd=cfg.tau_kd,
+            temperature=cfg.temperature,
+            kd_weight=cfg.kd_weight,
+            contrastive_weight=cfg.contrastive_weight,
+            embedding_weight=cfg.embedding_weight,
+            scale_kd_by_t2=cfg.scale_kd_by_t2,
+            mask_duplicates=cfg.mask_duplicates,
+        )
+    else:
+        loss = DistillCSELoss(
+            student,
+            tau_kd=cfg.tau_kd,
+            temperature=cfg.temperature,
+            kd_weight=cfg.kd_weight,
+            contrastive_weight=cfg.contrastive_weight,
+            scale_kd_by_t2=cfg.scale_kd_by_t2,
+            mini_batch_size=cfg.mini_batch_size,
+            mask_duplicates=cfg.mask_duplicates,
+            embedding_weight=cfg.embedding_weight,
+        )
     if not cfg.one_source_per_batch and len(set(data.negatives.values())) > 1:
         # pooled sources must agree on the columns (and so on the label width): drop the negatives everywhere
         data.negatives = dict.fromkeys(data.negatives, False)
@@ -200,6 +226,9 @@ def distill_retriever(
         "teacher_cached": was_cached,
         "student_layers": int(student[0].auto_model.config.num_hidden_layers),
         "student_dim": int(student.get_embedding_dimension()),
+        "query_only": cfg.query_only,
+        # a query encoder is only meaningful over its teacher's document vectors: recorded for index and eval
+        "documents_model": model_record(cfg.teacher) if cfg.query_only else None,
     }
     summary = fit(student, loss, dataset, cfg, out.path, resume=resume, extra_summary=extra)
     out.complete(stop_reason=summary["stop_reason"])

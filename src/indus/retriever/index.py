@@ -52,7 +52,7 @@ from indus.data.jsonl import iter_jsonl, open_text
 from indus.data.registry import resolve_dataset
 from indus.errors import DataFormatError, IndusError
 from indus.evaluation.ir import Bm25Retriever
-from indus.models import Bm25, LayerCut, RandomInit, parse_model
+from indus.models import Bm25, LayerCut, RandomInit, documents_model, parse_model
 from indus.outdir import prepare_output_dir, staging_dir
 from indus.retriever.bi_encoder import encode, load_bi_encoder
 
@@ -155,6 +155,19 @@ def _model_record(spec: str) -> str:
     return spec
 
 
+def check_query_encoder(model: str | Path | None, query_model: str | Path | None) -> None:
+    """Refuse an index whose documents a query encoder cannot search: a query-only student given as the document
+    model (its documents model is recorded in its run folder), or a query model on a BM25-only index."""
+    if query_model is not None and is_bm25_only(model):
+        raise IndusError("--query-model needs a dense --model (a BM25-only index has no vectors to search)")
+    docs = None if is_bm25_only(model) else documents_model(str(model))
+    if docs is not None:
+        raise IndusError(
+            f"{model} is a query encoder distilled for the document vectors of {docs}: index with "
+            f"--model {docs} --query-model {model}"
+        )
+
+
 def is_bm25_only(model: str | Path | None) -> bool:
     """Whether ``model`` asks for an index without a dense part (``--model bm25``)."""
     return model is None or isinstance(parse_model(model, fused=False), Bm25)
@@ -180,6 +193,7 @@ def build_index(
     quantize: str | None = None,
     rescore: int = 0,
     overwrite: bool = False,
+    query_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Index a collection (texts, BM25 and, unless BM25-only, embeddings) and write ``out`` atomically.
 
@@ -199,6 +213,10 @@ def build_index(
     quantize, rescore
         ``int8`` or ``binary`` (a flat index over compressed vectors; the float vectors kept in ``vectors.npy``),
         and how many compressed candidates searches re-rank exactly (0: none).
+    query_model
+        Encode the queries of searches with this model instead of ``model`` (asymmetric retrieval: a small query
+        encoder distilled into ``model``'s space, ``indus retriever distill --query-only``); recorded in
+        ``meta.json``. Must embed in the index's dimension.
 
     Returns
     -------
@@ -233,6 +251,7 @@ def build_index(
             raise IndusError("--quantize needs a dense --model (a BM25-only index has no vectors)")
     if rescore < 0 or (rescore and quantize is None):
         raise IndusError("--rescore N (N >= 1) re-ranks the candidates of a --quantize index")
+    check_query_encoder(model, query_model)
 
     # inside distributed.sharded_encoding (torchrun ... indus retriever index): every process encodes its shard,
     # the main process alone touches OUT; one process: the same steps, with no one to wait for
@@ -263,6 +282,13 @@ def build_index(
 
             emb = encode_sharded(encoder, texts, staging / "vectors.npy", batch_size=batch_size)  # (N, D) on main
         encode_s = time.perf_counter() - start
+        if query_model is not None:
+            probe = encode(load_bi_encoder(str(query_model), max_seq_length=max_seq_length), ["a probe query"])
+            if probe.shape[1] != (emb.shape[1] if emb is not None else encoder.get_embedding_dimension()):
+                raise IndusError(
+                    f"--query-model {query_model} embeds in {probe.shape[1]} dimensions, --model {model} in "
+                    f"{encoder.get_embedding_dimension()}: a query encoder must share its document model's space"
+                )
 
     def write() -> dict[str, Any]:
         try:
@@ -284,6 +310,7 @@ def build_index(
                 quantize=quantize,
                 rescore=rescore,
                 progress=progress,
+                query_model=query_model,
             )
         finally:
             if staging is not None:
@@ -311,6 +338,7 @@ def _write_index(
     quantize: str | None,
     rescore: int,
     progress: bool,
+    query_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """BM25 and the faiss index of :func:`build_index`, written atomically into ``out`` (main process)."""
     import faiss
@@ -358,6 +386,7 @@ def _write_index(
         "format": INDEX_FORMAT,
         "version": INDEX_VERSION,
         "model": None if index is None else _model_record(str(model)),
+        "query_model": None if index is None or query_model is None else _model_record(str(query_model)),
         "dense": index is not None,
         "dim": dim,
         "normalized": True,
@@ -434,9 +463,11 @@ class RetrieverIndex:
         return (self.doc_vectors([self._row[d] for d in doc_ids]) @ q).tolist()
 
     def model(self, spec: str | None = None) -> Any:
-        """The bi-encoder that built the index (or ``spec``), loaded once."""
+        """The query encoder: ``spec``, else the index's ``query_model``, else the bi-encoder that built it; loaded
+        once."""
         if self._model is None or spec is not None:
-            self._model = load_bi_encoder(spec or self.meta["model"], max_seq_length=self.meta.get("max_seq_length"))
+            spec = spec or self.meta.get("query_model") or self.meta["model"]
+            self._model = load_bi_encoder(spec, max_seq_length=self.meta.get("max_seq_length"))
         return self._model
 
     def encode(self, queries: list[str], batch_size: int = 64, progress: bool = False) -> Any:
@@ -472,7 +503,7 @@ class RetrieverIndex:
 def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
     """Load an index directory written by :func:`build_index`; checks that its parts agree.
 
-    ``model`` overrides the model recorded in ``meta.json`` (e.g. after moving the model folder).
+    ``model`` overrides the query encoder recorded in ``meta.json`` (e.g. after moving the model folder).
     """
 
     path = Path(path)
@@ -521,8 +552,8 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
         )
     if index.d != meta.get("dim"):
         raise IndusError(f"{path}: the index has dimension {index.d}, meta.json says {meta.get('dim')}")
-    if model is not None:
-        meta = {**meta, "model": _model_record(model)}
+    if model is not None:  # the override encodes the queries, also of an index built with a --query-model
+        meta = {**meta, "model": _model_record(model), "query_model": None}
     return RetrieverIndex(path, index, ids, meta, vectors=vectors)
 
 

@@ -222,7 +222,9 @@ class Searcher:
     @property
     def model(self) -> str | None:
         """The query encoder's spec (``None`` for a BM25-only index)."""
-        return self._dense.meta["model"] if self._dense is not None else None
+        if self._dense is None:
+            return None
+        return self._dense.meta.get("query_model") or self._dense.meta["model"]
 
     def __len__(self) -> int:
         return len(self._docs)
