@@ -123,6 +123,22 @@ def test_lean_encode_of_a_few_texts_equals_sentence_transformers_encode(micro_mo
     assert np.allclose(np.linalg.norm(many, axis=1), 1.0, atol=1e-5)
 
 
+def test_the_direct_path_skips_the_pooler_but_follows_the_weights(micro_model_dir):
+    model = load_bi_encoder(str(micro_model_dir), device="cpu")
+    auto_model = model[0].auto_model
+    assert auto_model.pooler is not None
+    encode(model, ["a first query"])  # builds the direct path (its one check against the module stack runs the pooler)
+    calls = []
+    auto_model.pooler.register_forward_hook(lambda *_: calls.append(1))
+    before = encode(model, ["sea ice"])
+    assert calls == [] and auto_model.pooler is not None  # not run, and still the model's
+    with torch.no_grad():  # a weight change after the first query reaches the direct path (shared parameters)
+        auto_model.encoder.layer[0].output.dense.weight.mul_(3.0)
+    after = encode(model, ["sea ice"])
+    reference = model.encode(["sea ice"], normalize_embeddings=True, convert_to_numpy=True)
+    assert not np.allclose(before, after, atol=1e-4) and np.allclose(after, reference, atol=1e-5)
+
+
 def test_layer_cut_keeps_the_lower_layers_weights(micro_model_dir, tmp_path):
     from sentence_transformers import SentenceTransformer
 
