@@ -185,29 +185,19 @@ def distill_retriever(
             f"{'query_only' if cfg.query_only else 'embedding_weight > 0'} needs a student as wide as its teacher: "
             f"{cfg.student} embeds in {student.get_embedding_dimension()} dimensions, {cfg.teacher} in {emb.shape[1]}"
         )
-    if cfg.query_only:
-        loss = QueryDistillLoss(
-            student,
-            tau_kd=cfg.tau_kd,
-            temperature=cfg.temperature,
-            kd_weight=cfg.kd_weight,
-            contrastive_weight=cfg.contrastive_weight,
-            embedding_weight=cfg.embedding_weight,
-            scale_kd_by_t2=cfg.scale_kd_by_t2,
-            mask_duplicates=cfg.mask_duplicates,
-        )
+    weights = {
+        "tau_kd": cfg.tau_kd,
+        "temperature": cfg.temperature,
+        "kd_weight": cfg.kd_weight,
+        "contrastive_weight": cfg.contrastive_weight,
+        "embedding_weight": cfg.embedding_weight,
+        "scale_kd_by_t2": cfg.scale_kd_by_t2,
+        "mask_duplicates": cfg.mask_duplicates,
+    }
+    if cfg.query_only:  # the student embeds the queries only: no passages to cache gradients for
+        loss = QueryDistillLoss(student, **weights)
     else:
-        loss = DistillCSELoss(
-            student,
-            tau_kd=cfg.tau_kd,
-            temperature=cfg.temperature,
-            kd_weight=cfg.kd_weight,
-            contrastive_weight=cfg.contrastive_weight,
-            scale_kd_by_t2=cfg.scale_kd_by_t2,
-            mini_batch_size=cfg.mini_batch_size,
-            mask_duplicates=cfg.mask_duplicates,
-            embedding_weight=cfg.embedding_weight,
-        )
+        loss = DistillCSELoss(student, mini_batch_size=cfg.mini_batch_size, **weights)
     if not cfg.one_source_per_batch and len(set(data.negatives.values())) > 1:
         # pooled sources must agree on the columns (and so on the label width): drop the negatives everywhere
         data.negatives = dict.fromkeys(data.negatives, False)
