@@ -654,7 +654,10 @@ def render(saved: dict[str, Any]) -> str:
             "## Training runs",
             "",
             "Wall times vary with the machine's load (a shared VM: `mined` and `mined-t05` ran the same 63 steps "
-            "in 14.4 and 6.2 minutes).",
+            "in 14.4 and 6.2 minutes). The recipe's row is its retraining with the machine to itself (2 threads; the "
+            "same final loss and scores as its first, loaded run); the last ablations and the query encoders ran side "
+            "by side, one thread each (a query encoder's wall is its training loop; the teacher's pass is "
+            "`teacher_s`, cached across runs).",
             "",
             "| run | steps | pairs seen | wall (s) | final loss | stop |",
             "|---|---|---|---|---|---|",
