@@ -205,6 +205,14 @@ def _layer_list(spec: str, layers: str) -> list[int]:
     return values
 
 
+def model_record(spec: str) -> str:
+    """What an index or a run folder records to reload a model: an absolute path for a local folder, else the
+    spec itself."""
+    if not isinstance(parse_model(spec, fused=False), LayerCut | RandomInit) and Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser().resolve())
+    return spec
+
+
 def documents_model(spec: str | Path) -> str | None:
     """The model whose document vectors a query encoder (``indus retriever distill --query-only``) was
     distilled for, read from its run folder's ``summary.json``; ``None`` for any other model."""

@@ -27,12 +27,11 @@ True
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 from indus.embedding import LEAN_MAX_TEXTS, encode, model_inputs  # noqa: F401 - encode is imported from here too
 from indus.errors import IndusError
-from indus.models import LayerCut, RandomInit, documents_model, load_sentence_transformer, parse_model  # noqa: F401
+from indus.models import LayerCut, RandomInit, load_sentence_transformer, parse_model
 
 
 def parse_layer_spec(spec: str) -> tuple[str, list[int]] | None:
@@ -215,9 +214,3 @@ def load_bi_encoder(
         if cut.ffn is not None:
             prune_ffn(model, cut.ffn, calibration_texts)
     return ensure_normalized(model)
-
-
-def model_record(spec: str) -> str:
-    """A model as a run folder records it: an absolute path for a local folder, else the spec."""
-    path = Path(spec).expanduser()
-    return str(path.resolve()) if path.is_dir() else spec

@@ -10,7 +10,7 @@ and widths and the teacher costs nothing per step.
 **Query encoders** (``query_only``): the student learns to embed only the anchors (queries) where the teacher does
 (:class:`~indus.retriever.losses.QueryDistillLoss`); the documents keep the teacher's vectors, encoded once offline,
 so per-query cost is the small student's while the documents keep the teacher's quality. Its run folder records
-the teacher as its document model (:func:`~indus.retriever.bi_encoder.documents_model`): ``indus retriever index
+the teacher as its document model (:func:`~indus.models.documents_model`): ``indus retriever index
 --model TEACHER --query-model STUDENT`` and ``indus eval ir --model STUDENT`` use it.
 
 Students: a model folder; ``random:<preset>`` (random weights, the teacher's tokenizer unless ``@<tokenizer>`` is
@@ -35,8 +35,9 @@ from typing import Any
 from indus.atomic import atomic_path
 from indus.config import config_hash
 from indus.errors import IndusError
+from indus.models import model_record
 from indus.outdir import prepare_output_dir
-from indus.retriever.bi_encoder import load_bi_encoder, model_record
+from indus.retriever.bi_encoder import load_bi_encoder
 from indus.retriever.data import pair_datasets
 from indus.retriever.losses import DistillCSELoss, QueryDistillLoss
 from indus.retriever.trainer import TrainSettings, finished_summary, fit

@@ -52,7 +52,7 @@ from indus.data.jsonl import iter_jsonl, open_text
 from indus.data.registry import resolve_dataset
 from indus.errors import DataFormatError, IndusError
 from indus.evaluation.ir import Bm25Retriever
-from indus.models import Bm25, LayerCut, RandomInit, documents_model, parse_model
+from indus.models import Bm25, documents_model, model_record, parse_model
 from indus.outdir import prepare_output_dir, staging_dir
 from indus.retriever.bi_encoder import encode, load_bi_encoder
 
@@ -146,13 +146,6 @@ def resolve_collection(path: str | Path, kind: str = "documents") -> Path:
                 return path / name
         raise IndusError(f"{path}: a folder without {stem}.jsonl (expected a BEIR folder or a file)")
     return path
-
-
-def _model_record(spec: str) -> str:
-    """What meta.json keeps to reload the model: an absolute path for local folders, else the spec itself."""
-    if not isinstance(parse_model(spec, fused=False), LayerCut | RandomInit) and Path(spec).expanduser().exists():
-        return str(Path(spec).expanduser().resolve())
-    return spec
 
 
 def check_query_encoder(model: str | Path | None, query_model: str | Path | None) -> None:
@@ -385,8 +378,8 @@ def _write_index(
     meta = {
         "format": INDEX_FORMAT,
         "version": INDEX_VERSION,
-        "model": None if index is None else _model_record(str(model)),
-        "query_model": None if index is None or query_model is None else _model_record(str(query_model)),
+        "model": None if index is None else model_record(str(model)),
+        "query_model": None if index is None or query_model is None else model_record(str(query_model)),
         "dense": index is not None,
         "dim": dim,
         "normalized": True,
@@ -553,7 +546,7 @@ def load_index(path: str | Path, model: str | None = None) -> RetrieverIndex:
     if index.d != meta.get("dim"):
         raise IndusError(f"{path}: the index has dimension {index.d}, meta.json says {meta.get('dim')}")
     if model is not None:  # the override encodes the queries, also of an index built with a --query-model
-        meta = {**meta, "model": _model_record(model), "query_model": None}
+        meta = {**meta, "model": model_record(model), "query_model": None}
     return RetrieverIndex(path, index, ids, meta, vectors=vectors)
 
 
