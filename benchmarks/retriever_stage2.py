@@ -366,7 +366,8 @@ QUERY_STUDENTS: dict[str, tuple[str, str, list[str], list[Path]]] = {
     ),
     "qstudent-2l-ffn320-ict": (
         "2-layer query encoder (layers 0 and 5, FFN 320) + sentences of the collection's abstracts as queries "
-        "(inverse cloze), up to 5,000 pairs per source, 6 epochs",
+        "(inverse cloze), up to 5,000 pairs per source, 6 epochs scheduled in the 25-minute budget (which stopped "
+        "it first: see the training runs)",
         "layers:0,5/ffn=320",
         ["max_pairs_per_source=5000", "epochs=6"],
         [Path("corpus-sentences.jsonl.gz")],
