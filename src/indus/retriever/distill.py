@@ -173,13 +173,14 @@ def distill_retriever(
             ]
         }
     set_seed(cfg.seed)
-    anchors = list(dict.fromkeys(p.anchor for pairs in data.by_source.values() for p in pairs))
+    # the texts the student will read: a query encoder reads the anchors only
+    read = list(dict.fromkeys(p.anchor for ps in data.by_source.values() for p in ps)) if cfg.query_only else texts
     student = load_bi_encoder(
         cfg.student,
         max_seq_length=cfg.max_seq_length,
         seed=cfg.seed,
         tokenizer_of=cfg.teacher,
-        calibration_texts=cfg.calibration_texts(anchors if cfg.query_only else texts),  # what the student will read
+        calibration_texts=cfg.calibration_texts(read),
     )
     if (cfg.embedding_weight > 0 or cfg.query_only) and student.get_embedding_dimension() != emb.shape[1]:
         raise IndusError(

@@ -455,12 +455,16 @@ class RetrieverIndex:
             self._row = {d: i for i, d in enumerate(self.ids)}
         return (self.doc_vectors([self._row[d] for d in doc_ids]) @ q).tolist()
 
+    @property
+    def query_encoder(self) -> str:
+        """The spec of the model that encodes queries: the index's ``query_model``, else the bi-encoder that built
+        it."""
+        return self.meta.get("query_model") or self.meta["model"]
+
     def model(self, spec: str | None = None) -> Any:
-        """The query encoder: ``spec``, else the index's ``query_model``, else the bi-encoder that built it; loaded
-        once."""
+        """The query encoder (``spec``, else :attr:`query_encoder`), loaded once."""
         if self._model is None or spec is not None:
-            spec = spec or self.meta.get("query_model") or self.meta["model"]
-            self._model = load_bi_encoder(spec, max_seq_length=self.meta.get("max_seq_length"))
+            self._model = load_bi_encoder(spec or self.query_encoder, max_seq_length=self.meta.get("max_seq_length"))
         return self._model
 
     def encode(self, queries: list[str], batch_size: int = 64, progress: bool = False) -> Any:

@@ -222,9 +222,7 @@ class Searcher:
     @property
     def model(self) -> str | None:
         """The query encoder's spec (``None`` for a BM25-only index)."""
-        if self._dense is None:
-            return None
-        return self._dense.meta.get("query_model") or self._dense.meta["model"]
+        return self._dense.query_encoder if self._dense is not None else None
 
     def __len__(self) -> int:
         return len(self._docs)
