@@ -98,3 +98,36 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+DIGEST_MEMO_ENTRIES = 20_000  # the memo keeps the most recent digests
+
+
+def _digest_memo_file() -> Path:
+    return Path(os.environ.get("INDUS_CACHE") or Path.home() / ".cache" / "indus") / "digests.json"
+
+
+_digest_memo: dict[str, str] | None = None
+
+
+def content_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (the first 16 hex digits), memoised by (absolute path, size, modification time)
+    in ``$INDUS_CACHE/digests.json`` (else ``~/.cache/indus``): a file is read again only when it changes, and a
+    copy of it, or the same file touched, has the same digest. An unwritable memo only costs re-reading."""
+    global _digest_memo
+    path = Path(path)
+    st = path.stat()
+    memo_key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if _digest_memo is None:
+        try:
+            loaded = json.loads(_digest_memo_file().read_text(encoding="utf-8"))
+            _digest_memo = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            _digest_memo = {}
+    if memo_key not in _digest_memo:
+        _digest_memo[memo_key] = sha256_file(path)[:16]
+        while len(_digest_memo) > DIGEST_MEMO_ENTRIES:
+            _digest_memo.pop(next(iter(_digest_memo)))
+        with contextlib.suppress(OSError):
+            atomic_write_json(_digest_memo_file(), _digest_memo, indent=0)
+    return _digest_memo[memo_key]

@@ -215,15 +215,22 @@ def model_record(spec: str) -> str:
 
 def documents_model(spec: str | Path) -> str | None:
     """The model whose document vectors a query encoder (``indus retriever distill --query-only``) was
-    distilled for, read from its run folder's ``summary.json``; ``None`` for any other model."""
-    summary = Path(spec).expanduser() / "summary.json"
-    if not summary.is_file():
-        return None
+    distilled for, read from its run folder's ``summary.json`` or, for its int8 export (``indus retriever export
+    --format int8``), from the export's record; ``None`` for any other model."""
+    folder = Path(spec).expanduser()
+    summary, int8 = _json_record(folder / "summary.json"), _json_record(folder / INT8_MARKER)
+    if summary.get("query_only"):
+        return summary.get("documents_model")
+    return int8.get("documents_model")
+
+
+def _json_record(file: Path) -> dict[str, Any]:
+    """A JSON object file's content; ``{}`` when it is absent or not a JSON object."""
     try:
-        record = json.loads(summary.read_text(encoding="utf-8"))
+        record = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
     except (OSError, ValueError):
-        return None
-    return record.get("documents_model") if isinstance(record, dict) and record.get("query_only") else None
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 # ------------------------------------------------------------------------------------------ the files

@@ -132,3 +132,21 @@ def test_dry_run_says_why_from_the_last_finished_record(data):
     partial = plan.stages["pretrain/micro-m"].path.parent / f".{plan.stages['pretrain/micro-m'].key}.partial"
     (partial / "checkpoints").mkdir(parents=True)
     assert explain(plan)[2].startswith("[resume] pretrain/micro-m")
+
+
+def test_data_copied_again_keeps_the_stage_keys_and_changed_bytes_do_not(data, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setenv("INDUS_CACHE", str(tmp_path / "cache"))
+    config = load_config(PipelineConfig, _config(data, lambda c: None))
+    before = {name: s.key for name, s in build_plan(config, data / "run").stages.items()}
+    root = Path(os.environ["INDUS_DATA"])
+    shutil.copytree(root, tmp_path / "copy")  # new files, new modification times, the same bytes
+    shutil.rmtree(root)
+    shutil.copytree(tmp_path / "copy", root, copy_function=shutil.copy)  # copy: mtimes are not preserved
+    assert {name: s.key for name, s in build_plan(config, data / "run").stages.items()} == before
+    train = next(p for p in sorted(root.rglob("train.jsonl")))
+    train.write_bytes(train.read_bytes().replace(b"e", b"a", 1))  # same size, other bytes
+    changed = {name for name, s in build_plan(config, data / "run").stages.items() if s.key != before[name]}
+    assert "tokenizer" in changed

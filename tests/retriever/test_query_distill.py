@@ -116,6 +116,21 @@ def test_index_search_and_eval_pair_the_query_encoder_with_its_teachers_document
     assert IREvaluator().documents_of(str(micro_model_dir)) is None
 
 
+def test_the_int8_export_of_a_query_encoder_keeps_its_documents_model(query_student, micro_model_dir, tmp_path):
+    from indus.models import documents_model
+    from indus.retriever.quantize import export_int8
+
+    folder, _ = query_student
+    info = export_int8(str(folder), tmp_path / "q-int8")
+    assert info["documents_model"] == documents_model(tmp_path / "q-int8") == str(micro_model_dir.resolve())
+    assert IREvaluator().documents_of(str(tmp_path / "q-int8")) == str(micro_model_dir.resolve())
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"id": "d0", "text": "sea ice"}) + "\n", encoding="utf-8")
+    with pytest.raises(IndusError, match=r"index with --model .* --query-model"):
+        build_index(str(tmp_path / "q-int8"), corpus, tmp_path / "wrong", progress=False)
+    assert "documents_model" not in export_int8(str(micro_model_dir), tmp_path / "t-int8")  # not a query encoder
+
+
 def test_a_query_model_of_another_width_is_refused(micro_model_dir, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(json.dumps({"id": "d0", "text": "sea ice"}) + "\n", encoding="utf-8")

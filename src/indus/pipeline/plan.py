@@ -373,7 +373,7 @@ def why(plan: Plan, stage: PlannedStage, force: Sequence[str] = ()) -> tuple[str
     reasons = diff_settings(
         {k: v for k, v in old.items() if k != "data"}, {k: v for k, v in new.items() if k != "data"}
     )
-    if old.get("data") != new.get("data"):  # fingerprints: [name, size, mtime] per file
+    if old.get("data") != new.get("data"):  # fingerprints: [name, size, digest] per file
         before = {tuple(f) for f in old.get("data") or []}
         changed = sorted(
             {f[0] for f in new.get("data") or [] if tuple(f) not in before}

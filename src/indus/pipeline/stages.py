@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from indus.atomic import atomic_write_json
+from indus.atomic import atomic_write_json, content_digest
 from indus.config import build_config, config_to_dict
 from indus.data.registry import resolve_dataset
 from indus.encoder.configs import KEY_NEUTRAL_AT_DEFAULT, DistillConfig, PretrainConfig
@@ -39,9 +39,10 @@ Stage = tuple[dict[str, Any], Any]
 
 
 def fingerprint(paths: Sequence[str | Path]) -> list[list[Any]]:
-    """Name, size and modification time of each data file (every file of a folder): a changed file reruns.
+    """Name, size and content digest of each data file (every file of a folder): a changed file reruns.
 
-    Names are relative to the path given, so the same data under another root keeps the cache.
+    Names are relative to the path given and the digest reads the bytes (:func:`~indus.atomic.content_digest`,
+    memoised), so the same data under another root, copied again or touched keeps the cache.
     """
     out = []
     for p in paths:
@@ -49,7 +50,7 @@ def fingerprint(paths: Sequence[str | Path]) -> list[list[Any]]:
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         for f in files:
             name = f"{p.name}/{f.relative_to(p)}" if p.is_dir() else f.name
-            out.append([name, f.stat().st_size, f.stat().st_mtime_ns])
+            out.append([name, f.stat().st_size, content_digest(f)])
     return out
 
 

@@ -10,7 +10,9 @@ The exported folder is a SentenceTransformer folder (the model's float weights, 
 --model DIR``, ``indus retriever index --model DIR``, the studio) sees that file and quantizes the model on load, on
 the CPU: the quantization is a deterministic function of the float weights, so the folder stays loadable by plain
 sentence-transformers too (as the float model). The file records the cosine between the float and int8 embeddings
-of a few probe texts, measured at export.
+of a few probe texts, measured at export. A query encoder's export (``indus retriever distill --query-only``)
+records its documents model too, so ``indus eval ir`` and ``indus retriever index`` pair it as they pair the float
+query encoder.
 
 Example
 -------
@@ -26,7 +28,12 @@ from typing import Any
 
 from indus.atomic import atomic_directory, atomic_write_json
 from indus.errors import IndusError
-from indus.models import INT8_MARKER, load_sentence_transformer, quantize_int8  # noqa: F401 - quantize_int8 re-exported: the loaders' hook
+from indus.models import (  # noqa: F401 - quantize_int8 re-exported: the loaders' hook
+    INT8_MARKER,
+    documents_model,
+    load_sentence_transformer,
+    quantize_int8,
+)
 from indus.retriever.bi_encoder import encode, load_bi_encoder
 
 QUANT_FILE = INT8_MARKER
@@ -64,6 +71,8 @@ def export_int8(
             "source": model,
             "max_seq_length": float_model.max_seq_length,
         }
+        if documents_model(model):  # a query encoder: its index holds its teacher's document vectors
+            info["documents_model"] = documents_model(model)
         atomic_write_json(tmp / QUANT_FILE, info)
 
         quantized = load_sentence_transformer(str(tmp), device="cpu")
