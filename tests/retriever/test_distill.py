@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -196,9 +199,20 @@ def test_micro_distill_end_to_end_with_a_layer_cut_student(micro_model_dir, pair
         teacher_cache=str(tmp_path / "cache"),
     )
     summary = distill_retriever(cfg, tmp_path / "student")
-    assert not summary["teacher_cached"] and len(list((tmp_path / "cache").glob("teacher-*.npy"))) == 1
+    assert not summary["teacher_cached"] and summary["teacher_encoded"] == 70
+    assert len(list((tmp_path / "cache").glob("teacher-*/part-*.keys.npy"))) == 1
     again = distill_retriever(cfg, tmp_path / "student-again")  # same teacher, texts and length: from the cache
-    assert again["teacher_cached"] and again["loss_curve"] == summary["loss_curve"]
+    assert again["teacher_cached"] and again["teacher_encoded"] == 0 and again["loss_curve"] == summary["loss_curve"]
+    rows = [{"anchor": f"delta question {i}?", "positive": f"delta answer {i}.", "source": "delta"} for i in range(3)]
+    (tmp_path / "delta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    more = copy.deepcopy(cfg)
+    more.pairs = [*cfg.pairs, str(tmp_path / "delta.jsonl")]
+    added = distill_retriever(more, tmp_path / "student-more")  # a source added: only its 6 texts are encoded
+    assert not added["teacher_cached"] and added["teacher_encoded"] == 6 and added["teacher_texts"] == 76
+    fresh = copy.deepcopy(more)
+    fresh.teacher_cache = None  # the cached rows are the vectors a fresh teacher pass gives
+    fresh_curve = distill_retriever(fresh, tmp_path / "student-fresh")["loss_curve"]
+    assert np.allclose([v for _, v in fresh_curve], [v for _, v in added["loss_curve"]], rtol=1e-4)
     cfg.embedding_weight = 5.0  # the optional embedding term: same start, a larger loss (1 - cos > 0 for a cut)
     with_emb = distill_retriever(cfg, tmp_path / "student-emb")
     assert with_emb["loss_curve"][0][1] > summary["loss_curve"][0][1]

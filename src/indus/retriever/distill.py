@@ -68,7 +68,7 @@ class RetrieverDistillConfig(TrainSettings):
     )
     teacher_cache: str | None = field(
         default=None,
-        metadata={"help": "folder caching teacher embeddings, keyed by teacher, its weights, max length and the texts"},
+        metadata={"help": "folder caching teacher embeddings per text (per teacher, weights, length): new texts only"},
     )
     query_only: bool = field(
         default=False,
@@ -101,35 +101,67 @@ def teacher_embeddings(teacher: str, texts: list[str], *, max_seq_length: int, b
     return emb.astype("float32")
 
 
-def _teacher_key(teacher: str, max_seq_length: int, texts: list[str]) -> str:
-    """A cache key that changes with the teacher's weights, its truncation and the texts."""
+def _teacher_key(teacher: str, max_seq_length: int) -> str:
+    """A cache key that changes with the teacher, its weights and its truncation (not with the texts)."""
     path = Path(teacher).expanduser()
     weights = (
         sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*.safetensors"))
         if path.is_dir()
         else []
     )
-    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
-    return config_hash(str(path.resolve()) if path.is_dir() else teacher, weights, max_seq_length, digest, length=16)
+    return config_hash(str(path.resolve()) if path.is_dir() else teacher, weights, max_seq_length, length=16)
 
 
-def cached_teacher_embeddings(cfg: RetrieverDistillConfig, texts: list[str]) -> tuple[Any, bool]:
-    """Teacher embeddings of ``texts``, from ``cfg.teacher_cache`` when it holds them; ``(emb, was_cached)``."""
+def _text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32].encode("ascii")
+
+
+def cached_teacher_embeddings(cfg: RetrieverDistillConfig, texts: list[str]) -> tuple[Any, int]:
+    """Teacher embeddings of ``texts`` and how many of them the teacher encoded now: with ``cfg.teacher_cache``,
+    only the texts its store for this teacher lacks (a run that adds a pair source encodes the new texts only).
+
+    The store, ``TEACHER_CACHE/teacher-<teacher, weights, truncation>/``, is a set of parts, each written once:
+    ``part-*.emb.npy`` (the vectors) then ``part-*.keys.npy`` (a hash per text), the second written last, so a part
+    is read only when both are complete; a crash leaves at most an ignored, unfinished part.
+    """
     import numpy as np
 
     max_len = cfg.teacher_max_seq_length or cfg.max_seq_length
     if cfg.teacher_cache is None:
-        return teacher_embeddings(cfg.teacher, texts, max_seq_length=max_len, batch_size=cfg.teacher_batch_size), False
-    file = Path(cfg.teacher_cache) / f"teacher-{_teacher_key(cfg.teacher, max_len, texts)}.npy"
-    if file.is_file():
-        emb = np.load(file)
-        if emb.shape[0] == len(texts):
-            return emb, True
-    emb = teacher_embeddings(cfg.teacher, texts, max_seq_length=max_len, batch_size=cfg.teacher_batch_size)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(file) as tmp, tmp.open("wb") as fh:
-        np.save(fh, emb)
-    return emb, False
+        emb = teacher_embeddings(cfg.teacher, texts, max_seq_length=max_len, batch_size=cfg.teacher_batch_size)
+        return emb, len(texts)
+    store = Path(cfg.teacher_cache) / f"teacher-{_teacher_key(cfg.teacher, max_len)}"
+    keys = [_text_key(t) for t in texts]
+    where: dict[bytes, tuple[int, int]] = {}  # text hash -> (part, row)
+    parts = []
+    for keys_file in sorted(store.glob("part-*.keys.npy")):
+        part_keys = np.load(keys_file)
+        part_emb = np.load(keys_file.with_name(keys_file.name.replace(".keys.", ".emb.")), mmap_mode="r")
+        if part_emb.shape[0] != len(part_keys):
+            continue
+        parts.append(part_emb)
+        where.update((bytes(k), (len(parts) - 1, r)) for r, k in enumerate(part_keys))
+    first = {}  # text hash -> the first text with it, for each text the store lacks
+    for text, k in zip(texts, keys, strict=True):
+        if k not in where:
+            first.setdefault(k, text)
+    if first:
+        new_keys = list(first)
+        new = teacher_embeddings(
+            cfg.teacher, list(first.values()), max_seq_length=max_len, batch_size=cfg.teacher_batch_size
+        )
+        name = hashlib.sha256(b"".join(new_keys)).hexdigest()[:16]
+        store.mkdir(parents=True, exist_ok=True)
+        for suffix, array in (("emb", new), ("keys", np.array(new_keys, dtype="S32"))):  # the keys last: complete
+            with atomic_path(store / f"part-{name}.{suffix}.npy") as tmp, tmp.open("wb") as fh:
+                np.save(fh, array)
+        parts.append(new)
+        where.update((k, (len(parts) - 1, r)) for r, k in enumerate(new_keys))
+    out = np.empty((len(texts), parts[0].shape[1] if parts else 0), dtype=np.float32)
+    for i, k in enumerate(keys):
+        part, r = where[k]
+        out[i] = parts[part][r]
+    return out, len(first)
 
 
 def distill_retriever(
@@ -160,7 +192,7 @@ def distill_retriever(
     data = cfg.load_training_pairs()
     start = time.perf_counter()
     texts = data.texts()
-    emb, was_cached = cached_teacher_embeddings(cfg, texts)  # (N, D_T)
+    emb, encoded = cached_teacher_embeddings(cfg, texts)  # (N, D_T)
     teacher_s = time.perf_counter() - start
     row = {t: i for i, t in enumerate(texts)}
     labels = {}
@@ -215,7 +247,8 @@ def distill_retriever(
         "teacher_texts": len(texts),
         "teacher_dim": int(emb.shape[1]),
         "teacher_s": round(teacher_s, 2),
-        "teacher_cached": was_cached,
+        "teacher_cached": encoded == 0,
+        "teacher_encoded": encoded,  # texts the teacher encoded in this run (the others came from teacher_cache)
         "student_layers": int(student[0].auto_model.config.num_hidden_layers),
         "student_dim": int(student.get_embedding_dimension()),
         "query_only": cfg.query_only,
