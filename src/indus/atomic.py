@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,24 +110,28 @@ def _digest_memo_file() -> Path:
 _digest_memo: dict[str, str] | None = None
 
 
-def content_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (the first 16 hex digits), memoised by (absolute path, size, modification time)
-    in ``$INDUS_CACHE/digests.json`` (else ``~/.cache/indus``): a file is read again only when it changes, and a
-    copy of it, or the same file touched, has the same digest. An unwritable memo only costs re-reading."""
+def content_digests(paths: Sequence[str | Path]) -> list[str]:
+    """SHA-256 of each file's bytes (the first 16 hex digits), memoised by (absolute path, size, modification time)
+    in ``$INDUS_CACHE/digests.json`` (else ``~/.cache/indus``), written once per call: a file is read again only
+    when it changes, and a copy of it, or the same file touched, has the same digest. An unwritable memo only costs
+    re-reading."""
     global _digest_memo
-    path = Path(path)
-    st = path.stat()
-    memo_key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     if _digest_memo is None:
         try:
             loaded = json.loads(_digest_memo_file().read_text(encoding="utf-8"))
             _digest_memo = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             _digest_memo = {}
-    if memo_key not in _digest_memo:
-        _digest_memo[memo_key] = sha256_file(path)[:16]
+    out, added = [], False
+    for path in map(Path, paths):
+        st = path.stat()
+        memo_key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        if memo_key not in _digest_memo:
+            _digest_memo[memo_key], added = sha256_file(path)[:16], True
+        out.append(_digest_memo[memo_key])
+    if added:
         while len(_digest_memo) > DIGEST_MEMO_ENTRIES:
             _digest_memo.pop(next(iter(_digest_memo)))
         with contextlib.suppress(OSError):
             atomic_write_json(_digest_memo_file(), _digest_memo, indent=0)
-    return _digest_memo[memo_key]
+    return out

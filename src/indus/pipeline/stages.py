@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from indus.atomic import atomic_write_json, content_digest
+from indus.atomic import atomic_write_json, content_digests
 from indus.config import build_config, config_to_dict
 from indus.data.registry import resolve_dataset
 from indus.encoder.configs import KEY_NEUTRAL_AT_DEFAULT, DistillConfig, PretrainConfig
@@ -41,17 +41,16 @@ Stage = tuple[dict[str, Any], Any]
 def fingerprint(paths: Sequence[str | Path]) -> list[list[Any]]:
     """Name, size and content digest of each data file (every file of a folder): a changed file reruns.
 
-    Names are relative to the path given and the digest reads the bytes (:func:`~indus.atomic.content_digest`,
+    Names are relative to the path given and the digest reads the bytes (:func:`~indus.atomic.content_digests`,
     memoised), so the same data under another root, copied again or touched keeps the cache.
     """
-    out = []
+    named = []
     for p in paths:
         p = Path(p)
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            name = f"{p.name}/{f.relative_to(p)}" if p.is_dir() else f.name
-            out.append([name, f.stat().st_size, content_digest(f)])
-    return out
+        named += [(f"{p.name}/{f.relative_to(p)}" if p.is_dir() else f.name, f) for f in files]
+    digests = content_digests([f for _, f in named])
+    return [[name, f.stat().st_size, d] for (name, f), d in zip(named, digests, strict=True)]
 
 
 def _without_paths(cfg: Any, *keys: str) -> dict[str, Any]:
