@@ -24,7 +24,11 @@ Stages (each a heavy job; run them under the shared CPU lock)::
     python benchmarks/retriever_stage2.py qdistill               # the query encoders of the recipe (QUERY_STUDENTS)
     python benchmarks/retriever_stage2.py eval pairs nofilter more-pairs stage1 stage1-stage2 student student-int8 \
         qstudent-1l-ffn384 qstudent-1l-ffn768 qstudent-1l qstudent-2l-ffn320 qstudent-2l-ffn320-ict \
-        qstudent-2l-ffn128-ict
+        qstudent-2l-ffn128-ict qstudent-2l-ffn320-ict-all qstudent-2l-ffn320-ict-all-seed1
+    python benchmarks/retriever_stage2.py eval mined-t05-n3-nofilter-int8 qstudent-1l-ffn384-int8 \
+        qstudent-1l-ffn768-int8 qstudent-1l-int8 qstudent-2l-ffn320-int8 qstudent-2l-ffn320-ict-int8 \
+        qstudent-2l-ffn128-ict-int8 qstudent-2l-ffn320-ict-all-int8 qstudent-2l-ffn320-ict-all-seed1-int8
+                                                                 # NAME-int8: NAME's query encoder exported int8
     python benchmarks/retriever_stage2.py latency                # the recipe vs its students, interleaved, alone
     python benchmarks/retriever_stage2.py choose-student         # the query encoder: best dev at >= 5x
     python benchmarks/retriever_stage2.py render                 # the markdown from the JSON
@@ -397,7 +401,14 @@ QUERY_STUDENTS: dict[str, tuple[str, str, list[str], list[Path]]] = {
         ["max_pairs_per_source=5000", "epochs=6", "time_budget_s=2400"],
         [Path("corpus-sentences-all.jsonl.gz")],
     ),
+    "qstudent-2l-ffn320-ict-all-seed1": (
+        "the same with seed 1 (the spread of one setting: not a candidate for the student)",
+        "layers:0,5/ffn=320",
+        ["max_pairs_per_source=5000", "epochs=6", "time_budget_s=2400", "seed=1"],
+        [Path("corpus-sentences-all.jsonl.gz")],
+    ),
 }
+SEED_SUFFIX = "-seed"  # a query encoder trained again with another seed: its spread, not a candidate
 QUERY_CONFIG = REPO / "configs" / "retriever" / "cpu-query-distill.yaml"
 CORPUS_TITLES = RUNS / "corpus-titles.jsonl.gz"  # the collection's titles -> abstracts (written by prepare)
 CORPUS_SENTENCES = RUNS / "corpus-sentences.jsonl.gz"  # sentences of its abstracts -> the abstract (inverse cloze)
@@ -557,8 +568,9 @@ def stage_latency(args: argparse.Namespace) -> None:
 
 
 def student_keys() -> list[str]:
-    """The query encoders, float and int8 (``NAME-int8``), the candidates for the student."""
-    return [*QUERY_STUDENTS, *(f"{k}{INT8}" for k in QUERY_STUDENTS)]
+    """The query encoders, float and int8 (``NAME-int8``), the candidates for the student (not the seed reruns)."""
+    names = [k for k in QUERY_STUDENTS if SEED_SUFFIX not in k]
+    return [*names, *(f"{k}{INT8}" for k in names)]
 
 
 def stage_choose_student(args: argparse.Namespace) -> None:
@@ -810,6 +822,16 @@ def targets(saved: dict[str, Any]) -> list[str]:
             f"{speed:.2f}x less time per query than the recipe (target >= {KEEP_TARGET:.0%} at >= {SPEED_TARGET:g}x) "
             f"-> {'met' if ok else 'MISSED'}{like}"
         )
+    for key in [k for k in QUERY_STUDENTS if SEED_SUFFIX in k and k in rows]:
+        base = key.split(SEED_SUFFIX)[0]
+        for form in ("", INT8):
+            if f"{base}{form}" in rows and f"{key}{form}" in rows:
+                a, b = rows[f"{base}{form}"], rows[f"{key}{form}"]
+                out.append(
+                    f"- seed spread of `{base}{form}` (seeds 0 and 1): dev {a['dev']['ndcg@10']:.4f} / "
+                    f"{b['dev']['ndcg@10']:.4f}, test {a['test']['ndcg@10']:.4f} / {b['test']['ndcg@10']:.4f} "
+                    f"({b['test']['ndcg@10'] / rows[r]['test']['ndcg@10']:.1%} of the recipe with seed 1)"
+                )
     if chosen:
         sc = saved["student_choice"]
         out.append(

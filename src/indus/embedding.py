@@ -57,8 +57,19 @@ def _direct_encoder(model: Any) -> Any:
         transformer, tokenizer = mods[0], mods[0].tokenizer
         accepted = set(tokenizer.model_input_names)
         encoder = _without_pooler(transformer.auto_model)
+        single, truncated_at = _single_text_tokenizer(tokenizer), [None]
 
         def direct(texts: list[str]) -> Any:
+            if single is not None and len(texts) == 1:  # one query: no padding, so no attention mask to apply
+                if truncated_at[0] != model.max_seq_length:  # follows the model's length, as the wrapper call does
+                    single.enable_truncation(max_length=model.max_seq_length)
+                    truncated_at[0] = model.max_seq_length
+                ids = single.encode(texts[0])
+                batch = {"input_ids": torch.tensor([ids.ids], device=model.device)}
+                if "token_type_ids" in accepted:
+                    batch["token_type_ids"] = torch.tensor([ids.type_ids], device=model.device)
+                hidden = encoder(**batch).last_hidden_state  # (1, T, H)
+                return torch.nn.functional.normalize(hidden.mean(1).float(), dim=-1)
             batch = tokenizer(
                 texts, padding=True, truncation="longest_first", max_length=model.max_seq_length, return_tensors="pt"
             )
@@ -68,14 +79,28 @@ def _direct_encoder(model: Any) -> Any:
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, H)
             return torch.nn.functional.normalize(mean.float(), dim=-1)
 
-        probe = ["direct path probe: stellar winds and sea ice", "x"]
+        probes = [["direct path probe: stellar winds and sea ice", "x"], ["one query: do auroras follow solar wind?"]]
         try:
-            agree = torch.allclose(direct(probe), _stack_encode(model, probe), atol=1e-4)
+            agree = all(torch.allclose(direct(p), _stack_encode(model, p), atol=1e-4) for p in probes)
         except Exception:  # noqa: BLE001 - any failure means: use the module stack
             agree = False
         direct = direct if agree else None
     model._indus_direct = direct
     return direct
+
+
+def _single_text_tokenizer(tokenizer: Any) -> Any:
+    """For a fast tokenizer, a copy of its Rust tokenizer that never pads (the caller sets its truncation): one text
+    encodes without the per-call bookkeeping of the Python wrapper. The wrapper's own tokenizer is not changed.
+    ``None`` for a slow tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    single = Tokenizer.from_str(backend.to_str())
+    single.no_padding()
+    return single
 
 
 def _without_pooler(auto_model: Any) -> Any:

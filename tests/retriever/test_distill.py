@@ -120,6 +120,7 @@ def test_lean_encode_of_a_few_texts_equals_sentence_transformers_encode(micro_mo
         assert np.allclose(got, reference[: len(chunk)], atol=1e-5)
     model.max_seq_length = 4  # truncation follows the model's length, as in SentenceTransformer.encode
     assert np.allclose(encode(model, texts), model.encode(texts, normalize_embeddings=True), atol=1e-5)
+    assert np.allclose(encode(model, texts[1:2]), model.encode(texts[1:2], normalize_embeddings=True), atol=1e-5)
     model.max_seq_length = 512
     many = encode(model, texts * 4, batch_size=5)  # 12 texts: through SentenceTransformer.encode
     assert np.allclose(many, np.tile(reference, (4, 1)), atol=1e-5)
