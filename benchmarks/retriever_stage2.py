@@ -515,12 +515,10 @@ def model_dirs(saved: dict[str, Any]) -> dict[str, Path]:
     return dirs
 
 
-def stage_latency(args: argparse.Namespace) -> None:
-    """Per-query time of the recipe and its students, interleaved (see ``benchmarks/retriever_quality.py``'s
-    ``latency``): one dev query encoded alone and searched exactly over a flat index of the corpus's size, every
-    model in turn in each of the rounds; the median per model; once at each torch thread count of
-    ``LATENCY_THREADS`` (one thread per query is how a server answering concurrent queries runs; the verdict
-    uses it). Others' CPU share during the timing is recorded (0: the machine was ours)."""
+def time_models(dirs: dict[str, Path], threads_list: tuple[int, ...]) -> tuple[dict[str, Any], float, int]:
+    """``({threads: {model: median ms per query}}, others' CPU share, queries)``: each model of ``dirs`` in turn in
+    each of ``LATENCY_ROUNDS`` rounds, every dev query encoded alone and searched exactly over a flat index of the
+    corpus's size (random vectors of the model's width)."""
     import statistics
 
     import faiss
@@ -529,12 +527,11 @@ def stage_latency(args: argparse.Namespace) -> None:
     from indus.models import load_sentence_transformer
     from indus.retriever.bi_encoder import encode
 
-    saved = load_results()
     scorer = Scorer()
     queries = list(scorer.splits["dev"].eval_queries.values())[:LATENCY_QUERIES]
     rng = np.random.default_rng(0)
     timed = []
-    for name, folder in model_dirs(saved).items():
+    for name, folder in dirs.items():
         model = load_sentence_transformer(str(folder), device="cpu", max_seq_length=MAX_LENGTH)
         dim = encode(model, queries[:1]).shape[1]
         vectors = rng.standard_normal((len(scorer.doc_ids), dim)).astype(np.float32)
@@ -544,7 +541,7 @@ def stage_latency(args: argparse.Namespace) -> None:
         timed.append((name, model, index))
     out: dict[str, Any] = {}
     with OthersLoad() as load:
-        for threads in LATENCY_THREADS:
+        for threads in threads_list:
             torch.set_num_threads(threads)
             faiss.omp_set_num_threads(threads)
             times: dict[str, list[float]] = {name: [] for name, _, _ in timed}
@@ -556,11 +553,42 @@ def stage_latency(args: argparse.Namespace) -> None:
                         index.search(encode(model, [q]), 100)
                         times[name].append((time.perf_counter() - t0) * 1000.0)
             out[str(threads)] = {name: round(statistics.median(t), 3) for name, t in times.items()}
+    return out, load.others_share, len(queries)
+
+
+def stage_latency_repeat(args: argparse.Namespace) -> None:
+    """The verdict's timing again, in a fresh process, for the recipe, its int8 export and the chosen student (float
+    and int8 forms) only, at 1 thread: one more sample of the speed-up's spread across runs (a run's models are
+    interleaved, but the recipe's time moves between processes). Appended to ``latency_repeats``."""
+    saved = load_results()
+    r, chosen = recipe(saved), saved["student_choice"]["variant"]
+    base = chosen[: -len(INT8)] if chosen.endswith(INT8) else chosen
+    dirs = {k: v for k, v in model_dirs(saved).items() if k in (r, f"{r}{INT8}", base, f"{base}{INT8}")}
+    out, others_share, _ = time_models(dirs, LATENCY_THREADS[:1])
+    ms = out[str(LATENCY_THREADS[0])]
+    value = {"ms": ms, "speedup": {k: round(ms[r] / v, 2) for k, v in ms.items()}, "others_share": others_share}
+    record("latency_repeats", f"run-{len(saved.get('latency_repeats', {})) + 1}", value)
+    print(json.dumps(value))
+
+
+def stage_latency(args: argparse.Namespace) -> None:
+    """Per-query time of the recipe and its students, interleaved (see ``benchmarks/retriever_quality.py``'s
+    ``latency``): one dev query encoded alone and searched exactly over a flat index of the corpus's size, every
+    model in turn in each of the rounds; the median per model; once at each torch thread count of
+    ``LATENCY_THREADS`` (one thread per query is how a server answering concurrent queries runs; the verdict
+    uses it). Others' CPU share during the timing is recorded (0: the machine was ours)."""
+    saved = load_results()
+    out, others_share, n_queries = time_models(model_dirs(saved), LATENCY_THREADS)
+    if saved.get("latency_by_threads"):  # the previous timing run stays, for comparison (the machine drifts)
+        saved["latency_earlier"] = {
+            k: saved.get(k) for k in ("latency_by_threads", "latency_method", "latency_others_share", "latency_note")
+        }
+    saved["latency_note"] = args.note
     saved["latency_ms"] = out[str(LATENCY_THREADS[0])]  # the verdict's
     saved["latency_by_threads"] = out
-    saved["latency_others_share"] = load.others_share
+    saved["latency_others_share"] = others_share
     saved["latency_method"] = (
-        f"interleaved: {LATENCY_ROUNDS} rounds x {len(queries)} dev queries, one at a time, at "
+        f"interleaved: {LATENCY_ROUNDS} rounds x {n_queries} dev queries, one at a time, at "
         + " and ".join(f"{t} torch thread{'s' if t > 1 else ''}" for t in LATENCY_THREADS)
     )
     save_results(saved)
@@ -652,9 +680,11 @@ def render(saved: dict[str, Any]) -> str:
         "normalised scores) is chosen on dev. Documents are scored at 256 tokens, trained at 128. "
         "The query encoders are cuts of the recipe trained to embed queries where the recipe does "
         "(`indus retriever distill --query-only`, `configs/retriever/cpu-query-distill.yaml`) and scored over the "
-        "recipe's own document vectors (`indus retriever index --model RECIPE --query-model STUDENT`); the one "
-        "reported against the target is chosen on dev among those at least "
-        f"{SPEED_TARGET:g}x faster.",
+        "recipe's own document vectors (`indus retriever index --model RECIPE --query-model STUDENT`); each is "
+        "also exported int8 (`NAME-int8`: `indus retriever export --format int8`, torch dynamic quantization of "
+        "its linear layers), and the one reported against the target is chosen on dev among all of them (float or "
+        f"int8) at least {SPEED_TARGET:g}x faster than the recipe as trained (float). An int8 student's line also "
+        "gives the like-for-like ratio, against the recipe's own int8 export.",
         "",
         "| model | dev nDCG@10 | test nDCG@10 | test Recall@100 | test MRR@10 | fused with BM25: weight (dev), "
         "test nDCG@10 | training wall (min) | latency ms/query, "
@@ -687,6 +717,20 @@ def render(saved: dict[str, Any]) -> str:
             f"Latency (the recipe and its students): {saved['latency_method']}; each query encoded alone and "
             "searched exactly over a flat index of 5,183 vectors of the model's width; the median. Other processes "
             f"used {saved.get('latency_others_share')} of the machine's CPU time while it was timed.",
+        ]
+    earlier = saved.get("latency_earlier")
+    if earlier and saved.get("recipe"):
+        r, ratios = recipe(saved), []
+        for key in [k for k in student_keys() if k in rows]:
+            then, now = earlier["latency_by_threads"].get("1", {}), by_threads.get("1", {})
+            if key in then and key in now and r in then and r in now:
+                ratios.append(f"{key} {then[r] / then[key]:.2f}x -> {now[r] / now[key]:.2f}x")
+        lines += [
+            "",
+            f"This timing run: {saved.get('latency_note') or 'no note'}. The previous one "
+            f"({earlier.get('latency_note') or 'no note'}; others' CPU share {earlier.get('latency_others_share')}) "
+            f"timed the recipe at {earlier['latency_by_threads']['1'].get(r)} ms per query at 1 thread; "
+            "speed-ups then -> now: " + ", ".join(ratios) + ".",
         ]
     lines += targets(saved)
     lines += ablation_table(rows)
@@ -822,6 +866,17 @@ def targets(saved: dict[str, Any]) -> list[str]:
             f"{speed:.2f}x less time per query than the recipe (target >= {KEEP_TARGET:.0%} at >= {SPEED_TARGET:g}x) "
             f"-> {'met' if ok else 'MISSED'}{like}"
         )
+    repeats = saved.get("latency_repeats", {})
+    if chosen and repeats:
+        ups = [v["speedup"][chosen] for v in repeats.values() if chosen in v["speedup"]]
+        r8ups = [v["speedup"][r8] for v in repeats.values() if r8 in v["speedup"]]
+        out.append(
+            f"- the chosen query encoder's speed-up in {len(ups)} repeated timing runs (`latency-repeat`: fresh "
+            f"processes, the recipe, its int8 export and the chosen's float and int8 forms, 1 thread): "
+            + ", ".join(f"{u:.2f}x" for u in ups)
+            + f" (median {float(np.median(ups)):.2f}x, lowest {min(ups):.2f}x); the recipe's int8 export: "
+            + ", ".join(f"{u:.2f}x" for u in r8ups)
+        )
     for key in [k for k in QUERY_STUDENTS if SEED_SUFFIX in k and k in rows]:
         base = key.split(SEED_SUFFIX)[0]
         for form in ("", INT8):
@@ -852,6 +907,7 @@ def main() -> None:
         "distill",
         "qdistill",
         "latency",
+        "latency-repeat",
         "choose-student",
         "eval",
         "render",
@@ -859,6 +915,7 @@ def main() -> None:
     parser.add_argument("stage", choices=stages)
     parser.add_argument("names", nargs="*")
     parser.add_argument("--set", action="append", help="config override for train (key=value)")
+    parser.add_argument("--note", help="latency: what changed since the previous timing run (kept in the results)")
     args = parser.parse_args()
     {
         "prepare": stage_prepare,
@@ -869,6 +926,7 @@ def main() -> None:
         "qdistill": stage_qdistill,
         "choose-student": stage_choose_student,
         "latency": stage_latency,
+        "latency-repeat": stage_latency_repeat,
         "eval": stage_eval,
         "render": stage_render,
     }[args.stage](args)
