@@ -150,3 +150,17 @@ def test_data_copied_again_keeps_the_stage_keys_and_changed_bytes_do_not(data, t
     train.write_bytes(train.read_bytes().replace(b"e", b"a", 1))  # same size, other bytes
     changed = {name for name, s in build_plan(config, data / "run").stages.items() if s.key != before[name]}
     assert "tokenizer" in changed
+
+
+def test_a_record_with_modification_times_says_the_fingerprints_changed_format(data):
+    import json
+
+    plan = build_plan(load_config(PipelineConfig, _config(data, lambda c: None)), data / "run")
+    tok = plan.stages["tokenizer"]
+    old = json.loads(json.dumps(tok.settings, default=str))
+    old["data"] = [[name, size, 1_700_000_000_000_000_000] for name, size, _ in old["data"]]  # an older indus
+    record = tok.path.parent / "0123456789ab" / "stage.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"settings": old, "inputs": [], "finished": 1.0}))
+    line = next(line for line in explain(plan) if line.split()[1] == "tokenizer")
+    assert line.endswith("data recorded by size and modification time (an older indus); now by content")

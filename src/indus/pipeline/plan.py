@@ -373,7 +373,9 @@ def why(plan: Plan, stage: PlannedStage, force: Sequence[str] = ()) -> tuple[str
     reasons = diff_settings(
         {k: v for k, v in old.items() if k != "data"}, {k: v for k, v in new.items() if k != "data"}
     )
-    if old.get("data") != new.get("data"):  # fingerprints: [name, size, digest] per file
+    if old.get("data") != new.get("data") and _mtime_fingerprints(old.get("data")):
+        reasons.append("data recorded by size and modification time (an older indus); now by content")
+    elif old.get("data") != new.get("data"):  # fingerprints: [name, size, digest] per file
         before = {tuple(f) for f in old.get("data") or []}
         changed = sorted(
             {f[0] for f in new.get("data") or [] if tuple(f) not in before}
@@ -410,3 +412,8 @@ def explain(plan: Plan, force: Sequence[str] = ()) -> list[str]:
         + f" (run folder {plan.out_dir})"
     )
     return lines
+
+
+def _mtime_fingerprints(data: Any) -> bool:
+    """Whether a record's data fingerprints are the older [name, size, mtime_ns] (an int where a digest now is)."""
+    return isinstance(data, list) and any(isinstance(f, list) and len(f) == 3 and isinstance(f[2], int) for f in data)
