@@ -2,8 +2,9 @@
 
 Many texts go through ``SentenceTransformer.encode`` (length-sorted batches, a progress bar). A few texts (one query
 at search time) skip its per-call bookkeeping: for the standard stack (Transformer, mean Pooling, Normalize) they go
-straight through the tokenizer, the Hugging Face model and mean pooling. That is the path whose per-query latency
-the IR evaluator measures. It sits below the rooms (the evaluator and the retriever both use it) and imports the
+straight through the tokenizer, the Hugging Face model and mean pooling; one text goes through a copy of the Rust
+tokenizer, unpadded, so the model runs without an attention mask. That is the path whose per-query latency the IR
+evaluator measures. It sits below the rooms (the evaluator and the retriever both use it) and imports the
 heavy libraries only when it encodes.
 
 Example
@@ -60,7 +61,7 @@ def _direct_encoder(model: Any) -> Any:
         single, truncated_at = _single_text_tokenizer(tokenizer), [None]
 
         def direct(texts: list[str]) -> Any:
-            if single is not None and len(texts) == 1:  # one query: no padding, so no attention mask to apply
+            if single is not None and len(texts) == 1 and model.max_seq_length:  # one query: no padding, no mask
                 if truncated_at[0] != model.max_seq_length:  # follows the model's length, as the wrapper call does
                     single.enable_truncation(max_length=model.max_seq_length)
                     truncated_at[0] = model.max_seq_length
