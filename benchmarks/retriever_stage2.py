@@ -29,8 +29,9 @@ Stages (each a heavy job; run them under the shared CPU lock)::
         qstudent-1l-ffn768-int8 qstudent-1l-int8 qstudent-2l-ffn320-int8 qstudent-2l-ffn320-ict-int8 \
         qstudent-2l-ffn128-ict-int8 qstudent-2l-ffn320-ict-all-int8 qstudent-2l-ffn320-ict-all-seed1-int8
                                                                  # NAME-int8: NAME's query encoder exported int8
-    python benchmarks/retriever_stage2.py latency                # the recipe vs its students, interleaved, alone
+    python benchmarks/retriever_stage2.py latency [--note TEXT]  # the recipe vs its students, interleaved, alone
     python benchmarks/retriever_stage2.py choose-student         # the query encoder: best dev at >= 5x
+    python benchmarks/retriever_stage2.py latency-repeat         # x4: the chosen one's speed-up, fresh processes
     python benchmarks/retriever_stage2.py render                 # the markdown from the JSON
 
 Stages that train or score may run side by side (one per core, ``OMP_NUM_THREADS=1``): each result is written
