@@ -103,8 +103,14 @@ def sha256_file(path: str | Path) -> str:
 DIGEST_MEMO_ENTRIES = 20_000  # the memo keeps the most recent digests
 
 
+def indus_cache() -> Path:
+    """Where indus keeps its caches (digests, tokenised corpora, embeddings): ``$INDUS_CACHE``, else
+    ``~/.cache/indus``."""
+    return Path(os.environ.get("INDUS_CACHE") or Path.home() / ".cache" / "indus").expanduser()
+
+
 def _digest_memo_file() -> Path:
-    return Path(os.environ.get("INDUS_CACHE") or Path.home() / ".cache" / "indus") / "digests.json"
+    return indus_cache() / "digests.json"
 
 
 _digest_memo: dict[str, str] | None = None

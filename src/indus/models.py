@@ -218,10 +218,10 @@ def documents_model(spec: str | Path) -> str | None:
     distilled for, read from its run folder's ``summary.json`` or, for its int8 export (``indus retriever export
     --format int8``), from the export's record; ``None`` for any other model."""
     folder = Path(spec).expanduser()
-    summary, int8 = _json_record(folder / "summary.json"), _json_record(folder / INT8_MARKER)
+    summary = _json_record(folder / "summary.json")
     if summary.get("query_only"):
         return summary.get("documents_model")
-    return int8.get("documents_model")
+    return _json_record(folder / INT8_MARKER).get("documents_model")
 
 
 def _json_record(file: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indus.atomic import indus_cache
 from indus.data.corpus import corpus_files, iter_texts, split_corpus
 from indus.errors import IndusError
 
@@ -72,8 +73,7 @@ def _token_dtype(vocab_size: int) -> str:
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
     """The tokenised-corpus cache: ``cache_dir``, else ``$INDUS_CACHE``, else ``~/.cache/indus``."""
-    root = cache_dir or os.environ.get("INDUS_CACHE") or Path.home() / ".cache" / "indus"
-    return Path(root).expanduser() / "packed"
+    return (Path(cache_dir).expanduser() if cache_dir else indus_cache()) / "packed"
 
 
 def cache_key(tokenizer, files: Sequence[Path], seq_len: int, max_docs: int | None) -> str:

@@ -157,10 +157,11 @@ def cached_teacher_embeddings(cfg: RetrieverDistillConfig, texts: list[str]) -> 
                 np.save(fh, array)
         parts.append(new)
         where.update((k, (len(parts) - 1, r)) for r, k in enumerate(new_keys))
+    at = np.array([where[k] for k in keys], dtype=np.int64).reshape(-1, 2)  # (N, 2): part, row
     out = np.empty((len(texts), parts[0].shape[1] if parts else 0), dtype=np.float32)
-    for i, k in enumerate(keys):
-        part, r = where[k]
-        out[i] = parts[part][r]
+    for p, part in enumerate(parts):
+        mine = at[:, 0] == p
+        out[mine] = part[at[mine, 1]]
     return out, len(first)
 
 

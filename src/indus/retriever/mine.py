@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from indus.atomic import atomic_path, atomic_write_json
+from indus.atomic import atomic_path, atomic_write_json, indus_cache
 from indus.data.beir import Document, qrels_pairs, split_beir_name
 from indus.data.jsonl import iter_jsonl
 from indus.data.pairs import pair_files
@@ -246,7 +246,7 @@ def corpus_texts(path: Path, rows: set[int] | None = None) -> Iterator[tuple[int
 
 def default_cache_dir() -> Path:
     """``$INDUS_CACHE/embeddings``, else ``~/.cache/indus/embeddings``."""
-    return Path(os.environ.get("INDUS_CACHE") or Path.home() / ".cache" / "indus") / "embeddings"
+    return indus_cache() / "embeddings"
 
 
 def model_identity(spec: str, max_seq_length: int | None) -> str:

@@ -71,8 +71,9 @@ def export_int8(
             "source": model,
             "max_seq_length": float_model.max_seq_length,
         }
-        if documents_model(model):  # a query encoder: its index holds its teacher's document vectors
-            info["documents_model"] = documents_model(model)
+        docs = documents_model(model)
+        if docs:  # a query encoder: its index holds its teacher's document vectors
+            info["documents_model"] = docs
         atomic_write_json(tmp / QUANT_FILE, info)
 
         quantized = load_sentence_transformer(str(tmp), device="cpu")
